@@ -1,0 +1,143 @@
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#
+# bsteer build: bpf/%.bpf.c -> build/bpf/%.bpf.o -> build/%.skel.h, then the
+# userspace objects that include those skeletons. Quiet by default; V=1
+# prints the full commands.
+
+OUTPUT     ?= build
+CLANG      ?= clang-19
+LLVM_STRIP ?= llvm-strip-19
+BPFTOOL    ?= bpftool
+CC         ?= gcc
+ARCH       := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
+
+CFLAGS     ?= -g -O2
+CFLAGS     += -Wall -Wextra -Werror -Wno-format-truncation -std=gnu11 -D_GNU_SOURCE \
+	      -Iinclude -I$(OUTPUT) -Iuser
+LDLIBS     += -lbpf -luring -lelf -lz -lpthread
+BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall \
+	      -Wno-unused-function -I. -Iinclude -Ibpf
+
+ifeq ($(V),1)
+Q =
+msg =
+else
+Q = @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+# The core hooks and the policies built into the binary.
+BPF_APPS := \
+	core \
+	mirror \
+	passthrough
+
+# Policies that selftests load from files; they misbehave on purpose.
+TEST_PROGS :=
+
+LIB_OBJS := \
+	engine \
+	instance \
+	util
+
+CLI_OBJS := \
+	cmd_copy \
+	cmd_policy \
+	cmd_stat \
+	main
+
+TESTS :=
+
+BPF_OBJS  := $(patsubst %,$(OUTPUT)/bpf/%.bpf.o,$(BPF_APPS))
+SKELS     := $(patsubst %,$(OUTPUT)/%.skel.h,$(BPF_APPS))
+LIB       := $(OUTPUT)/libbsteer.a
+BIN       := $(OUTPUT)/bsteer
+TEST_BPF  := $(patsubst %,$(OUTPUT)/selftests/progs/%.bpf.o,$(TEST_PROGS))
+TEST_BINS := $(patsubst %,$(OUTPUT)/selftests/%,$(TESTS))
+BPF_HDRS  := $(wildcard bpf/*.bpf.h) include/bsteer.h vmlinux.h
+USER_HDRS := $(wildcard user/*.h) include/bsteer.h
+
+.DELETE_ON_ERROR:
+.SECONDARY: $(SKELS) $(BPF_OBJS)
+.PHONY: all clean test asan deps vmlinux check-tools
+
+all: $(BIN) $(TEST_BPF) $(TEST_BINS)
+
+$(OUTPUT) $(OUTPUT)/bpf $(OUTPUT)/user $(OUTPUT)/selftests $(OUTPUT)/selftests/progs:
+	$(Q)mkdir -p $@
+
+$(OUTPUT)/bpf/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) | $(OUTPUT)/bpf
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(OUTPUT)/selftests/progs/%.bpf.o: selftests/progs/%.bpf.c $(BPF_HDRS) | $(OUTPUT)/selftests/progs
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(OUTPUT)/%.skel.h: $(OUTPUT)/bpf/%.bpf.o | $(OUTPUT)
+	$(call msg,GEN-SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name $(subst -,_,$*)_bpf > $@
+
+$(OUTPUT)/user/%.o: user/%.c $(USER_HDRS) $(SKELS) | $(OUTPUT)/user
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(patsubst %,$(OUTPUT)/user/%.o,$(LIB_OBJS))
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BIN): $(patsubst %,$(OUTPUT)/user/%.o,$(CLI_OBJS)) $(LIB)
+	$(call msg,BINARY,$@)
+	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+
+$(OUTPUT)/selftests/%: selftests/%.c selftests/test.h $(LIB) | $(OUTPUT)/selftests
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -Iselftests $< $(LIB) $(LDLIBS) -o $@
+
+# Builds userspace with ASan and UBSan into build-asan/.
+asan:
+	$(Q)$(MAKE) OUTPUT=build-asan \
+		CFLAGS="-g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined"
+
+test: all
+	$(Q)selftests/run.sh
+
+# Every build and test dependency, from Debian's archive. Idempotent.
+DEB_PKGS := \
+	bpftool \
+	clang-19 \
+	fio \
+	gcc \
+	libbpf-dev \
+	libelf-dev \
+	libnbd-bin \
+	liburing-dev \
+	libxdp-dev \
+	llvm-19 \
+	make \
+	nbdkit \
+	pkg-config \
+	python3-libnbd \
+	qemu-utils \
+	zlib1g-dev
+
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+		grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else \
+		echo "all dependencies present"; \
+	fi
+
+# Regenerates vmlinux.h from the running kernel's BTF. The committed copy
+# came from Linux 6.18 (x86_64).
+vmlinux:
+	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > vmlinux.h
+
+clean:
+	$(call msg,CLEAN)
+	$(Q)rm -rf $(OUTPUT) build-asan

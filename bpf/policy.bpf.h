@@ -1,0 +1,244 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Policy authoring API.
+ *
+ * A policy is one function:
+ *
+ *	static __always_inline void NAME_decide(struct bsteer_pctx *p);
+ *
+ * called once for every finished op of an active request. It reads the
+ * request (p->req), the op that finished (p->op, p->opcode, p->res,
+ * p->target) and its configuration (p->cfg), and answers with the helpers
+ * below: emit ops, seal or release the slot, mark a target failed, or
+ * complete the request. BSTEER_POLICY(NAME, ID) then generates both hosts:
+ *
+ *	NAME_tp   SEC("tp_btf/io_uring_complete"), tail-called by the hook
+ *	NAME_sys  SEC("syscall"), the BPF_PROG_RUN fallback over a batch
+ *
+ * so the policy is written once and runs the same in either.
+ */
+#ifndef BSTEER_POLICY_BPF_H
+#define BSTEER_POLICY_BPF_H
+
+#include "bsteer.bpf.h"
+
+/* Events as a policy sees them. */
+static __always_inline int bsteer_is_arrival(struct bsteer_pctx *p)
+{
+	/* The frontend's op finished: a request (and its payload) arrived. */
+	return p->op_flags & BSTEER_OPF_FRONTEND;
+}
+
+static __always_inline __u32 bsteer_ntargets(struct bsteer_pctx *p)
+{
+	__u32 n = p->cfg->ntargets;
+
+	return n > BSTEER_MAX_TARGETS ? BSTEER_MAX_TARGETS : n;
+}
+
+static __always_inline struct bsteer_target *bsteer_target(__u32 t)
+{
+	return bpf_map_lookup_elem(&targets, &t);
+}
+
+static __always_inline int bsteer_target_ok(__u32 t)
+{
+	struct bsteer_target *tg = bsteer_target(t);
+
+	return tg && !(tg->flags & BSTEER_TGT_FAILED);
+}
+
+/* Take a target out of service; the executor refuses ops to it from now. */
+static __always_inline void bsteer_target_fail(struct bsteer_pctx *p, __u32 t,
+					       __s32 err)
+{
+	struct bsteer_target *tg = bsteer_target(t);
+
+	if (!tg || (tg->flags & BSTEER_TGT_FAILED))
+		return;
+	tg->flags |= BSTEER_TGT_FAILED;
+	tg->last_error = err;
+	stat_inc(BSTEER_ST_TARGETS_FAILED);
+	emit_event(BSTEER_EV_TARGET_FAILED, p->cookie, p->ring, t, 0, 0, err);
+}
+
+/*
+ * Emit one op for the request. Returns 0, or -E2BIG when the decision or
+ * the request's op table is full, or -EBUSY when the request has used its
+ * op budget. The op is recorded in the request so that its completion can
+ * be matched; the executor still checks it before submitting.
+ */
+static __always_inline int bsteer_emit(struct bsteer_pctx *p, __u8 opcode,
+				       __u32 target, __u32 slot, __u32 slot_off,
+				       __u32 len, __u64 offset)
+{
+	struct bsteer_decision *d = p->dec;
+	struct bsteer_req *req = p->req;
+	struct bsteer_req_op *o = NULL;
+	struct bsteer_dop *dop;
+	struct bsteer_slot *m;
+	__u32 i, n;
+
+	if (req->issued >= BSTEER_OP_BUDGET) {
+		stat_inc(BSTEER_ST_BUDGET);
+		return -EBUSY;
+	}
+	n = d->nops;
+	if (n >= BSTEER_DEC_OPS)
+		return -E2BIG;
+	for (i = 0; i < BSTEER_REQ_OPS; i++) {
+		if (req->ops[i].state == BSTEER_OPS_FREE) {
+			o = &req->ops[i];
+			break;
+		}
+	}
+	if (!o)
+		return -E2BIG;
+
+	o->state = BSTEER_OPS_INFLIGHT;
+	o->seq++;
+	o->opcode = opcode;
+	o->flags = 0;
+	o->target = target;
+	o->slot = slot;
+	o->slot_off = slot_off;
+	o->len = len;
+	o->done = 0;
+	o->offset = offset;
+	req->inflight++;
+	req->issued++;
+
+	dop = &d->ops[n & (BSTEER_DEC_OPS - 1)];
+	dop->opcode = opcode;
+	dop->op = i;
+	dop->target = target;
+	dop->slot = slot;
+	dop->slot_off = slot_off;
+	dop->len = len;
+	dop->offset = offset;
+	dop->flags = 0;
+	dop->slot_gen = 0;
+	m = bpf_map_lookup_elem(&slot_meta, &slot);
+	if (m)
+		dop->slot_gen = m->gen;
+	d->nops = n + 1;
+	return 0;
+}
+
+/* The slot's payload is complete: from now on it may only be read. */
+static __always_inline void bsteer_seal(__u32 slot)
+{
+	struct bsteer_slot *m = bpf_map_lookup_elem(&slot_meta, &slot);
+
+	if (m)
+		m->dir = BSTEER_DIR_DRAIN;
+}
+
+/* The owner lets go of @slot; it returns once no op holds it. */
+static __always_inline void bsteer_release(struct bsteer_pctx *p, __u32 slot)
+{
+	struct bsteer_decision *d = p->dec;
+	__u32 n = d->nrelease;
+
+	if (n < BSTEER_DEC_RELEASE) {
+		d->release[n & (BSTEER_DEC_RELEASE - 1)] = slot;
+		d->nrelease = n + 1;
+	}
+}
+
+/* The request is finished with @err (0 or -errno). */
+static __always_inline void bsteer_complete(struct bsteer_pctx *p, __s32 err)
+{
+	p->dec->flags |= BSTEER_DEC_DONE;
+	p->dec->error = err;
+}
+
+/* Remember the first error of a request, for the join. */
+static __always_inline void bsteer_note_error(struct bsteer_pctx *p, __s32 err)
+{
+	if (!p->req->error)
+		p->req->error = err;
+}
+
+static __always_inline int bsteer_err_transient(__s32 err)
+{
+	return err == -EAGAIN || err == -EINTR;
+}
+
+/* Submit the op that just finished once more, unchanged. */
+static __always_inline int bsteer_retry(struct bsteer_pctx *p)
+{
+	return bsteer_emit(p, p->opcode, p->target, p->slot, p->slot_off,
+			   p->len, p->offset);
+}
+
+/*
+ * The join: when the last op of the request is back, release the data slot
+ * and complete with the first error recorded (or 0).
+ */
+static __always_inline int bsteer_join(struct bsteer_pctx *p)
+{
+	struct bsteer_req *rq = p->req;
+
+	if (rq->inflight || p->dec->nops)
+		return 0;
+	if (rq->slot != BSTEER_NO_SLOT)
+		bsteer_release(p, rq->slot);
+	bsteer_complete(p, rq->error);
+	return 1;
+}
+
+#define BSTEER_POLICY(name, id)						\
+SEC("tp_btf/io_uring_complete")						\
+int name##_tp(__u64 *ctx)						\
+{									\
+	struct bsteer_pctx p = {};					\
+	struct bsteer_scratch *s;					\
+	__u32 zero = 0;							\
+	int rc;								\
+									\
+	s = bpf_map_lookup_elem(&scratch, &zero);			\
+	if (!s)								\
+		return 0;						\
+	rc = core_begin(&p, s->user_data, s->res, s->ring);		\
+	if (rc == CORE_IGNORE)						\
+		return 0;						\
+	if (rc == CORE_POLICY)						\
+		name##_decide(&p);					\
+	core_finish(&p, BSTEER_ST_DEC_HOOK, id);				\
+	return 0;							\
+}									\
+									\
+static long name##_one(__u32 i, void *data)				\
+{									\
+	struct bsteer_fb *fb = data;					\
+	struct bsteer_pctx p = {};					\
+	struct bsteer_cqe *c = fb_cqe(fb, i);				\
+	int rc;								\
+									\
+	if (!c)								\
+		return 1;						\
+	rc = core_begin(&p, c->user_data, c->res, fb->ring);		\
+	if (rc == CORE_IGNORE)						\
+		return 0;						\
+	if (rc == CORE_POLICY)						\
+		name##_decide(&p);					\
+	core_finish(&p, BSTEER_ST_DEC_FALLBACK, id);			\
+	fb->decided++;							\
+	return 0;							\
+}									\
+									\
+SEC("syscall")								\
+int name##_sys(struct bsteer_fallback_args *args)			\
+{									\
+	struct bsteer_fb fb = { .ring = args->ring };			\
+	__u32 n = args->count;						\
+									\
+	if (n > BSTEER_BATCH)						\
+		n = BSTEER_BATCH;					\
+	bpf_loop(n, name##_one, &fb, 0);				\
+	args->decided = fb.decided;					\
+	return 0;							\
+}
+
+#endif /* BSTEER_POLICY_BPF_H */

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+#ifndef BSTEER_CMD_H
+#define BSTEER_CMD_H
+
+#include <signal.h>
+
+struct bsteer_cmd {
+	const char *name;
+	const char *summary;
+	int (*fn)(int argc, char **argv);
+};
+
+int cmd_copy(int argc, char **argv);
+int cmd_stat(int argc, char **argv);
+int cmd_policy(int argc, char **argv);
+
+/* Set by SIGINT/SIGTERM; long-running commands poll it. */
+extern volatile sig_atomic_t exiting;
+void install_signals(void);
+
+#endif /* BSTEER_CMD_H */

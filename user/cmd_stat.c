@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* bsteer stat: read the pinned maps of a running instance. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include "cmd.h"
+#include "libbsteer.h"
+
+static const char stat_usage[] =
+"USAGE: bsteer stat INSTANCE [--json] [--interval SECS [--count N]]\n"
+"\n"
+"Show the counters of a running instance, read from its pinned maps under\n"
+"/sys/fs/bpf/bsteer/INSTANCE/: slots free, leased and in flight, decisions\n"
+"made by the completion hook and by the fallback, rejected decisions,\n"
+"direction violations, and ops and bytes per target.\n"
+"\n"
+"OPTIONS:\n"
+"  -j, --json            one JSON object per report\n"
+"  -I, --interval SECS   report every SECS seconds\n"
+"  -c, --count N         stop after N reports (with --interval)\n"
+"  -h, --help            this text\n"
+"\n"
+"EXAMPLES:\n"
+"  bsteer stat copy-1234\n"
+"  bsteer stat live --json\n"
+"  bsteer stat live --interval 1 --count 10\n";
+
+static const char *const stat_names[BSTEER_ST__MAX] = {
+	[BSTEER_ST_CQE_SEEN]		= "cqe_seen",
+	[BSTEER_ST_CQE_AUX]		= "cqe_aux",
+	[BSTEER_ST_DEC_HOOK]		= "decisions_hook",
+	[BSTEER_ST_DEC_FALLBACK]	= "decisions_fallback",
+	[BSTEER_ST_FALLBACK_RUNS]	= "fallback_runs",
+	[BSTEER_ST_DEC_REJECTED]	= "decisions_rejected",
+	[BSTEER_ST_DEC_STALE]		= "decisions_stale",
+	[BSTEER_ST_DEC_MISSING]		= "decisions_missing",
+	[BSTEER_ST_NO_POLICY]		= "no_policy",
+	[BSTEER_ST_VIOLATIONS]		= "violations",
+	[BSTEER_ST_FOREIGN]		= "foreign_completions",
+	[BSTEER_ST_KOPS]		= "kernel_fixed_ops",
+	[BSTEER_ST_OPS_SUBMITTED]	= "ops_submitted",
+	[BSTEER_ST_OPS_COMPLETED]	= "ops_completed",
+	[BSTEER_ST_OPS_SHORT]		= "ops_short",
+	[BSTEER_ST_OPS_ERRORS]		= "ops_errors",
+	[BSTEER_ST_SLOT_LEASES]		= "slot_leases",
+	[BSTEER_ST_SLOT_RELEASES]	= "slot_releases",
+	[BSTEER_ST_REQS_STARTED]	= "requests_started",
+	[BSTEER_ST_REQS_DONE]		= "requests_done",
+	[BSTEER_ST_REQS_FAILED]		= "requests_failed",
+	[BSTEER_ST_BUDGET]		= "op_budget_exceeded",
+	[BSTEER_ST_TARGETS_FAILED]	= "targets_failed",
+	[BSTEER_ST_RINGS]		= "rings",
+};
+
+struct view {
+	struct bsteer_pins pins;
+	void *mem[BSTEER_MAP__MAX];
+	size_t len[BSTEER_MAP__MAX];
+};
+
+static int view_open(struct view *v, const char *name)
+{
+	static const int need[] = {
+		BSTEER_MAP_SLOT_META, BSTEER_MAP_TARGETS, BSTEER_MAP_STATS,
+		BSTEER_MAP_POLICY_STATS, BSTEER_MAP_CFG, BSTEER_MAP_INFO,
+	};
+	size_t i;
+	int err;
+
+	memset(v, 0, sizeof(*v));
+	err = bsteer_pins_open(&v->pins, name);
+	if (err)
+		return err;
+	for (i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
+		int m = need[i];
+
+		v->mem[m] = bsteer_map_mmap(v->pins.map_fd[m], &v->len[m], false);
+		if (!v->mem[m]) {
+			bsteer_set_err("cannot map %s/%s: %s", v->pins.dir,
+				       bsteer_map_names[m], strerror(errno));
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
+static void view_close(struct view *v)
+{
+	int i;
+
+	for (i = 0; i < BSTEER_MAP__MAX; i++)
+		if (v->mem[i])
+			munmap(v->mem[i], v->len[i]);
+	bsteer_pins_close(&v->pins);
+}
+
+struct slot_count {
+	__u32 free, leased, releasing, foreign, busy;
+};
+
+static void count_slots(struct view *v, __u32 nslots, struct slot_count *sc)
+{
+	const struct bsteer_slot *m = v->mem[BSTEER_MAP_SLOT_META];
+	__u32 i;
+
+	memset(sc, 0, sizeof(*sc));
+	for (i = 0; i < nslots; i++) {
+		switch (m[i].state) {
+		case BSTEER_SLOT_FREE:
+			sc->free++;
+			break;
+		case BSTEER_SLOT_LEASED:
+			sc->leased++;
+			break;
+		case BSTEER_SLOT_RELEASING:
+			sc->releasing++;
+			break;
+		default:
+			sc->foreign++;
+		}
+		sc->busy += m[i].inflight != 0;
+	}
+}
+
+static void report(struct view *v, const char *name, bool json)
+{
+	const struct bsteer_info *inf = v->mem[BSTEER_MAP_INFO];
+	const struct bsteer_target *t = v->mem[BSTEER_MAP_TARGETS];
+	const struct bsteer_cfg *cfg = v->mem[BSTEER_MAP_CFG];
+	const __u64 *st = v->mem[BSTEER_MAP_STATS];
+	const __u64 *ps = v->mem[BSTEER_MAP_POLICY_STATS];
+	__u64 hook = st[BSTEER_ST_DEC_HOOK], fb = st[BSTEER_ST_DEC_FALLBACK];
+	double ratio = hook + fb ? (double)hook / (hook + fb) : 0;
+	__u32 ntg = cfg->ntargets > BSTEER_MAX_TARGETS ? BSTEER_MAX_TARGETS :
+							 cfg->ntargets;
+	struct slot_count sc;
+	__u32 i;
+
+	count_slots(v, inf->nslots, &sc);
+	if (json) {
+		struct bsteer_json j;
+
+		json_begin(&j, stdout);
+		json_str(&j, "instance", name);
+		json_u64(&j, "pid", inf->pid);
+		json_str(&j, "kind", inf->kind);
+		json_str(&j, "policy", inf->policy);
+		json_u64(&j, "slot_size", inf->slot_size);
+		json_obj(&j, "slots");
+		json_u64(&j, "total", inf->nslots);
+		json_u64(&j, "free", sc.free);
+		json_u64(&j, "leased", sc.leased);
+		json_u64(&j, "releasing", sc.releasing);
+		json_u64(&j, "foreign", sc.foreign);
+		json_u64(&j, "in_flight", sc.busy);
+		json_end_obj(&j);
+		json_dbl(&j, "hook_ratio", ratio);
+		json_obj(&j, "counters");
+		for (i = 0; i < BSTEER_ST__MAX; i++)
+			json_u64(&j, stat_names[i], st[i]);
+		json_end_obj(&j);
+		json_arr(&j, "decisions_by_policy_id");
+		for (i = 0; i < BSTEER_POLICY_IDS; i++)
+			json_u64(&j, NULL, ps[i]);
+		json_end_arr(&j);
+		json_arr(&j, "targets");
+		for (i = 0; i < ntg; i++) {
+			json_obj(&j, NULL);
+			json_u64(&j, "index", i);
+			json_u64(&j, "ops", t[i].ops);
+			json_u64(&j, "bytes", t[i].bytes);
+			json_u64(&j, "errors", t[i].errors);
+			json_bool(&j, "failed", t[i].flags & BSTEER_TGT_FAILED);
+			json_end_obj(&j);
+		}
+		json_end_arr(&j);
+		json_finish(&j);
+		return;
+	}
+	printf("instance %s (pid %u, %s), policy %s\n", name, inf->pid, inf->kind,
+	       inf->policy);
+	printf("slots: %u of %u bytes: %u free, %u leased, %u releasing, %u in flight\n",
+	       inf->nslots, inf->slot_size, sc.free, sc.leased, sc.releasing,
+	       sc.busy);
+	printf("decisions: %llu hook, %llu fallback (%.2f%% hook), %llu rejected\n",
+	       (unsigned long long)hook, (unsigned long long)fb, 100 * ratio,
+	       (unsigned long long)st[BSTEER_ST_DEC_REJECTED]);
+	for (i = 0; i < BSTEER_ST__MAX; i++)
+		printf("  %-22s %llu\n", stat_names[i], (unsigned long long)st[i]);
+	printf("%-4s %-10s %-14s %-8s %s\n", "TGT", "OPS", "BYTES", "ERRORS", "STATE");
+	for (i = 0; i < ntg; i++)
+		printf("%-4u %-10llu %-14llu %-8llu %s\n", i,
+		       (unsigned long long)t[i].ops,
+		       (unsigned long long)t[i].bytes,
+		       (unsigned long long)t[i].errors,
+		       t[i].flags & BSTEER_TGT_FAILED ? "failed" : "ok");
+}
+
+int cmd_stat(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "interval", required_argument, NULL, 'I' },
+		{ "count", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool json = false;
+	double interval = 0;
+	long count = 0, n;
+	struct view v;
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "jI:c:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'j':
+			json = true;
+			break;
+		case 'I':
+			interval = atof(optarg);
+			if (interval <= 0) {
+				fprintf(stderr, "bsteer stat: bad interval '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'c':
+			count = atol(optarg);
+			break;
+		case 'h':
+			fputs(stat_usage, stdout);
+			return 0;
+		default:
+			fputs(stat_usage, stderr);
+			return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		fputs(stat_usage, stderr);
+		return 2;
+	}
+	if (view_open(&v, argv[optind])) {
+		fprintf(stderr, "bsteer stat: %s\n", bsteer_errbuf());
+		view_close(&v);
+		return 1;
+	}
+	install_signals();
+	for (n = 0; !exiting; n++) {
+		report(&v, argv[optind], json);
+		fflush(stdout);
+		if (!interval || (count && n + 1 >= count))
+			break;
+		usleep(interval * 1e6);
+	}
+	view_close(&v);
+	return 0;
+}

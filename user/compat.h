@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * io_uring definitions newer than Debian 12's liburing 2.3, all in one
+ * place. Values are the kernel's UAPI (include/uapi/linux/io_uring.h).
+ */
+#ifndef BSTEER_COMPAT_H
+#define BSTEER_COMPAT_H
+
+#include <liburing.h>
+
+#ifndef IORING_SETUP_SINGLE_ISSUER
+#define IORING_SETUP_SINGLE_ISSUER	(1U << 12)	/* 6.0 */
+#endif
+#ifndef IORING_SETUP_DEFER_TASKRUN
+#define IORING_SETUP_DEFER_TASKRUN	(1U << 13)	/* 6.1 */
+#endif
+#ifndef IORING_SETUP_NO_SQARRAY
+#define IORING_SETUP_NO_SQARRAY		(1U << 16)	/* 6.6 */
+#endif
+
+#ifndef BPF_FS_MAGIC
+#define BPF_FS_MAGIC			0xcafe4a11
+#endif
+
+#endif /* BSTEER_COMPAT_H */

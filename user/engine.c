@@ -1,0 +1,654 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The engine: one io_uring ring driven by one thread. It leases slots,
+ * starts requests, reaps completions, and carries out the decisions the
+ * policy wrote, after checking each one. It makes no decision itself.
+ *
+ * All request, slot and decision state is BPF map memory mapped here. The
+ * completion hooks for this ring run inside this thread's io_uring_enter()
+ * (SINGLE_ISSUER|DEFER_TASKRUN), so nothing here races with them.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "libbsteer.h"
+#include "core.skel.h"
+
+#define SQ_ENTRIES	256
+#define CQ_ENTRIES	4096	/* well above what can be in flight */
+
+void bsteer_stat_add(struct bsteer_instance *in, enum bsteer_stat s, __u64 v)
+{
+	__atomic_fetch_add(&in->stats[s], v, __ATOMIC_RELAXED);
+}
+
+/* ---- slots ---- */
+
+static void slot_push_free(struct bsteer_engine *e, __u32 slot)
+{
+	struct bsteer_ring *r = &e->in->rings[e->id];
+	struct bsteer_slot *m = &e->in->meta[slot];
+
+	m->state = BSTEER_SLOT_FREE;
+	m->dir = 0;
+	e->in->freelist[r->slot_base + r->free_top++] = slot;
+	bsteer_stat_add(e->in, BSTEER_ST_SLOT_RELEASES, 1);
+}
+
+int bsteer_slot_lease(struct bsteer_engine *e, __u32 req, __u32 *slot)
+{
+	struct bsteer_ring *r = &e->in->rings[e->id];
+	struct bsteer_slot *m;
+	__u32 s;
+
+	if (!r->free_top)
+		return -ENOBUFS;
+	s = e->in->freelist[r->slot_base + --r->free_top];
+	m = &e->in->meta[s];
+	m->state = BSTEER_SLOT_LEASED;
+	m->gen++;
+	m->owner = req;
+	m->ring = e->id;
+	m->dir = BSTEER_DIR_FILL;
+	m->lease_ns = bsteer_now_ns();
+	e->in->reqs[req].slot = s;
+	bsteer_stat_add(e->in, BSTEER_ST_SLOT_LEASES, 1);
+	*slot = s;
+	return 0;
+}
+
+/* The owner lets go. The slot returns now, or when its last op completes. */
+void bsteer_slot_release(struct bsteer_engine *e, __u32 slot)
+{
+	struct bsteer_slot *m = &e->in->meta[slot];
+
+	if (m->state != BSTEER_SLOT_LEASED)
+		return;
+	if (__atomic_load_n(&m->inflight, __ATOMIC_ACQUIRE))
+		m->state = BSTEER_SLOT_RELEASING;
+	else
+		slot_push_free(e, slot);
+}
+
+__u32 bsteer_slots_free(struct bsteer_engine *e)
+{
+	return e->in->rings[e->id].free_top;
+}
+
+__u32 bsteer_slots_leaked(struct bsteer_instance *in)
+{
+	__u32 i, n = 0;
+
+	for (i = 0; i < in->nslots; i++)
+		n += in->meta[i].state != BSTEER_SLOT_FREE;
+	return n;
+}
+
+/* ---- requests ---- */
+
+int bsteer_req_alloc(struct bsteer_engine *e, __u8 type, __u64 offset,
+		     __u32 len, __u32 *out)
+{
+	struct bsteer_req *rq;
+	__u32 r;
+	int i;
+
+	if (!e->req_top)
+		return -EBUSY;
+	r = e->req_stack[--e->req_top];
+	rq = &e->in->reqs[r];
+	rq->gen = (rq->gen + 1) & BSTEER_GEN_MASK;
+	rq->state = BSTEER_RQ_ACTIVE;
+	rq->type = type;
+	rq->ring = e->id;
+	rq->offset = offset;
+	rq->len = len;
+	rq->slot = BSTEER_NO_SLOT;
+	rq->inflight = 0;
+	rq->issued = 0;
+	rq->error = 0;
+	rq->flags = 0;
+	rq->start_ns = bsteer_now_ns();
+	rq->pstate[0] = rq->pstate[1] = 0;
+	for (i = 0; i < BSTEER_REQ_OPS; i++)
+		rq->ops[i].state = BSTEER_OPS_FREE;
+	e->submitted[r - e->req_base] = 0;
+	bsteer_stat_add(e->in, BSTEER_ST_REQS_STARTED, 1);
+	*out = r;
+	return 0;
+}
+
+__u32 bsteer_reqs_free(struct bsteer_engine *e)
+{
+	return e->req_top;
+}
+
+static void req_maybe_free(struct bsteer_engine *e, __u32 r)
+{
+	struct bsteer_req *rq = &e->in->reqs[r];
+
+	if (rq->state != BSTEER_RQ_DONE || rq->inflight ||
+	    e->submitted[r - e->req_base])
+		return;
+	rq->state = BSTEER_RQ_FREE;
+	e->req_stack[e->req_top++] = r;
+}
+
+static void req_finish(struct bsteer_engine *e, __u32 r, int err)
+{
+	struct bsteer_req *rq = &e->in->reqs[r];
+
+	if (rq->state != BSTEER_RQ_ACTIVE)
+		return;
+	rq->state = BSTEER_RQ_DONE;
+	/* The lease dies with the request, whatever the policy said. */
+	if (rq->slot != BSTEER_NO_SLOT && e->in->meta[rq->slot].owner == r)
+		bsteer_slot_release(e, rq->slot);
+	bsteer_stat_add(e->in, err ? BSTEER_ST_REQS_FAILED : BSTEER_ST_REQS_DONE, 1);
+	if (e->cb.complete)
+		e->cb.complete(e->cb.arg, e, r, err);
+}
+
+/* ---- SQEs ---- */
+
+static struct io_uring_sqe *get_sqe(struct bsteer_engine *e)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&e->ring);
+
+	if (!sqe) {
+		io_uring_submit(&e->ring);
+		sqe = io_uring_get_sqe(&e->ring);
+	}
+	return sqe;
+}
+
+/* Turn op @op of request @r (already recorded) into an SQE. */
+static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
+		     __u32 file, __u32 slot, __u32 slot_off, __u32 len,
+		     __u64 offset)
+{
+	struct bsteer_req *rq = &e->in->reqs[r];
+	struct io_uring_sqe *sqe = get_sqe(e);
+	void *buf = NULL;
+
+	if (!sqe)
+		return -EBUSY;
+	if (slot != BSTEER_NO_SLOT)
+		buf = e->in->pool + (size_t)slot * e->in->slot_size + slot_off;
+	switch (opcode) {
+	case BSTEER_OP_NOP:
+		io_uring_prep_nop(sqe);
+		break;
+	case BSTEER_OP_READ:
+		io_uring_prep_read_fixed(sqe, file, buf, len, offset, slot);
+		sqe->flags |= IOSQE_FIXED_FILE;
+		break;
+	case BSTEER_OP_WRITE:
+		io_uring_prep_write_fixed(sqe, file, buf, len, offset, slot);
+		sqe->flags |= IOSQE_FIXED_FILE;
+		break;
+	case BSTEER_OP_FSYNC:
+	case BSTEER_OP_FDATASYNC:
+		io_uring_prep_fsync(sqe, file, opcode == BSTEER_OP_FDATASYNC ?
+					  IORING_FSYNC_DATASYNC : 0);
+		sqe->flags |= IOSQE_FIXED_FILE;
+		break;
+	default:
+		return -EINVAL;
+	}
+	io_uring_sqe_set_data64(sqe, bsteer_ud(r, rq->gen, op, rq->ops[op].seq));
+	if (slot != BSTEER_NO_SLOT)
+		__atomic_fetch_add(&e->in->meta[slot].inflight, 1, __ATOMIC_RELEASE);
+	e->submitted[r - e->req_base] |= 1u << op;
+	e->inflight_sqes++;
+	bsteer_stat_add(e->in, BSTEER_ST_OPS_SUBMITTED, 1);
+	return 0;
+}
+
+int bsteer_frontend_op(struct bsteer_engine *e, __u32 r, __u8 opcode,
+		       __u32 file, __u32 slot, __u32 len, __u64 offset)
+{
+	struct bsteer_req *rq = &e->in->reqs[r];
+	struct bsteer_req_op *o = NULL;
+	__u32 i;
+
+	for (i = 0; i < BSTEER_REQ_OPS; i++) {
+		if (rq->ops[i].state == BSTEER_OPS_FREE) {
+			o = &rq->ops[i];
+			break;
+		}
+	}
+	if (!o)
+		return -EBUSY;
+	o->state = BSTEER_OPS_INFLIGHT;
+	o->seq++;
+	o->opcode = opcode;
+	o->flags = BSTEER_OPF_FRONTEND;
+	o->target = file;
+	o->slot = slot;
+	o->slot_off = 0;
+	o->len = len;
+	o->done = 0;
+	o->offset = offset;
+	rq->inflight++;
+	rq->issued++;
+	return submit_op(e, r, i, opcode, file, slot, 0, len, offset);
+}
+
+/* ---- the executor ---- */
+
+/*
+ * Check one op of a decision against everything the executor knows. Returns
+ * NULL if it may run, or why not.
+ */
+static const char *check_op(struct bsteer_engine *e, __u32 r,
+			    const struct bsteer_dop *d)
+{
+	struct bsteer_instance *in = e->in;
+	struct bsteer_req *rq = &in->reqs[r];
+	const struct bsteer_req_op *o;
+	const struct bsteer_slot *m;
+	bool data = d->opcode == BSTEER_OP_READ || d->opcode == BSTEER_OP_WRITE;
+
+	if (d->opcode == BSTEER_OP_NOP || d->opcode >= BSTEER_OP__MAX)
+		return "unknown opcode";
+	if (d->op >= BSTEER_REQ_OPS)
+		return "op index out of range";
+	o = &rq->ops[d->op];
+	if (o->state != BSTEER_OPS_INFLIGHT ||
+	    (e->submitted[r - e->req_base] & (1u << d->op)))
+		return "op not pending";
+	if (d->target >= in->cfg->ntargets &&
+	    !((o->flags & BSTEER_OPF_FRONTEND) &&
+	      d->target >= BSTEER_MAX_TARGETS))
+		return "target out of range";
+	if (d->target < BSTEER_MAX_TARGETS) {
+		const struct bsteer_target *t = &in->targets[d->target];
+
+		if (t->flags & BSTEER_TGT_FAILED)
+			return "target failed";
+		if (d->opcode == BSTEER_OP_WRITE && (t->flags & BSTEER_TGT_RDONLY))
+			return "write to a read-only target";
+	}
+	if (o->opcode != d->opcode || o->target != d->target ||
+	    o->slot != d->slot || o->slot_off + o->done != d->slot_off ||
+	    o->len - o->done != d->len ||
+	    (o->offset != BSTEER_OFF_STREAM && o->offset + o->done != d->offset))
+		return "op does not match the request's record";
+	if (!data)
+		return d->slot == BSTEER_NO_SLOT ? NULL : "slot on a non-data op";
+	if (d->slot >= in->nslots)
+		return "slot out of range";
+	m = &in->meta[d->slot];
+	if (m->state != BSTEER_SLOT_LEASED || m->owner != r || m->ring != e->id)
+		return "slot not leased to this request";
+	if (m->gen != d->slot_gen)
+		return "stale slot generation";
+	if (!d->len || d->slot_off >= in->slot_size ||
+	    d->len > in->slot_size - d->slot_off)
+		return "length outside the slot";
+	if (d->opcode == BSTEER_OP_READ && !(m->dir & BSTEER_DIR_FILL))
+		return "read into a slot sealed for draining";
+	if (d->opcode == BSTEER_OP_WRITE && !(m->dir & BSTEER_DIR_DRAIN))
+		return "write from a slot not sealed";
+	return NULL;
+}
+
+static const char *check_decision(struct bsteer_engine *e, __u32 r,
+				  const struct bsteer_decision *d)
+{
+	__u32 i;
+	const char *why;
+
+	if (d->nops > BSTEER_DEC_OPS || d->nrelease > BSTEER_DEC_RELEASE)
+		return "malformed decision";
+	for (i = 0; i < d->nops; i++) {
+		why = check_op(e, r, &d->ops[i]);
+		if (why)
+			return why;
+	}
+	for (i = 0; i < d->nrelease; i++) {
+		__u32 s = d->release[i];
+
+		if (s >= e->in->nslots || e->in->meta[s].owner != r ||
+		    e->in->meta[s].state != BSTEER_SLOT_LEASED)
+			return "release of a slot the request does not hold";
+	}
+	return NULL;
+}
+
+/*
+ * A bad decision fails its request only: the ops it recorded but that
+ * never got an SQE are dropped from the books, and the request completes
+ * with -EIO once nothing of it is in flight.
+ */
+static void reject(struct bsteer_engine *e, __u32 r, const char *why)
+{
+	struct bsteer_req *rq = &e->in->reqs[r];
+	__u32 i;
+
+	bsteer_stat_add(e->in, BSTEER_ST_DEC_REJECTED, 1);
+	e->st.rejected++;
+	if (e->verbose || e->st.rejected <= 5)
+		fprintf(stderr, "bsteer: rejected policy decision for request %u: %s\n",
+			r, why);
+	for (i = 0; i < BSTEER_REQ_OPS; i++) {
+		struct bsteer_req_op *o = &rq->ops[i];
+
+		if (o->state == BSTEER_OPS_INFLIGHT &&
+		    !(e->submitted[r - e->req_base] & (1u << i))) {
+			o->state = BSTEER_OPS_FREE;
+			if (rq->inflight)
+				rq->inflight--;
+		}
+	}
+	req_finish(e, r, -EIO);
+}
+
+static void execute(struct bsteer_engine *e, __u32 r,
+		    const struct bsteer_decision *d)
+{
+	struct bsteer_req *rq = &e->in->reqs[r];
+	const char *why;
+	__u32 i;
+
+	e->st.executed++;
+	if (rq->state != BSTEER_RQ_ACTIVE) {
+		req_maybe_free(e, r);
+		return;
+	}
+	why = check_decision(e, r, d);
+	if (why) {
+		reject(e, r, why);
+		req_maybe_free(e, r);
+		return;
+	}
+	for (i = 0; i < d->nops; i++) {
+		const struct bsteer_dop *o = &d->ops[i];
+
+		if (submit_op(e, r, o->op, o->opcode, o->target, o->slot,
+			      o->slot_off, o->len, o->offset)) {
+			reject(e, r, "submission queue unavailable");
+			break;
+		}
+	}
+	for (i = 0; i < d->nrelease; i++)
+		bsteer_slot_release(e, d->release[i]);
+	if (d->flags & BSTEER_DEC_DONE)
+		req_finish(e, r, d->error);
+	req_maybe_free(e, r);
+}
+
+static bool own_req(struct bsteer_engine *e, __u64 ud, __u32 *r)
+{
+	*r = bsteer_ud_req(ud);
+	return bsteer_ud_ours(ud) && *r >= e->req_base &&
+	       *r < e->req_base + e->req_count;
+}
+
+static const struct bsteer_decision *decision_for(struct bsteer_engine *e,
+						  __u64 ud, __u32 r)
+{
+	const struct bsteer_decision *d;
+
+	d = &e->in->decs[(size_t)r * BSTEER_REQ_OPS + bsteer_ud_op(ud)];
+	return __atomic_load_n(&d->cookie, __ATOMIC_ACQUIRE) == ud ? d : NULL;
+}
+
+/*
+ * The active policy's syscall twin: its id sits in the pinned "policy_sys"
+ * array, which a swap (ours or bpftool's) replaces. The fd is cached per id.
+ * Without a twin, the core's own fallback keeps the books.
+ */
+static int fallback_fd(struct bsteer_engine *e)
+{
+	__u32 zero = 0, id = 0;
+
+	if (bpf_map_lookup_elem(e->in->map_fd[BSTEER_MAP_POLICY_SYS], &zero, &id))
+		id = 0;
+	if (id && id == e->twin_id)
+		return e->twin_fd;
+	if (e->twin_fd >= 0)
+		close(e->twin_fd);
+	e->twin_fd = id ? bpf_prog_get_fd_by_id(id) : -1;
+	e->twin_id = e->twin_fd >= 0 ? id : 0;
+	if (e->twin_fd >= 0)
+		return e->twin_fd;
+	return bpf_program__fd(e->in->skel->progs.bsteer_fallback);
+}
+
+/*
+ * Completions the hook did not answer go to the policy's syscall twin in
+ * one BPF_PROG_RUN. Whatever is still unanswered after that is stale.
+ */
+static int run_fallback(struct bsteer_engine *e)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, opts);
+	struct bsteer_fallback_args args = { .ring = e->id };
+	struct bsteer_cqe *b = &e->in->batch[e->id * BSTEER_BATCH];
+	__u32 i, n = e->npending, r;
+	int err;
+
+	if (!n)
+		return 0;
+	memcpy(b, e->pending, n * sizeof(*b));
+	args.count = n;
+	opts.ctx_in = &args;
+	opts.ctx_size_in = sizeof(args);
+	err = bpf_prog_test_run_opts(fallback_fd(e), &opts);
+	bsteer_stat_add(e->in, BSTEER_ST_FALLBACK_RUNS, 1);
+	e->npending = 0;
+	if (err)
+		fprintf(stderr, "bsteer: fallback run failed: %s\n", strerror(errno));
+	for (i = 0; i < n; i++) {
+		const struct bsteer_decision *d;
+		struct bsteer_req *rq;
+
+		own_req(e, e->pending[i].user_data, &r);
+		d = decision_for(e, e->pending[i].user_data, r);
+		if (d) {
+			e->st.fallback++;
+			execute(e, r, d);
+			continue;
+		}
+		rq = &e->in->reqs[r];
+		if ((rq->gen & BSTEER_GEN_MASK) !=
+		    bsteer_ud_gen(e->pending[i].user_data)) {
+			bsteer_stat_add(e->in, BSTEER_ST_DEC_STALE, 1);
+		} else {
+			bsteer_stat_add(e->in, BSTEER_ST_DEC_MISSING, 1);
+			e->st.missing++;
+			if (e->verbose || e->st.missing <= 5)
+				fprintf(stderr, "bsteer: no decision for request %u op %u\n",
+					r, bsteer_ud_op(e->pending[i].user_data));
+		}
+		req_maybe_free(e, r);
+	}
+	return 0;
+}
+
+static void reap_one(struct bsteer_engine *e, const struct io_uring_cqe *cqe)
+{
+	const struct bsteer_decision *d;
+	__u64 ud = cqe->user_data;
+	__u32 r;
+
+	if (!own_req(e, ud, &r))
+		return;
+	e->inflight_sqes--;
+	e->submitted[r - e->req_base] &= ~(1u << bsteer_ud_op(ud));
+	d = decision_for(e, ud, r);
+	if (d) {
+		execute(e, r, d);
+		return;
+	}
+	if (e->npending == BSTEER_BATCH)
+		run_fallback(e);
+	e->pending[e->npending].user_data = ud;
+	e->pending[e->npending].res = cqe->res;
+	e->pending[e->npending].flags = cqe->flags;
+	e->npending++;
+}
+
+int bsteer_engine_run(struct bsteer_engine *e, unsigned wait_nr)
+{
+	struct io_uring_cqe *cqes[BSTEER_BATCH];
+	unsigned n, i;
+	int ret;
+
+	ret = io_uring_submit_and_wait(&e->ring, wait_nr);
+	if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY &&
+	    ret != -ETIME)
+		return ret;
+	do {
+		n = io_uring_peek_batch_cqe(&e->ring, cqes, BSTEER_BATCH);
+		for (i = 0; i < n; i++)
+			reap_one(e, cqes[i]);
+		io_uring_cq_advance(&e->ring, n);
+	} while (n);
+	run_fallback(e);
+	return ret == -EINTR ? -EINTR : 0;
+}
+
+/* ---- setup ---- */
+
+int bsteer_engine_init(struct bsteer_engine *e, struct bsteer_instance *in,
+		       __u32 id, const struct bsteer_frontend_cb *cb)
+{
+	struct io_uring_params p = {};
+	struct bsteer_ring *r = &in->rings[id];
+	struct iovec *iov;
+	__u32 tid = syscall(SYS_gettid), i;
+	int err;
+
+	memset(e, 0, sizeof(*e));
+	e->in = in;
+	e->id = id;
+	e->twin_fd = -1;
+	if (cb)
+		e->cb = *cb;
+	e->slot_count = in->nslots / in->nrings;
+	e->slot_base = id * e->slot_count;
+	e->req_count = in->nreqs / in->nrings;
+	e->req_base = id * e->req_count;
+	e->req_stack = calloc(e->req_count, sizeof(*e->req_stack));
+	e->submitted = calloc(e->req_count, 1);
+	if (!e->req_stack || !e->submitted) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	for (i = 0; i < e->req_count; i++)
+		e->req_stack[i] = e->req_base + e->req_count - 1 - i;
+	e->req_top = e->req_count;
+
+	r->slot_base = e->slot_base;
+	r->slot_count = e->slot_count;
+	r->req_base = e->req_base;
+	r->req_count = e->req_count;
+	r->free_top = 0;
+	for (i = 0; i < e->slot_count; i++) {
+		__u32 s = e->slot_base + e->slot_count - 1 - i;
+
+		in->meta[s].ring = id;
+		in->meta[s].state = BSTEER_SLOT_FREE;
+		in->freelist[e->slot_base + r->free_top++] = s;
+	}
+
+	/* Tell the create hook that the next ring of this thread is ours. */
+	err = bpf_map_update_elem(in->map_fd[BSTEER_MAP_RING_CLAIM], &tid, &id,
+				  BPF_ANY);
+	if (err) {
+		err = -errno;
+		bsteer_set_err("cannot claim ring %u: %s", id, strerror(-err));
+		goto fail;
+	}
+	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+		  IORING_SETUP_CQSIZE;
+	p.cq_entries = CQ_ENTRIES;
+	err = io_uring_queue_init_params(SQ_ENTRIES, &e->ring, &p);
+	bpf_map_delete_elem(in->map_fd[BSTEER_MAP_RING_CLAIM], &tid);
+	if (err) {
+		bsteer_set_err("cannot create an io_uring with SINGLE_ISSUER|DEFER_TASKRUN: %s",
+			       strerror(-err));
+		goto fail;
+	}
+	e->ring_ok = true;
+	if (!r->ctx) {
+		err = -ENOENT;
+		bsteer_set_err("the io_uring_create hook did not see ring %u", id);
+		goto fail;
+	}
+	r->active = 1;
+
+	/* Slot i of the pool is fixed buffer i of this ring. */
+	iov = calloc(in->nslots, sizeof(*iov));
+	if (!iov) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	for (i = 0; i < in->nslots; i++) {
+		iov[i].iov_base = in->pool + (size_t)i * in->slot_size;
+		iov[i].iov_len = in->slot_size;
+	}
+	err = io_uring_register_buffers(&e->ring, iov, in->nslots);
+	free(iov);
+	if (err) {
+		bsteer_set_err("cannot register %u slots of %u bytes as fixed buffers: %s",
+			       in->nslots, in->slot_size, strerror(-err));
+		goto fail;
+	}
+	return 0;
+fail:
+	bsteer_engine_fini(e);
+	return err;
+}
+
+int bsteer_engine_files(struct bsteer_engine *e, const int *targets,
+			__u32 ntargets, const int *frontend, __u32 nfrontend)
+{
+	int fds[BSTEER_MAX_TARGETS + 8];
+	__u32 i;
+	int err;
+
+	if (ntargets > BSTEER_MAX_TARGETS || nfrontend > 8)
+		return -EINVAL;
+	for (i = 0; i < BSTEER_MAX_TARGETS + 8; i++)
+		fds[i] = -1;
+	for (i = 0; i < ntargets; i++)
+		fds[i] = targets[i];
+	for (i = 0; i < nfrontend; i++)
+		fds[BSTEER_FRONTEND_FILE(i)] = frontend[i];
+	err = io_uring_register_files(&e->ring, fds, BSTEER_MAX_TARGETS + 8);
+	if (err)
+		bsteer_set_err("cannot register files: %s", strerror(-err));
+	return err;
+}
+
+void bsteer_engine_fini(struct bsteer_engine *e)
+{
+	if (e->ring_ok) {
+		struct bsteer_ring *r = &e->in->rings[e->id];
+
+		/* The kernel may hand this ctx address to someone else's ring. */
+		if (r->ctx)
+			bpf_map_delete_elem(e->in->map_fd[BSTEER_MAP_RING_CTX],
+					    &r->ctx);
+		r->active = 0;
+		r->ctx = 0;
+		io_uring_queue_exit(&e->ring);
+		e->ring_ok = false;
+	}
+	if (e->twin_fd >= 0)
+		close(e->twin_fd);
+	e->twin_fd = -1;
+	free(e->req_stack);
+	free(e->submitted);
+	e->req_stack = NULL;
+	e->submitted = NULL;
+}

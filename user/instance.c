@@ -1,0 +1,589 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The instance: loads the core programs, sizes and pins the maps under
+ * /sys/fs/bpf/bsteer/<name>/, maps them into memory, and installs policies.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "libbsteer.h"
+#include "core.skel.h"
+#include "mirror.skel.h"
+#include "passthrough.skel.h"
+
+const char *const bsteer_map_names[BSTEER_MAP__MAX] = {
+	[BSTEER_MAP_SLOTS]		= "slots",
+	[BSTEER_MAP_SLOT_META]		= "slot_meta",
+	[BSTEER_MAP_SLOT_FREE]		= "slot_free",
+	[BSTEER_MAP_REQS]		= "reqs",
+	[BSTEER_MAP_DECISIONS]		= "decisions",
+	[BSTEER_MAP_TARGETS]		= "targets",
+	[BSTEER_MAP_RINGS]		= "rings",
+	[BSTEER_MAP_STATS]		= "stats",
+	[BSTEER_MAP_POLICY_STATS]	= "policy_stats",
+	[BSTEER_MAP_BATCH]		= "batch",
+	[BSTEER_MAP_CFG]		= "cfg",
+	[BSTEER_MAP_INFO]		= "info",
+	[BSTEER_MAP_EVENTS]		= "events",
+	[BSTEER_MAP_SCRATCH]		= "scratch",
+	[BSTEER_MAP_POLICY]		= "policy",
+	[BSTEER_MAP_POLICY_SYS]		= "policy_sys",
+	[BSTEER_MAP_RING_CTX]		= "ring_ctx",
+	[BSTEER_MAP_RING_CLAIM]		= "ring_claim",
+};
+
+const struct bsteer_policy_desc bsteer_policies[] = {
+	{ "passthrough", "every request to target 0",
+	  passthrough_bpf__elf_bytes },
+	{ "mirror", "writes to every healthy leg, reads from the first",
+	  mirror_bpf__elf_bytes },
+	{ NULL, NULL, NULL },
+};
+
+const struct bsteer_policy_desc *bsteer_policy_find(const char *name)
+{
+	const struct bsteer_policy_desc *d;
+
+	for (d = bsteer_policies; d->name; d++)
+		if (!strcmp(d->name, name))
+			return d;
+	return NULL;
+}
+
+/* libbpf's messages: shown with -v, otherwise the last warning is kept. */
+static bool lib_verbose;
+
+static int libbpf_print(enum libbpf_print_level level, const char *fmt,
+			va_list ap)
+{
+	char line[512];
+	size_t n;
+
+	if (lib_verbose)
+		return vfprintf(stderr, fmt, ap);
+	if (level != LIBBPF_WARN)
+		return 0;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	n = strlen(line);
+	if (n && line[n - 1] == '\n')
+		line[n - 1] = 0;
+	bsteer_set_err("%s", line);
+	return 0;
+}
+
+static void setup_libbpf(bool verbose)
+{
+	lib_verbose = verbose;
+	libbpf_set_print(libbpf_print);
+}
+
+int bsteer_ensure_bpffs(void)
+{
+	struct statfs st;
+
+	if (!statfs("/sys/fs/bpf", &st) && st.f_type == BPF_FS_MAGIC)
+		return 0;
+	if (mkdir("/sys/fs/bpf", 0700) && errno != EEXIST) {
+		bsteer_set_err("cannot create /sys/fs/bpf: %s", strerror(errno));
+		return -errno;
+	}
+	if (mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700")) {
+		bsteer_set_err("cannot mount bpffs at /sys/fs/bpf: %s",
+			       strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+int bsteer_name_valid(const char *name)
+{
+	size_t n = strlen(name), i;
+
+	if (!n || n > BSTEER_NAME_MAX || !strcmp(name, ".") ||
+	    !strcmp(name, ".."))
+		return 0;
+	for (i = 0; i < n; i++) {
+		char c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
+			return 0;
+	}
+	return 1;
+}
+
+/* Remove a pin directory tree (bpffs holds only pins and directories). */
+static int rm_tree(const char *path)
+{
+	struct dirent *de;
+	char sub[PATH_MAX];
+	DIR *d = opendir(path);
+	int err = 0;
+
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(d))) {
+		struct stat st;
+
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name);
+		if (lstat(sub, &st))
+			continue;
+		if (S_ISDIR(st.st_mode))
+			err = rm_tree(sub) ?: err;
+		else if (unlink(sub))
+			err = -errno;
+	}
+	closedir(d);
+	if (rmdir(path) && errno != ENOENT)
+		err = -errno;
+	return err;
+}
+
+/* Is the instance pinned at @dir owned by a live process? Returns its pid. */
+static int pin_owner_alive(const char *dir)
+{
+	struct bsteer_info inf;
+	char path[PATH_MAX];
+	__u32 zero = 0;
+	__u64 st;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/info", dir);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return 0;
+	if (bpf_map_lookup_elem(fd, &zero, &inf)) {
+		close(fd);
+		return 0;
+	}
+	close(fd);
+	if (!inf.pid || bsteer_proc_start_time(inf.pid, &st) ||
+	    st != inf.start_time)
+		return 0;
+	return inf.pid;
+}
+
+void *bsteer_map_mmap(int fd, size_t *len, bool writable)
+{
+	struct bpf_map_info info = {};
+	__u32 ilen = sizeof(info);
+	size_t pg = sysconf(_SC_PAGESIZE), sz;
+	void *p;
+
+	if (bpf_obj_get_info_by_fd(fd, &info, &ilen))
+		return NULL;
+	if (!(info.map_flags & BPF_F_MMAPABLE))
+		return NULL;
+	sz = (size_t)((info.value_size + 7) & ~7u) * info.max_entries;
+	sz = (sz + pg - 1) & ~(pg - 1);
+	p = mmap(NULL, sz, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED,
+		 fd, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	*len = sz;
+	return p;
+}
+
+static int size_maps(struct core_bpf *skel, const struct bsteer_instance_opts *o)
+{
+	struct {
+		struct bpf_map *map;
+		__u32 entries;
+	} sz[] = {
+		{ skel->maps.slots, o->nslots },
+		{ skel->maps.slot_meta, o->nslots },
+		{ skel->maps.slot_free, o->nslots },
+		{ skel->maps.reqs, o->nreqs },
+		{ skel->maps.decisions, o->nreqs * BSTEER_REQ_OPS },
+	};
+	size_t i;
+	int err;
+
+	err = bpf_map__set_value_size(skel->maps.slots, o->slot_size);
+	for (i = 0; !err && i < sizeof(sz) / sizeof(sz[0]); i++)
+		err = bpf_map__set_max_entries(sz[i].map, sz[i].entries);
+	return err;
+}
+
+static void unpin_all(struct bsteer_instance *in)
+{
+	if (in->pinned)
+		rm_tree(in->dir);
+	in->pinned = false;
+}
+
+void bsteer_instance_close(struct bsteer_instance *in)
+{
+	int i;
+
+	if (!in)
+		return;
+	ring_buffer__free(in->events);
+	for (i = 0; i < BSTEER_MAP__MAX; i++)
+		if (in->map_mem[i])
+			munmap(in->map_mem[i], in->map_len[i]);
+	unpin_all(in);
+	core_bpf__destroy(in->skel);
+	free(in);
+}
+
+static int attach_hooks(struct bsteer_instance *in, bool complete_hook)
+{
+	struct core_bpf *s = in->skel;
+
+	s->links.bsteer_ring_create =
+		bpf_program__attach(s->progs.bsteer_ring_create);
+	if (!s->links.bsteer_ring_create)
+		return -errno;
+	s->links.bsteer_issue = bpf_program__attach(s->progs.bsteer_issue);
+	if (!s->links.bsteer_issue)
+		return -errno;
+	if (!complete_hook)
+		return 0;
+	s->links.bsteer_complete = bpf_program__attach(s->progs.bsteer_complete);
+	if (!s->links.bsteer_complete)
+		return -errno;
+	return 0;
+}
+
+struct bsteer_instance *bsteer_instance_open(const struct bsteer_instance_opts *o,
+					     int *errp)
+{
+	struct bsteer_instance *in;
+	char path[PATH_MAX];
+	int err, i, pid;
+
+	setup_libbpf(o->verbose);
+	if (!bsteer_name_valid(o->name)) {
+		bsteer_set_err("invalid instance name '%s': use 1-%d of [A-Za-z0-9._-]",
+			       o->name, BSTEER_NAME_MAX);
+		*errp = -EINVAL;
+		return NULL;
+	}
+	if (!o->nslots || o->nslots > BSTEER_MAX_SLOTS || !o->nrings ||
+	    o->nrings > BSTEER_MAX_RINGS || o->nslots < o->nrings ||
+	    !o->nreqs || o->nreqs > BSTEER_MAX_REQS || o->nreqs < o->nrings ||
+	    o->ntargets > BSTEER_MAX_TARGETS) {
+		bsteer_set_err("bad sizes: slots %u (1..%u), rings %u, requests %u, targets %u",
+			       o->nslots, BSTEER_MAX_SLOTS, o->nrings, o->nreqs,
+			       o->ntargets);
+		*errp = -EINVAL;
+		return NULL;
+	}
+	in = calloc(1, sizeof(*in));
+	if (!in) {
+		*errp = -ENOMEM;
+		return NULL;
+	}
+	for (i = 0; i < BSTEER_MAP__MAX; i++)
+		in->map_fd[i] = -1;
+	snprintf(in->name, sizeof(in->name), "%s", o->name);
+	snprintf(in->dir, sizeof(in->dir), "%s/%s", BSTEER_PIN_ROOT, o->name);
+	in->nslots = o->nslots;
+	in->slot_size = o->slot_size;
+	in->nrings = o->nrings;
+	in->nreqs = o->nreqs;
+
+	err = bsteer_ensure_bpffs();
+	if (err)
+		goto fail;
+	if (mkdir(BSTEER_PIN_ROOT, 0700) && errno != EEXIST) {
+		err = -errno;
+		bsteer_set_err("cannot create %s: %s", BSTEER_PIN_ROOT,
+			       strerror(errno));
+		goto fail;
+	}
+	if (!access(in->dir, F_OK)) {
+		pid = pin_owner_alive(in->dir);
+		if (pid) {
+			err = -EBUSY;
+			bsteer_set_err("instance '%s' is in use by pid %d (pins at %s)",
+				       o->name, pid, in->dir);
+			goto fail;
+		}
+		/* Left behind by a process that died: replace it. */
+		rm_tree(in->dir);
+	}
+
+	in->skel = core_bpf__open();
+	if (!in->skel) {
+		err = -errno;
+		bsteer_set_err("failed to open the core BPF object: %s",
+			       strerror(-err));
+		goto fail;
+	}
+	err = size_maps(in->skel, o);
+	if (err) {
+		bsteer_set_err("failed to size the maps: %s", strerror(-err));
+		goto fail;
+	}
+	err = core_bpf__load(in->skel);
+	if (err) {
+		bsteer_set_err("failed to load the core BPF programs: %s (%s)",
+			       strerror(-err), bsteer_errbuf());
+		goto fail;
+	}
+	err = attach_hooks(in, !o->no_complete_hook);
+	if (err) {
+		bsteer_set_err("failed to attach the io_uring hooks: %s",
+			       strerror(-err));
+		goto fail;
+	}
+
+	if (mkdir(in->dir, 0700)) {
+		err = -errno;
+		bsteer_set_err("cannot create %s: %s", in->dir, strerror(errno));
+		goto fail;
+	}
+	in->pinned = true;
+	snprintf(path, sizeof(path), "%s/progs", in->dir);
+	mkdir(path, 0700);
+	for (i = 0; i < BSTEER_MAP__MAX; i++) {
+		struct bpf_map *m;
+
+		m = bpf_object__find_map_by_name(in->skel->obj, bsteer_map_names[i]);
+		if (!m) {
+			err = -ENOENT;
+			bsteer_set_err("core object has no map '%s'",
+				       bsteer_map_names[i]);
+			goto fail;
+		}
+		in->map_fd[i] = bpf_map__fd(m);
+		snprintf(path, sizeof(path), "%s/%s", in->dir, bsteer_map_names[i]);
+		err = bpf_map__pin(m, path);
+		if (err) {
+			bsteer_set_err("failed to pin map %s at %s: %s",
+				       bsteer_map_names[i], path, strerror(-err));
+			goto fail;
+		}
+		if (!(bpf_map__map_flags(m) & BPF_F_MMAPABLE))
+			continue;
+		in->map_mem[i] = bsteer_map_mmap(in->map_fd[i], &in->map_len[i], true);
+		if (!in->map_mem[i]) {
+			err = -errno ?: -EINVAL;
+			bsteer_set_err("failed to map %s into memory: %s",
+				       bsteer_map_names[i], strerror(-err));
+			goto fail;
+		}
+	}
+	in->pool = in->map_mem[BSTEER_MAP_SLOTS];
+	in->meta = in->map_mem[BSTEER_MAP_SLOT_META];
+	in->freelist = in->map_mem[BSTEER_MAP_SLOT_FREE];
+	in->reqs = in->map_mem[BSTEER_MAP_REQS];
+	in->decs = in->map_mem[BSTEER_MAP_DECISIONS];
+	in->targets = in->map_mem[BSTEER_MAP_TARGETS];
+	in->rings = in->map_mem[BSTEER_MAP_RINGS];
+	in->stats = in->map_mem[BSTEER_MAP_STATS];
+	in->policy_stats = in->map_mem[BSTEER_MAP_POLICY_STATS];
+	in->batch = in->map_mem[BSTEER_MAP_BATCH];
+	in->cfg = in->map_mem[BSTEER_MAP_CFG];
+	in->info = in->map_mem[BSTEER_MAP_INFO];
+
+	in->cfg->ntargets = o->ntargets;
+	in->info->abi = BSTEER_ABI_VERSION;
+	in->info->pid = getpid();
+	bsteer_proc_start_time(getpid(), &in->info->start_time);
+	in->info->nslots = o->nslots;
+	in->info->slot_size = o->slot_size;
+	in->info->nrings = o->nrings;
+	snprintf(in->info->kind, sizeof(in->info->kind), "%s",
+		 o->kind ? o->kind : "");
+
+	if (o->policy) {
+		err = bsteer_policy_install(in->dir, in->map_fd, o->policy,
+					    o->verbose);
+		if (err)
+			goto fail;
+	}
+	*errp = 0;
+	return in;
+fail:
+	bsteer_instance_close(in);
+	*errp = err ?: -EINVAL;
+	return NULL;
+}
+
+int bsteer_pins_open(struct bsteer_pins *p, const char *name)
+{
+	char path[PATH_MAX];
+	int i;
+
+	for (i = 0; i < BSTEER_MAP__MAX; i++)
+		p->map_fd[i] = -1;
+	if (!bsteer_name_valid(name)) {
+		bsteer_set_err("invalid instance name '%s'", name);
+		return -EINVAL;
+	}
+	snprintf(p->dir, sizeof(p->dir), "%s/%s", BSTEER_PIN_ROOT, name);
+	if (access(p->dir, F_OK)) {
+		bsteer_set_err("no instance '%s' (nothing pinned at %s)", name,
+			       p->dir);
+		return -ENOENT;
+	}
+	for (i = 0; i < BSTEER_MAP__MAX; i++) {
+		snprintf(path, sizeof(path), "%s/%s", p->dir, bsteer_map_names[i]);
+		p->map_fd[i] = bpf_obj_get(path);
+		if (p->map_fd[i] < 0) {
+			int err = -errno;
+
+			bsteer_set_err("cannot open %s: %s", path, strerror(-err));
+			bsteer_pins_close(p);
+			return err;
+		}
+	}
+	return 0;
+}
+
+void bsteer_pins_close(struct bsteer_pins *p)
+{
+	int i;
+
+	for (i = 0; i < BSTEER_MAP__MAX; i++) {
+		if (p->map_fd[i] >= 0)
+			close(p->map_fd[i]);
+		p->map_fd[i] = -1;
+	}
+}
+
+void bsteer_policy_name(const char *spec, char *out, size_t len)
+{
+	const char *base = strrchr(spec, '/');
+	size_t n;
+
+	base = base ? base + 1 : spec;
+	n = strlen(base);
+	if (n > 6 && !strcmp(base + n - 6, ".bpf.o"))
+		n -= 6;
+	else if (n > 2 && !strcmp(base + n - 2, ".o"))
+		n -= 2;
+	if (n >= len)
+		n = len - 1;
+	memcpy(out, base, n);
+	out[n] = 0;
+}
+
+int bsteer_policy_install(const char *dir, const int *map_fd, const char *spec,
+			  bool verbose)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, oo);
+	const struct bsteer_policy_desc *d = bsteer_policy_find(spec);
+	struct bpf_program *prog, *tp = NULL, *sys = NULL;
+	struct bpf_object *obj;
+	char name[64], pdir[PATH_MAX], path[PATH_MAX + 80];
+	struct bpf_map *m;
+	__u32 zero = 0;
+	int err, i, fd;
+
+	setup_libbpf(verbose);
+	bsteer_policy_name(spec, name, sizeof(name));
+	bsteer_set_err("%s", "");
+	if (d) {
+		size_t sz;
+		const void *bytes = d->elf_bytes(&sz);
+
+		oo.object_name = d->name;
+		obj = bpf_object__open_mem(bytes, sz, &oo);
+	} else if (strchr(spec, '/') || strstr(spec, ".o")) {
+		obj = bpf_object__open_file(spec, &oo);
+	} else {
+		bsteer_set_err("unknown policy '%s' (built in: passthrough, mirror; or give a path to a .bpf.o)",
+			       spec);
+		return -ENOENT;
+	}
+	if (!obj) {
+		err = -errno;
+		bsteer_set_err("cannot open policy %s: %s", spec, strerror(-err));
+		return err;
+	}
+	bpf_object__for_each_map(m, obj) {
+		for (i = 0; i < BSTEER_MAP__MAX; i++) {
+			if (strcmp(bpf_map__name(m), bsteer_map_names[i]))
+				continue;
+			err = bpf_map__reuse_fd(m, map_fd[i]);
+			if (err) {
+				bsteer_set_err("policy %s: cannot share map %s: %s",
+					       name, bsteer_map_names[i],
+					       strerror(-err));
+				goto out;
+			}
+		}
+	}
+	bpf_object__for_each_program(prog, obj) {
+		enum bpf_prog_type t = bpf_program__type(prog);
+
+		if (t == BPF_PROG_TYPE_TRACING && !tp)
+			tp = prog;
+		else if (t == BPF_PROG_TYPE_SYSCALL && !sys)
+			sys = prog;
+	}
+	if (!tp || !sys) {
+		err = -EINVAL;
+		bsteer_set_err("policy %s needs a tp_btf/io_uring_complete program and its syscall twin (use BSTEER_POLICY())",
+			       name);
+		goto out;
+	}
+	err = bpf_object__load(obj);
+	if (err) {
+		char why[512];
+
+		snprintf(why, sizeof(why), "%s", bsteer_errbuf());
+		bsteer_set_err("policy %s failed to load: %s%s%s", name,
+			       strerror(-err), *why ? ": " : "", why);
+		goto out;
+	}
+
+	snprintf(pdir, sizeof(pdir), "%s/progs/%s", dir, name);
+	rm_tree(pdir);
+	if (mkdir(pdir, 0700)) {
+		err = -errno;
+		bsteer_set_err("cannot create %s: %s", pdir, strerror(errno));
+		goto out;
+	}
+	bpf_object__for_each_program(prog, obj) {
+		snprintf(path, sizeof(path), "%s/%s", pdir, bpf_program__name(prog));
+		err = bpf_program__pin(prog, path);
+		if (err) {
+			bsteer_set_err("cannot pin %s: %s", path, strerror(-err));
+			goto out;
+		}
+	}
+	/* The twin first: a fallback never runs a policy the hook dropped. */
+	fd = bpf_program__fd(sys);
+	err = bpf_map_update_elem(map_fd[BSTEER_MAP_POLICY_SYS], &zero, &fd, BPF_ANY);
+	if (!err) {
+		fd = bpf_program__fd(tp);
+		err = bpf_map_update_elem(map_fd[BSTEER_MAP_POLICY], &zero, &fd,
+					  BPF_ANY);
+	}
+	if (err) {
+		err = -errno;
+		bsteer_set_err("cannot activate policy %s: %s", name,
+			       strerror(-err));
+		goto out;
+	}
+	{
+		struct bsteer_info inf;
+
+		if (!bpf_map_lookup_elem(map_fd[BSTEER_MAP_INFO], &zero, &inf)) {
+			snprintf(inf.policy, sizeof(inf.policy), "%s", name);
+			bpf_map_update_elem(map_fd[BSTEER_MAP_INFO], &zero, &inf,
+					    BPF_ANY);
+		}
+	}
+out:
+	bpf_object__close(obj);
+	return err;
+}

@@ -1,0 +1,216 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * libbsteer: the instance (loaded programs, pinned and mapped state), the
+ * policy loader, and the per-thread engine that executes decisions.
+ *
+ * Functions return 0 or -errno; those that return a pointer take int *err.
+ * Only the CLI prints. A failing function may leave a one-line reason in
+ * bsteer_errbuf() for the CLI to show.
+ */
+#ifndef LIBBSTEER_H
+#define LIBBSTEER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <limits.h>
+#include "compat.h"
+#include "bsteer.h"
+
+#define BSTEER_PIN_ROOT		"/sys/fs/bpf/bsteer"
+#define BSTEER_NAME_MAX		32
+
+/* Maps pinned for every instance, by name. Policies reuse them by name. */
+enum bsteer_map_id {
+	BSTEER_MAP_SLOTS,
+	BSTEER_MAP_SLOT_META,
+	BSTEER_MAP_SLOT_FREE,
+	BSTEER_MAP_REQS,
+	BSTEER_MAP_DECISIONS,
+	BSTEER_MAP_TARGETS,
+	BSTEER_MAP_RINGS,
+	BSTEER_MAP_STATS,
+	BSTEER_MAP_POLICY_STATS,
+	BSTEER_MAP_BATCH,
+	BSTEER_MAP_CFG,
+	BSTEER_MAP_INFO,
+	BSTEER_MAP_EVENTS,
+	BSTEER_MAP_SCRATCH,
+	BSTEER_MAP_POLICY,
+	BSTEER_MAP_POLICY_SYS,
+	BSTEER_MAP_RING_CTX,
+	BSTEER_MAP_RING_CLAIM,
+	BSTEER_MAP__MAX,
+};
+
+extern const char *const bsteer_map_names[BSTEER_MAP__MAX];
+
+const char *bsteer_errbuf(void);
+void bsteer_set_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Policies built into the binary. */
+struct bsteer_policy_desc {
+	const char *name;
+	const char *summary;
+	const void *(*elf_bytes)(size_t *sz);
+};
+extern const struct bsteer_policy_desc bsteer_policies[];
+const struct bsteer_policy_desc *bsteer_policy_find(const char *name);
+
+struct bsteer_instance_opts {
+	const char *name;
+	const char *kind;		/* "copy", "serve" */
+	const char *policy;		/* built-in name or path to a .bpf.o */
+	__u32 nslots;
+	__u32 slot_size;
+	__u32 nrings;
+	__u32 nreqs;
+	__u32 ntargets;
+	bool no_complete_hook;		/* leave the completion hook detached */
+	bool verbose;
+};
+
+struct core_bpf;
+struct ring_buffer;
+
+struct bsteer_instance {
+	char name[BSTEER_NAME_MAX + 1];
+	char dir[PATH_MAX];
+	struct core_bpf *skel;
+	struct ring_buffer *events;
+	int map_fd[BSTEER_MAP__MAX];
+	__u32 nslots;
+	__u32 slot_size;
+	__u32 nrings;
+	__u32 nreqs;
+	bool pinned;
+	/* Map memory, shared with the BPF programs. */
+	unsigned char *pool;
+	struct bsteer_slot *meta;
+	__u32 *freelist;
+	struct bsteer_req *reqs;
+	struct bsteer_decision *decs;
+	struct bsteer_target *targets;
+	struct bsteer_ring *rings;
+	__u64 *stats;
+	__u64 *policy_stats;
+	struct bsteer_cqe *batch;
+	struct bsteer_cfg *cfg;
+	struct bsteer_info *info;
+	size_t map_len[BSTEER_MAP__MAX];
+	void *map_mem[BSTEER_MAP__MAX];
+};
+
+int bsteer_ensure_bpffs(void);
+int bsteer_name_valid(const char *name);
+struct bsteer_instance *bsteer_instance_open(const struct bsteer_instance_opts *o,
+					     int *err);
+void bsteer_instance_close(struct bsteer_instance *in);
+
+/* Maps of a running instance, opened from its pins (for stat, policy). */
+struct bsteer_pins {
+	char dir[PATH_MAX];
+	int map_fd[BSTEER_MAP__MAX];
+};
+int bsteer_pins_open(struct bsteer_pins *p, const char *name);
+void bsteer_pins_close(struct bsteer_pins *p);
+void *bsteer_map_mmap(int fd, size_t *len, bool writable);
+
+/*
+ * Load a policy (built-in name, or path to a .bpf.o) against the maps in
+ * @map_fd, pin its programs under @dir/progs/<name>/ and make it active.
+ */
+int bsteer_policy_install(const char *dir, const int *map_fd, const char *spec,
+			  bool verbose);
+/* Name of a policy spec ("mirror", or the file's base name without .bpf.o). */
+void bsteer_policy_name(const char *spec, char *out, size_t len);
+
+/* ---- engine: one ring, one thread ---- */
+
+struct bsteer_engine;
+
+struct bsteer_frontend_cb {
+	/* A request finished: err is 0 or -errno; req->len holds payload. */
+	void (*complete)(void *arg, struct bsteer_engine *e, __u32 req, int err);
+	void *arg;
+};
+
+struct bsteer_engine_stats {
+	__u64 executed;
+	__u64 rejected;
+	__u64 fallback;
+	__u64 missing;
+};
+
+struct bsteer_engine {
+	struct bsteer_instance *in;
+	struct io_uring ring;
+	bool ring_ok;
+	__u32 id;
+	__u32 slot_base, slot_count;
+	__u32 req_base, req_count;
+	__u32 *req_stack;
+	__u32 req_top;
+	__u8 *submitted;		/* per request: ops with an SQE out */
+	struct bsteer_frontend_cb cb;
+	struct bsteer_cqe pending[BSTEER_BATCH];
+	__u32 npending;
+	__u64 inflight_sqes;
+	int twin_fd;			/* active policy's syscall twin */
+	__u32 twin_id;
+	bool verbose;
+	struct bsteer_engine_stats st;
+};
+
+int bsteer_engine_init(struct bsteer_engine *e, struct bsteer_instance *in,
+		       __u32 ring_id, const struct bsteer_frontend_cb *cb);
+void bsteer_engine_fini(struct bsteer_engine *e);
+/* Files: targets[0..ntargets) are legs; frontend files follow at
+ * BSTEER_MAX_TARGETS + k. */
+#define BSTEER_FRONTEND_FILE(k)	(BSTEER_MAX_TARGETS + (k))
+int bsteer_engine_files(struct bsteer_engine *e, const int *targets,
+			__u32 ntargets, const int *frontend, __u32 nfrontend);
+
+int bsteer_req_alloc(struct bsteer_engine *e, __u8 type, __u64 offset,
+		     __u32 len, __u32 *req);
+int bsteer_slot_lease(struct bsteer_engine *e, __u32 req, __u32 *slot);
+void bsteer_slot_release(struct bsteer_engine *e, __u32 slot);
+__u32 bsteer_slots_free(struct bsteer_engine *e);
+__u32 bsteer_reqs_free(struct bsteer_engine *e);
+/* Start the frontend's op of a request (payload receive, or arrival NOP). */
+int bsteer_frontend_op(struct bsteer_engine *e, __u32 req, __u8 opcode,
+		       __u32 file, __u32 slot, __u32 len, __u64 offset);
+/* Submit, wait for @wait_nr completions, execute every decision. */
+int bsteer_engine_run(struct bsteer_engine *e, unsigned wait_nr);
+/* Ops in flight on this ring (SQEs submitted, CQEs not yet reaped). */
+static inline __u64 bsteer_engine_busy(const struct bsteer_engine *e)
+{
+	return e->inflight_sqes;
+}
+void bsteer_stat_add(struct bsteer_instance *in, enum bsteer_stat s, __u64 v);
+__u32 bsteer_slots_leaked(struct bsteer_instance *in);
+
+/* ---- small utilities ---- */
+__u64 bsteer_now_ns(void);
+int bsteer_parse_size(const char *s, __u64 *out);
+void bsteer_human_bytes(double b, char *out, size_t len);
+int bsteer_proc_start_time(int pid, __u64 *out);
+
+struct bsteer_json {
+	FILE *f;
+	int depth;
+	bool first[16];
+};
+void json_begin(struct bsteer_json *j, FILE *f);
+void json_obj(struct bsteer_json *j, const char *key);
+void json_arr(struct bsteer_json *j, const char *key);
+void json_end_obj(struct bsteer_json *j);
+void json_end_arr(struct bsteer_json *j);
+void json_u64(struct bsteer_json *j, const char *key, unsigned long long v);
+void json_i64(struct bsteer_json *j, const char *key, long long v);
+void json_dbl(struct bsteer_json *j, const char *key, double v);
+void json_str(struct bsteer_json *j, const char *key, const char *v);
+void json_bool(struct bsteer_json *j, const char *key, bool v);
+void json_finish(struct bsteer_json *j);
+
+#endif /* LIBBSTEER_H */

@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* bsteer: the command line. Each subcommand lives in user/cmd_*.c. */
+#include <stdio.h>
+#include <string.h>
+#include "cmd.h"
+
+static const struct bsteer_cmd cmds[] = {
+	{ "copy", "copy a file to one or more targets through the engine", cmd_copy },
+	{ "stat", "show the counters of a running instance", cmd_stat },
+	{ "policy", "list, show and swap policies", cmd_policy },
+	{ NULL, NULL, NULL },
+};
+
+static void usage(FILE *f)
+{
+	const struct bsteer_cmd *c;
+
+	fprintf(f,
+		"USAGE: bsteer COMMAND [ARGS...]\n\n"
+		"eBPF-driven buffer steering for io_uring: BPF policies at the\n"
+		"completion hook decide where each borrowed buffer slot goes.\n\n"
+		"COMMANDS:\n");
+	for (c = cmds; c->name; c++)
+		fprintf(f, "  %-8s %s\n", c->name, c->summary);
+	fprintf(f, "\nRun 'bsteer COMMAND --help' for a command's options and examples.\n");
+}
+
+int main(int argc, char **argv)
+{
+	const struct bsteer_cmd *c;
+
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+	    !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	for (c = cmds; c->name; c++)
+		if (!strcmp(argv[1], c->name))
+			return c->fn(argc - 1, argv + 1);
+	fprintf(stderr, "bsteer: unknown command '%s'\n\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

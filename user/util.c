@@ -1,0 +1,215 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Small shared helpers: errors, time, sizes, /proc, a JSON writer. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "libbsteer.h"
+
+static __thread char errbuf[512];
+
+const char *bsteer_errbuf(void)
+{
+	return errbuf;
+}
+
+void bsteer_set_err(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(errbuf, sizeof(errbuf), fmt, ap);
+	va_end(ap);
+}
+
+__u64 bsteer_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (__u64)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+/* "4096", "256K", "1M", "2G" (powers of 1024). */
+int bsteer_parse_size(const char *s, __u64 *out)
+{
+	unsigned long long v;
+	char *end;
+	int shift = 0;
+
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	switch (toupper((unsigned char)*end)) {
+	case 0:
+		break;
+	case 'K':
+		shift = 10;
+		break;
+	case 'M':
+		shift = 20;
+		break;
+	case 'G':
+		shift = 30;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (*end && end[1] && strcasecmp(end + 1, "iB") && strcasecmp(end + 1, "B"))
+		return -EINVAL;
+	if (shift && v > (~0ull >> shift))
+		return -ERANGE;
+	*out = v << shift;
+	return 0;
+}
+
+void bsteer_human_bytes(double b, char *out, size_t len)
+{
+	const char *unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	int i = 0;
+
+	while (b >= 1024 && i < 4) {
+		b /= 1024;
+		i++;
+	}
+	snprintf(out, len, i ? "%.1f %s" : "%.0f %s", b, unit[i]);
+}
+
+/* Field 22 of /proc/PID/stat: start time in clock ticks since boot. */
+int bsteer_proc_start_time(int pid, __u64 *out)
+{
+	char path[64], buf[1024];
+	unsigned long long v;
+	char *p;
+	FILE *f;
+	int i;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -errno;
+	if (!fgets(buf, sizeof(buf), f)) {
+		fclose(f);
+		return -EIO;
+	}
+	fclose(f);
+	p = strrchr(buf, ')');	/* comm may hold spaces */
+	if (!p)
+		return -EIO;
+	p++;
+	for (i = 3; i <= 22; i++) {
+		p = strchr(p, ' ');
+		if (!p)
+			return -EIO;
+		p++;
+	}
+	if (sscanf(p, "%llu", &v) != 1)
+		return -EIO;
+	*out = v;
+	return 0;
+}
+
+/* ---- JSON: enough for flat reports, escaped properly ---- */
+
+static void json_sep(struct bsteer_json *j, const char *key)
+{
+	if (!j->first[j->depth])
+		fputc(',', j->f);
+	j->first[j->depth] = false;
+	if (key)
+		fprintf(j->f, "\"%s\":", key);
+}
+
+void json_begin(struct bsteer_json *j, FILE *f)
+{
+	memset(j, 0, sizeof(*j));
+	j->f = f;
+	j->first[0] = true;
+	fputc('{', f);
+}
+
+static void json_open(struct bsteer_json *j, const char *key, char c)
+{
+	json_sep(j, key);
+	fputc(c, j->f);
+	if (j->depth < 15)
+		j->depth++;
+	j->first[j->depth] = true;
+}
+
+void json_obj(struct bsteer_json *j, const char *key)
+{
+	json_open(j, key, '{');
+}
+
+void json_arr(struct bsteer_json *j, const char *key)
+{
+	json_open(j, key, '[');
+}
+
+void json_end_obj(struct bsteer_json *j)
+{
+	fputc('}', j->f);
+	if (j->depth)
+		j->depth--;
+}
+
+void json_end_arr(struct bsteer_json *j)
+{
+	fputc(']', j->f);
+	if (j->depth)
+		j->depth--;
+}
+
+void json_u64(struct bsteer_json *j, const char *key, unsigned long long v)
+{
+	json_sep(j, key);
+	fprintf(j->f, "%llu", v);
+}
+
+void json_i64(struct bsteer_json *j, const char *key, long long v)
+{
+	json_sep(j, key);
+	fprintf(j->f, "%lld", v);
+}
+
+void json_dbl(struct bsteer_json *j, const char *key, double v)
+{
+	json_sep(j, key);
+	fprintf(j->f, "%.6g", v);
+}
+
+void json_bool(struct bsteer_json *j, const char *key, bool v)
+{
+	json_sep(j, key);
+	fputs(v ? "true" : "false", j->f);
+}
+
+void json_str(struct bsteer_json *j, const char *key, const char *v)
+{
+	const unsigned char *p;
+
+	json_sep(j, key);
+	fputc('"', j->f);
+	for (p = (const unsigned char *)v; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(j->f, "\\%c", *p);
+		else if (*p < 0x20)
+			fprintf(j->f, "\\u%04x", *p);
+		else
+			fputc(*p, j->f);
+	}
+	fputc('"', j->f);
+}
+
+void json_finish(struct bsteer_json *j)
+{
+	fputs("}\n", j->f);
+	fflush(j->f);
+}
