@@ -33,7 +33,14 @@ BPF_APPS := \
 	passthrough
 
 # Policies that selftests load from files; they misbehave on purpose.
-TEST_PROGS :=
+TEST_PROGS := \
+	bad_dir \
+	bad_len \
+	bad_owner \
+	bad_slot \
+	bad_target \
+	stale \
+	stale_slot
 
 LIB_OBJS := \
 	engine \
@@ -46,7 +53,9 @@ CLI_OBJS := \
 	cmd_stat \
 	main
 
-TESTS :=
+TESTS := \
+	test_bad_policy \
+	test_lease
 
 BPF_OBJS  := $(patsubst %,$(OUTPUT)/bpf/%.bpf.o,$(BPF_APPS))
 SKELS     := $(patsubst %,$(OUTPUT)/%.skel.h,$(BPF_APPS))
@@ -90,9 +99,24 @@ $(BIN): $(patsubst %,$(OUTPUT)/user/%.o,$(CLI_OBJS)) $(LIB)
 	$(call msg,BINARY,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
-$(OUTPUT)/selftests/%: selftests/%.c selftests/test.h $(LIB) | $(OUTPUT)/selftests
+$(OUTPUT)/selftests/%: selftests/%.c $(wildcard selftests/*.h) $(LIB) | $(OUTPUT)/selftests
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -Iselftests $< $(LIB) $(LDLIBS) -o $@
+
+# Microbenchmarks: "make bench". Not part of "all"; they link the library
+# like the CLI does and need root to run (bench/hooks.sh wraps hookbench).
+BENCHES    := hookbench
+BENCH_BINS := $(patsubst %,$(OUTPUT)/bench/%,$(BENCHES))
+
+.PHONY: bench
+bench: $(BENCH_BINS)
+
+$(OUTPUT)/bench:
+	$(Q)mkdir -p $@
+
+$(OUTPUT)/bench/%: bench/%.c $(USER_HDRS) $(LIB) | $(OUTPUT)/bench
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 
 # Builds userspace with ASan and UBSan into build-asan/.
 asan:

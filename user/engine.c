@@ -328,16 +328,12 @@ static const char *check_decision(struct bsteer_engine *e, __u32 r,
  * never got an SQE are dropped from the books, and the request completes
  * with -EIO once nothing of it is in flight.
  */
-static void reject(struct bsteer_engine *e, __u32 r, const char *why)
+/* Drop from the books the ops a policy recorded that never got an SQE. */
+static void reject_pending_ops(struct bsteer_engine *e, __u32 r)
 {
 	struct bsteer_req *rq = &e->in->reqs[r];
 	__u32 i;
 
-	bsteer_stat_add(e->in, BSTEER_ST_DEC_REJECTED, 1);
-	e->st.rejected++;
-	if (e->verbose || e->st.rejected <= 5)
-		fprintf(stderr, "bsteer: rejected policy decision for request %u: %s\n",
-			r, why);
 	for (i = 0; i < BSTEER_REQ_OPS; i++) {
 		struct bsteer_req_op *o = &rq->ops[i];
 
@@ -348,6 +344,16 @@ static void reject(struct bsteer_engine *e, __u32 r, const char *why)
 				rq->inflight--;
 		}
 	}
+}
+
+static void reject(struct bsteer_engine *e, __u32 r, const char *why)
+{
+	bsteer_stat_add(e->in, BSTEER_ST_DEC_REJECTED, 1);
+	e->st.rejected++;
+	if (e->verbose || e->st.rejected <= 5)
+		fprintf(stderr, "bsteer: rejected policy decision for request %u: %s\n",
+			r, why);
+	reject_pending_ops(e, r);
 	req_finish(e, r, -EIO);
 }
 
@@ -399,6 +405,46 @@ static const struct bsteer_decision *decision_for(struct bsteer_engine *e,
 
 	d = &e->in->decs[(size_t)r * BSTEER_REQ_OPS + bsteer_ud_op(ud)];
 	return __atomic_load_n(&d->cookie, __ATOMIC_ACQUIRE) == ud ? d : NULL;
+}
+
+/*
+ * Neither the hook nor the twin answered a current completion (a broken or
+ * hostile policy). The request cannot go on: fail it, and if the core never
+ * booked the op's completion, book it here so the slot and the request
+ * record still come back.
+ */
+static void settle_missing(struct bsteer_engine *e, __u32 r, __u64 ud)
+{
+	struct bsteer_req *rq = &e->in->reqs[r];
+	struct bsteer_req_op *o = &rq->ops[bsteer_ud_op(ud)];
+	const struct bsteer_decision *d;
+
+	d = &e->in->decs[(size_t)r * BSTEER_REQ_OPS + bsteer_ud_op(ud)];
+	if (bsteer_ud_req(d->cookie) == r &&
+	    bsteer_ud_op(d->cookie) == bsteer_ud_op(ud))
+		bsteer_stat_add(e->in, BSTEER_ST_DEC_STALE, 1);
+	else
+		bsteer_stat_add(e->in, BSTEER_ST_DEC_MISSING, 1);
+	e->st.missing++;
+	if (e->verbose || e->st.missing <= 5)
+		fprintf(stderr, "bsteer: no valid decision for request %u op %u; failing it\n",
+			r, bsteer_ud_op(ud));
+	if (o->state == BSTEER_OPS_INFLIGHT && o->seq == bsteer_ud_seq(ud)) {
+		o->state = BSTEER_OPS_FREE;
+		if (rq->inflight)
+			rq->inflight--;
+		if (o->slot != BSTEER_NO_SLOT && o->slot < e->in->nslots) {
+			struct bsteer_slot *m = &e->in->meta[o->slot];
+
+			if (m->inflight &&
+			    !__atomic_sub_fetch(&m->inflight, 1, __ATOMIC_ACQ_REL) &&
+			    m->state == BSTEER_SLOT_RELEASING)
+				slot_push_free(e, o->slot);
+		}
+	}
+	reject_pending_ops(e, r);
+	req_finish(e, r, -EIO);
+	req_maybe_free(e, r);
 }
 
 /*
@@ -460,14 +506,11 @@ static int run_fallback(struct bsteer_engine *e)
 		rq = &e->in->reqs[r];
 		if ((rq->gen & BSTEER_GEN_MASK) !=
 		    bsteer_ud_gen(e->pending[i].user_data)) {
+			/* A completion of a request long gone: nothing to do. */
 			bsteer_stat_add(e->in, BSTEER_ST_DEC_STALE, 1);
-		} else {
-			bsteer_stat_add(e->in, BSTEER_ST_DEC_MISSING, 1);
-			e->st.missing++;
-			if (e->verbose || e->st.missing <= 5)
-				fprintf(stderr, "bsteer: no decision for request %u op %u\n",
-					r, bsteer_ud_op(e->pending[i].user_data));
+			continue;
 		}
+		settle_missing(e, r, e->pending[i].user_data);
 		req_maybe_free(e, r);
 	}
 	return 0;

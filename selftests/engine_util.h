@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Helpers for C selftests that drive the engine directly. */
+#ifndef BSTEER_ENGINE_UTIL_H
+#define BSTEER_ENGINE_UTIL_H
+
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <string.h>
+#include "libbsteer.h"
+#include "test.h"
+
+struct done_log {
+	int n;
+	int err[64];
+	__u32 req[64];
+};
+
+static void done_log_cb(void *arg, struct bsteer_engine *e, __u32 r, int err)
+{
+	struct done_log *d = arg;
+
+	(void)e;
+	if (d->n < 64) {
+		d->err[d->n] = err;
+		d->req[d->n] = r;
+	}
+	d->n++;
+}
+
+/* Run the engine until nothing is in flight, for at most @secs seconds. */
+static inline int run_idle(struct bsteer_engine *e, double secs)
+{
+	__u64 end = bsteer_now_ns() + (__u64)(secs * 1e9);
+	int err;
+
+	while (bsteer_engine_busy(e)) {
+		if (bsteer_now_ns() > end)
+			return -ETIMEDOUT;
+		err = bsteer_engine_run(e, 1);
+		if (err && err != -EINTR)
+			return err;
+	}
+	return 0;
+}
+
+/* build/selftests/progs/NAME.bpf.o, next to the running test binary. */
+static inline void test_prog_path(char *out, size_t len, const char *name)
+{
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	exe[n > 0 ? n : 0] = 0;
+	snprintf(out, len, "%s/progs/%s.bpf.o", dirname(exe), name);
+}
+
+/* Can this process load BPF at all? If not, the test skips. */
+static inline bool bpf_usable(void)
+{
+	return geteuid() == 0 && !access("/sys/kernel/btf/vmlinux", R_OK);
+}
+
+#endif

@@ -1,0 +1,74 @@
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# Shared helpers for the shell selftests. Source it first.
+set -u
+cd "$(dirname "$0")/.." || exit 1
+BSTEER=${BSTEER:-$PWD/build/bsteer}
+PROGS=$PWD/build/selftests/progs
+T=$(mktemp -d /tmp/bsteer-test.XXXXXX)
+PIDS=()
+FAILS=0
+
+# Everything a test started is stopped by PID, and its files removed, on
+# any exit.
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do
+		kill "$p" 2>/dev/null
+	done
+	for p in "${PIDS[@]}"; do
+		wait "$p" 2>/dev/null
+	done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+skip() {
+	echo "SKIP: $*" >&2
+	[ "${CI:-}" = true ] && exit 1
+	exit 77
+}
+
+need_root() {
+	[ "$(id -u)" = 0 ] || skip "needs root for BPF"
+}
+
+fail() {
+	echo "FAIL: $*" >&2
+	FAILS=$((FAILS + 1))
+}
+
+check() {	# check DESCRIPTION COMMAND...
+	local what=$1
+	shift
+	if "$@"; then
+		echo "ok: $what"
+	else
+		fail "$what"
+	fi
+}
+
+# json FILE KEY: a top-level scalar from a JSON object.
+json() {
+	python3 -c 'import json,sys; v=json.load(open(sys.argv[1]))
+for k in sys.argv[2].split("."):
+    v = v[int(k)] if isinstance(v, list) else v[k]
+print(str(v).lower() if isinstance(v, bool) else v)' "$1" "$2"
+}
+
+# wait_for SECS COMMAND...: poll until the command succeeds.
+wait_for() {
+	local end=$(($(date +%s) + $1))
+	shift
+	until "$@"; do
+		[ "$(date +%s)" -ge "$end" ] && return 1
+		sleep 0.05
+	done
+}
+
+instance() { echo "t-$1-$$"; }
+
+finish() {
+	[ $FAILS -eq 0 ] && exit 0
+	echo "$FAILS check(s) failed" >&2
+	exit 1
+}

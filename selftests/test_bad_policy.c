@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Hostile policies: each of selftests/progs/bad_*.bpf.o and stale*.bpf.o
+ * makes one kind of bad decision. The executor must refuse it, fail only
+ * that request, and change no byte outside the request's own slot: the
+ * target keeps its contents and every other slot keeps its pattern.
+ * passthrough runs the same scenario as the control, to show the checks
+ * would notice a write.
+ */
+#include <fcntl.h>
+#include "engine_util.h"
+
+#define SLOT	16384
+#define NSLOTS	4
+
+struct scenario {
+	const char *policy;
+	enum bsteer_stat counter;	/* must grow */
+	bool target_written;		/* the control writes the target */
+};
+
+static const struct scenario scenarios[] = {
+	{ "passthrough", BSTEER_ST_DEC_HOOK, true },
+	{ "bad_slot", BSTEER_ST_DEC_REJECTED, false },
+	{ "bad_owner", BSTEER_ST_DEC_REJECTED, false },
+	{ "bad_dir", BSTEER_ST_DEC_REJECTED, false },
+	{ "bad_target", BSTEER_ST_DEC_REJECTED, false },
+	{ "bad_len", BSTEER_ST_DEC_REJECTED, false },
+	{ "stale_slot", BSTEER_ST_DEC_REJECTED, false },
+	{ "stale", BSTEER_ST_DEC_STALE, false },
+};
+
+static bool all_bytes(const unsigned char *p, size_t n, unsigned char v)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (p[i] != v)
+			return false;
+	return true;
+}
+
+static int run_one(const struct scenario *sc, const char *dir)
+{
+	char name[64], prog[PATH_MAX], spath[PATH_MAX], tpath[PATH_MAX];
+	struct bsteer_instance_opts o = {
+		.kind = "test", .nslots = NSLOTS, .slot_size = SLOT,
+		.nrings = 1, .nreqs = 8, .ntargets = 1,
+	};
+	struct done_log log = {};
+	struct bsteer_frontend_cb cb = { .complete = done_log_cb, .arg = &log };
+	struct bsteer_instance *in = NULL;
+	struct bsteer_engine e = {};
+	static unsigned char buf[SLOT * 4];
+	int sfd = -1, tfd = -1, err, failed_before = test_failures;
+	bool engine = false;
+	__u32 r, s, i;
+
+	fprintf(stderr, "-- %s\n", sc->policy);
+	if (bsteer_policy_find(sc->policy))
+		snprintf(prog, sizeof(prog), "%s", sc->policy);
+	else
+		test_prog_path(prog, sizeof(prog), sc->policy);
+	snprintf(spath, sizeof(spath), "%s/src-%s", dir, sc->policy);
+	snprintf(tpath, sizeof(tpath), "%s/tgt-%s", dir, sc->policy);
+	sfd = open(spath, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	tfd = open(tpath, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (sfd < 0 || tfd < 0)
+		goto out;
+	memset(buf, 0xcd, SLOT);
+	memset(buf + SLOT, 0xab, sizeof(buf) - SLOT);
+	if (write(sfd, buf, SLOT) != SLOT ||
+	    pwrite(tfd, buf + SLOT, SLOT * 3, 0) != SLOT * 3)
+		goto out;
+
+	test_instance_name(name, sizeof(name), sc->policy);
+	o.name = name;
+	o.policy = prog;
+	in = bsteer_instance_open(&o, &err);
+	if (!ASSERT_TRUE(in != NULL, "instance open")) {
+		fprintf(stderr, "%s\n", bsteer_errbuf());
+		goto out;
+	}
+	memset(in->pool, 0x5a, (size_t)NSLOTS * SLOT);
+	if (!ASSERT_EQ(bsteer_engine_init(&e, in, 0, &cb), 0, "engine init"))
+		goto out;
+	engine = true;
+	if (!ASSERT_EQ(bsteer_engine_files(&e, &tfd, 1, &sfd, 1), 0, "files"))
+		goto out;
+
+	ASSERT_EQ(bsteer_req_alloc(&e, BSTEER_REQ_WRITE, 0, SLOT, &r), 0, "alloc");
+	ASSERT_EQ(bsteer_slot_lease(&e, r, &s), 0, "lease");
+	ASSERT_EQ(bsteer_frontend_op(&e, r, BSTEER_OP_READ, BSTEER_FRONTEND_FILE(0),
+				     s, SLOT, 0), 0, "payload read");
+	if (!ASSERT_EQ(run_idle(&e, 5), 0, "run to idle"))
+		goto out;
+
+	ASSERT_EQ(log.n, 1, "request completed");
+	ASSERT_EQ(log.err[0], sc->target_written ? 0 : -EIO, "request result");
+	ASSERT_GE(in->stats[sc->counter], 1, "counter for this misbehaviour");
+	if (!sc->target_written) {
+		ASSERT_EQ(in->stats[BSTEER_ST_OPS_SUBMITTED], 1,
+			  "nothing submitted beyond the payload read");
+	}
+	for (i = 0; i < NSLOTS; i++) {
+		if (i == s)
+			continue;
+		ASSERT_TRUE(all_bytes(in->pool + (size_t)i * SLOT, SLOT, 0x5a),
+			    "other slots untouched");
+	}
+	ASSERT_TRUE(all_bytes(in->pool + (size_t)s * SLOT, SLOT, 0xcd),
+		    "own slot holds the payload");
+	if (pread(tfd, buf, SLOT * 3, 0) != SLOT * 3)
+		goto out;
+	ASSERT_TRUE(all_bytes(buf, SLOT, sc->target_written ? 0xcd : 0xab),
+		    sc->target_written ? "control wrote the target" :
+					 "target unchanged");
+	ASSERT_TRUE(all_bytes(buf + SLOT, SLOT * 2, 0xab),
+		    "target beyond the request unchanged");
+	ASSERT_EQ(bsteer_slots_leaked(in), 0, "no slot leaked");
+	ASSERT_EQ(bsteer_reqs_free(&e), 8, "request record returned");
+	ASSERT_EQ(in->stats[BSTEER_ST_VIOLATIONS], 0, "no violation reached the kernel");
+out:
+	if (engine)
+		bsteer_engine_fini(&e);
+	bsteer_instance_close(in);
+	if (sfd >= 0)
+		close(sfd);
+	if (tfd >= 0)
+		close(tfd);
+	unlink(spath);
+	unlink(tpath);
+	return test_failures == failed_before ? 0 : -1;
+}
+
+int main(void)
+{
+	char dir[] = "/tmp/bsteer-badpol-XXXXXX";
+	size_t i;
+
+	if (!bpf_usable())
+		return test_skip("needs root and kernel BTF");
+	if (!mkdtemp(dir))
+		return TEST_FAIL;
+	for (i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
+		run_one(&scenarios[i], dir);
+	rmdir(dir);
+	return test_failures ? TEST_FAIL : TEST_PASS;
+}
