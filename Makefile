@@ -43,6 +43,7 @@ TEST_PROGS := \
 	stale_slot
 
 LIB_OBJS := \
+	abi_check \
 	engine \
 	instance \
 	util
@@ -68,7 +69,7 @@ USER_HDRS := $(wildcard user/*.h) include/bsteer.h
 
 .DELETE_ON_ERROR:
 .SECONDARY: $(SKELS) $(BPF_OBJS)
-.PHONY: all clean test asan deps vmlinux check-tools
+.PHONY: all clean test asan deps vmlinux run
 
 all: $(BIN) $(TEST_BPF) $(TEST_BINS)
 
@@ -125,6 +126,19 @@ asan:
 
 test: all
 	$(Q)selftests/run.sh
+
+# The main job until `bsteer serve` lands: mirror 256 MiB of random data to
+# two files through the engine and print the summary.
+RUN_DIR ?= bsteer-data
+run: all
+	$(Q)mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+	$(Q)mkdir -p $(RUN_DIR)
+	$(Q)[ -s $(RUN_DIR)/src.img ] || head -c 256M /dev/urandom > $(RUN_DIR)/src.img
+	$(OUTPUT)/bsteer copy $(RUN_DIR)/src.img --to $(RUN_DIR)/leg-a.img \
+		--to $(RUN_DIR)/leg-b.img --policy mirror
+	$(Q)cmp $(RUN_DIR)/src.img $(RUN_DIR)/leg-a.img && \
+		cmp $(RUN_DIR)/src.img $(RUN_DIR)/leg-b.img && \
+		echo "both legs are byte-identical to the source"
 
 # Every build and test dependency, from Debian's archive. Idempotent.
 DEB_PKGS := \

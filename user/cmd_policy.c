@@ -60,27 +60,6 @@ static int policy_list(bool json)
 	return 0;
 }
 
-static int prog_name_of(int map_fd, char *out, size_t len, __u32 *id)
-{
-	struct bpf_prog_info info = {};
-	__u32 ilen = sizeof(info), zero = 0, pid;
-	int fd;
-
-	*id = 0;
-	snprintf(out, len, "(none)");
-	if (bpf_map_lookup_elem(map_fd, &zero, &pid))
-		return 0;
-	fd = bpf_prog_get_fd_by_id(pid);
-	if (fd < 0)
-		return -errno;
-	if (!bpf_obj_get_info_by_fd(fd, &info, &ilen)) {
-		snprintf(out, len, "%s", info.name);
-		*id = info.id;
-	}
-	close(fd);
-	return 0;
-}
-
 static int policy_show(const char *name, bool json)
 {
 	struct bsteer_pins p;
@@ -96,8 +75,8 @@ static int policy_show(const char *name, bool json)
 	}
 	memset(&inf, 0, sizeof(inf));
 	bpf_map_lookup_elem(p.map_fd[BSTEER_MAP_INFO], &zero, &inf);
-	prog_name_of(p.map_fd[BSTEER_MAP_POLICY], tp, sizeof(tp), &tp_id);
-	prog_name_of(p.map_fd[BSTEER_MAP_POLICY_SYS], sys, sizeof(sys), &sys_id);
+	bsteer_prog_in_array(p.map_fd[BSTEER_MAP_POLICY], tp, sizeof(tp), &tp_id);
+	bsteer_prog_in_array(p.map_fd[BSTEER_MAP_POLICY_SYS], sys, sizeof(sys), &sys_id);
 	for (i = 0; i < BSTEER_POLICY_IDS; i++)
 		bpf_map_lookup_elem(p.map_fd[BSTEER_MAP_POLICY_STATS], &i, &ps[i]);
 	if (json) {

@@ -139,8 +139,11 @@ static void report(struct view *v, const char *name, bool json)
 	__u32 ntg = cfg->ntargets > BSTEER_MAX_TARGETS ? BSTEER_MAX_TARGETS :
 							 cfg->ntargets;
 	struct slot_count sc;
+	char policy[32];
 	__u32 i;
 
+	bsteer_active_policy(v->pins.map_fd[BSTEER_MAP_POLICY], policy,
+			     sizeof(policy));
 	count_slots(v, inf->nslots, &sc);
 	if (json) {
 		struct bsteer_json j;
@@ -149,7 +152,7 @@ static void report(struct view *v, const char *name, bool json)
 		json_str(&j, "instance", name);
 		json_u64(&j, "pid", inf->pid);
 		json_str(&j, "kind", inf->kind);
-		json_str(&j, "policy", inf->policy);
+		json_str(&j, "policy", policy);
 		json_u64(&j, "slot_size", inf->slot_size);
 		json_obj(&j, "slots");
 		json_u64(&j, "total", inf->nslots);
@@ -183,7 +186,7 @@ static void report(struct view *v, const char *name, bool json)
 		return;
 	}
 	printf("instance %s (pid %u, %s), policy %s\n", name, inf->pid, inf->kind,
-	       inf->policy);
+	       policy);
 	printf("slots: %u of %u bytes: %u free, %u leased, %u releasing, %u in flight\n",
 	       inf->nslots, inf->slot_size, sc.free, sc.leased, sc.releasing,
 	       sc.busy);

@@ -675,6 +675,8 @@ int bsteer_engine_files(struct bsteer_engine *e, const int *targets,
 
 void bsteer_engine_fini(struct bsteer_engine *e)
 {
+	if (!e->in)		/* never initialised */
+		return;
 	if (e->ring_ok) {
 		struct bsteer_ring *r = &e->in->rings[e->id];
 

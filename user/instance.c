@@ -587,3 +587,36 @@ out:
 	bpf_object__close(obj);
 	return err;
 }
+
+int bsteer_prog_in_array(int map_fd, char *out, size_t len, __u32 *id)
+{
+	struct bpf_prog_info info = {};
+	__u32 ilen = sizeof(info), zero = 0, pid;
+	int fd;
+
+	*id = 0;
+	snprintf(out, len, "(none)");
+	if (bpf_map_lookup_elem(map_fd, &zero, &pid))
+		return 0;
+	fd = bpf_prog_get_fd_by_id(pid);
+	if (fd < 0)
+		return -errno;
+	if (!bpf_obj_get_info_by_fd(fd, &info, &ilen)) {
+		snprintf(out, len, "%s", info.name);
+		*id = info.id;
+	}
+	close(fd);
+	return 0;
+}
+
+int bsteer_active_policy(int policy_map_fd, char *out, size_t len)
+{
+	__u32 id;
+	size_t n;
+	int err = bsteer_prog_in_array(policy_map_fd, out, len, &id);
+
+	n = strlen(out);
+	if (!err && id && n > 3 && !strcmp(out + n - 3, "_tp"))
+		out[n - 3] = 0;
+	return err;
+}

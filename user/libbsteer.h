@@ -123,6 +123,10 @@ void *bsteer_map_mmap(int fd, size_t *len, bool writable);
  */
 int bsteer_policy_install(const char *dir, const int *map_fd, const char *spec,
 			  bool verbose);
+/* The program in entry 0 of a prog array: name and id ("(none)", 0). */
+int bsteer_prog_in_array(int map_fd, char *out, size_t len, __u32 *id);
+/* The active policy's name, from the hook program's name (NAME_tp). */
+int bsteer_active_policy(int policy_map_fd, char *out, size_t len);
 /* Name of a policy spec ("mirror", or the file's base name without .bpf.o). */
 void bsteer_policy_name(const char *spec, char *out, size_t len);
 
