@@ -13,7 +13,7 @@ ARCH       := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 
 CFLAGS     ?= -g -O2
 CFLAGS     += -Wall -Wextra -Werror -Wno-format-truncation -std=gnu11 -D_GNU_SOURCE \
-	      -Iinclude -I$(OUTPUT) -Iuser
+	      -Iinclude -I$(OUTPUT) -Iuser $(EXTRA_CFLAGS)
 LDLIBS     += -lbpf -luring -lelf -lz -lpthread
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall \
 	      -Wno-unused-function -I. -Iinclude -Ibpf
@@ -122,7 +122,7 @@ $(OUTPUT)/bench/%: bench/%.c $(USER_HDRS) $(LIB) | $(OUTPUT)/bench
 # Builds userspace with ASan and UBSan into build-asan/.
 asan:
 	$(Q)$(MAKE) OUTPUT=build-asan \
-		CFLAGS="-g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined"
+		EXTRA_CFLAGS="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined"
 
 test: all
 	$(Q)selftests/run.sh
