@@ -506,6 +506,8 @@ int cmd_copy(int argc, char **argv)
 	if (open_src(c))
 		goto out;
 
+	/* Before anything is pinned, so a signal always leads to cleanup. */
+	install_signals();
 	io.name = name;
 	io.policy = policy;
 	io.nslots = depth;
@@ -541,7 +543,6 @@ int cmd_copy(int argc, char **argv)
 		goto out;
 	}
 
-	install_signals();
 	c->progress = !no_progress && isatty(2);
 	c->t0 = c->t_last = bsteer_now_ns();
 	err = run_copy(c, fsync_end);

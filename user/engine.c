@@ -30,6 +30,16 @@ void bsteer_stat_add(struct bsteer_instance *in, enum bsteer_stat s, __u64 v)
 
 /* ---- slots ---- */
 
+/*
+ * The free stack lives in map memory that BPF (and so a hostile policy) can
+ * write: every index is checked against the engine's own copy of the
+ * partition before it is used.
+ */
+static bool slot_mine(struct bsteer_engine *e, __u32 slot)
+{
+	return slot >= e->slot_base && slot < e->slot_base + e->slot_count;
+}
+
 static void slot_push_free(struct bsteer_engine *e, __u32 slot)
 {
 	struct bsteer_ring *r = &e->in->rings[e->id];
@@ -37,7 +47,12 @@ static void slot_push_free(struct bsteer_engine *e, __u32 slot)
 
 	m->state = BSTEER_SLOT_FREE;
 	m->dir = 0;
-	e->in->freelist[r->slot_base + r->free_top++] = slot;
+	if (r->free_top >= e->slot_count) {
+		fprintf(stderr, "bsteer: free stack of ring %u is corrupt (top %u of %u)\n",
+			e->id, r->free_top, e->slot_count);
+		return;
+	}
+	e->in->freelist[e->slot_base + r->free_top++] = slot;
 	bsteer_stat_add(e->in, BSTEER_ST_SLOT_RELEASES, 1);
 }
 
@@ -49,7 +64,11 @@ int bsteer_slot_lease(struct bsteer_engine *e, __u32 req, __u32 *slot)
 
 	if (!r->free_top)
 		return -ENOBUFS;
-	s = e->in->freelist[r->slot_base + --r->free_top];
+	if (r->free_top > e->slot_count)
+		return -EUCLEAN;
+	s = e->in->freelist[e->slot_base + --r->free_top];
+	if (!slot_mine(e, s) || e->in->meta[s].state != BSTEER_SLOT_FREE)
+		return -EUCLEAN;
 	m = &e->in->meta[s];
 	m->state = BSTEER_SLOT_LEASED;
 	m->gen++;
@@ -66,8 +85,11 @@ int bsteer_slot_lease(struct bsteer_engine *e, __u32 req, __u32 *slot)
 /* The owner lets go. The slot returns now, or when its last op completes. */
 void bsteer_slot_release(struct bsteer_engine *e, __u32 slot)
 {
-	struct bsteer_slot *m = &e->in->meta[slot];
+	struct bsteer_slot *m;
 
+	if (!slot_mine(e, slot))
+		return;
+	m = &e->in->meta[slot];
 	if (m->state != BSTEER_SLOT_LEASED)
 		return;
 	if (__atomic_load_n(&m->inflight, __ATOMIC_ACQUIRE))
@@ -78,7 +100,9 @@ void bsteer_slot_release(struct bsteer_engine *e, __u32 slot)
 
 __u32 bsteer_slots_free(struct bsteer_engine *e)
 {
-	return e->in->rings[e->id].free_top;
+	__u32 top = e->in->rings[e->id].free_top;
+
+	return top > e->slot_count ? 0 : top;
 }
 
 __u32 bsteer_slots_leaked(struct bsteer_instance *in)
@@ -148,7 +172,7 @@ static void req_finish(struct bsteer_engine *e, __u32 r, int err)
 		return;
 	rq->state = BSTEER_RQ_DONE;
 	/* The lease dies with the request, whatever the policy said. */
-	if (rq->slot != BSTEER_NO_SLOT && e->in->meta[rq->slot].owner == r)
+	if (slot_mine(e, rq->slot) && e->in->meta[rq->slot].owner == r)
 		bsteer_slot_release(e, rq->slot);
 	bsteer_stat_add(e->in, err ? BSTEER_ST_REQS_FAILED : BSTEER_ST_REQS_DONE, 1);
 	if (e->cb.complete)
@@ -283,7 +307,7 @@ static const char *check_op(struct bsteer_engine *e, __u32 r,
 		return "op does not match the request's record";
 	if (!data)
 		return d->slot == BSTEER_NO_SLOT ? NULL : "slot on a non-data op";
-	if (d->slot >= in->nslots)
+	if (!slot_mine(e, d->slot))
 		return "slot out of range";
 	m = &in->meta[d->slot];
 	if (m->state != BSTEER_SLOT_LEASED || m->owner != r || m->ring != e->id)
@@ -316,7 +340,7 @@ static const char *check_decision(struct bsteer_engine *e, __u32 r,
 	for (i = 0; i < d->nrelease; i++) {
 		__u32 s = d->release[i];
 
-		if (s >= e->in->nslots || e->in->meta[s].owner != r ||
+		if (!slot_mine(e, s) || e->in->meta[s].owner != r ||
 		    e->in->meta[s].state != BSTEER_SLOT_LEASED)
 			return "release of a slot the request does not hold";
 	}
@@ -433,7 +457,7 @@ static void settle_missing(struct bsteer_engine *e, __u32 r, __u64 ud)
 		o->state = BSTEER_OPS_FREE;
 		if (rq->inflight)
 			rq->inflight--;
-		if (o->slot != BSTEER_NO_SLOT && o->slot < e->in->nslots) {
+		if (slot_mine(e, o->slot)) {
 			struct bsteer_slot *m = &e->in->meta[o->slot];
 
 			if (m->inflight &&
