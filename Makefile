@@ -35,6 +35,9 @@ BPF_APPS := \
 # Policies that selftests load from files; they misbehave on purpose.
 TEST_PROGS := \
 	bad_dir \
+	bad_dup \
+	bad_forge \
+	bad_frontend \
 	bad_len \
 	bad_owner \
 	bad_slot \

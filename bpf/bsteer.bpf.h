@@ -187,6 +187,7 @@ static __always_inline void dec_reset(struct bsteer_decision *d)
 	d->nrelease = 0;
 	d->flags = 0;
 	d->error = 0;
+	d->seal = BSTEER_NO_SLOT;
 }
 
 /*
@@ -233,7 +234,8 @@ static __always_inline int core_begin(struct bsteer_pctx *p, __u64 ud,
 		slot_put(o->slot);
 
 	/* A short transfer: ask for the rest, same op, next sequence. */
-	if (res > 0 && (o->opcode == BSTEER_OP_READ ||
+	if (res > 0 && req->state == BSTEER_RQ_ACTIVE &&
+	    (o->opcode == BSTEER_OP_READ ||
 			o->opcode == BSTEER_OP_WRITE) &&
 	    o->done + (__u32)res < o->len) {
 		struct bsteer_dop *d = &p->dec->ops[0];
@@ -321,6 +323,15 @@ struct bsteer_fb {
 	__u32 ring;
 	__u32 decided;
 };
+
+/* Only the ring's owner may run its fallback. */
+static __always_inline int fb_owner(struct bsteer_fb *fb)
+{
+	__u32 ring = fb->ring;
+	struct bsteer_ring *r = bpf_map_lookup_elem(&rings, &ring);
+
+	return r && r->owner_tid == (__u32)bpf_get_current_pid_tgid();
+}
 
 static __always_inline struct bsteer_cqe *fb_cqe(struct bsteer_fb *fb, __u32 i)
 {

@@ -154,9 +154,15 @@ int BPF_PROG(bsteer_complete, void *rctx, void *req, struct io_uring_cqe *cqe)
 	if (!bsteer_ud_ours(ud))
 		return 0;
 	stat_inc(BSTEER_ST_CQE_SEEN);
+	/*
+	 * Ring state belongs to the owner task; a completion posted anywhere
+	 * else is counted and left to the owner's fallback, never decided here.
+	 */
 	r = bpf_map_lookup_elem(&rings, ring);
-	if (r && r->owner_tid != current_tid())
+	if (!r || r->owner_tid != current_tid()) {
 		stat_inc(BSTEER_ST_FOREIGN);
+		return 0;
+	}
 
 	s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
@@ -197,6 +203,8 @@ int bsteer_fallback(struct bsteer_fallback_args *args)
 	struct bsteer_fb fb = { .ring = args->ring };
 	__u32 n = args->count;
 
+	if (!fb_owner(&fb))
+		return 0;
 	stat_inc(BSTEER_ST_NO_POLICY);
 	if (n > BSTEER_BATCH)
 		n = BSTEER_BATCH;

@@ -54,7 +54,7 @@ static __always_inline void mirror_arrival(struct bsteer_pctx *p)
 
 	switch (rq->type) {
 	case BSTEER_REQ_WRITE:
-		bsteer_seal(rq->slot);
+		bsteer_seal(p, rq->slot);
 		if (p->res > 0 &&
 		    !mirror_fanout(p, BSTEER_OP_WRITE, rq->slot, p->res))
 			bsteer_note_error(p, -EIO);

@@ -12,7 +12,7 @@ static __always_inline void passthrough_arrival(struct bsteer_pctx *p)
 	switch (rq->type) {
 	case BSTEER_REQ_WRITE:
 		/* p->res is the payload the frontend received. */
-		bsteer_seal(rq->slot);
+		bsteer_seal(p, rq->slot);
 		if (p->res > 0)
 			err = bsteer_emit(p, BSTEER_OP_WRITE, 0, rq->slot, 0,
 					  p->res, rq->offset);

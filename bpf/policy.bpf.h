@@ -125,13 +125,13 @@ static __always_inline int bsteer_emit(struct bsteer_pctx *p, __u8 opcode,
 	return 0;
 }
 
-/* The slot's payload is complete: from now on it may only be read. */
-static __always_inline void bsteer_seal(__u32 slot)
+/*
+ * The slot's payload is complete: from now on it may only be read. The
+ * executor seals it before it submits this decision's ops.
+ */
+static __always_inline void bsteer_seal(struct bsteer_pctx *p, __u32 slot)
 {
-	struct bsteer_slot *m = bpf_map_lookup_elem(&slot_meta, &slot);
-
-	if (m)
-		m->dir = BSTEER_DIR_DRAIN;
+	p->dec->seal = slot;
 }
 
 /* The owner lets go of @slot; it returns once no op holds it. */
@@ -234,6 +234,8 @@ int name##_sys(struct bsteer_fallback_args *args)			\
 	struct bsteer_fb fb = { .ring = args->ring };			\
 	__u32 n = args->count;						\
 									\
+	if (!fb_owner(&fb))						\
+		return 0;						\
 	if (n > BSTEER_BATCH)						\
 		n = BSTEER_BATCH;					\
 	bpf_loop(n, name##_one, &fb, 0);				\

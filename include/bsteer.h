@@ -79,7 +79,9 @@ static inline __u32 bsteer_ud_gen(__u64 ud)
  * FILL:  a device writes into the slot (READ_FIXED, RECV).
  * DRAIN: a device reads from the slot (WRITE_FIXED, SEND).
  * A lease starts as FILL; sealing it turns it into DRAIN for good, so the
- * legs of a mirror can never see the payload change under them.
+ * legs of a mirror can never see the payload change under them. A policy
+ * asks for the seal in its decision; the executor applies it, and keeps
+ * its own copy of every lease, so a policy cannot forge one in slot_meta.
  */
 #define BSTEER_DIR_FILL		0x1
 #define BSTEER_DIR_DRAIN	0x2
@@ -88,7 +90,6 @@ enum bsteer_slot_state {
 	BSTEER_SLOT_FREE	= 0,
 	BSTEER_SLOT_LEASED	= 1,	/* held by its owner */
 	BSTEER_SLOT_RELEASING	= 2,	/* owner let go, ops still in flight */
-	BSTEER_SLOT_FOREIGN	= 3,	/* lent by a device; back via callback */
 };
 
 /* Slot metadata: map "slot_meta", one entry per slot. */
@@ -202,7 +203,8 @@ struct bsteer_decision {
 	__u8  pad0;
 	__s32 error;		/* request result when DONE (0 or -errno) */
 	__u32 release[BSTEER_DEC_RELEASE];
-	__u64 pad1;
+	__u32 seal;		/* slot to seal before the ops, or NO_SLOT */
+	__u32 pad1;
 	struct bsteer_dop ops[BSTEER_DEC_OPS];
 };
 

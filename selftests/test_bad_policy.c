@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * Hostile policies: each of selftests/progs/bad_*.bpf.o and stale*.bpf.o
- * makes one kind of bad decision. The executor must refuse it, fail only
+ * makes one kind of bad decision, or forges shared state to dress one up. The executor must refuse it, fail only
  * that request, and change no byte outside the request's own slot: the
  * target keeps its contents and every other slot keeps its pattern.
  * passthrough runs the same scenario as the control, to show the checks
@@ -28,6 +28,9 @@ static const struct scenario scenarios[] = {
 	{ "bad_len", BSTEER_ST_DEC_REJECTED, false },
 	{ "stale_slot", BSTEER_ST_DEC_REJECTED, false },
 	{ "stale", BSTEER_ST_DEC_STALE, false },
+	{ "bad_dup", BSTEER_ST_DEC_REJECTED, false },
+	{ "bad_frontend", BSTEER_ST_DEC_REJECTED, false },
+	{ "bad_forge", BSTEER_ST_DEC_REJECTED, false },
 };
 
 static bool all_bytes(const unsigned char *p, size_t n, unsigned char v)
@@ -117,7 +120,7 @@ static int run_one(const struct scenario *sc, const char *dir)
 					 "target unchanged");
 	ASSERT_TRUE(all_bytes(buf + SLOT, SLOT * 2, 0xab),
 		    "target beyond the request unchanged");
-	ASSERT_EQ(bsteer_slots_leaked(in), 0, "no slot leaked");
+	ASSERT_EQ(bsteer_slots_leaked(&e), 0, "no slot leaked");
 	ASSERT_EQ(bsteer_reqs_free(&e), 8, "request record returned");
 	ASSERT_EQ(in->stats[BSTEER_ST_VIOLATIONS], 0, "no violation reached the kernel");
 out:

@@ -7,6 +7,16 @@
 #include <fcntl.h>
 #include "engine_util.h"
 
+static int returned_n;
+static __u32 returned_slot;
+
+static void on_return(void *arg, __u32 slot)
+{
+	(void)arg;
+	returned_n++;
+	returned_slot = slot;
+}
+
 int main(void)
 {
 	struct bsteer_instance_opts o = {
@@ -90,7 +100,26 @@ int main(void)
 	ASSERT_EQ(in->targets[0].bytes, 4096, "target got the payload once");
 	ASSERT_EQ(bsteer_slot_lease(&e, r3, &s3), 0, "lease after return");
 	bsteer_slot_release(&e, s3);
-	ASSERT_EQ(bsteer_slots_leaked(in), 0, "no slot leaked");
+
+	/*
+	 * A lent (foreign) buffer: the owner's release does not return it
+	 * while an op holds it; the callback runs once, after that op.
+	 */
+	ASSERT_EQ(bsteer_req_alloc(&e, BSTEER_REQ_WRITE, 0, 4096, &r3), 0, "alloc lend");
+	ASSERT_EQ(bsteer_slot_lend(&e, r3, on_return, NULL, &s3), 0, "lend");
+	ASSERT_EQ(bsteer_frontend_op(&e, r3, BSTEER_OP_READ, BSTEER_FRONTEND_FILE(0),
+				     s3, 4096, BSTEER_OFF_STREAM), 0, "read into lent slot");
+	ASSERT_EQ(bsteer_engine_run(&e, 0), 0, "submit lend");
+	bsteer_slot_release(&e, s3);
+	ASSERT_EQ(returned_n, 0, "not returned while the read holds it");
+	ASSERT_EQ(write(pfd[1], buf, sizeof(buf)), (long)sizeof(buf), "pipe write 3");
+	ASSERT_EQ(run_idle(&e, 5), 0, "run to idle 3");
+	ASSERT_EQ(returned_n, 1, "release callback ran once");
+	ASSERT_EQ(returned_slot, s3, "for the lent slot");
+	ASSERT_EQ(bsteer_slot_lease(&e, r3, &s2), 0, "slot reusable after return");
+	bsteer_slot_release(&e, s2);
+	ASSERT_EQ(returned_n, 1, "a plain lease has no callback");
+	ASSERT_EQ(bsteer_slots_leaked(&e), 0, "no slot leaked");
 	rc = test_failures ? TEST_FAIL : TEST_PASS;
 out:
 	if (engine)

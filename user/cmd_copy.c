@@ -20,6 +20,7 @@
 #define DEF_SLOT	(256u << 10)
 #define MAX_SLOT	(4u << 20)
 #define DEF_DEPTH	16
+#define MAX_DEPTH	(BSTEER_MAX_REQS - 2)	/* + the flush request */
 
 volatile sig_atomic_t exiting;
 
@@ -145,8 +146,11 @@ static int start_chunk(struct copy *c)
 	if (err)
 		return err;
 	err = bsteer_slot_lease(&c->e, r, &slot);
-	if (err)
+	if (err) {
+		/* Give the request back; its record was never used. */
+		bsteer_req_abandon(&c->e, r);
 		return err;
+	}
 	off = c->stream ? BSTEER_OFF_STREAM : c->next_off;
 	err = bsteer_frontend_op(&c->e, r, BSTEER_OP_READ,
 				 BSTEER_FRONTEND_FILE(0), slot, len, off);
@@ -201,12 +205,22 @@ static int run_copy(struct copy *c, bool fsync_end)
 		while (more_to_read(c) && bsteer_slots_free(&c->e) &&
 		       bsteer_reqs_free(&c->e) > 1) {
 			err = start_chunk(c);
+			if (err == -ENOBUFS)
+				break;	/* a slot's last completion is unreaped */
 			if (err)
 				return err;
 		}
 		if (!bsteer_engine_busy(&c->e)) {
-			if (more_to_read(c))
-				continue;
+			/*
+			 * Nothing in flight and nothing could start: slots or
+			 * requests were lost (a broken policy). Stop, loudly.
+			 */
+			if (more_to_read(c)) {
+				fprintf(stderr, "bsteer copy: stalled: %u slots and %u requests free, nothing in flight\n",
+					bsteer_slots_free(&c->e),
+					bsteer_reqs_free(&c->e));
+				c->error = -EIO;
+			}
 			break;
 		}
 		err = bsteer_engine_run(&c->e, 1);
@@ -238,7 +252,7 @@ static void report(struct copy *c, bool json, const char *policy, bool fsync_end
 	double secs = (bsteer_now_ns() - c->t0) / 1e9;
 	__u64 hook = st[BSTEER_ST_DEC_HOOK], fb = st[BSTEER_ST_DEC_FALLBACK];
 	double ratio = hook + fb ? (double)hook / (hook + fb) : 0;
-	__u32 leaked = bsteer_slots_leaked(in);
+	__u32 leaked = bsteer_slots_leaked(&c->e);
 	int i;
 
 	if (json) {
@@ -331,9 +345,9 @@ static int check_args(struct copy *c, __u64 slot_size, __u64 depth)
 			(unsigned long long)slot_size, MAX_SLOT);
 		return -EINVAL;
 	}
-	if (!depth || depth > BSTEER_MAX_SLOTS) {
+	if (!depth || depth > MAX_DEPTH) {
 		fprintf(stderr, "bsteer copy: depth %llu must be 1..%u\n",
-			(unsigned long long)depth, BSTEER_MAX_SLOTS);
+			(unsigned long long)depth, MAX_DEPTH);
 		return -EINVAL;
 	}
 	if (!strcmp(c->src, "-")) {
@@ -549,6 +563,12 @@ int cmd_copy(int argc, char **argv)
 	if (err) {
 		fprintf(stderr, "bsteer copy: engine failed: %s\n", strerror(-err));
 		goto out;
+	}
+	if (!c->error && !exiting && !c->stream && c->done_bytes != c->size) {
+		fprintf(stderr, "bsteer copy: copied %llu of %llu bytes\n",
+			(unsigned long long)c->done_bytes,
+			(unsigned long long)c->size);
+		c->error = -EIO;
 	}
 	if (c->error)
 		fprintf(stderr, "bsteer copy: copy failed: %s\n",

@@ -100,7 +100,7 @@ static void view_close(struct view *v)
 }
 
 struct slot_count {
-	__u32 free, leased, releasing, foreign, busy;
+	__u32 free, leased, releasing, busy;
 };
 
 static void count_slots(struct view *v, __u32 nslots, struct slot_count *sc)
@@ -117,11 +117,8 @@ static void count_slots(struct view *v, __u32 nslots, struct slot_count *sc)
 		case BSTEER_SLOT_LEASED:
 			sc->leased++;
 			break;
-		case BSTEER_SLOT_RELEASING:
-			sc->releasing++;
-			break;
 		default:
-			sc->foreign++;
+			sc->releasing++;
 		}
 		sc->busy += m[i].inflight != 0;
 	}
@@ -159,7 +156,6 @@ static void report(struct view *v, const char *name, bool json)
 		json_u64(&j, "free", sc.free);
 		json_u64(&j, "leased", sc.leased);
 		json_u64(&j, "releasing", sc.releasing);
-		json_u64(&j, "foreign", sc.foreign);
 		json_u64(&j, "in_flight", sc.busy);
 		json_end_obj(&j);
 		json_dbl(&j, "hook_ratio", ratio);

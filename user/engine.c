@@ -31,13 +31,23 @@ void bsteer_stat_add(struct bsteer_instance *in, enum bsteer_stat s, __u64 v)
 /* ---- slots ---- */
 
 /*
- * The free stack lives in map memory that BPF (and so a hostile policy) can
- * write: every index is checked against the engine's own copy of the
- * partition before it is used.
+ * The free stack and slot_meta live in map memory that BPF (and so a
+ * hostile policy) can write. Every index from there is checked against the
+ * engine's partition, and every decision against its private lease record.
  */
 static bool slot_mine(struct bsteer_engine *e, __u32 slot)
 {
 	return slot >= e->slot_base && slot < e->slot_base + e->slot_count;
+}
+
+static struct bsteer_slot_priv *sp(struct bsteer_engine *e, __u32 slot)
+{
+	return &e->slot[slot - e->slot_base];
+}
+
+static struct bsteer_op_priv *opp(struct bsteer_engine *e, __u32 r, __u32 op)
+{
+	return &e->op[(size_t)(r - e->req_base) * BSTEER_REQ_OPS + op];
 }
 
 static void slot_push_free(struct bsteer_engine *e, __u32 slot)
@@ -45,57 +55,90 @@ static void slot_push_free(struct bsteer_engine *e, __u32 slot)
 	struct bsteer_ring *r = &e->in->rings[e->id];
 	struct bsteer_slot *m = &e->in->meta[slot];
 
-	m->state = BSTEER_SLOT_FREE;
-	m->dir = 0;
 	if (r->free_top >= e->slot_count) {
 		fprintf(stderr, "bsteer: free stack of ring %u is corrupt (top %u of %u)\n",
 			e->id, r->free_top, e->slot_count);
 		return;
 	}
+	sp(e, slot)->state = BSTEER_SLOT_FREE;
+	m->state = BSTEER_SLOT_FREE;
+	m->dir = 0;
 	e->in->freelist[e->slot_base + r->free_top++] = slot;
 	bsteer_stat_add(e->in, BSTEER_ST_SLOT_RELEASES, 1);
 }
 
-int bsteer_slot_lease(struct bsteer_engine *e, __u32 req, __u32 *slot)
+/* A released slot's last op is done: hand a lent buffer back. */
+static void slot_returned(struct bsteer_engine *e, __u32 slot)
+{
+	struct bsteer_slot_priv *p = sp(e, slot);
+	bsteer_release_fn fn = p->release;
+
+	if (!fn)
+		return;
+	p->release = NULL;
+	fn(p->release_arg, slot);
+}
+
+int bsteer_slot_lend(struct bsteer_engine *e, __u32 req, bsteer_release_fn fn,
+		     void *arg, __u32 *slot)
 {
 	struct bsteer_ring *r = &e->in->rings[e->id];
+	struct bsteer_slot_priv *p;
 	struct bsteer_slot *m;
 	__u32 s;
 
-	if (!r->free_top)
+	if (!r->free_top || r->free_top > e->slot_count)
 		return -ENOBUFS;
-	if (r->free_top > e->slot_count)
+	s = e->in->freelist[e->slot_base + r->free_top - 1];
+	if (!slot_mine(e, s))
 		return -EUCLEAN;
-	s = e->in->freelist[e->slot_base + --r->free_top];
-	if (!slot_mine(e, s) || e->in->meta[s].state != BSTEER_SLOT_FREE)
-		return -EUCLEAN;
+	p = sp(e, s);
+	/* Freed by BPF before we reaped its last completion: not yet. */
+	if (p->state != BSTEER_SLOT_FREE || p->inflight)
+		return -ENOBUFS;
+	r->free_top--;
+	p->state = BSTEER_SLOT_LEASED;
+	p->gen++;
+	p->owner = req;
+	p->dir = BSTEER_DIR_FILL;
+	p->release = fn;
+	p->release_arg = arg;
 	m = &e->in->meta[s];
 	m->state = BSTEER_SLOT_LEASED;
-	m->gen++;
+	m->gen = p->gen;
 	m->owner = req;
 	m->ring = e->id;
 	m->dir = BSTEER_DIR_FILL;
 	m->lease_ns = bsteer_now_ns();
 	e->in->reqs[req].slot = s;
+	e->req_slot[req - e->req_base] = s;
 	bsteer_stat_add(e->in, BSTEER_ST_SLOT_LEASES, 1);
 	*slot = s;
 	return 0;
 }
 
+int bsteer_slot_lease(struct bsteer_engine *e, __u32 req, __u32 *slot)
+{
+	return bsteer_slot_lend(e, req, NULL, NULL, slot);
+}
+
 /* The owner lets go. The slot returns now, or when its last op completes. */
 void bsteer_slot_release(struct bsteer_engine *e, __u32 slot)
 {
-	struct bsteer_slot *m;
+	struct bsteer_slot_priv *p;
 
 	if (!slot_mine(e, slot))
 		return;
-	m = &e->in->meta[slot];
-	if (m->state != BSTEER_SLOT_LEASED)
+	p = sp(e, slot);
+	if (p->state != BSTEER_SLOT_LEASED)
 		return;
-	if (__atomic_load_n(&m->inflight, __ATOMIC_ACQUIRE))
-		m->state = BSTEER_SLOT_RELEASING;
-	else
-		slot_push_free(e, slot);
+	if (p->inflight) {
+		p->state = BSTEER_SLOT_RELEASING;
+		e->in->meta[slot].state = BSTEER_SLOT_RELEASING;
+		return;
+	}
+	slot_push_free(e, slot);
+	slot_returned(e, slot);
 }
 
 __u32 bsteer_slots_free(struct bsteer_engine *e)
@@ -105,12 +148,13 @@ __u32 bsteer_slots_free(struct bsteer_engine *e)
 	return top > e->slot_count ? 0 : top;
 }
 
-__u32 bsteer_slots_leaked(struct bsteer_instance *in)
+/* Slots not free by the engine's own record (not the shared map's). */
+__u32 bsteer_slots_leaked(struct bsteer_engine *e)
 {
 	__u32 i, n = 0;
 
-	for (i = 0; i < in->nslots; i++)
-		n += in->meta[i].state != BSTEER_SLOT_FREE;
+	for (i = 0; i < e->slot_count; i++)
+		n += e->slot[i].state != BSTEER_SLOT_FREE;
 	return n;
 }
 
@@ -120,8 +164,7 @@ int bsteer_req_alloc(struct bsteer_engine *e, __u8 type, __u64 offset,
 		     __u32 len, __u32 *out)
 {
 	struct bsteer_req *rq;
-	__u32 r;
-	int i;
+	__u32 r, i;
 
 	if (!e->req_top)
 		return -EBUSY;
@@ -140,12 +183,29 @@ int bsteer_req_alloc(struct bsteer_engine *e, __u8 type, __u64 offset,
 	rq->flags = 0;
 	rq->start_ns = bsteer_now_ns();
 	rq->pstate[0] = rq->pstate[1] = 0;
-	for (i = 0; i < BSTEER_REQ_OPS; i++)
+	for (i = 0; i < BSTEER_REQ_OPS; i++) {
 		rq->ops[i].state = BSTEER_OPS_FREE;
+		/* No answer from an earlier life of this index can match. */
+		e->in->decs[(size_t)r * BSTEER_REQ_OPS + i].cookie = 0;
+	}
 	e->submitted[r - e->req_base] = 0;
+	e->req_state[r - e->req_base] = BSTEER_RQ_ACTIVE;
+	e->req_slot[r - e->req_base] = BSTEER_NO_SLOT;
 	bsteer_stat_add(e->in, BSTEER_ST_REQS_STARTED, 1);
 	*out = r;
 	return 0;
+}
+
+void bsteer_req_abandon(struct bsteer_engine *e, __u32 r)
+{
+	__u32 i = r - e->req_base;
+
+	if (r < e->req_base || i >= e->req_count ||
+	    e->req_state[i] != BSTEER_RQ_ACTIVE || e->submitted[i])
+		return;
+	e->req_state[i] = BSTEER_RQ_FREE;
+	e->in->reqs[r].state = BSTEER_RQ_FREE;
+	e->req_stack[e->req_top++] = r;
 }
 
 __u32 bsteer_reqs_free(struct bsteer_engine *e)
@@ -153,33 +213,45 @@ __u32 bsteer_reqs_free(struct bsteer_engine *e)
 	return e->req_top;
 }
 
+/* A finished request's record returns once none of its ops is out. */
 static void req_maybe_free(struct bsteer_engine *e, __u32 r)
 {
-	struct bsteer_req *rq = &e->in->reqs[r];
+	__u32 i = r - e->req_base;
 
-	if (rq->state != BSTEER_RQ_DONE || rq->inflight ||
-	    e->submitted[r - e->req_base])
+	if (e->req_state[i] != BSTEER_RQ_DONE || e->submitted[i])
 		return;
-	rq->state = BSTEER_RQ_FREE;
+	e->req_state[i] = BSTEER_RQ_FREE;
+	e->in->reqs[r].state = BSTEER_RQ_FREE;
 	e->req_stack[e->req_top++] = r;
 }
 
 static void req_finish(struct bsteer_engine *e, __u32 r, int err)
 {
-	struct bsteer_req *rq = &e->in->reqs[r];
+	__u32 i = r - e->req_base, s = e->req_slot[i];
 
-	if (rq->state != BSTEER_RQ_ACTIVE)
+	if (e->req_state[i] != BSTEER_RQ_ACTIVE)
 		return;
-	rq->state = BSTEER_RQ_DONE;
+	e->req_state[i] = BSTEER_RQ_DONE;
+	e->in->reqs[r].state = BSTEER_RQ_DONE;
 	/* The lease dies with the request, whatever the policy said. */
-	if (slot_mine(e, rq->slot) && e->in->meta[rq->slot].owner == r)
-		bsteer_slot_release(e, rq->slot);
+	if (slot_mine(e, s) && sp(e, s)->owner == r)
+		bsteer_slot_release(e, s);
 	bsteer_stat_add(e->in, err ? BSTEER_ST_REQS_FAILED : BSTEER_ST_REQS_DONE, 1);
 	if (e->cb.complete)
 		e->cb.complete(e->cb.arg, e, r, err);
 }
 
 /* ---- SQEs ---- */
+
+/*
+ * Room for a whole decision before it is read: submitting mid-decision
+ * would run completion hooks that rewrite the maps under the executor.
+ */
+static void reserve_sqes(struct bsteer_engine *e, unsigned n)
+{
+	if (io_uring_sq_space_left(&e->ring) < n)
+		io_uring_submit(&e->ring);
+}
 
 static struct io_uring_sqe *get_sqe(struct bsteer_engine *e)
 {
@@ -195,10 +267,11 @@ static struct io_uring_sqe *get_sqe(struct bsteer_engine *e)
 /* Turn op @op of request @r (already recorded) into an SQE. */
 static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
 		     __u32 file, __u32 slot, __u32 slot_off, __u32 len,
-		     __u64 offset)
+		     __u64 offset, bool frontend)
 {
 	struct bsteer_req *rq = &e->in->reqs[r];
 	struct io_uring_sqe *sqe = get_sqe(e);
+	struct bsteer_op_priv *o = opp(e, r, op);
 	void *buf = NULL;
 
 	if (!sqe)
@@ -227,8 +300,17 @@ static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
 		return -EINVAL;
 	}
 	io_uring_sqe_set_data64(sqe, bsteer_ud(r, rq->gen, op, rq->ops[op].seq));
-	if (slot != BSTEER_NO_SLOT)
+	o->slot = slot;
+	o->target = file;
+	o->frontend = frontend;
+	o->opcode = opcode;
+	o->slot_off = slot_off;
+	o->len = len;
+	o->res = 0;
+	if (slot != BSTEER_NO_SLOT) {
+		sp(e, slot)->inflight++;
 		__atomic_fetch_add(&e->in->meta[slot].inflight, 1, __ATOMIC_RELEASE);
+	}
 	e->submitted[r - e->req_base] |= 1u << op;
 	e->inflight_sqes++;
 	bsteer_stat_add(e->in, BSTEER_ST_OPS_SUBMITTED, 1);
@@ -243,7 +325,8 @@ int bsteer_frontend_op(struct bsteer_engine *e, __u32 r, __u8 opcode,
 	__u32 i;
 
 	for (i = 0; i < BSTEER_REQ_OPS; i++) {
-		if (rq->ops[i].state == BSTEER_OPS_FREE) {
+		if (rq->ops[i].state == BSTEER_OPS_FREE &&
+		    !(e->submitted[r - e->req_base] & (1u << i))) {
 			o = &rq->ops[i];
 			break;
 		}
@@ -262,96 +345,101 @@ int bsteer_frontend_op(struct bsteer_engine *e, __u32 r, __u8 opcode,
 	o->offset = offset;
 	rq->inflight++;
 	rq->issued++;
-	return submit_op(e, r, i, opcode, file, slot, 0, len, offset);
+	return submit_op(e, r, i, opcode, file, slot, 0, len, offset, true);
 }
 
 /* ---- the executor ---- */
 
 /*
- * Check one op of a decision against everything the executor knows. Returns
- * NULL if it may run, or why not.
+ * Check one op of a decision against the engine's own records. @cqe_op is
+ * the op whose completion this decision answers: only that op may be
+ * resubmitted to a frontend file (the rest of a short transfer). Returns
+ * NULL if the op may run, or why not.
  */
-static const char *check_op(struct bsteer_engine *e, __u32 r,
+static const char *check_op(struct bsteer_engine *e, __u32 r, __u32 cqe_op,
 			    const struct bsteer_dop *d)
 {
 	struct bsteer_instance *in = e->in;
 	struct bsteer_req *rq = &in->reqs[r];
+	const struct bsteer_op_priv *prev;
 	const struct bsteer_req_op *o;
-	const struct bsteer_slot *m;
+	const struct bsteer_slot_priv *p;
 	bool data = d->opcode == BSTEER_OP_READ || d->opcode == BSTEER_OP_WRITE;
 
 	if (d->opcode == BSTEER_OP_NOP || d->opcode >= BSTEER_OP__MAX)
 		return "unknown opcode";
 	if (d->op >= BSTEER_REQ_OPS)
 		return "op index out of range";
-	o = &rq->ops[d->op];
-	if (o->state != BSTEER_OPS_INFLIGHT ||
-	    (e->submitted[r - e->req_base] & (1u << d->op)))
-		return "op not pending";
-	if (d->target >= in->cfg->ntargets &&
-	    !((o->flags & BSTEER_OPF_FRONTEND) &&
-	      d->target >= BSTEER_MAX_TARGETS))
-		return "target out of range";
-	if (d->target < BSTEER_MAX_TARGETS) {
+	if (e->submitted[r - e->req_base] & (1u << d->op))
+		return "op already in flight";
+	prev = opp(e, r, d->op);
+	if (d->target < e->ntargets) {
 		const struct bsteer_target *t = &in->targets[d->target];
 
 		if (t->flags & BSTEER_TGT_FAILED)
 			return "target failed";
 		if (d->opcode == BSTEER_OP_WRITE && (t->flags & BSTEER_TGT_RDONLY))
 			return "write to a read-only target";
+	} else if (!(d->op == cqe_op && prev->frontend &&
+		     prev->target == d->target && prev->slot == d->slot &&
+		     prev->opcode == d->opcode && prev->res > 0 &&
+		     (__u32)prev->res < prev->len &&
+		     d->len == prev->len - prev->res &&
+		     d->slot_off == prev->slot_off + prev->res)) {
+		/* Only the rest of the frontend's own short transfer. */
+		return "target out of range";
 	}
-	if (o->opcode != d->opcode || o->target != d->target ||
-	    o->slot != d->slot || o->slot_off + o->done != d->slot_off ||
-	    o->len - o->done != d->len ||
+	o = &rq->ops[d->op];
+	if (o->state != BSTEER_OPS_INFLIGHT || o->opcode != d->opcode ||
+	    o->target != d->target || o->slot != d->slot ||
+	    o->slot_off + o->done != d->slot_off || o->len - o->done != d->len ||
 	    (o->offset != BSTEER_OFF_STREAM && o->offset + o->done != d->offset))
 		return "op does not match the request's record";
 	if (!data)
 		return d->slot == BSTEER_NO_SLOT ? NULL : "slot on a non-data op";
 	if (!slot_mine(e, d->slot))
 		return "slot out of range";
-	m = &in->meta[d->slot];
-	if (m->state != BSTEER_SLOT_LEASED || m->owner != r || m->ring != e->id)
+	p = sp(e, d->slot);
+	if (p->state != BSTEER_SLOT_LEASED || p->owner != r)
 		return "slot not leased to this request";
-	if (m->gen != d->slot_gen)
+	if (p->gen != d->slot_gen)
 		return "stale slot generation";
 	if (!d->len || d->slot_off >= in->slot_size ||
 	    d->len > in->slot_size - d->slot_off)
 		return "length outside the slot";
-	if (d->opcode == BSTEER_OP_READ && !(m->dir & BSTEER_DIR_FILL))
+	if (d->opcode == BSTEER_OP_READ && !(p->dir & BSTEER_DIR_FILL))
 		return "read into a slot sealed for draining";
-	if (d->opcode == BSTEER_OP_WRITE && !(m->dir & BSTEER_DIR_DRAIN))
+	if (d->opcode == BSTEER_OP_WRITE && !(p->dir & BSTEER_DIR_DRAIN))
 		return "write from a slot not sealed";
 	return NULL;
 }
 
 static const char *check_decision(struct bsteer_engine *e, __u32 r,
-				  const struct bsteer_decision *d)
+				  __u32 cqe_op, const struct bsteer_decision *d)
 {
-	__u32 i;
+	__u32 i, seen = 0;
 	const char *why;
 
 	if (d->nops > BSTEER_DEC_OPS || d->nrelease > BSTEER_DEC_RELEASE)
 		return "malformed decision";
 	for (i = 0; i < d->nops; i++) {
-		why = check_op(e, r, &d->ops[i]);
+		why = check_op(e, r, cqe_op, &d->ops[i]);
 		if (why)
 			return why;
+		if (seen & (1u << d->ops[i].op))
+			return "op index used twice";
+		seen |= 1u << d->ops[i].op;
 	}
 	for (i = 0; i < d->nrelease; i++) {
 		__u32 s = d->release[i];
 
-		if (!slot_mine(e, s) || e->in->meta[s].owner != r ||
-		    e->in->meta[s].state != BSTEER_SLOT_LEASED)
+		if (!slot_mine(e, s) || sp(e, s)->owner != r ||
+		    sp(e, s)->state != BSTEER_SLOT_LEASED)
 			return "release of a slot the request does not hold";
 	}
 	return NULL;
 }
 
-/*
- * A bad decision fails its request only: the ops it recorded but that
- * never got an SQE are dropped from the books, and the request completes
- * with -EIO once nothing of it is in flight.
- */
 /* Drop from the books the ops a policy recorded that never got an SQE. */
 static void reject_pending_ops(struct bsteer_engine *e, __u32 r)
 {
@@ -381,37 +469,68 @@ static void reject(struct bsteer_engine *e, __u32 r, const char *why)
 	req_finish(e, r, -EIO);
 }
 
-static void execute(struct bsteer_engine *e, __u32 r,
-		    const struct bsteer_decision *d)
+/* Seal the slot as the decision asks, if the request holds it. */
+static const char *apply_seal(struct bsteer_engine *e, __u32 r, __u32 slot)
 {
-	struct bsteer_req *rq = &e->in->reqs[r];
+	struct bsteer_slot_priv *p;
+
+	if (slot == BSTEER_NO_SLOT)
+		return NULL;
+	if (!slot_mine(e, slot))
+		return "seal of a slot out of range";
+	p = sp(e, slot);
+	if (p->state != BSTEER_SLOT_LEASED || p->owner != r)
+		return "seal of a slot the request does not hold";
+	p->dir = BSTEER_DIR_DRAIN;
+	e->in->meta[slot].dir = BSTEER_DIR_DRAIN;
+	return NULL;
+}
+
+/*
+ * Carry out the decision that answers completion @ud. It is copied out of
+ * the shared map first and only the copy is checked and used.
+ */
+static void execute(struct bsteer_engine *e, __u32 r, __u64 ud,
+		    const struct bsteer_decision *shared)
+{
+	struct bsteer_decision d;
 	const char *why;
 	__u32 i;
 
 	e->st.executed++;
-	if (rq->state != BSTEER_RQ_ACTIVE) {
+	if (e->req_state[r - e->req_base] != BSTEER_RQ_ACTIVE) {
 		req_maybe_free(e, r);
 		return;
 	}
-	why = check_decision(e, r, d);
-	if (why) {
-		reject(e, r, why);
-		req_maybe_free(e, r);
-		return;
+	reserve_sqes(e, BSTEER_DEC_OPS);
+	memcpy(&d, shared, sizeof(d));
+	if (d.cookie != ud) {
+		why = "decision changed while read";
+		goto bad;
 	}
-	for (i = 0; i < d->nops; i++) {
-		const struct bsteer_dop *o = &d->ops[i];
+	why = apply_seal(e, r, d.seal);
+	if (!why)
+		why = check_decision(e, r, bsteer_ud_op(ud), &d);
+	if (why)
+		goto bad;
+	for (i = 0; i < d.nops; i++) {
+		const struct bsteer_dop *o = &d.ops[i];
+		bool fe = o->target >= e->ntargets;
 
 		if (submit_op(e, r, o->op, o->opcode, o->target, o->slot,
-			      o->slot_off, o->len, o->offset)) {
-			reject(e, r, "submission queue unavailable");
-			break;
+			      o->slot_off, o->len, o->offset, fe)) {
+			why = "submission queue unavailable";
+			goto bad;
 		}
 	}
-	for (i = 0; i < d->nrelease; i++)
-		bsteer_slot_release(e, d->release[i]);
-	if (d->flags & BSTEER_DEC_DONE)
-		req_finish(e, r, d->error);
+	for (i = 0; i < d.nrelease; i++)
+		bsteer_slot_release(e, d.release[i]);
+	if (d.flags & BSTEER_DEC_DONE)
+		req_finish(e, r, d.error);
+	req_maybe_free(e, r);
+	return;
+bad:
+	reject(e, r, why);
 	req_maybe_free(e, r);
 }
 
@@ -431,6 +550,12 @@ static const struct bsteer_decision *decision_for(struct bsteer_engine *e,
 	return __atomic_load_n(&d->cookie, __ATOMIC_ACQUIRE) == ud ? d : NULL;
 }
 
+/* Completion @ud is answered (or given up on): its op is no longer out. */
+static void answered(struct bsteer_engine *e, __u32 r, __u64 ud)
+{
+	e->submitted[r - e->req_base] &= ~(1u << bsteer_ud_op(ud));
+}
+
 /*
  * Neither the hook nor the twin answered a current completion (a broken or
  * hostile policy). The request cannot go on: fail it, and if the core never
@@ -441,6 +566,7 @@ static void settle_missing(struct bsteer_engine *e, __u32 r, __u64 ud)
 {
 	struct bsteer_req *rq = &e->in->reqs[r];
 	struct bsteer_req_op *o = &rq->ops[bsteer_ud_op(ud)];
+	__u32 slot = opp(e, r, bsteer_ud_op(ud))->slot;
 	const struct bsteer_decision *d;
 
 	d = &e->in->decs[(size_t)r * BSTEER_REQ_OPS + bsteer_ud_op(ud)];
@@ -457,13 +583,13 @@ static void settle_missing(struct bsteer_engine *e, __u32 r, __u64 ud)
 		o->state = BSTEER_OPS_FREE;
 		if (rq->inflight)
 			rq->inflight--;
-		if (slot_mine(e, o->slot)) {
-			struct bsteer_slot *m = &e->in->meta[o->slot];
+		if (slot_mine(e, slot)) {
+			struct bsteer_slot *m = &e->in->meta[slot];
 
 			if (m->inflight &&
 			    !__atomic_sub_fetch(&m->inflight, 1, __ATOMIC_ACQ_REL) &&
 			    m->state == BSTEER_SLOT_RELEASING)
-				slot_push_free(e, o->slot);
+				slot_push_free(e, slot);
 		}
 	}
 	reject_pending_ops(e, r);
@@ -502,40 +628,40 @@ static int run_fallback(struct bsteer_engine *e)
 	LIBBPF_OPTS(bpf_test_run_opts, opts);
 	struct bsteer_fallback_args args = { .ring = e->id };
 	struct bsteer_cqe *b = &e->in->batch[e->id * BSTEER_BATCH];
+	struct bsteer_cqe pending[BSTEER_BATCH];
 	__u32 i, n = e->npending, r;
 	int err;
 
 	if (!n)
 		return 0;
-	memcpy(b, e->pending, n * sizeof(*b));
+	memcpy(pending, e->pending, n * sizeof(*b));
+	memcpy(b, pending, n * sizeof(*b));
+	e->npending = 0;
 	args.count = n;
 	opts.ctx_in = &args;
 	opts.ctx_size_in = sizeof(args);
 	err = bpf_prog_test_run_opts(fallback_fd(e), &opts);
 	bsteer_stat_add(e->in, BSTEER_ST_FALLBACK_RUNS, 1);
-	e->npending = 0;
 	if (err)
 		fprintf(stderr, "bsteer: fallback run failed: %s\n", strerror(errno));
 	for (i = 0; i < n; i++) {
+		__u64 ud = pending[i].user_data;
 		const struct bsteer_decision *d;
-		struct bsteer_req *rq;
 
-		own_req(e, e->pending[i].user_data, &r);
-		d = decision_for(e, e->pending[i].user_data, r);
+		own_req(e, ud, &r);
+		answered(e, r, ud);
+		d = decision_for(e, ud, r);
 		if (d) {
 			e->st.fallback++;
-			execute(e, r, d);
-			continue;
-		}
-		rq = &e->in->reqs[r];
-		if ((rq->gen & BSTEER_GEN_MASK) !=
-		    bsteer_ud_gen(e->pending[i].user_data)) {
-			/* A completion of a request long gone: nothing to do. */
+			execute(e, r, ud, d);
+		} else if ((e->in->reqs[r].gen & BSTEER_GEN_MASK) !=
+			   bsteer_ud_gen(ud)) {
+			/* A completion of a request long gone. */
 			bsteer_stat_add(e->in, BSTEER_ST_DEC_STALE, 1);
-			continue;
+			req_maybe_free(e, r);
+		} else {
+			settle_missing(e, r, ud);
 		}
-		settle_missing(e, r, e->pending[i].user_data);
-		req_maybe_free(e, r);
 	}
 	return 0;
 }
@@ -544,15 +670,24 @@ static void reap_one(struct bsteer_engine *e, const struct io_uring_cqe *cqe)
 {
 	const struct bsteer_decision *d;
 	__u64 ud = cqe->user_data;
-	__u32 r;
+	__u32 r, slot;
 
 	if (!own_req(e, ud, &r))
 		return;
 	e->inflight_sqes--;
-	e->submitted[r - e->req_base] &= ~(1u << bsteer_ud_op(ud));
+	/* The kernel is done with the op's buffer, whatever the policy says. */
+	opp(e, r, bsteer_ud_op(ud))->res = cqe->res;
+	slot = opp(e, r, bsteer_ud_op(ud))->slot;
+	if (slot_mine(e, slot) && sp(e, slot)->inflight &&
+	    !--sp(e, slot)->inflight && sp(e, slot)->state == BSTEER_SLOT_RELEASING) {
+		/* The core puts it back on the free stack for the same op. */
+		sp(e, slot)->state = BSTEER_SLOT_FREE;
+		slot_returned(e, slot);
+	}
 	d = decision_for(e, ud, r);
 	if (d) {
-		execute(e, r, d);
+		answered(e, r, ud);
+		execute(e, r, ud, d);
 		return;
 	}
 	if (e->npending == BSTEER_BATCH)
@@ -606,12 +741,19 @@ int bsteer_engine_init(struct bsteer_engine *e, struct bsteer_instance *in,
 	e->req_base = id * e->req_count;
 	e->req_stack = calloc(e->req_count, sizeof(*e->req_stack));
 	e->submitted = calloc(e->req_count, 1);
-	if (!e->req_stack || !e->submitted) {
+	e->req_state = calloc(e->req_count, 1);
+	e->req_slot = calloc(e->req_count, sizeof(*e->req_slot));
+	e->slot = calloc(e->slot_count, sizeof(*e->slot));
+	e->op = calloc((size_t)e->req_count * BSTEER_REQ_OPS, sizeof(*e->op));
+	if (!e->req_stack || !e->submitted || !e->req_state || !e->req_slot ||
+	    !e->slot || !e->op) {
 		err = -ENOMEM;
 		goto fail;
 	}
 	for (i = 0; i < e->req_count; i++)
 		e->req_stack[i] = e->req_base + e->req_count - 1 - i;
+	for (i = 0; i < e->req_count * BSTEER_REQ_OPS; i++)
+		e->op[i].slot = BSTEER_NO_SLOT;
 	e->req_top = e->req_count;
 
 	r->slot_base = e->slot_base;
@@ -689,6 +831,7 @@ int bsteer_engine_files(struct bsteer_engine *e, const int *targets,
 		fds[i] = -1;
 	for (i = 0; i < ntargets; i++)
 		fds[i] = targets[i];
+	e->ntargets = ntargets;
 	for (i = 0; i < nfrontend; i++)
 		fds[BSTEER_FRONTEND_FILE(i)] = frontend[i];
 	err = io_uring_register_files(&e->ring, fds, BSTEER_MAX_TARGETS + 8);
@@ -718,6 +861,14 @@ void bsteer_engine_fini(struct bsteer_engine *e)
 	e->twin_fd = -1;
 	free(e->req_stack);
 	free(e->submitted);
+	free(e->req_state);
+	free(e->req_slot);
+	free(e->slot);
+	free(e->op);
 	e->req_stack = NULL;
 	e->submitted = NULL;
+	e->req_state = NULL;
+	e->req_slot = NULL;
+	e->slot = NULL;
+	e->op = NULL;
 }

@@ -140,6 +140,35 @@ struct bsteer_frontend_cb {
 	void *arg;
 };
 
+/* Called once a lent (foreign) buffer is back: released and no op holds it. */
+typedef void (*bsteer_release_fn)(void *arg, __u32 slot);
+
+/*
+ * The engine's own record of each lease. The copy in slot_meta is what BPF
+ * and observers see; a policy can write that one, so checks use this.
+ */
+struct bsteer_slot_priv {
+	__u32 owner;			/* request holding the lease */
+	__u32 gen;
+	__u32 inflight;			/* SQEs out on the slot */
+	__u8 state;			/* enum bsteer_slot_state */
+	__u8 dir;			/* BSTEER_DIR_* */
+	__u16 pad;
+	bsteer_release_fn release;	/* lent buffer: who gets it back */
+	void *release_arg;
+};
+
+/* What the executor put in flight for (request, op). */
+struct bsteer_op_priv {
+	__u32 slot;
+	__u16 target;
+	__u8 frontend;
+	__u8 opcode;
+	__u32 slot_off;
+	__u32 len;
+	__s32 res;			/* what its completion returned */
+};
+
 struct bsteer_engine_stats {
 	__u64 executed;
 	__u64 rejected;
@@ -156,7 +185,13 @@ struct bsteer_engine {
 	__u32 req_base, req_count;
 	__u32 *req_stack;
 	__u32 req_top;
-	__u8 *submitted;		/* per request: ops with an SQE out */
+	/* Private state, indexed from slot_base / req_base. */
+	struct bsteer_slot_priv *slot;
+	struct bsteer_op_priv *op;	/* req_count * BSTEER_REQ_OPS */
+	__u8 *submitted;		/* per request: ops not yet answered */
+	__u8 *req_state;		/* enum bsteer_req_state */
+	__u32 *req_slot;		/* the request's data lease */
+	__u32 ntargets;
 	struct bsteer_frontend_cb cb;
 	struct bsteer_cqe pending[BSTEER_BATCH];
 	__u32 npending;
@@ -178,7 +213,16 @@ int bsteer_engine_files(struct bsteer_engine *e, const int *targets,
 
 int bsteer_req_alloc(struct bsteer_engine *e, __u8 type, __u64 offset,
 		     __u32 len, __u32 *req);
+/* Give back a request that never started an op. */
+void bsteer_req_abandon(struct bsteer_engine *e, __u32 req);
 int bsteer_slot_lease(struct bsteer_engine *e, __u32 req, __u32 *slot);
+/*
+ * Lease a slot whose memory a device lends (a ublk or AF_XDP frontend):
+ * @fn runs once the owner released it and its last op completed, before
+ * the slot can be leased again.
+ */
+int bsteer_slot_lend(struct bsteer_engine *e, __u32 req, bsteer_release_fn fn,
+		     void *arg, __u32 *slot);
 void bsteer_slot_release(struct bsteer_engine *e, __u32 slot);
 __u32 bsteer_slots_free(struct bsteer_engine *e);
 __u32 bsteer_reqs_free(struct bsteer_engine *e);
@@ -193,7 +237,7 @@ static inline __u64 bsteer_engine_busy(const struct bsteer_engine *e)
 	return e->inflight_sqes;
 }
 void bsteer_stat_add(struct bsteer_instance *in, enum bsteer_stat s, __u64 v);
-__u32 bsteer_slots_leaked(struct bsteer_instance *in);
+__u32 bsteer_slots_leaked(struct bsteer_engine *e);
 
 /* ---- small utilities ---- */
 __u64 bsteer_now_ns(void);

@@ -12,7 +12,7 @@ static __always_inline void bad_dir_decide(struct bsteer_pctx *p)
 		bsteer_join(p);
 		return;
 	}
-	bsteer_seal(rq->slot);
+	bsteer_seal(p, rq->slot);
 	/* Overwrite the sealed payload from the target. */
 	bsteer_emit(p, BSTEER_OP_READ, 0, rq->slot, 0, p->res, rq->offset);
 }

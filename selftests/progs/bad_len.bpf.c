@@ -12,7 +12,7 @@ static __always_inline void bad_len_decide(struct bsteer_pctx *p)
 		bsteer_join(p);
 		return;
 	}
-	bsteer_seal(rq->slot);
+	bsteer_seal(p, rq->slot);
 	/* Past the end of the slot, into the next one. */
 	bsteer_emit(p, BSTEER_OP_WRITE, 0, rq->slot, 4096, p->res + 4096,
 		    rq->offset);

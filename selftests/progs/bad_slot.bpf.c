@@ -12,7 +12,7 @@ static __always_inline void bad_slot_decide(struct bsteer_pctx *p)
 		bsteer_join(p);
 		return;
 	}
-	bsteer_seal(rq->slot);
+	bsteer_seal(p, rq->slot);
 	bsteer_emit(p, BSTEER_OP_WRITE, 0, 100000, 0, p->res, rq->offset);
 }
 

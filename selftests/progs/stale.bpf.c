@@ -12,7 +12,7 @@ static __always_inline void stale_decide(struct bsteer_pctx *p)
 		bsteer_join(p);
 		return;
 	}
-	bsteer_seal(rq->slot);
+	bsteer_seal(p, rq->slot);
 	bsteer_emit(p, BSTEER_OP_WRITE, 0, rq->slot, 0, p->res, rq->offset);
 	/* Answer as if for the previous generation of this request. */
 	p->cookie = bsteer_ud(p->req_idx, bsteer_ud_gen(p->cookie) - 1,
