@@ -37,6 +37,9 @@
 #ifndef EINVAL
 #define EINVAL		22
 #endif
+#ifndef EPIPE
+#define EPIPE		32
+#endif
 #ifndef EOPNOTSUPP
 #define EOPNOTSUPP	95
 #endif
@@ -234,7 +237,8 @@ static __always_inline int core_begin(struct bsteer_pctx *p, __u64 ud,
 		slot_put(o->slot);
 
 	/* A short transfer: ask for the rest, same op, next sequence. */
-	if (res > 0 && req->state == BSTEER_RQ_ACTIVE &&
+	if (res > 0 && (req->state == BSTEER_RQ_ACTIVE ||
+			(o->flags & BSTEER_OPF_FRONTEND)) &&
 	    (o->opcode == BSTEER_OP_READ ||
 			o->opcode == BSTEER_OP_WRITE) &&
 	    o->done + (__u32)res < o->len) {
@@ -276,8 +280,13 @@ static __always_inline int core_begin(struct bsteer_pctx *p, __u64 ud,
 	if (req->inflight)
 		req->inflight--;
 	/* What the frontend received is the request's payload. */
-	if ((o->flags & BSTEER_OPF_FRONTEND) && p->res >= 0)
-		req->len = p->res;
+	if ((o->flags & BSTEER_OPF_FRONTEND) && p->res >= 0) {
+		/* A peer that hung up mid-payload sent no request at all. */
+		if ((req->flags & BSTEER_REQF_EXACT) && (__u32)p->res < o->len)
+			p->res = -EPIPE;
+		else
+			req->len = p->res;
+	}
 
 	if (!(o->flags & BSTEER_OPF_FRONTEND) && o->target < BSTEER_MAX_TARGETS) {
 		__u32 t = o->target;

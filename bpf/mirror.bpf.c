@@ -16,13 +16,14 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 static __always_inline int mirror_fanout(struct bsteer_pctx *p, __u8 opcode,
 					 __u32 slot, __u32 len)
 {
-	__u32 n = bsteer_ntargets(p);
+	__u32 n = bsteer_nlegs(p);
 	int emitted = 0;
-	__u32 t;
+	__u32 i, t;
 
-	for (t = 0; t < MIRROR_MAX_LEGS; t++) {
-		if (t >= n)
+	for (i = 0; i < MIRROR_MAX_LEGS; i++) {
+		if (i >= n)
 			break;
+		t = bsteer_leg(p, i);
 		if (!bsteer_target_ok(t))
 			continue;
 		if (bsteer_emit(p, opcode, t, slot, 0, len, p->req->offset))
@@ -32,17 +33,17 @@ static __always_inline int mirror_fanout(struct bsteer_pctx *p, __u8 opcode,
 	return emitted;
 }
 
-/* The first healthy leg at or after @from; -1 if none. */
+/* The target of the first healthy leg at or after leg @from; -1 if none. */
 static __always_inline int mirror_pick(struct bsteer_pctx *p, __u32 from)
 {
-	__u32 n = bsteer_ntargets(p);
-	__u32 t;
+	__u32 n = bsteer_nlegs(p);
+	__u32 i;
 
-	for (t = 0; t < MIRROR_MAX_LEGS; t++) {
-		if (t >= n)
+	for (i = 0; i < MIRROR_MAX_LEGS; i++) {
+		if (i >= n)
 			break;
-		if (t >= from && bsteer_target_ok(t))
-			return t;
+		if (i >= from && bsteer_target_ok(bsteer_leg(p, i)))
+			return bsteer_leg(p, i);
 	}
 	return -1;
 }
@@ -87,7 +88,7 @@ static __always_inline void mirror_op_done(struct bsteer_pctx *p)
 		return;
 	bsteer_target_fail(p, p->target, p->res);
 	if (p->opcode == BSTEER_OP_READ) {
-		leg = mirror_pick(p, p->target + 1);
+		leg = mirror_pick(p, p->target - p->req->tbase + 1);
 		if (leg >= 0 && !bsteer_emit(p, BSTEER_OP_READ, leg, p->slot,
 					     p->slot_off, p->len, p->offset))
 			return;

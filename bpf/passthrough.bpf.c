@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* passthrough: every request goes to target 0, unchanged. */
+/* passthrough: every request goes to its first leg, unchanged. */
 #include "policy.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -14,15 +14,16 @@ static __always_inline void passthrough_arrival(struct bsteer_pctx *p)
 		/* p->res is the payload the frontend received. */
 		bsteer_seal(p, rq->slot);
 		if (p->res > 0)
-			err = bsteer_emit(p, BSTEER_OP_WRITE, 0, rq->slot, 0,
-					  p->res, rq->offset);
+			err = bsteer_emit(p, BSTEER_OP_WRITE, bsteer_leg(p, 0),
+					  rq->slot, 0, p->res, rq->offset);
 		break;
 	case BSTEER_REQ_READ:
-		err = bsteer_emit(p, BSTEER_OP_READ, 0, rq->slot, 0, rq->len,
-				  rq->offset);
+		err = bsteer_emit(p, BSTEER_OP_READ, bsteer_leg(p, 0), rq->slot,
+				  0, rq->len, rq->offset);
 		break;
 	case BSTEER_REQ_FLUSH:
-		err = bsteer_emit(p, BSTEER_OP_FSYNC, 0, BSTEER_NO_SLOT, 0, 0, 0);
+		err = bsteer_emit(p, BSTEER_OP_FSYNC, bsteer_leg(p, 0),
+				  BSTEER_NO_SLOT, 0, 0, 0);
 		break;
 	default:
 		err = -EOPNOTSUPP;

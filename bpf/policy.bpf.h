@@ -29,11 +29,17 @@ static __always_inline int bsteer_is_arrival(struct bsteer_pctx *p)
 	return p->op_flags & BSTEER_OPF_FRONTEND;
 }
 
-static __always_inline __u32 bsteer_ntargets(struct bsteer_pctx *p)
+/* The request's legs: bsteer_leg(p, 0 .. bsteer_nlegs(p) - 1). */
+static __always_inline __u32 bsteer_nlegs(struct bsteer_pctx *p)
 {
-	__u32 n = p->cfg->ntargets;
+	__u32 n = p->req->tcount;
 
 	return n > BSTEER_MAX_TARGETS ? BSTEER_MAX_TARGETS : n;
+}
+
+static __always_inline __u32 bsteer_leg(struct bsteer_pctx *p, __u32 i)
+{
+	return (p->req->tbase + i) & (BSTEER_MAX_TARGETS - 1);
 }
 
 static __always_inline struct bsteer_target *bsteer_target(__u32 t)

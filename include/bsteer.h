@@ -116,6 +116,7 @@ enum bsteer_req_type {
 };
 
 #define BSTEER_REQF_FUA		0x1
+#define BSTEER_REQF_EXACT	0x2	/* a short payload is an error */
 
 enum bsteer_req_state {
 	BSTEER_RQ_FREE		= 0,
@@ -169,7 +170,8 @@ struct bsteer_req {
 	__u16 issued;		/* ops issued so far, against the budget */
 	__s32 error;		/* first error the policy recorded */
 	__u32 flags;		/* BSTEER_REQF_* */
-	__u32 pad0;
+	__u16 tbase;		/* the request's legs: targets */
+	__u16 tcount;		/*   tbase .. tbase + tcount - 1 */
 	__u64 start_ns;
 	__u64 pstate[2];	/* policy scratch, zeroed on allocation */
 	struct bsteer_req_op ops[BSTEER_REQ_OPS];

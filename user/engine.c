@@ -181,6 +181,8 @@ int bsteer_req_alloc(struct bsteer_engine *e, __u8 type, __u64 offset,
 	rq->issued = 0;
 	rq->error = 0;
 	rq->flags = 0;
+	rq->tbase = 0;
+	rq->tcount = e->ntargets;
 	rq->start_ns = bsteer_now_ns();
 	rq->pstate[0] = rq->pstate[1] = 0;
 	for (i = 0; i < BSTEER_REQ_OPS; i++) {
@@ -193,6 +195,16 @@ int bsteer_req_alloc(struct bsteer_engine *e, __u8 type, __u64 offset,
 	e->req_slot[r - e->req_base] = BSTEER_NO_SLOT;
 	bsteer_stat_add(e->in, BSTEER_ST_REQS_STARTED, 1);
 	*out = r;
+	return 0;
+}
+
+int bsteer_req_set_legs(struct bsteer_engine *e, __u32 r, __u32 base,
+			__u32 count)
+{
+	if (!count || base >= e->ntargets || count > e->ntargets - base)
+		return -EINVAL;
+	e->in->reqs[r].tbase = base;
+	e->in->reqs[r].tcount = count;
 	return 0;
 }
 
@@ -247,7 +259,7 @@ static void req_finish(struct bsteer_engine *e, __u32 r, int err)
  * Room for a whole decision before it is read: submitting mid-decision
  * would run completion hooks that rewrite the maps under the executor.
  */
-static void reserve_sqes(struct bsteer_engine *e, unsigned n)
+void bsteer_engine_reserve(struct bsteer_engine *e, unsigned n)
 {
 	if (io_uring_sq_space_left(&e->ring) < n)
 		io_uring_submit(&e->ring);
@@ -345,6 +357,12 @@ int bsteer_frontend_op(struct bsteer_engine *e, __u32 r, __u8 opcode,
 	o->offset = offset;
 	rq->inflight++;
 	rq->issued++;
+	/* A frontend sends a slot only once its contents are final. */
+	if (opcode == BSTEER_OP_WRITE && slot_mine(e, slot) &&
+	    sp(e, slot)->owner == r) {
+		sp(e, slot)->dir = BSTEER_DIR_DRAIN;
+		e->in->meta[slot].dir = BSTEER_DIR_DRAIN;
+	}
 	return submit_op(e, r, i, opcode, file, slot, 0, len, offset, true);
 }
 
@@ -400,7 +418,9 @@ static const char *check_op(struct bsteer_engine *e, __u32 r, __u32 cqe_op,
 	if (!slot_mine(e, d->slot))
 		return "slot out of range";
 	p = sp(e, d->slot);
-	if (p->state != BSTEER_SLOT_LEASED || p->owner != r)
+	if (p->owner != r || !(p->state == BSTEER_SLOT_LEASED ||
+			       (p->state == BSTEER_SLOT_RELEASING &&
+				d->target >= e->ntargets)))
 		return "slot not leased to this request";
 	if (p->gen != d->slot_gen)
 		return "stale slot generation";
@@ -498,12 +518,22 @@ static void execute(struct bsteer_engine *e, __u32 r, __u64 ud,
 	__u32 i;
 
 	e->st.executed++;
+	bsteer_engine_reserve(e, BSTEER_DEC_OPS);
+	memcpy(&d, shared, sizeof(d));
 	if (e->req_state[r - e->req_base] != BSTEER_RQ_ACTIVE) {
+		/* Finished: only the rest of a frontend's short send goes on. */
+		if (d.cookie == ud && d.nops == 1 && !d.nrelease &&
+		    d.ops[0].target >= e->ntargets &&
+		    !check_decision(e, r, bsteer_ud_op(ud), &d))
+			submit_op(e, r, d.ops[0].op, d.ops[0].opcode,
+				  d.ops[0].target, d.ops[0].slot,
+				  d.ops[0].slot_off, d.ops[0].len,
+				  d.ops[0].offset, true);
+		else
+			reject_pending_ops(e, r);
 		req_maybe_free(e, r);
 		return;
 	}
-	reserve_sqes(e, BSTEER_DEC_OPS);
-	memcpy(&d, shared, sizeof(d));
 	if (d.cookie != ud) {
 		why = "decision changed while read";
 		goto bad;
@@ -554,6 +584,19 @@ static const struct bsteer_decision *decision_for(struct bsteer_engine *e,
 static void answered(struct bsteer_engine *e, __u32 r, __u64 ud)
 {
 	e->submitted[r - e->req_base] &= ~(1u << bsteer_ud_op(ud));
+}
+
+/* After a completion was dealt with: tell the frontend its op is over. */
+static void frontend_check(struct bsteer_engine *e, __u32 r, __u64 ud)
+{
+	__u32 op = bsteer_ud_op(ud);
+	struct bsteer_op_priv *o = opp(e, r, op);
+
+	if (!o->frontend || (e->submitted[r - e->req_base] & (1u << op)))
+		return;
+	o->frontend = 0;
+	if (e->cb.frontend_done)
+		e->cb.frontend_done(e->cb.arg, e, r, op, o->res);
 }
 
 /*
@@ -659,9 +702,11 @@ static int run_fallback(struct bsteer_engine *e)
 			/* A completion of a request long gone. */
 			bsteer_stat_add(e->in, BSTEER_ST_DEC_STALE, 1);
 			req_maybe_free(e, r);
+			continue;
 		} else {
 			settle_missing(e, r, ud);
 		}
+		frontend_check(e, r, ud);
 	}
 	return 0;
 }
@@ -672,8 +717,11 @@ static void reap_one(struct bsteer_engine *e, const struct io_uring_cqe *cqe)
 	__u64 ud = cqe->user_data;
 	__u32 r, slot;
 
-	if (!own_req(e, ud, &r))
+	if (!own_req(e, ud, &r)) {
+		if (!bsteer_ud_ours(ud) && e->cb.cqe)
+			e->cb.cqe(e->cb.arg, e, cqe);
 		return;
+	}
 	e->inflight_sqes--;
 	/* The kernel is done with the op's buffer, whatever the policy says. */
 	opp(e, r, bsteer_ud_op(ud))->res = cqe->res;
@@ -688,6 +736,7 @@ static void reap_one(struct bsteer_engine *e, const struct io_uring_cqe *cqe)
 	if (d) {
 		answered(e, r, ud);
 		execute(e, r, ud, d);
+		frontend_check(e, r, ud);
 		return;
 	}
 	if (e->npending == BSTEER_BATCH)
@@ -821,23 +870,39 @@ fail:
 int bsteer_engine_files(struct bsteer_engine *e, const int *targets,
 			__u32 ntargets, const int *frontend, __u32 nfrontend)
 {
-	int fds[BSTEER_MAX_TARGETS + 8];
+	enum { NFILES = BSTEER_MAX_TARGETS + BSTEER_FRONTEND_FILES };
+	int *fds;
 	__u32 i;
 	int err;
 
-	if (ntargets > BSTEER_MAX_TARGETS || nfrontend > 8)
+	if (ntargets > BSTEER_MAX_TARGETS || nfrontend > BSTEER_FRONTEND_FILES)
 		return -EINVAL;
-	for (i = 0; i < BSTEER_MAX_TARGETS + 8; i++)
+	fds = malloc(NFILES * sizeof(*fds));
+	if (!fds)
+		return -ENOMEM;
+	for (i = 0; i < NFILES; i++)
 		fds[i] = -1;
 	for (i = 0; i < ntargets; i++)
 		fds[i] = targets[i];
-	e->ntargets = ntargets;
 	for (i = 0; i < nfrontend; i++)
 		fds[BSTEER_FRONTEND_FILE(i)] = frontend[i];
-	err = io_uring_register_files(&e->ring, fds, BSTEER_MAX_TARGETS + 8);
+	e->ntargets = ntargets;
+	err = io_uring_register_files(&e->ring, fds, NFILES);
+	free(fds);
 	if (err)
 		bsteer_set_err("cannot register files: %s", strerror(-err));
 	return err;
+}
+
+int bsteer_engine_frontend_file(struct bsteer_engine *e, __u32 k, int fd)
+{
+	int err;
+
+	if (k >= BSTEER_FRONTEND_FILES)
+		return -EINVAL;
+	err = io_uring_register_files_update(&e->ring, BSTEER_FRONTEND_FILE(k),
+					     &fd, 1);
+	return err < 0 ? err : 0;
 }
 
 void bsteer_engine_fini(struct bsteer_engine *e)

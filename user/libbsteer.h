@@ -135,8 +135,18 @@ void bsteer_policy_name(const char *spec, char *out, size_t len);
 struct bsteer_engine;
 
 struct bsteer_frontend_cb {
-	/* A request finished: err is 0 or -errno; req->len holds payload. */
+	/*
+	 * The policy finished a request: err is 0 or -errno; req->len holds
+	 * the payload. Runs before the request's lease is released, so it
+	 * may still send from the slot (bsteer_frontend_op).
+	 */
 	void (*complete)(void *arg, struct bsteer_engine *e, __u32 req, int err);
+	/* A frontend op is over (res: its last completion's result). */
+	void (*frontend_done)(void *arg, struct bsteer_engine *e, __u32 req,
+			      __u32 op, int res);
+	/* A completion of an SQE the frontend wrote itself. */
+	void (*cqe)(void *arg, struct bsteer_engine *e,
+		    const struct io_uring_cqe *cqe);
 	void *arg;
 };
 
@@ -205,11 +215,21 @@ struct bsteer_engine {
 int bsteer_engine_init(struct bsteer_engine *e, struct bsteer_instance *in,
 		       __u32 ring_id, const struct bsteer_frontend_cb *cb);
 void bsteer_engine_fini(struct bsteer_engine *e);
-/* Files: targets[0..ntargets) are legs; frontend files follow at
- * BSTEER_MAX_TARGETS + k. */
+/*
+ * Files: targets[0..ntargets) are legs; frontend files (sources, client
+ * sockets) follow at BSTEER_FRONTEND_FILE(k), k < BSTEER_FRONTEND_FILES.
+ */
+#define BSTEER_FRONTEND_FILES	1024
 #define BSTEER_FRONTEND_FILE(k)	(BSTEER_MAX_TARGETS + (k))
 int bsteer_engine_files(struct bsteer_engine *e, const int *targets,
 			__u32 ntargets, const int *frontend, __u32 nfrontend);
+/* Put @fd (or -1 to clear) at frontend file @k. */
+int bsteer_engine_frontend_file(struct bsteer_engine *e, __u32 k, int fd);
+/* Make room for @n SQEs, so the next @n are written without a submit. */
+void bsteer_engine_reserve(struct bsteer_engine *e, unsigned n);
+/* Which targets a request's policy may use (default: all of them). */
+int bsteer_req_set_legs(struct bsteer_engine *e, __u32 req, __u32 base,
+			__u32 count);
 
 int bsteer_req_alloc(struct bsteer_engine *e, __u8 type, __u64 offset,
 		     __u32 len, __u32 *req);
