@@ -47,13 +47,16 @@ TEST_PROGS := \
 
 LIB_OBJS := \
 	abi_check \
+	be_file \
 	engine \
+	fe_nbd \
 	instance \
 	util
 
 CLI_OBJS := \
 	cmd_copy \
 	cmd_policy \
+	cmd_serve \
 	cmd_stat \
 	main
 

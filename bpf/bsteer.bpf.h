@@ -280,7 +280,8 @@ static __always_inline int core_begin(struct bsteer_pctx *p, __u64 ud,
 	if (req->inflight)
 		req->inflight--;
 	/* What the frontend received is the request's payload. */
-	if ((o->flags & BSTEER_OPF_FRONTEND) && p->res >= 0) {
+	if ((o->flags & BSTEER_OPF_FRONTEND) && o->opcode == BSTEER_OP_READ &&
+	    p->res >= 0) {
 		/* A peer that hung up mid-payload sent no request at all. */
 		if ((req->flags & BSTEER_REQF_EXACT) && (__u32)p->res < o->len)
 			p->res = -EPIPE;

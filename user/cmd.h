@@ -13,6 +13,7 @@ struct bsteer_cmd {
 int cmd_copy(int argc, char **argv);
 int cmd_stat(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Set by SIGINT/SIGTERM; long-running commands poll it. */
 extern volatile sig_atomic_t exiting;

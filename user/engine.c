@@ -193,6 +193,7 @@ int bsteer_req_alloc(struct bsteer_engine *e, __u8 type, __u64 offset,
 	e->submitted[r - e->req_base] = 0;
 	e->req_state[r - e->req_base] = BSTEER_RQ_ACTIVE;
 	e->req_slot[r - e->req_base] = BSTEER_NO_SLOT;
+	e->req_keep[r - e->req_base] = 0;
 	bsteer_stat_add(e->in, BSTEER_ST_REQS_STARTED, 1);
 	*out = r;
 	return 0;
@@ -230,7 +231,8 @@ static void req_maybe_free(struct bsteer_engine *e, __u32 r)
 {
 	__u32 i = r - e->req_base;
 
-	if (e->req_state[i] != BSTEER_RQ_DONE || e->submitted[i])
+	if (e->req_state[i] != BSTEER_RQ_DONE || e->submitted[i] ||
+	    e->req_keep[i])
 		return;
 	e->req_state[i] = BSTEER_RQ_FREE;
 	e->in->reqs[r].state = BSTEER_RQ_FREE;
@@ -245,12 +247,32 @@ static void req_finish(struct bsteer_engine *e, __u32 r, int err)
 		return;
 	e->req_state[i] = BSTEER_RQ_DONE;
 	e->in->reqs[r].state = BSTEER_RQ_DONE;
-	/* The lease dies with the request, whatever the policy said. */
-	if (slot_mine(e, s) && sp(e, s)->owner == r)
-		bsteer_slot_release(e, s);
 	bsteer_stat_add(e->in, err ? BSTEER_ST_REQS_FAILED : BSTEER_ST_REQS_DONE, 1);
 	if (e->cb.complete)
 		e->cb.complete(e->cb.arg, e, r, err);
+	/*
+	 * The lease dies with the request, whatever the policy said, unless
+	 * the frontend kept it to send from (bsteer_req_keep).
+	 */
+	if (!e->req_keep[i] && slot_mine(e, s) && sp(e, s)->owner == r)
+		bsteer_slot_release(e, s);
+}
+
+void bsteer_req_keep(struct bsteer_engine *e, __u32 r)
+{
+	e->req_keep[r - e->req_base] = 1;
+}
+
+void bsteer_req_put(struct bsteer_engine *e, __u32 r)
+{
+	__u32 i = r - e->req_base, s = e->req_slot[i];
+
+	if (!e->req_keep[i])
+		return;
+	e->req_keep[i] = 0;
+	if (slot_mine(e, s) && sp(e, s)->owner == r)
+		bsteer_slot_release(e, s);
+	req_maybe_free(e, r);
 }
 
 /* ---- SQEs ---- */
@@ -553,10 +575,18 @@ static void execute(struct bsteer_engine *e, __u32 r, __u64 ud,
 			goto bad;
 		}
 	}
-	for (i = 0; i < d.nrelease; i++)
-		bsteer_slot_release(e, d.release[i]);
+	/*
+	 * Completion first: the frontend may keep the data slot to send a
+	 * reply from it, and then it, not the policy, lets it go.
+	 */
 	if (d.flags & BSTEER_DEC_DONE)
 		req_finish(e, r, d.error);
+	for (i = 0; i < d.nrelease; i++) {
+		if (e->req_keep[r - e->req_base] &&
+		    d.release[i] == e->req_slot[r - e->req_base])
+			continue;
+		bsteer_slot_release(e, d.release[i]);
+	}
 	req_maybe_free(e, r);
 	return;
 bad:
@@ -586,17 +616,23 @@ static void answered(struct bsteer_engine *e, __u32 r, __u64 ud)
 	e->submitted[r - e->req_base] &= ~(1u << bsteer_ud_op(ud));
 }
 
-/* After a completion was dealt with: tell the frontend its op is over. */
-static void frontend_check(struct bsteer_engine *e, __u32 r, __u64 ud)
+/*
+ * After a completion was dealt with: if it was a frontend op's and the op
+ * did not go out again as the frontend's (the rest of a short transfer),
+ * tell the frontend it is over. A policy may reuse the op index at once.
+ */
+static void frontend_check(struct bsteer_engine *e, __u32 r, __u64 ud,
+			   bool was_frontend, int res)
 {
 	__u32 op = bsteer_ud_op(ud);
 	struct bsteer_op_priv *o = opp(e, r, op);
 
-	if (!o->frontend || (e->submitted[r - e->req_base] & (1u << op)))
+	if (!was_frontend)
 		return;
-	o->frontend = 0;
+	if ((e->submitted[r - e->req_base] & (1u << op)) && o->frontend)
+		return;
 	if (e->cb.frontend_done)
-		e->cb.frontend_done(e->cb.arg, e, r, op, o->res);
+		e->cb.frontend_done(e->cb.arg, e, r, op, res);
 }
 
 /*
@@ -690,8 +726,10 @@ static int run_fallback(struct bsteer_engine *e)
 	for (i = 0; i < n; i++) {
 		__u64 ud = pending[i].user_data;
 		const struct bsteer_decision *d;
+		bool fe;
 
 		own_req(e, ud, &r);
+		fe = opp(e, r, bsteer_ud_op(ud))->frontend;
 		answered(e, r, ud);
 		d = decision_for(e, ud, r);
 		if (d) {
@@ -706,7 +744,7 @@ static int run_fallback(struct bsteer_engine *e)
 		} else {
 			settle_missing(e, r, ud);
 		}
-		frontend_check(e, r, ud);
+		frontend_check(e, r, ud, fe, pending[i].res);
 	}
 	return 0;
 }
@@ -734,9 +772,11 @@ static void reap_one(struct bsteer_engine *e, const struct io_uring_cqe *cqe)
 	}
 	d = decision_for(e, ud, r);
 	if (d) {
+		bool fe = opp(e, r, bsteer_ud_op(ud))->frontend;
+
 		answered(e, r, ud);
 		execute(e, r, ud, d);
-		frontend_check(e, r, ud);
+		frontend_check(e, r, ud, fe, cqe->res);
 		return;
 	}
 	if (e->npending == BSTEER_BATCH)
@@ -749,11 +789,28 @@ static void reap_one(struct bsteer_engine *e, const struct io_uring_cqe *cqe)
 
 int bsteer_engine_run(struct bsteer_engine *e, unsigned wait_nr)
 {
-	struct io_uring_cqe *cqes[BSTEER_BATCH];
+	return bsteer_engine_run_timeout(e, wait_nr, -1);
+}
+
+int bsteer_engine_run_timeout(struct bsteer_engine *e, unsigned wait_nr,
+			      int timeout_ms)
+{
+	struct io_uring_cqe *cqes[BSTEER_BATCH], *cqe;
 	unsigned n, i;
 	int ret;
 
-	ret = io_uring_submit_and_wait(&e->ring, wait_nr);
+	if (timeout_ms >= 0 && wait_nr) {
+		struct __kernel_timespec ts = {
+			.tv_sec = timeout_ms / 1000,
+			.tv_nsec = (timeout_ms % 1000) * 1000000ll,
+		};
+
+		/* The CQE it may hand back stays in the ring for the peek. */
+		ret = io_uring_submit_and_wait_timeout(&e->ring, &cqe, wait_nr,
+						       &ts, NULL);
+	} else {
+		ret = io_uring_submit_and_wait(&e->ring, wait_nr);
+	}
 	if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY &&
 	    ret != -ETIME)
 		return ret;
@@ -791,10 +848,12 @@ int bsteer_engine_init(struct bsteer_engine *e, struct bsteer_instance *in,
 	e->req_stack = calloc(e->req_count, sizeof(*e->req_stack));
 	e->submitted = calloc(e->req_count, 1);
 	e->req_state = calloc(e->req_count, 1);
+	e->req_keep = calloc(e->req_count, 1);
 	e->req_slot = calloc(e->req_count, sizeof(*e->req_slot));
 	e->slot = calloc(e->slot_count, sizeof(*e->slot));
 	e->op = calloc((size_t)e->req_count * BSTEER_REQ_OPS, sizeof(*e->op));
-	if (!e->req_stack || !e->submitted || !e->req_state || !e->req_slot ||
+	if (!e->req_stack || !e->submitted || !e->req_state || !e->req_keep ||
+	    !e->req_slot ||
 	    !e->slot || !e->op) {
 		err = -ENOMEM;
 		goto fail;
@@ -927,12 +986,14 @@ void bsteer_engine_fini(struct bsteer_engine *e)
 	free(e->req_stack);
 	free(e->submitted);
 	free(e->req_state);
+	free(e->req_keep);
 	free(e->req_slot);
 	free(e->slot);
 	free(e->op);
 	e->req_stack = NULL;
 	e->submitted = NULL;
 	e->req_state = NULL;
+	e->req_keep = NULL;
 	e->req_slot = NULL;
 	e->slot = NULL;
 	e->op = NULL;

@@ -200,6 +200,7 @@ struct bsteer_engine {
 	struct bsteer_op_priv *op;	/* req_count * BSTEER_REQ_OPS */
 	__u8 *submitted;		/* per request: ops not yet answered */
 	__u8 *req_state;		/* enum bsteer_req_state */
+	__u8 *req_keep;			/* frontend still sends from it */
 	__u32 *req_slot;		/* the request's data lease */
 	__u32 ntargets;
 	struct bsteer_frontend_cb cb;
@@ -233,6 +234,13 @@ int bsteer_req_set_legs(struct bsteer_engine *e, __u32 req, __u32 base,
 
 int bsteer_req_alloc(struct bsteer_engine *e, __u8 type, __u64 offset,
 		     __u32 len, __u32 *req);
+/*
+ * From the complete callback: keep the request and its lease after the
+ * policy finished it (to send a reply from the slot). bsteer_req_put()
+ * lets both go.
+ */
+void bsteer_req_keep(struct bsteer_engine *e, __u32 req);
+void bsteer_req_put(struct bsteer_engine *e, __u32 req);
 /* Give back a request that never started an op. */
 void bsteer_req_abandon(struct bsteer_engine *e, __u32 req);
 int bsteer_slot_lease(struct bsteer_engine *e, __u32 req, __u32 *slot);
@@ -251,6 +259,9 @@ int bsteer_frontend_op(struct bsteer_engine *e, __u32 req, __u8 opcode,
 		       __u32 file, __u32 slot, __u32 len, __u64 offset);
 /* Submit, wait for @wait_nr completions, execute every decision. */
 int bsteer_engine_run(struct bsteer_engine *e, unsigned wait_nr);
+/* The same, waiting at most @timeout_ms (-1: no limit). */
+int bsteer_engine_run_timeout(struct bsteer_engine *e, unsigned wait_nr,
+			      int timeout_ms);
 /* Ops in flight on this ring (SQEs submitted, CQEs not yet reaped). */
 static inline __u64 bsteer_engine_busy(const struct bsteer_engine *e)
 {

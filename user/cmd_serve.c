@@ -1,0 +1,489 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * bsteer serve: block devices for NBD clients. One thread drives one ring;
+ * every request is decided by the BPF policy at the completion hook.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "cmd.h"
+#include "serve.h"
+
+#define DEF_LISTEN	"tcp:127.0.0.1:10809"
+#define DEF_DIR		"bsteer-data"
+#define DEF_IMAGE	DEF_DIR "/default.img"
+#define DEF_SIZE	(1ull << 30)
+#define DEF_SLOT	(1u << 20)
+#define DEF_SLOTS	64
+#define DRAIN_SECS	30
+
+static const char serve_usage[] =
+"USAGE: bsteer serve [--listen tcp:HOST:PORT|unix:PATH]...\n"
+"                    [--export NAME=TARGET[,TARGET...][,ro][,policy=P]]...\n"
+"                    [--instance NAME] [--slots N] [--slot-size SIZE]\n"
+"                    [--allow-remote] [--json-log] [-v]\n"
+"\n"
+"Serve exports to NBD clients. Each request's payload lands in a borrowed\n"
+"buffer slot and the BPF policy decides, at io_uring's completion hook,\n"
+"which targets it goes to: passthrough (one target) or mirror (several).\n"
+"\n"
+"With no --export, serves export 'default' backed by " DEF_IMAGE "\n"
+"(a 1 GiB sparse file, created if missing) on " DEF_LISTEN ".\n"
+"SIGINT or SIGTERM stops accepting, drains the requests in flight, flushes\n"
+"every target, removes the pins and exits 0.\n"
+"\n"
+"OPTIONS:\n"
+"  -l, --listen ADDR     tcp:HOST:PORT or unix:PATH (repeatable)\n"
+"  -e, --export SPEC     NAME=TARGET[,TARGET...][,ro][,policy=P]; several\n"
+"                        targets make a mirror (repeatable)\n"
+"  -i, --instance NAME   pin under /sys/fs/bpf/bsteer/NAME (default serve-PID)\n"
+"  -n, --slots N         buffer slots (default 64)\n"
+"  -s, --slot-size SIZE  bytes per slot, the largest request (default 1M)\n"
+"      --allow-remote    allow listening on a non-loopback address\n"
+"      --json-log        log lines as JSON objects\n"
+"  -v, --verbose         log every connection; libbpf diagnostics\n"
+"  -h, --help            this text\n"
+"\n"
+"EXAMPLES:\n"
+"  bsteer serve\n"
+"  nbdinfo nbd://127.0.0.1:10809\n"
+"  bsteer serve --listen unix:/tmp/nbd.sock --export disk=/var/lib/disk.img\n"
+"  bsteer serve --export m=/mnt/a/disk.img,/mnt/b/disk.img --instance mirror0\n"
+"  bsteer serve --export base=/srv/base.img,ro --export scratch=/tmp/s.img\n";
+
+static struct bsteer_server *log_srv;
+
+void serve_log(struct bsteer_server *s, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (s && s->json_log) {
+		struct bsteer_json j;
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		json_begin(&j, stderr);
+		json_dbl(&j, "ts", ts.tv_sec + ts.tv_nsec / 1e9);
+		json_str(&j, "msg", msg);
+		json_finish(&j);
+	} else {
+		fprintf(stderr, "bsteer serve: %s\n", msg);
+	}
+}
+
+const struct bsteer_backend_ops *bsteer_backend_for(const char *spec)
+{
+	static const struct bsteer_backend_ops *const backends[] = {
+		&file_backend,
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(backends) / sizeof(backends[0]); i++)
+		if (backends[i]->match(spec))
+			return backends[i];
+	return NULL;
+}
+
+struct export *serve_export_find(struct bsteer_server *s, const char *name)
+{
+	int i;
+
+	for (i = 0; i < s->nexports; i++)
+		if (!strcmp(s->exports[i].name, name))
+			return &s->exports[i];
+	return NULL;
+}
+
+/* NAME=TARGET[,TARGET...][,ro][,policy=P]; @spec is modified in place. */
+static int parse_export(struct bsteer_server *s, char *spec)
+{
+	struct export *ex = &s->exports[s->nexports];
+	char *eq = strchr(spec, '='), *tok, *save;
+
+	if (s->nexports == SERVE_MAX_EXPORTS) {
+		fprintf(stderr, "bsteer serve: at most %d exports\n", SERVE_MAX_EXPORTS);
+		return -EINVAL;
+	}
+	if (!eq || eq == spec || eq - spec >= (int)sizeof(ex->name)) {
+		fprintf(stderr, "bsteer serve: bad export '%s' (want NAME=TARGET[,TARGET...][,ro][,policy=P])\n",
+			spec);
+		return -EINVAL;
+	}
+	*eq = 0;
+	snprintf(ex->name, sizeof(ex->name), "%s", spec);
+	if (serve_export_find(s, ex->name)) {
+		fprintf(stderr, "bsteer serve: export '%s' given twice\n", ex->name);
+		return -EINVAL;
+	}
+	for (tok = strtok_r(eq + 1, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (!strcmp(tok, "ro")) {
+			ex->rdonly = true;
+		} else if (!strncmp(tok, "policy=", 7)) {
+			snprintf(ex->policy, sizeof(ex->policy), "%s", tok + 7);
+		} else if (ex->ntargets == BSTEER_MAX_TARGETS) {
+			fprintf(stderr, "bsteer serve: export '%s': too many targets\n",
+				ex->name);
+			return -EINVAL;
+		} else {
+			ex->spec[ex->ntargets++] = tok;
+		}
+	}
+	if (!ex->ntargets) {
+		fprintf(stderr, "bsteer serve: export '%s' has no target\n", ex->name);
+		return -EINVAL;
+	}
+	s->nexports++;
+	return 0;
+}
+
+static int default_export(struct bsteer_server *s)
+{
+	struct export *ex = &s->exports[0];
+	int fd;
+
+	if (mkdir(DEF_DIR, 0755) && errno != EEXIST) {
+		fprintf(stderr, "bsteer serve: cannot create %s: %s\n", DEF_DIR,
+			strerror(errno));
+		return -errno;
+	}
+	fd = open(DEF_IMAGE, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0 || (lseek(fd, 0, SEEK_END) == 0 && ftruncate(fd, DEF_SIZE))) {
+		fprintf(stderr, "bsteer serve: cannot create %s: %s\n", DEF_IMAGE,
+			strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	close(fd);
+	snprintf(ex->name, sizeof(ex->name), "default");
+	ex->spec[0] = DEF_IMAGE;
+	ex->ntargets = 1;
+	s->nexports = 1;
+	return 0;
+}
+
+/* Open every target; exports take consecutive target indices. */
+static int open_exports(struct bsteer_server *s, int *fds, __u32 *nfds,
+			const char **policy)
+{
+	__u32 n = 0, i;
+	int k, fd;
+
+	*policy = NULL;
+	for (k = 0; k < s->nexports; k++) {
+		struct export *ex = &s->exports[k];
+
+		if (n + ex->ntargets > BSTEER_MAX_TARGETS) {
+			fprintf(stderr, "bsteer serve: more than %d targets in all\n",
+				BSTEER_MAX_TARGETS);
+			return -EINVAL;
+		}
+		if (ex->policy[0]) {
+			if (*policy && strcmp(*policy, ex->policy)) {
+				fprintf(stderr, "bsteer serve: exports ask for policies %s and %s; one instance runs one policy (start another instance)\n",
+					*policy, ex->policy);
+				return -EINVAL;
+			}
+			*policy = ex->policy;
+		}
+		ex->tbase = n;
+		ex->size = ~0ull;
+		snprintf(ex->description, sizeof(ex->description), "%s%s",
+			 ex->ntargets > 1 ? "mirror of " : "", ex->spec[0]);
+		for (i = 0; i < ex->ntargets; i++) {
+			__u64 size;
+
+			ex->be[i] = bsteer_backend_for(ex->spec[i]);
+			if (!ex->be[i]) {
+				fprintf(stderr, "bsteer serve: no backend for target '%s'\n",
+					ex->spec[i]);
+				return -EINVAL;
+			}
+			fd = ex->be[i]->open(ex->spec[i], ex->rdonly, &size);
+			if (fd < 0) {
+				fprintf(stderr, "bsteer serve: export '%s': cannot open %s: %s\n",
+					ex->name, ex->spec[i], strerror(-fd));
+				return fd;
+			}
+			if (ex->size != ~0ull && size != ex->size)
+				fprintf(stderr, "bsteer serve: export '%s': legs differ in size; serving the smallest\n",
+					ex->name);
+			if (size < ex->size)
+				ex->size = size;
+			ex->fd[i] = fd;
+			fds[n++] = fd;
+		}
+	}
+	*nfds = n;
+	return 0;
+}
+
+static void cb_complete(void *arg, struct bsteer_engine *e, __u32 r, int err)
+{
+	struct bsteer_server *s = arg;
+
+	(void)e;
+	s->fe->complete(s, r, err);
+}
+
+static void cb_op_done(void *arg, struct bsteer_engine *e, __u32 r, __u32 op,
+		       int res)
+{
+	struct bsteer_server *s = arg;
+
+	(void)e;
+	s->fe->op_done(s, r, op, res);
+}
+
+static void cb_cqe(void *arg, struct bsteer_engine *e,
+		   const struct io_uring_cqe *cqe)
+{
+	struct bsteer_server *s = arg;
+
+	(void)e;
+	s->fe->cqe(s, cqe);
+}
+
+static void flush_done(void *arg, struct bsteer_engine *e, __u32 r, int err)
+{
+	(void)e;
+	(void)r;
+	*(int *)arg = err ?: 1;
+}
+
+/* The last act: every target flushed through the policy. */
+static int flush_all(struct bsteer_server *s)
+{
+	struct bsteer_frontend_cb cb = { .complete = flush_done };
+	int k, done = 0, err = 0;
+	__u32 r;
+
+	cb.arg = &done;
+	s->e.cb = cb;
+	for (k = 0; k < s->nexports && !err; k++) {
+		struct export *ex = &s->exports[k];
+
+		if (ex->rdonly)
+			continue;
+		done = 0;
+		err = bsteer_req_alloc(&s->e, BSTEER_REQ_FLUSH, 0, 0, &r);
+		if (err)
+			break;
+		bsteer_req_set_legs(&s->e, r, ex->tbase, ex->ntargets);
+		err = bsteer_frontend_op(&s->e, r, BSTEER_OP_NOP, 0, BSTEER_NO_SLOT,
+					 0, 0);
+		while (!err && !done)
+			err = bsteer_engine_run(&s->e, 1);
+		if (err == -EINTR)
+			err = 0;
+		if (done < 0)
+			err = done;
+	}
+	return err;
+}
+
+static int serve_loop(struct bsteer_server *s)
+{
+	__u64 deadline = 0;
+	int err;
+
+	while (1) {
+		if (exiting && !deadline) {
+			serve_log(s, "stopping: draining requests in flight");
+			s->fe->stop(s);
+			deadline = bsteer_now_ns() + DRAIN_SECS * 1000000000ull;
+		}
+		if (deadline && s->fe->idle(s) && !bsteer_engine_busy(&s->e))
+			return 0;
+		if (deadline && bsteer_now_ns() > deadline) {
+			serve_log(s, "drain timed out with requests in flight");
+			return -ETIMEDOUT;
+		}
+		/* Wake up now and then: signals and the drain deadline. */
+		err = bsteer_engine_run_timeout(&s->e, 1, 200);
+		if (err && err != -EINTR)
+			return err;
+		s->fe->tick(s);
+	}
+}
+
+int cmd_serve(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "export", required_argument, NULL, 'e' },
+		{ "instance", required_argument, NULL, 'i' },
+		{ "slots", required_argument, NULL, 'n' },
+		{ "slot-size", required_argument, NULL, 's' },
+		{ "allow-remote", no_argument, NULL, 'R' },
+		{ "json-log", no_argument, NULL, 'J' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct bsteer_instance_opts io = { .kind = "serve", .nrings = 1 };
+	struct bsteer_frontend_cb cb = {
+		.complete = cb_complete, .frontend_done = cb_op_done, .cqe = cb_cqe,
+	};
+	struct bsteer_server *s;
+	int fds[BSTEER_MAX_TARGETS], opt, err, rc = 1, k;
+	__u64 slot_size = DEF_SLOT, nslots = DEF_SLOTS;
+	char name[BSTEER_NAME_MAX + 1];
+	const char *policy;
+	__u32 nfds = 0, i;
+	bool engine = false;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return 1;
+	log_srv = s;
+	snprintf(name, sizeof(name), "serve-%d", getpid());
+	while ((opt = getopt_long(argc, argv, "l:e:i:n:s:vh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'l':
+			if (s->nlisten == SERVE_MAX_LISTEN) {
+				fprintf(stderr, "bsteer serve: at most %d listen addresses\n",
+					SERVE_MAX_LISTEN);
+				goto out;
+			}
+			s->listen[s->nlisten++] = optarg;
+			break;
+		case 'e':
+			if (parse_export(s, optarg))
+				goto out;
+			break;
+		case 'i':
+			if (!bsteer_name_valid(optarg)) {
+				fprintf(stderr, "bsteer serve: invalid instance name '%s'\n",
+					optarg);
+				goto out;
+			}
+			snprintf(name, sizeof(name), "%s", optarg);
+			break;
+		case 'n':
+			if (bsteer_parse_size(optarg, &nslots) || nslots < 2 ||
+			    nslots > BSTEER_MAX_SLOTS) {
+				fprintf(stderr, "bsteer serve: slots must be 2..%u\n",
+					BSTEER_MAX_SLOTS);
+				goto out;
+			}
+			break;
+		case 's':
+			if (bsteer_parse_size(optarg, &slot_size) || !slot_size ||
+			    slot_size % 4096 || slot_size > (4u << 20)) {
+				fprintf(stderr, "bsteer serve: slot size must be a multiple of 4096, at most 4M\n");
+				goto out;
+			}
+			break;
+		case 'R':
+			s->allow_remote = true;
+			break;
+		case 'J':
+			s->json_log = true;
+			break;
+		case 'v':
+			s->verbose = io.verbose = true;
+			break;
+		case 'h':
+			fputs(serve_usage, stdout);
+			rc = 0;
+			goto out;
+		default:
+			fputs(serve_usage, stderr);
+			rc = 2;
+			goto out;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "bsteer serve: unexpected argument '%s'\n", argv[optind]);
+		goto out;
+	}
+	if (!s->nlisten)
+		s->listen[s->nlisten++] = DEF_LISTEN;
+	if (!s->nexports && default_export(s))
+		goto out;
+	for (k = 0; k < s->nexports; k++)
+		for (i = 0; i < s->exports[k].ntargets; i++)
+			s->exports[k].fd[i] = -1;
+	if (open_exports(s, fds, &nfds, &policy))
+		goto out;
+	if (!policy) {
+		policy = "passthrough";
+		for (k = 0; k < s->nexports; k++)
+			if (s->exports[k].ntargets > 1)
+				policy = "mirror";
+	}
+
+	install_signals();
+	io.name = name;
+	io.policy = policy;
+	io.nslots = nslots;
+	io.slot_size = slot_size;
+	io.nreqs = nslots * 2;
+	io.ntargets = nfds;
+	s->in = bsteer_instance_open(&io, &err);
+	if (!s->in) {
+		fprintf(stderr, "bsteer serve: %s\n", bsteer_errbuf());
+		goto out;
+	}
+	cb.arg = s;
+	err = bsteer_engine_init(&s->e, s->in, 0, &cb);
+	if (err) {
+		fprintf(stderr, "bsteer serve: %s\n", bsteer_errbuf());
+		goto out;
+	}
+	engine = true;
+	s->e.verbose = s->verbose;
+	err = bsteer_engine_files(&s->e, fds, nfds, NULL, 0);
+	if (err) {
+		fprintf(stderr, "bsteer serve: %s\n", bsteer_errbuf());
+		goto out;
+	}
+	s->fe = &nbd_frontend;
+	err = s->fe->start(s);
+	if (err) {
+		fprintf(stderr, "bsteer serve: %s\n", *bsteer_errbuf() ?
+			bsteer_errbuf() : strerror(-err));
+		goto out;
+	}
+	for (k = 0; k < s->nexports; k++)
+		serve_log(s, "export '%s': %llu bytes on %u target(s)%s, policy %s",
+			  s->exports[k].name,
+			  (unsigned long long)s->exports[k].size,
+			  s->exports[k].ntargets,
+			  s->exports[k].rdonly ? ", read-only" : "", policy);
+	for (k = 0; k < s->nlisten; k++)
+		serve_log(s, "listening on %s (instance %s)", s->listen[k], name);
+
+	err = serve_loop(s);
+	if (!err)
+		err = flush_all(s);
+	if (err)
+		serve_log(s, "stopped with an error: %s", strerror(-err));
+	else
+		serve_log(s, "stopped");
+	rc = err ? 1 : 0;
+out:
+	if (s->fe)
+		s->fe->fini(s);
+	if (engine)
+		bsteer_engine_fini(&s->e);
+	bsteer_instance_close(s->in);
+	for (k = 0; k < s->nexports; k++)
+		for (i = 0; i < s->exports[k].ntargets; i++)
+			if (s->exports[k].fd[i] > 0)
+				close(s->exports[k].fd[i]);
+	free(s);
+	return rc;
+}

@@ -1,0 +1,1035 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The NBD frontend: fixed newstyle negotiation, then simple-reply
+ * transmission. Each request becomes a generic block request that the
+ * policy steers: a WRITE's payload is received straight into a borrowed
+ * slot, a READ's data is sent straight from one.
+ *
+ * Per connection, requests are read in stream order (the next header is
+ * armed once the previous payload is in), and replies go out one at a
+ * time (header, then data, linked), so that they never interleave.
+ */
+#include <arpa/inet.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include "serve.h"
+
+/* Protocol constants, from the NBD protocol specification. */
+#define NBDMAGIC		0x4e42444d41474943ull
+#define IHAVEOPT		0x49484156454f5054ull
+#define REPLY_MAGIC_OPT		0x0003e889045565a9ull
+#define REQUEST_MAGIC		0x25609513u
+#define SIMPLE_REPLY_MAGIC	0x67446698u
+
+#define FLAG_FIXED_NEWSTYLE	(1 << 0)
+#define FLAG_NO_ZEROES		(1 << 1)
+
+#define OPT_EXPORT_NAME		1
+#define OPT_ABORT		2
+#define OPT_LIST		3
+#define OPT_INFO		6
+#define OPT_GO			7
+
+#define REP_ACK			1
+#define REP_SERVER		2
+#define REP_INFO		3
+#define REP_ERR_UNSUP		(0x80000000u | 1)
+#define REP_ERR_INVALID		(0x80000000u | 3)
+#define REP_ERR_UNKNOWN		(0x80000000u | 6)
+
+#define INFO_EXPORT		0
+#define INFO_NAME		1
+#define INFO_DESCRIPTION	2
+#define INFO_BLOCK_SIZE		3
+
+#define TF_HAS_FLAGS		(1 << 0)
+#define TF_READ_ONLY		(1 << 1)
+#define TF_SEND_FLUSH		(1 << 2)
+#define TF_CAN_MULTI_CONN	(1 << 8)
+
+#define CMD_READ		0
+#define CMD_WRITE		1
+#define CMD_DISC		2
+#define CMD_FLUSH		3
+
+#define NBD_EPERM		1
+#define NBD_EIO			5
+#define NBD_ENOMEM		12
+#define NBD_EINVAL		22
+#define NBD_ENOSPC		28
+#define NBD_EOVERFLOW		75
+#define NBD_ENOTSUP		95
+#define NBD_ESHUTDOWN		108
+
+#define MAX_OPT_LEN		4096
+#define MAX_CONNS		BSTEER_FRONTEND_FILES
+#define HANDSHAKE_TIMEOUT_S	10
+
+/* user_data of the frontend's own SQEs: magic 0xb6, kind, index. */
+#define UD_MAGIC		0xb6ull
+enum { UD_ACCEPT = 1, UD_HDR, UD_SEND };
+
+static __u64 ud_make(int kind, __u32 idx)
+{
+	return (UD_MAGIC << 56) | ((__u64)kind << 48) | idx;
+}
+
+struct reply {
+	struct reply *next;
+	__u64 cookie;
+	__u32 error;		/* NBD error number */
+	__u32 req;		/* data from this request's slot, if len */
+	__u32 slot;
+	__u32 len;
+};
+
+struct conn {
+	bool used;
+	int fd;
+	__u32 idx;		/* frontend file index, also the conn id */
+	struct export *ex;
+	unsigned char hdr[28];
+	bool hdr_armed;		/* a header receive is out */
+	bool payload;		/* a payload receive is out */
+	bool closing;		/* no new requests; close when drained */
+	bool stalled;		/* header in hdr waits for a slot/request */
+	__u32 reqs;		/* requests started, not yet replied to */
+	struct reply *head, *tail;
+	struct reply *sending;	/* reply whose header/data is out */
+	unsigned char rhdr[16];
+	__u32 sends;		/* our SQEs out for the reply */
+};
+
+struct req_info {
+	struct conn *c;		/* waiting for the policy's answer */
+	struct conn *payload_c;	/* its payload receive is out */
+	struct conn *reply_c;	/* its reply data is being sent */
+	__u64 cookie;
+	__u32 nbd_error;	/* decided before the policy: EINVAL, EPERM */
+	__u8 cmd;
+};
+
+struct nbd {
+	int lfd[SERVE_MAX_LISTEN];
+	bool accept_armed[SERVE_MAX_LISTEN];
+	char unix_path[SERVE_MAX_LISTEN][108];
+	struct conn conns[MAX_CONNS];
+	struct req_info *ri;	/* per request of the engine */
+	__u32 nstalled;
+	bool stopping;
+	__u64 nconns;
+};
+
+static struct nbd *priv(struct bsteer_server *s)
+{
+	return s->fe_priv;
+}
+
+static struct req_info *rinfo(struct bsteer_server *s, __u32 r)
+{
+	return &priv(s)->ri[r - s->e.req_base];
+}
+
+static __u32 nbd_errno(int err)
+{
+	switch (-err) {
+	case 0:
+		return 0;
+	case EPERM:
+	case EROFS:
+		return NBD_EPERM;
+	case ENOMEM:
+		return NBD_ENOMEM;
+	case EINVAL:
+		return NBD_EINVAL;
+	case ENOSPC:
+	case EDQUOT:
+	case EFBIG:
+		return NBD_ENOSPC;
+	case EOVERFLOW:
+		return NBD_EOVERFLOW;
+	case EOPNOTSUPP:
+		return NBD_ENOTSUP;
+	case ESHUTDOWN:
+		return NBD_ESHUTDOWN;
+	default:
+		return NBD_EIO;
+	}
+}
+
+/* ---- negotiation: blocking, with a timeout, right after accept ---- */
+
+static int xwrite(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -EIO;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int xread(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+
+	while (len) {
+		ssize_t n = recv(fd, p, len, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -EIO;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int opt_reply(int fd, __u32 opt, __u32 type, const void *data, __u32 len)
+{
+	unsigned char h[20];
+	__u64 m = htobe64(REPLY_MAGIC_OPT);
+	__u32 v;
+
+	memcpy(h, &m, 8);
+	v = htobe32(opt);
+	memcpy(h + 8, &v, 4);
+	v = htobe32(type);
+	memcpy(h + 12, &v, 4);
+	v = htobe32(len);
+	memcpy(h + 16, &v, 4);
+	if (xwrite(fd, h, sizeof(h)))
+		return -EIO;
+	return len ? xwrite(fd, data, len) : 0;
+}
+
+static int opt_error(int fd, __u32 opt, __u32 type, const char *msg)
+{
+	return opt_reply(fd, opt, type, msg, strlen(msg));
+}
+
+static __u16 export_flags(struct export *ex)
+{
+	return TF_HAS_FLAGS | TF_SEND_FLUSH | TF_CAN_MULTI_CONN |
+	       (ex->rdonly ? TF_READ_ONLY : 0);
+}
+
+static int send_info(struct bsteer_server *s, int fd, __u32 opt, __u16 type,
+		     struct export *ex)
+{
+	unsigned char b[2 + 128];
+	__u16 t = htobe16(type);
+	size_t n = 2;
+
+	memcpy(b, &t, 2);
+	switch (type) {
+	case INFO_EXPORT: {
+		__u64 size = htobe64(ex->size);
+		__u16 fl = htobe16(export_flags(ex));
+
+		memcpy(b + 2, &size, 8);
+		memcpy(b + 10, &fl, 2);
+		n = 12;
+		break;
+	}
+	case INFO_NAME:
+		n += strlen(ex->name);
+		memcpy(b + 2, ex->name, n - 2);
+		break;
+	case INFO_DESCRIPTION:
+		n += strlen(ex->description);
+		memcpy(b + 2, ex->description, n - 2);
+		break;
+	case INFO_BLOCK_SIZE: {
+		__u32 v[3] = { htobe32(512), htobe32(4096),
+			       htobe32(s->in->slot_size) };
+
+		memcpy(b + 2, v, 12);
+		n = 14;
+		break;
+	}
+	default:
+		return 0;
+	}
+	return opt_reply(fd, opt, REP_INFO, b, n);
+}
+
+/* OPT_INFO / OPT_GO. Returns 1 to enter transmission (GO), 0, or -EIO. */
+static int opt_info_go(struct bsteer_server *s, int fd, __u32 opt,
+		       const unsigned char *d, __u32 len, struct export **out)
+{
+	char name[MAX_OPT_LEN + 1];
+	bool want_name = false, want_desc = false;
+	struct export *ex;
+	__u32 nlen;
+	__u16 ninfo, i;
+
+	if (len < 6)
+		return opt_error(fd, opt, REP_ERR_INVALID, "option too short");
+	memcpy(&nlen, d, 4);
+	nlen = be32toh(nlen);
+	if (nlen > len - 6)
+		return opt_error(fd, opt, REP_ERR_INVALID, "bad name length");
+	memcpy(name, d + 4, nlen);
+	name[nlen] = 0;
+	memcpy(&ninfo, d + 4 + nlen, 2);
+	ninfo = be16toh(ninfo);
+	if (len != 6 + nlen + 2u * ninfo)
+		return opt_error(fd, opt, REP_ERR_INVALID, "bad option length");
+	for (i = 0; i < ninfo; i++) {
+		__u16 t;
+
+		memcpy(&t, d + 6 + nlen + 2 * i, 2);
+		t = be16toh(t);
+		want_name |= t == INFO_NAME;
+		want_desc |= t == INFO_DESCRIPTION;
+	}
+	ex = serve_export_find(s, *name ? name : s->exports[0].name);
+	if (!ex)
+		return opt_error(fd, opt, REP_ERR_UNKNOWN, "no such export");
+	if (send_info(s, fd, opt, INFO_EXPORT, ex) ||
+	    (want_name && send_info(s, fd, opt, INFO_NAME, ex)) ||
+	    (want_desc && send_info(s, fd, opt, INFO_DESCRIPTION, ex)) ||
+	    send_info(s, fd, opt, INFO_BLOCK_SIZE, ex) ||
+	    opt_reply(fd, opt, REP_ACK, NULL, 0))
+		return -EIO;
+	if (opt != OPT_GO)
+		return 0;
+	*out = ex;
+	return 1;
+}
+
+static int opt_list(struct bsteer_server *s, int fd)
+{
+	unsigned char b[4 + 64];
+	int i;
+
+	for (i = 0; i < s->nexports; i++) {
+		__u32 n = strlen(s->exports[i].name), be = htobe32(n);
+
+		memcpy(b, &be, 4);
+		memcpy(b + 4, s->exports[i].name, n);
+		if (opt_reply(fd, OPT_LIST, REP_SERVER, b, 4 + n))
+			return -EIO;
+	}
+	return opt_reply(fd, OPT_LIST, REP_ACK, NULL, 0);
+}
+
+/* The whole negotiation. Returns the export to serve, or NULL to close. */
+static struct export *negotiate(struct bsteer_server *s, int fd)
+{
+	unsigned char hello[18], d[MAX_OPT_LEN];
+	__u64 m;
+	__u32 cflags, opt, len;
+	__u16 f = htobe16(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES);
+	struct export *ex = NULL;
+	int rc;
+
+	m = htobe64(NBDMAGIC);
+	memcpy(hello, &m, 8);
+	m = htobe64(IHAVEOPT);
+	memcpy(hello + 8, &m, 8);
+	memcpy(hello + 16, &f, 2);
+	if (xwrite(fd, hello, sizeof(hello)) || xread(fd, &cflags, 4))
+		return NULL;
+	cflags = be32toh(cflags);
+	if (cflags & ~(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES)) {
+		serve_log(s, "nbd: client flags 0x%x not understood, closing", cflags);
+		return NULL;
+	}
+	for (;;) {
+		unsigned char oh[16];
+
+		if (xread(fd, oh, sizeof(oh)))
+			return NULL;
+		memcpy(&m, oh, 8);
+		memcpy(&opt, oh + 8, 4);
+		memcpy(&len, oh + 12, 4);
+		opt = be32toh(opt);
+		len = be32toh(len);
+		if (be64toh(m) != IHAVEOPT) {
+			serve_log(s, "nbd: bad option magic, closing");
+			return NULL;
+		}
+		if (len > MAX_OPT_LEN) {
+			serve_log(s, "nbd: option %u of %u bytes is too long, closing",
+				  opt, len);
+			return NULL;
+		}
+		if (xread(fd, d, len))
+			return NULL;
+		switch (opt) {
+		case OPT_EXPORT_NAME: {
+			unsigned char r[10];
+			__u64 size;
+			__u16 fl;
+			char name[MAX_OPT_LEN + 1];
+
+			memcpy(name, d, len);
+			name[len] = 0;
+			ex = serve_export_find(s, *name ? name : s->exports[0].name);
+			if (!ex)	/* this option has no error reply */
+				return NULL;
+			size = htobe64(ex->size);
+			fl = htobe16(export_flags(ex));
+			memcpy(r, &size, 8);
+			memcpy(r + 8, &fl, 2);
+			/* NO_ZEROES is always offered and so always... */
+			if (xwrite(fd, r, sizeof(r)))
+				return NULL;
+			if (!(cflags & FLAG_NO_ZEROES)) {
+				static const unsigned char z[124];
+
+				if (xwrite(fd, z, sizeof(z)))
+					return NULL;
+			}
+			return ex;
+		}
+		case OPT_ABORT:
+			opt_reply(fd, opt, REP_ACK, NULL, 0);
+			return NULL;
+		case OPT_LIST:
+			rc = len ? opt_error(fd, opt, REP_ERR_INVALID, "no data expected") :
+				   opt_list(s, fd);
+			break;
+		case OPT_INFO:
+		case OPT_GO:
+			rc = opt_info_go(s, fd, opt, d, len, &ex);
+			if (rc == 1)
+				return ex;
+			break;
+		default:
+			rc = opt_error(fd, opt, REP_ERR_UNSUP, "option not supported");
+		}
+		if (rc < 0)
+			return NULL;
+	}
+}
+
+/* ---- transmission ---- */
+
+static void conn_maybe_close(struct bsteer_server *s, struct conn *c);
+static void reply_next(struct bsteer_server *s, struct conn *c);
+
+static void arm_header(struct bsteer_server *s, struct conn *c)
+{
+	struct io_uring_sqe *sqe;
+
+	if (c->closing || c->hdr_armed || c->payload || c->stalled)
+		return;
+	bsteer_engine_reserve(&s->e, 1);
+	sqe = io_uring_get_sqe(&s->e.ring);
+	if (!sqe) {
+		c->closing = true;
+		return;
+	}
+	io_uring_prep_recv(sqe, BSTEER_FRONTEND_FILE(c->idx), c->hdr,
+			   sizeof(c->hdr), MSG_WAITALL);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data64(sqe, ud_make(UD_HDR, c->idx));
+	c->hdr_armed = true;
+}
+
+/* Stop taking requests from this connection; it closes once drained. */
+static void conn_fail(struct bsteer_server *s, struct conn *c, const char *why)
+{
+	if (!c->closing && why)
+		serve_log(s, "nbd: connection %u: %s; closing it", c->idx, why);
+	c->closing = true;
+	shutdown(c->fd, SHUT_RD);
+	if (c->hdr_armed) {
+		/* shutdown() does not wake a receive on every socket kind. */
+		struct io_uring_sqe *sqe;
+
+		bsteer_engine_reserve(&s->e, 1);
+		sqe = io_uring_get_sqe(&s->e.ring);
+		if (sqe) {
+			io_uring_prep_cancel64(sqe, ud_make(UD_HDR, c->idx), 0);
+			io_uring_sqe_set_data64(sqe, 0);
+		}
+	}
+	conn_maybe_close(s, c);
+}
+
+static void queue_reply(struct bsteer_server *s, struct conn *c, __u64 cookie,
+			__u32 error, __u32 req, __u32 slot, __u32 len)
+{
+	struct reply *r = calloc(1, sizeof(*r));
+
+	if (!r) {
+		conn_fail(s, c, "out of memory for a reply");
+		return;
+	}
+	r->cookie = cookie;
+	r->error = error;
+	r->req = req;
+	r->slot = slot;
+	r->len = error ? 0 : len;
+	if (c->tail)
+		c->tail->next = r;
+	else
+		c->head = r;
+	c->tail = r;
+	reply_next(s, c);
+}
+
+static void reply_done(struct bsteer_server *s, struct conn *c, bool ok)
+{
+	struct reply *r = c->sending;
+
+	if (r->req != BSTEER_NO_SLOT)
+		bsteer_req_put(&s->e, r->req);
+	c->sending = NULL;
+	c->reqs--;
+	free(r);
+	if (!ok)
+		conn_fail(s, c, "reply could not be sent");
+	reply_next(s, c);
+	conn_maybe_close(s, c);
+}
+
+static void reply_next(struct bsteer_server *s, struct conn *c)
+{
+	struct io_uring_sqe *sqe;
+	struct reply *r = c->head;
+	__u32 v;
+	__u64 ck;
+
+	if (c->sending || !r)
+		return;
+	c->head = r->next;
+	if (!c->head)
+		c->tail = NULL;
+	c->sending = r;
+	v = htobe32(SIMPLE_REPLY_MAGIC);
+	memcpy(c->rhdr, &v, 4);
+	v = htobe32(r->error);
+	memcpy(c->rhdr + 4, &v, 4);
+	ck = r->cookie;		/* opaque: echoed as the client sent it */
+	memcpy(c->rhdr + 8, &ck, 8);
+
+	bsteer_engine_reserve(&s->e, 2);
+	sqe = io_uring_get_sqe(&s->e.ring);
+	io_uring_prep_send(sqe, BSTEER_FRONTEND_FILE(c->idx), c->rhdr,
+			   sizeof(c->rhdr), MSG_WAITALL | MSG_NOSIGNAL);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data64(sqe, ud_make(UD_SEND, c->idx));
+	c->sends++;
+	if (!r->len)
+		return;
+	/* The data goes out from the slot, after the header. */
+	sqe->flags |= IOSQE_IO_LINK;
+	rinfo(s, r->req)->reply_c = c;
+	if (bsteer_frontend_op(&s->e, r->req, BSTEER_OP_WRITE,
+			       BSTEER_FRONTEND_FILE(c->idx), r->slot, r->len,
+			       BSTEER_OFF_STREAM)) {
+		rinfo(s, r->req)->reply_c = NULL;
+		/* The header goes alone and the stream is now broken. */
+		r->len = 0;
+		conn_fail(s, c, "cannot send read data");
+	}
+}
+
+/* A request header is in: check it, then hand it to the engine. */
+static void on_header(struct bsteer_server *s, struct conn *c)
+{
+	struct export *ex = c->ex;
+	__u32 magic, len, r, slot, nerr = 0;
+	__u16 flags, type;
+	__u64 cookie, off;
+	__u8 rtype;
+	int err;
+
+	memcpy(&magic, c->hdr, 4);
+	memcpy(&flags, c->hdr + 4, 2);
+	memcpy(&type, c->hdr + 6, 2);
+	memcpy(&cookie, c->hdr + 8, 8);
+	memcpy(&off, c->hdr + 16, 8);
+	memcpy(&len, c->hdr + 24, 4);
+	magic = be32toh(magic);
+	type = be16toh(type);
+	off = be64toh(off);
+	len = be32toh(len);
+	(void)flags;
+	if (magic != REQUEST_MAGIC) {
+		conn_fail(s, c, "bad request magic");
+		return;
+	}
+	switch (type) {
+	case CMD_DISC:
+		c->closing = true;
+		conn_maybe_close(s, c);
+		return;
+	case CMD_READ:
+	case CMD_WRITE:
+		/* Checked before anything is leased: a client cannot make us allocate. */
+		if (len > s->in->slot_size) {
+			if (type == CMD_WRITE) {
+				conn_fail(s, c, "write payload larger than the maximum block size");
+				return;
+			}
+			nerr = NBD_EINVAL;
+		} else if (!len || off > ex->size || len > ex->size - off) {
+			nerr = NBD_EINVAL;
+		} else if (type == CMD_WRITE && ex->rdonly) {
+			nerr = NBD_EPERM;
+		}
+		rtype = type == CMD_READ ? BSTEER_REQ_READ : BSTEER_REQ_WRITE;
+		break;
+	case CMD_FLUSH:
+		rtype = BSTEER_REQ_FLUSH;
+		break;
+	default:
+		nerr = NBD_EINVAL;
+		rtype = BSTEER_REQ_NONE;
+	}
+	/* An error decided here, with no payload to drain, needs no request. */
+	if (nerr && type != CMD_WRITE) {
+		c->reqs++;
+		queue_reply(s, c, cookie, nerr, BSTEER_NO_SLOT, 0, 0);
+		arm_header(s, c);
+		return;
+	}
+	/*
+	 * Backpressure: with no request record or slot free, keep the header
+	 * and read nothing more from this client until one is.
+	 */
+	if (bsteer_reqs_free(&s->e) < 1 ||
+	    ((type == CMD_READ || type == CMD_WRITE) && !bsteer_slots_free(&s->e))) {
+		if (!c->stalled) {
+			c->stalled = true;
+			priv(s)->nstalled++;
+		}
+		return;
+	}
+	/* A refused WRITE's payload is still received, and dropped. */
+	err = bsteer_req_alloc(&s->e, nerr ? BSTEER_REQ_NONE : rtype, off, len, &r);
+	if (!err)
+		bsteer_req_set_legs(&s->e, r, ex->tbase, ex->ntargets);
+	if (err) {
+		conn_fail(s, c, "out of request records");
+		return;
+	}
+	c->reqs++;
+	rinfo(s, r)->c = c;
+	rinfo(s, r)->cookie = cookie;
+	rinfo(s, r)->nbd_error = nerr;
+	rinfo(s, r)->cmd = type;
+	s->in->reqs[r].flags |= BSTEER_REQF_EXACT;
+	if (type == CMD_READ || type == CMD_WRITE) {
+		err = bsteer_slot_lease(&s->e, r, &slot);
+		if (err) {
+			/* Free by count, its last completion not yet reaped. */
+			bsteer_req_abandon(&s->e, r);
+			c->reqs--;
+			if (!c->stalled) {
+				c->stalled = true;
+				priv(s)->nstalled++;
+			}
+			return;
+		}
+	}
+	if (type == CMD_WRITE) {
+		err = bsteer_frontend_op(&s->e, r, BSTEER_OP_READ,
+					 BSTEER_FRONTEND_FILE(c->idx), slot, len,
+					 BSTEER_OFF_STREAM);
+		c->payload = !err;
+		rinfo(s, r)->payload_c = err ? NULL : c;
+	} else {
+		/* The request is all in the header: a NOP brings it to the policy. */
+		err = bsteer_frontend_op(&s->e, r, BSTEER_OP_NOP, 0,
+					 BSTEER_NO_SLOT, 0, 0);
+		arm_header(s, c);
+	}
+	if (err)
+		conn_fail(s, c, "cannot start a request");
+}
+
+static void nbd_complete(struct bsteer_server *s, __u32 r, int err)
+{
+	struct req_info *ri = rinfo(s, r);
+	struct conn *c = ri->c;
+	__u32 nerr = ri->nbd_error ?: nbd_errno(err);
+	struct bsteer_req *rq = &s->in->reqs[r];
+
+	if (!c)
+		return;
+	ri->c = NULL;
+	if (err == -EPIPE) {	/* the peer left mid-payload */
+		c->reqs--;
+		conn_fail(s, c, "client closed during a write payload");
+		return;
+	}
+	if (ri->cmd == CMD_READ && !nerr) {
+		bsteer_req_keep(&s->e, r);
+		queue_reply(s, c, ri->cookie, 0, r, rq->slot, rq->len);
+		return;
+	}
+	queue_reply(s, c, ri->cookie, nerr, BSTEER_NO_SLOT, 0, 0);
+}
+
+static void nbd_op_done(struct bsteer_server *s, __u32 r, __u32 op, int res)
+{
+	struct req_info *ri = rinfo(s, r);
+	struct conn *c;
+
+	(void)op;
+	if (ri->payload_c) {
+		c = ri->payload_c;
+		ri->payload_c = NULL;
+		c->payload = false;
+		if (res < 0)
+			conn_fail(s, c, "payload receive failed");
+		else
+			arm_header(s, c);
+		conn_maybe_close(s, c);
+	} else if (ri->reply_c) {
+		c = ri->reply_c;
+		ri->reply_c = NULL;
+		reply_done(s, c, res >= 0);
+	}
+}
+
+static void conn_free(struct bsteer_server *s, struct conn *c)
+{
+	struct reply *r, *n;
+
+	for (r = c->head; r; r = n) {
+		n = r->next;
+		if (r->req != BSTEER_NO_SLOT)
+			bsteer_req_put(&s->e, r->req);
+		free(r);
+	}
+	if (c->stalled)
+		priv(s)->nstalled--;
+	bsteer_engine_frontend_file(&s->e, c->idx, -1);
+	close(c->fd);
+	memset(c, 0, sizeof(*c));
+}
+
+/* Close once nothing of the connection is in flight or owed. */
+static void conn_maybe_close(struct bsteer_server *s, struct conn *c)
+{
+	if (!c->used || !c->closing)
+		return;
+	if (c->hdr_armed || c->payload || c->sends || c->sending || c->head ||
+	    c->reqs)
+		return;
+	conn_free(s, c);
+}
+
+static void arm_accept(struct bsteer_server *s, int i)
+{
+	struct io_uring_sqe *sqe;
+
+	if (priv(s)->stopping || priv(s)->accept_armed[i])
+		return;
+	bsteer_engine_reserve(&s->e, 1);
+	sqe = io_uring_get_sqe(&s->e.ring);
+	if (!sqe)
+		return;
+	io_uring_prep_accept(sqe, priv(s)->lfd[i], NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ud_make(UD_ACCEPT, i));
+	priv(s)->accept_armed[i] = true;
+}
+
+static void on_accept(struct bsteer_server *s, int fd)
+{
+	struct timeval tv = { .tv_sec = HANDSHAKE_TIMEOUT_S };
+	struct nbd *n = priv(s);
+	struct export *ex;
+	struct conn *c = NULL;
+	int i, one = 1;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	ex = negotiate(s, fd);
+	if (!ex) {
+		close(fd);
+		return;
+	}
+	for (i = 0; i < MAX_CONNS; i++) {
+		if (!n->conns[i].used) {
+			c = &n->conns[i];
+			break;
+		}
+	}
+	if (!c || bsteer_engine_frontend_file(&s->e, i, fd)) {
+		serve_log(s, "nbd: no room for another connection");
+		close(fd);
+		return;
+	}
+	memset(c, 0, sizeof(*c));
+	c->used = true;
+	c->fd = fd;
+	c->idx = i;
+	c->ex = ex;
+	n->nconns++;
+	if (s->verbose)
+		serve_log(s, "nbd: connection %u to export '%s'", i, ex->name);
+	arm_header(s, c);
+}
+
+static void nbd_cqe(struct bsteer_server *s, const struct io_uring_cqe *cqe)
+{
+	__u64 ud = cqe->user_data;
+	__u32 idx = ud & 0xffffffff;
+	int kind = (ud >> 48) & 0xff;
+	struct conn *c;
+
+	if ((ud >> 56) != UD_MAGIC)
+		return;
+	if (kind == UD_ACCEPT) {
+		if (idx >= SERVE_MAX_LISTEN)
+			return;
+		priv(s)->accept_armed[idx] = false;
+		if (cqe->res >= 0)
+			on_accept(s, cqe->res);
+		arm_accept(s, idx);
+		return;
+	}
+	if (idx >= MAX_CONNS)
+		return;
+	c = &priv(s)->conns[idx];
+	if (!c->used)
+		return;
+	if (kind == UD_HDR) {
+		c->hdr_armed = false;
+		if (cqe->res == sizeof(c->hdr) && !c->closing)
+			on_header(s, c);
+		else if (cqe->res == 0 || c->closing)
+			conn_fail(s, c, NULL);	/* a clean hang-up */
+		else
+			conn_fail(s, c, "short or failed header receive");
+	} else if (kind == UD_SEND) {
+		c->sends--;
+		if (cqe->res != sizeof(c->rhdr) && c->sending) {
+			/* The linked data op is cancelled; its completion ends it. */
+			if (!c->sending->len)
+				reply_done(s, c, false);
+			else
+				conn_fail(s, c, "reply header could not be sent");
+		} else if (c->sending && !c->sending->len) {
+			reply_done(s, c, true);
+		}
+	}
+	conn_maybe_close(s, c);
+}
+
+static int listen_on(struct bsteer_server *s, int i, const char *spec)
+{
+	struct nbd *n = priv(s);
+	int fd, one = 1;
+
+	if (!strncmp(spec, "unix:", 5)) {
+		struct sockaddr_un a = { .sun_family = AF_UNIX };
+
+		if (strlen(spec + 5) >= sizeof(a.sun_path)) {
+			bsteer_set_err("unix socket path too long: %s", spec + 5);
+			return -ENAMETOOLONG;
+		}
+		strcpy(a.sun_path, spec + 5);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -errno;
+		unlink(a.sun_path);
+		if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 128)) {
+			int err = -errno;
+
+			bsteer_set_err("cannot listen on %s: %s", spec, strerror(-err));
+			close(fd);
+			return err;
+		}
+		chmod(a.sun_path, 0600);
+		snprintf(n->unix_path[i], sizeof(n->unix_path[i]), "%s", a.sun_path);
+	} else if (!strncmp(spec, "tcp:", 4)) {
+		struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+					  .ai_flags = AI_PASSIVE }, *ai;
+		char host[256];
+		const char *port = strrchr(spec + 4, ':');
+		int rc;
+
+		if (!port || port - (spec + 4) >= (int)sizeof(host)) {
+			bsteer_set_err("bad listen address '%s' (want tcp:HOST:PORT)", spec);
+			return -EINVAL;
+		}
+		memcpy(host, spec + 4, port - (spec + 4));
+		host[port - (spec + 4)] = 0;
+		rc = getaddrinfo(*host ? host : NULL, port + 1, &hints, &ai);
+		if (rc) {
+			bsteer_set_err("cannot resolve %s: %s", spec, gai_strerror(rc));
+			return -EINVAL;
+		}
+		if (!s->allow_remote) {
+			bool loop = false;
+
+			if (ai->ai_family == AF_INET)
+				loop = (ntohl(((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr) >> 24) == 127;
+			else if (ai->ai_family == AF_INET6)
+				loop = IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr);
+			if (!loop) {
+				freeaddrinfo(ai);
+				bsteer_set_err("%s is not a loopback address; add --allow-remote to listen there",
+					       spec);
+				return -EPERM;
+			}
+		}
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			freeaddrinfo(ai);
+			return -errno;
+		}
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 128)) {
+			int err = -errno;
+
+			bsteer_set_err("cannot listen on %s: %s", spec, strerror(-err));
+			freeaddrinfo(ai);
+			close(fd);
+			return err;
+		}
+		freeaddrinfo(ai);
+	} else {
+		bsteer_set_err("bad listen address '%s' (want tcp:HOST:PORT or unix:PATH)",
+			       spec);
+		return -EINVAL;
+	}
+	n->lfd[i] = fd;
+	return 0;
+}
+
+static int nbd_start(struct bsteer_server *s)
+{
+	struct nbd *n = calloc(1, sizeof(*n));
+	int i, err;
+
+	if (!n)
+		return -ENOMEM;
+	s->fe_priv = n;
+	n->ri = calloc(s->e.req_count, sizeof(*n->ri));
+	if (!n->ri)
+		return -ENOMEM;
+	for (i = 0; i < SERVE_MAX_LISTEN; i++)
+		n->lfd[i] = -1;
+	for (i = 0; i < s->nlisten; i++) {
+		err = listen_on(s, i, s->listen[i]);
+		if (err)
+			return err;
+		arm_accept(s, i);
+	}
+	return 0;
+}
+
+/* After each turn of the loop: stalled connections try again. */
+static void nbd_tick(struct bsteer_server *s)
+{
+	struct nbd *n = priv(s);
+	__u32 i;
+
+	for (i = 0; n->nstalled && i < MAX_CONNS; i++) {
+		struct conn *c = &n->conns[i];
+
+		if (!c->used || !c->stalled)
+			continue;
+		if (!bsteer_reqs_free(&s->e) || !bsteer_slots_free(&s->e))
+			return;
+		c->stalled = false;
+		n->nstalled--;
+		if (c->closing) {
+			conn_maybe_close(s, c);
+			continue;
+		}
+		on_header(s, c);
+		arm_header(s, c);
+	}
+}
+
+static void nbd_stop(struct bsteer_server *s)
+{
+	struct nbd *n = priv(s);
+	int i;
+
+	n->stopping = true;
+	for (i = 0; i < SERVE_MAX_LISTEN; i++) {
+		struct io_uring_sqe *sqe;
+
+		if (!n->accept_armed[i])
+			continue;
+		bsteer_engine_reserve(&s->e, 1);
+		sqe = io_uring_get_sqe(&s->e.ring);
+		if (!sqe)
+			continue;
+		io_uring_prep_cancel64(sqe, ud_make(UD_ACCEPT, i), 0);
+		io_uring_sqe_set_data64(sqe, 0);
+	}
+	for (i = 0; i < MAX_CONNS; i++)
+		if (n->conns[i].used)
+			conn_fail(s, &n->conns[i], NULL);
+}
+
+static bool nbd_idle(struct bsteer_server *s)
+{
+	struct nbd *n = priv(s);
+	int i;
+
+	for (i = 0; i < SERVE_MAX_LISTEN; i++)
+		if (n->accept_armed[i])
+			return false;
+	for (i = 0; i < MAX_CONNS; i++)
+		if (n->conns[i].used)
+			return false;
+	return true;
+}
+
+static void nbd_fini(struct bsteer_server *s)
+{
+	struct nbd *n = priv(s);
+	int i;
+
+	if (!n)
+		return;
+	for (i = 0; i < MAX_CONNS; i++)
+		if (n->conns[i].used)
+			conn_free(s, &n->conns[i]);
+	for (i = 0; i < SERVE_MAX_LISTEN; i++) {
+		if (n->lfd[i] >= 0)
+			close(n->lfd[i]);
+		if (n->unix_path[i][0])
+			unlink(n->unix_path[i]);
+	}
+	free(n->ri);
+	free(n);
+	s->fe_priv = NULL;
+}
+
+const struct bsteer_frontend_ops nbd_frontend = {
+	.name = "nbd",
+	.start = nbd_start,
+	.cqe = nbd_cqe,
+	.complete = nbd_complete,
+	.op_done = nbd_op_done,
+	.tick = nbd_tick,
+	.stop = nbd_stop,
+	.idle = nbd_idle,
+	.fini = nbd_fini,
+};

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * bsteer serve: exports, and the two kinds of pluggable parts. A frontend
+ * turns a protocol into generic block requests; a backend opens a target.
+ * Each is a const ops table in its own file plus one line in its registry.
+ */
+#ifndef BSTEER_SERVE_H
+#define BSTEER_SERVE_H
+
+#include "libbsteer.h"
+
+#define SERVE_MAX_EXPORTS	8
+#define SERVE_MAX_LISTEN	8
+
+struct bsteer_backend_ops {
+	const char *name;
+	/* Does this backend take the target spec? */
+	bool (*match)(const char *spec);
+	/* Open it; *size is its size in bytes. Returns an fd or -errno. */
+	int (*open)(const char *spec, bool rdonly, __u64 *size);
+};
+
+struct export {
+	char name[64];
+	char description[128];
+	const char *spec[BSTEER_MAX_TARGETS];
+	const struct bsteer_backend_ops *be[BSTEER_MAX_TARGETS];
+	int fd[BSTEER_MAX_TARGETS];
+	__u32 ntargets;
+	__u32 tbase;		/* first of its targets in the instance */
+	bool rdonly;
+	char policy[64];
+	__u64 size;
+};
+
+struct bsteer_server;
+
+struct bsteer_frontend_ops {
+	const char *name;
+	int (*start)(struct bsteer_server *s);
+	void (*cqe)(struct bsteer_server *s, const struct io_uring_cqe *cqe);
+	void (*complete)(struct bsteer_server *s, __u32 req, int err);
+	void (*op_done)(struct bsteer_server *s, __u32 req, __u32 op, int res);
+	/* After every turn of the event loop. */
+	void (*tick)(struct bsteer_server *s);
+	/* Stop taking connections and requests; close what is idle. */
+	void (*stop)(struct bsteer_server *s);
+	/* Nothing left in flight: the server may exit. */
+	bool (*idle)(struct bsteer_server *s);
+	void (*fini)(struct bsteer_server *s);
+};
+
+struct bsteer_server {
+	struct bsteer_engine e;
+	struct bsteer_instance *in;
+	const struct bsteer_frontend_ops *fe;
+	void *fe_priv;
+	struct export exports[SERVE_MAX_EXPORTS];
+	int nexports;
+	const char *listen[SERVE_MAX_LISTEN];
+	int nlisten;
+	bool allow_remote;	/* listen beyond loopback */
+	bool json_log;
+	bool verbose;
+};
+
+extern const struct bsteer_backend_ops file_backend;
+extern const struct bsteer_frontend_ops nbd_frontend;
+
+const struct bsteer_backend_ops *bsteer_backend_for(const char *spec);
+const struct bsteer_frontend_ops *bsteer_frontend_find(const char *name);
+struct export *serve_export_find(struct bsteer_server *s, const char *name);
+/* One log line, plain or JSON. */
+void serve_log(struct bsteer_server *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#endif /* BSTEER_SERVE_H */
