@@ -51,6 +51,7 @@ LIB_OBJS := \
 	engine \
 	fe_nbd \
 	instance \
+	serve \
 	util
 
 CLI_OBJS := \
@@ -133,21 +134,15 @@ asan:
 test: all
 	$(Q)selftests/run.sh
 
-# The main job until `bsteer serve` lands: mirror 256 MiB of random data to
-# two files through the engine and print the summary.
-RUN_DIR ?= bsteer-data
+# The main job: serve the built-in default export (bsteer-data/default.img,
+# 1 GiB sparse) on nbd://127.0.0.1:10809 until SIGINT.
 run: all
 	$(Q)mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
-	$(Q)mkdir -p $(RUN_DIR)
-	$(Q)[ -s $(RUN_DIR)/src.img ] || head -c 256M /dev/urandom > $(RUN_DIR)/src.img
-	$(OUTPUT)/bsteer copy $(RUN_DIR)/src.img --to $(RUN_DIR)/leg-a.img \
-		--to $(RUN_DIR)/leg-b.img --policy mirror
-	$(Q)cmp $(RUN_DIR)/src.img $(RUN_DIR)/leg-a.img && \
-		cmp $(RUN_DIR)/src.img $(RUN_DIR)/leg-b.img && \
-		echo "both legs are byte-identical to the source"
+	$(OUTPUT)/bsteer serve
 
 # Every build and test dependency, from Debian's archive. Idempotent.
 DEB_PKGS := \
+	bc \
 	bpftool \
 	clang-19 \
 	fio \

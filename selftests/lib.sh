@@ -72,3 +72,25 @@ finish() {
 	echo "$FAILS check(s) failed" >&2
 	exit 1
 }
+
+# start_serve SOCKET ARGS...: bsteer serve on a unix socket, in the
+# background; SERVE holds its PID. Waits until it listens.
+start_serve() {
+	local sock=$1
+	shift
+	"$BSTEER" serve --listen "unix:$sock" "$@" >"$T/serve.log" 2>&1 &
+	SERVE=$!
+	PIDS+=($SERVE)
+	wait_for 10 [ -S "$sock" ] || { cat "$T/serve.log" >&2; fail "server did not start"; return 1; }
+}
+
+# stop_serve: SIGTERM, and wait for a clean exit (status 0).
+stop_serve() {
+	kill -TERM "$SERVE"
+	wait "$SERVE"
+	local rc=$?
+	[ $rc -eq 0 ] || { cat "$T/serve.log" >&2; fail "server exited $rc"; }
+}
+
+# Debian's python3 has the libnbd bindings; a python3 earlier in PATH may not.
+nbdsh() { PATH=/usr/bin:$PATH command nbdsh "$@"; }

@@ -6,12 +6,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 #include "cmd.h"
 #include "serve.h"
@@ -57,53 +55,6 @@ static const char serve_usage[] =
 "  bsteer serve --listen unix:/tmp/nbd.sock --export disk=/var/lib/disk.img\n"
 "  bsteer serve --export m=/mnt/a/disk.img,/mnt/b/disk.img --instance mirror0\n"
 "  bsteer serve --export base=/srv/base.img,ro --export scratch=/tmp/s.img\n";
-
-static struct bsteer_server *log_srv;
-
-void serve_log(struct bsteer_server *s, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (s && s->json_log) {
-		struct bsteer_json j;
-		struct timespec ts;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		json_begin(&j, stderr);
-		json_dbl(&j, "ts", ts.tv_sec + ts.tv_nsec / 1e9);
-		json_str(&j, "msg", msg);
-		json_finish(&j);
-	} else {
-		fprintf(stderr, "bsteer serve: %s\n", msg);
-	}
-}
-
-const struct bsteer_backend_ops *bsteer_backend_for(const char *spec)
-{
-	static const struct bsteer_backend_ops *const backends[] = {
-		&file_backend,
-	};
-	size_t i;
-
-	for (i = 0; i < sizeof(backends) / sizeof(backends[0]); i++)
-		if (backends[i]->match(spec))
-			return backends[i];
-	return NULL;
-}
-
-struct export *serve_export_find(struct bsteer_server *s, const char *name)
-{
-	int i;
-
-	for (i = 0; i < s->nexports; i++)
-		if (!strcmp(s->exports[i].name, name))
-			return &s->exports[i];
-	return NULL;
-}
 
 /* NAME=TARGET[,TARGET...][,ro][,policy=P]; @spec is modified in place. */
 static int parse_export(struct bsteer_server *s, char *spec)
@@ -347,7 +298,6 @@ int cmd_serve(int argc, char **argv)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return 1;
-	log_srv = s;
 	snprintf(name, sizeof(name), "serve-%d", getpid());
 	while ((opt = getopt_long(argc, argv, "l:e:i:n:s:vh", opts, NULL)) != -1) {
 		switch (opt) {

@@ -1,0 +1,58 @@
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+"""A bare NBD client for abusing a server: negotiation by hand, then raw
+request bytes. Used by test_serve_badclient.sh."""
+import socket
+import struct
+import sys
+
+IHAVEOPT = 0x49484156454F5054
+REQ_MAGIC = 0x25609513
+REPLY_MAGIC = 0x67446698
+OPT_GO = 7
+REP_ACK = 1
+
+
+def recvall(s, n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c:
+            raise EOFError("server closed after %d of %d bytes" % (len(b), n))
+        b += c
+    return b
+
+
+def connect(path, export):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(path)
+    hello = recvall(s, 18)
+    assert hello[:8] == b"NBDMAGIC", hello
+    s.sendall(struct.pack(">I", 3))
+    name = export.encode()
+    data = struct.pack(">I", len(name)) + name + struct.pack(">H", 0)
+    s.sendall(struct.pack(">QII", IHAVEOPT, OPT_GO, len(data)) + data)
+    while True:
+        _, opt, rtype, ln = struct.unpack(">QIII", recvall(s, 20))
+        recvall(s, ln)
+        if rtype == REP_ACK:
+            return s
+        assert rtype < 0x80000000, "option error %#x" % rtype
+
+
+def request(s, typ, off, ln, cookie=1, payload=b""):
+    s.sendall(struct.pack(">IHHQQI", REQ_MAGIC, 0, typ, cookie, off, ln) + payload)
+
+
+def reply(s):
+    magic, err, cookie = struct.unpack(">IIQ", recvall(s, 16))
+    assert magic == REPLY_MAGIC, hex(magic)
+    return err, cookie
+
+
+def closed(s):
+    """True once the server has closed the connection."""
+    try:
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True

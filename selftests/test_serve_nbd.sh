@@ -1,0 +1,97 @@
+#!/bin/bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#
+# bsteer serve against real NBD clients on a unix socket: nbdinfo, nbdcopy
+# (256 MiB in and out, through a 2-leg mirror), qemu-img, qemu-io, fio's nbd
+# engine with verification over 2 connections, and nbdsh for the error
+# cases. Every decision must come from the completion hook.
+. "$(dirname "$0")/lib.sh"
+need_root
+for t in nbdinfo nbdcopy nbdsh qemu-img qemu-io fio; do
+	command -v $t >/dev/null || skip "$t not installed"
+done
+
+S=$T/nbd.sock
+INST=$(instance serve)
+truncate -s 256M "$T/a.img" "$T/b.img"
+truncate -s 64M "$T/ro.img"
+printf 'read-only bytes' | dd of="$T/ro.img" conv=notrunc status=none
+start_serve "$S" --instance "$INST" --export "m=$T/a.img,$T/b.img" \
+	--export "ro=$T/ro.img,ro" || finish
+M="nbd+unix:///m?socket=$S"
+RO="nbd+unix:///ro?socket=$S"
+
+nbdinfo --json "$M" >"$T/info.json" || fail "nbdinfo"
+check "nbdinfo: size" [ "$(json "$T/info.json" exports.0.export-size)" = $((256 << 20)) ]
+check "nbdinfo: flush" [ "$(json "$T/info.json" exports.0.can_flush)" = true ]
+check "nbdinfo: multi-conn" [ "$(json "$T/info.json" exports.0.can_multi_conn)" = true ]
+check "nbdinfo: writable" [ "$(json "$T/info.json" exports.0.is_read_only)" = false ]
+check "nbdinfo: minimum block" [ "$(json "$T/info.json" exports.0.block_size_minimum)" = 512 ]
+check "nbdinfo: preferred block" [ "$(json "$T/info.json" exports.0.block_size_preferred)" = 4096 ]
+nbdinfo --list "nbd+unix:///?socket=$S" >"$T/list" || fail "nbdinfo --list"
+check "list names both exports" sh -c "grep -q 'export=\"m\"' '$T/list' && grep -q 'export=\"ro\"' '$T/list'"
+nbdinfo --json "$RO" >"$T/ro.json" || fail "nbdinfo ro"
+check "read-only export says so" [ "$(json "$T/ro.json" exports.0.is_read_only)" = true ]
+
+head -c 256M /dev/urandom >"$T/src"
+nbdcopy "$T/src" "$M" || fail "nbdcopy in"
+nbdcopy "$M" "$T/out" || fail "nbdcopy out"
+check "nbdcopy round trip" cmp -s "$T/src" "$T/out"
+check "mirror leg a equals the source" cmp -s "$T/src" "$T/a.img"
+check "mirror leg b equals the source" cmp -s "$T/src" "$T/b.img"
+
+qemu-img convert -f raw -O raw "$RO" "$T/qemu.img" || fail "qemu-img convert"
+check "qemu-img convert of the read-only export" cmp -s "$T/ro.img" "$T/qemu.img"
+qemu-io -f raw "$M" -c "write -P 0xa5 1M 192k" -c "read -P 0xa5 1M 192k" \
+	-c "write -P 0x3c 100M 4k" -c "read -P 0x3c 100M 4k" >"$T/qio" 2>&1 ||
+	fail "qemu-io: $(cat "$T/qio")"
+check "qemu-io pattern checks" sh -c "! grep -q 'Pattern verification failed' '$T/qio'"
+
+fio --name=verify --ioengine=nbd --uri="$M" --rw=randwrite --bs=4k \
+	--iodepth=32 --numjobs=2 --size=16M --offset_increment=32M \
+	--verify=crc32c --do_verify=1 --output-format=json >"$T/fio.json" 2>"$T/fio.err" ||
+	fail "fio: $(tail -3 "$T/fio.err")"
+# fio's nbd engine prints "connected" lines before the JSON.
+check "fio verified with no errors" python3 -c "import json,sys
+t=open('$T/fio.json').read()
+d=json.loads(t[t.index('{'):])
+sys.exit(any(j['error'] for j in d['jobs']) or
+         sum(j['write']['total_ios'] for j in d['jobs']) != 2 * 4096)"
+
+nbdsh -u "$M" -c "
+import errno
+h.set_strict_mode(0)
+size = h.get_size()
+for off, what in ((size, 'at the end'), (size - 512, 'across the end')):
+    try:
+        h.pread(1024, off)
+        raise SystemExit('read %s succeeded' % what)
+    except nbd.Error as e:
+        assert e.errnum == errno.EINVAL, (what, e)
+h.pwrite(b'\x5a' * 65536, 4 << 20)
+h.flush()
+assert h.pread(65536, 4 << 20) == b'\x5a' * 65536
+" || fail "nbdsh: EINVAL past the end, write/flush/read"
+nbdsh -u "$RO" -c "
+import errno
+h.set_strict_mode(0)
+try:
+    h.pwrite(b'x' * 512, 0)
+    raise SystemExit('write to a read-only export succeeded')
+except nbd.Error as e:
+    assert e.errnum == errno.EPERM, e
+assert h.pread(15, 0) == b'read-only bytes'
+" || fail "nbdsh: EPERM on a read-only export"
+check "read-only image untouched" sh -c "head -c 15 '$T/ro.img' | grep -q 'read-only bytes'"
+
+"$BSTEER" stat "$INST" --json >"$T/stat.json" || fail "stat"
+check "every decision by the completion hook" [ "$(json "$T/stat.json" counters.decisions_fallback)" = 0 ]
+check "hook decisions counted" [ "$(json "$T/stat.json" counters.decisions_hook)" -gt 1000 ]
+check "no rejected decision" [ "$(json "$T/stat.json" counters.decisions_rejected)" = 0 ]
+check "no direction violation" [ "$(json "$T/stat.json" counters.violations)" = 0 ]
+check "no foreign-context completion" [ "$(json "$T/stat.json" counters.foreign_completions)" = 0 ]
+
+stop_serve
+check "pins removed" [ ! -e "/sys/fs/bpf/bsteer/$INST" ]
+check "socket removed" [ ! -e "$S" ]
+finish
