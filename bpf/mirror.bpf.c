@@ -16,6 +16,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 static __always_inline int mirror_fanout(struct bsteer_pctx *p, __u8 opcode,
 					 __u32 slot, __u32 len)
 {
+	__u64 off = opcode == BSTEER_OP_FSYNC || opcode == BSTEER_OP_FDATASYNC ?
+		    0 : p->req->offset;
 	__u32 n = bsteer_nlegs(p);
 	int emitted = 0;
 	__u32 i, t;
@@ -26,7 +28,7 @@ static __always_inline int mirror_fanout(struct bsteer_pctx *p, __u8 opcode,
 		t = bsteer_leg(p, i);
 		if (!bsteer_target_ok(t))
 			continue;
-		if (bsteer_emit(p, opcode, t, slot, 0, len, p->req->offset))
+		if (bsteer_emit(p, opcode, t, slot, 0, len, off))
 			break;
 		emitted++;
 	}
@@ -62,6 +64,12 @@ static __always_inline void mirror_arrival(struct bsteer_pctx *p)
 		break;
 	case BSTEER_REQ_FLUSH:
 		if (!mirror_fanout(p, BSTEER_OP_FSYNC, BSTEER_NO_SLOT, 0))
+			bsteer_note_error(p, -EIO);
+		break;
+	case BSTEER_REQ_TRIM:
+	case BSTEER_REQ_WRITE_ZEROES:
+		if (!mirror_fanout(p, bsteer_discard_op(rq), BSTEER_NO_SLOT,
+				   rq->len))
 			bsteer_note_error(p, -EIO);
 		break;
 	case BSTEER_REQ_READ:
@@ -113,6 +121,10 @@ static __always_inline void mirror_decide(struct bsteer_pctx *p)
 	/* A write or flush stands if any leg took it. */
 	if (rq->type != BSTEER_REQ_READ && rq->pstate[0])
 		rq->error = 0;
+	/* FUA: make it stable on every leg that took it, then answer. */
+	if (bsteer_fua_due(p) &&
+	    mirror_fanout(p, BSTEER_OP_FDATASYNC, BSTEER_NO_SLOT, 0))
+		return;
 	bsteer_join(p);
 }
 

@@ -25,6 +25,11 @@ static __always_inline void passthrough_arrival(struct bsteer_pctx *p)
 		err = bsteer_emit(p, BSTEER_OP_FSYNC, bsteer_leg(p, 0),
 				  BSTEER_NO_SLOT, 0, 0, 0);
 		break;
+	case BSTEER_REQ_TRIM:
+	case BSTEER_REQ_WRITE_ZEROES:
+		err = bsteer_emit(p, bsteer_discard_op(rq), bsteer_leg(p, 0),
+				  BSTEER_NO_SLOT, 0, rq->len, rq->offset);
+		break;
 	default:
 		err = -EOPNOTSUPP;
 	}
@@ -41,6 +46,10 @@ static __always_inline void passthrough_decide(struct bsteer_pctx *p)
 	} else if (bsteer_is_arrival(p)) {
 		passthrough_arrival(p);
 	}
+	if (!p->req->inflight && !p->dec->nops && bsteer_fua_due(p) &&
+	    !bsteer_emit(p, BSTEER_OP_FDATASYNC, bsteer_leg(p, 0),
+			 BSTEER_NO_SLOT, 0, 0, 0))
+		return;
 	bsteer_join(p);
 }
 

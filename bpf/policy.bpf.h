@@ -171,6 +171,32 @@ static __always_inline int bsteer_err_transient(__s32 err)
 	return err == -EAGAIN || err == -EINTR;
 }
 
+/* The op that carries out a TRIM or WRITE_ZEROES request. */
+static __always_inline __u8 bsteer_discard_op(struct bsteer_req *rq)
+{
+	if (rq->type == BSTEER_REQ_TRIM)
+		return BSTEER_OP_PUNCH;
+	return (rq->flags & BSTEER_REQF_NO_HOLE) ? BSTEER_OP_ZERO :
+						   BSTEER_OP_PUNCH;
+}
+
+/*
+ * FUA: once a write-like request's ops are all back, its data must be
+ * stable before the reply. Returns true if the request still needs that
+ * flush (and marks it asked for, in pstate[1]).
+ */
+static __always_inline int bsteer_fua_due(struct bsteer_pctx *p)
+{
+	struct bsteer_req *rq = p->req;
+
+	if (!(rq->flags & BSTEER_REQF_FUA) || rq->pstate[1] || rq->error ||
+	    !(rq->type == BSTEER_REQ_WRITE || rq->type == BSTEER_REQ_TRIM ||
+	      rq->type == BSTEER_REQ_WRITE_ZEROES))
+		return 0;
+	rq->pstate[1] = 1;
+	return 1;
+}
+
 /* Submit the op that just finished once more, unchanged. */
 static __always_inline int bsteer_retry(struct bsteer_pctx *p)
 {

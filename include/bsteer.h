@@ -117,6 +117,7 @@ enum bsteer_req_type {
 
 #define BSTEER_REQF_FUA		0x1
 #define BSTEER_REQF_EXACT	0x2	/* a short payload is an error */
+#define BSTEER_REQF_NO_HOLE	0x4	/* WRITE_ZEROES must not deallocate */
 
 enum bsteer_req_state {
 	BSTEER_RQ_FREE		= 0,
@@ -131,6 +132,8 @@ enum bsteer_opcode {
 	BSTEER_OP_WRITE		= 2,	/* slot -> target (WRITE_FIXED) */
 	BSTEER_OP_FSYNC		= 3,	/* flush target */
 	BSTEER_OP_FDATASYNC	= 4,
+	BSTEER_OP_PUNCH		= 5,	/* deallocate a range (reads as 0) */
+	BSTEER_OP_ZERO		= 6,	/* zero a range, keeping it allocated */
 	BSTEER_OP__MAX,
 };
 

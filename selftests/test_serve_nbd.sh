@@ -28,6 +28,9 @@ check "nbdinfo: multi-conn" [ "$(json "$T/info.json" exports.0.can_multi_conn)" 
 check "nbdinfo: writable" [ "$(json "$T/info.json" exports.0.is_read_only)" = false ]
 check "nbdinfo: minimum block" [ "$(json "$T/info.json" exports.0.block_size_minimum)" = 512 ]
 check "nbdinfo: preferred block" [ "$(json "$T/info.json" exports.0.block_size_preferred)" = 4096 ]
+for f in can_trim can_zero can_fast_zero can_fua can_cache; do
+	check "nbdinfo: $f" [ "$(json "$T/info.json" exports.0.$f)" = true ]
+done
 nbdinfo --list "nbd+unix:///?socket=$S" >"$T/list" || fail "nbdinfo --list"
 check "list names both exports" sh -c "grep -q 'export=\"m\"' '$T/list' && grep -q 'export=\"ro\"' '$T/list'"
 nbdinfo --json "$RO" >"$T/ro.json" || fail "nbdinfo ro"
@@ -72,14 +75,44 @@ h.pwrite(b'\x5a' * 65536, 4 << 20)
 h.flush()
 assert h.pread(65536, 4 << 20) == b'\x5a' * 65536
 " || fail "nbdsh: EINVAL past the end, write/flush/read"
+# TRIM and WRITE_ZEROES read back as zeros on both legs; FUA adds one
+# data sync per leg (seen in the targets' op counts).
+nbdsh -u "$M" -c "
+import json, subprocess
+def ops():
+    out = subprocess.run(['$BSTEER', 'stat', '$INST', '--json'],
+                         capture_output=True, check=True).stdout
+    return [t['ops'] for t in json.loads(out)['targets'][:2]]
+h.pwrite(b'\xff' * (1 << 20), 8 << 20)
+before = ops()
+h.pwrite(b'\xee' * 4096, 8 << 20)
+plain = [a - b for a, b in zip(ops(), before)]
+before = ops()
+h.pwrite(b'\xdd' * 4096, 8 << 20, nbd.CMD_FLAG_FUA)
+fua = [a - b for a, b in zip(ops(), before)]
+assert plain == [1, 1] and fua == [2, 2], (plain, fua)
+h.trim(65536, (8 << 20) + 4096)
+assert h.pread(65536, (8 << 20) + 4096) == bytes(65536)
+h.zero(65536, (8 << 20) + 131072, nbd.CMD_FLAG_NO_HOLE)
+assert h.pread(65536, (8 << 20) + 131072) == bytes(65536)
+h.zero(65536, (8 << 20) + 262144, nbd.CMD_FLAG_FAST_ZERO)
+assert h.pread(65536, (8 << 20) + 262144) == bytes(65536)
+assert h.pread(4096, 8 << 20) == b'\xdd' * 4096
+h.cache(1 << 20, 0)
+h.flush()
+" || fail "nbdsh: TRIM, WRITE_ZEROES, FUA, CACHE"
+check "legs equal after trim and zero" cmp -s "$T/a.img" "$T/b.img"
 nbdsh -u "$RO" -c "
 import errno
 h.set_strict_mode(0)
-try:
-    h.pwrite(b'x' * 512, 0)
-    raise SystemExit('write to a read-only export succeeded')
-except nbd.Error as e:
-    assert e.errnum == errno.EPERM, e
+for what, op in (('write', lambda: h.pwrite(b'x' * 512, 0)),
+                 ('trim', lambda: h.trim(512, 0)),
+                 ('zero', lambda: h.zero(512, 0))):
+    try:
+        op()
+        raise SystemExit(what + ' on a read-only export succeeded')
+    except nbd.Error as e:
+        assert e.errnum == errno.EPERM, (what, e)
 assert h.pread(15, 0) == b'read-only bytes'
 " || fail "nbdsh: EPERM on a read-only export"
 check "read-only image untouched" sh -c "head -c 15 '$T/ro.img' | grep -q 'read-only bytes'"

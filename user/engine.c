@@ -9,6 +9,8 @@
  * (SINGLE_ISSUER|DEFER_TASKRUN), so nothing here races with them.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,6 +332,14 @@ static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
 					  IORING_FSYNC_DATASYNC : 0);
 		sqe->flags |= IOSQE_FIXED_FILE;
 		break;
+	case BSTEER_OP_PUNCH:
+	case BSTEER_OP_ZERO:
+		io_uring_prep_fallocate(sqe, file, FALLOC_FL_KEEP_SIZE |
+					(opcode == BSTEER_OP_PUNCH ?
+					 FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE),
+					offset, len);
+		sqe->flags |= IOSQE_FIXED_FILE;
+		break;
 	default:
 		return -EINVAL;
 	}
@@ -418,7 +428,8 @@ static const char *check_op(struct bsteer_engine *e, __u32 r, __u32 cqe_op,
 
 		if (t->flags & BSTEER_TGT_FAILED)
 			return "target failed";
-		if (d->opcode == BSTEER_OP_WRITE && (t->flags & BSTEER_TGT_RDONLY))
+		if ((d->opcode == BSTEER_OP_WRITE || d->opcode == BSTEER_OP_PUNCH ||
+		     d->opcode == BSTEER_OP_ZERO) && (t->flags & BSTEER_TGT_RDONLY))
 			return "write to a read-only target";
 	} else if (!(d->op == cqe_op && prev->frontend &&
 		     prev->target == d->target && prev->slot == d->slot &&

@@ -56,12 +56,24 @@
 #define TF_HAS_FLAGS		(1 << 0)
 #define TF_READ_ONLY		(1 << 1)
 #define TF_SEND_FLUSH		(1 << 2)
+#define TF_SEND_FUA		(1 << 3)
+#define TF_SEND_TRIM		(1 << 5)
+#define TF_SEND_WRITE_ZEROES	(1 << 6)
 #define TF_CAN_MULTI_CONN	(1 << 8)
+#define TF_SEND_CACHE		(1 << 10)
+#define TF_SEND_FAST_ZERO	(1 << 11)
 
 #define CMD_READ		0
 #define CMD_WRITE		1
 #define CMD_DISC		2
 #define CMD_FLUSH		3
+#define CMD_TRIM		4
+#define CMD_CACHE		5
+#define CMD_WRITE_ZEROES	6
+
+#define CMDF_FUA		(1 << 0)
+#define CMDF_NO_HOLE		(1 << 1)
+#define CMDF_FAST_ZERO		(1 << 4)
 
 #define NBD_EPERM		1
 #define NBD_EIO			5
@@ -229,8 +241,9 @@ static int opt_error(int fd, __u32 opt, __u32 type, const char *msg)
 
 static __u16 export_flags(struct export *ex)
 {
-	return TF_HAS_FLAGS | TF_SEND_FLUSH | TF_CAN_MULTI_CONN |
-	       (ex->rdonly ? TF_READ_ONLY : 0);
+	return TF_HAS_FLAGS | TF_SEND_FLUSH | TF_SEND_FUA | TF_SEND_TRIM |
+	       TF_SEND_WRITE_ZEROES | TF_SEND_FAST_ZERO | TF_SEND_CACHE |
+	       TF_CAN_MULTI_CONN | (ex->rdonly ? TF_READ_ONLY : 0);
 }
 
 static int send_info(struct bsteer_server *s, int fd, __u32 opt, __u16 type,
@@ -566,13 +579,22 @@ static void on_header(struct bsteer_server *s, struct conn *c)
 	memcpy(&off, c->hdr + 16, 8);
 	memcpy(&len, c->hdr + 24, 4);
 	magic = be32toh(magic);
+	flags = be16toh(flags);
 	type = be16toh(type);
 	off = be64toh(off);
 	len = be32toh(len);
-	(void)flags;
 	if (magic != REQUEST_MAGIC) {
 		conn_fail(s, c, "bad request magic");
 		return;
+	}
+	/* Every command with a range: inside the export, not empty. */
+	if (type == CMD_READ || type == CMD_WRITE || type == CMD_TRIM ||
+	    type == CMD_CACHE || type == CMD_WRITE_ZEROES) {
+		if (!len || off > ex->size || len > ex->size - off)
+			nerr = NBD_EINVAL;
+		else if (ex->rdonly && (type == CMD_WRITE || type == CMD_TRIM ||
+					type == CMD_WRITE_ZEROES))
+			nerr = NBD_EPERM;
 	}
 	switch (type) {
 	case CMD_DISC:
@@ -588,16 +610,24 @@ static void on_header(struct bsteer_server *s, struct conn *c)
 				return;
 			}
 			nerr = NBD_EINVAL;
-		} else if (!len || off > ex->size || len > ex->size - off) {
-			nerr = NBD_EINVAL;
-		} else if (type == CMD_WRITE && ex->rdonly) {
-			nerr = NBD_EPERM;
 		}
 		rtype = type == CMD_READ ? BSTEER_REQ_READ : BSTEER_REQ_WRITE;
 		break;
 	case CMD_FLUSH:
 		rtype = BSTEER_REQ_FLUSH;
 		break;
+	case CMD_TRIM:
+		rtype = BSTEER_REQ_TRIM;
+		break;
+	case CMD_WRITE_ZEROES:
+		rtype = BSTEER_REQ_WRITE_ZEROES;
+		break;
+	case CMD_CACHE:
+		/* Advisory: the page cache does its own read-ahead. */
+		c->reqs++;
+		queue_reply(s, c, cookie, nerr, BSTEER_NO_SLOT, 0, 0);
+		arm_header(s, c);
+		return;
 	default:
 		nerr = NBD_EINVAL;
 		rtype = BSTEER_REQ_NONE;
@@ -634,7 +664,9 @@ static void on_header(struct bsteer_server *s, struct conn *c)
 	rinfo(s, r)->cookie = cookie;
 	rinfo(s, r)->nbd_error = nerr;
 	rinfo(s, r)->cmd = type;
-	s->in->reqs[r].flags |= BSTEER_REQF_EXACT;
+	s->in->reqs[r].flags |= BSTEER_REQF_EXACT |
+		((flags & CMDF_FUA) ? BSTEER_REQF_FUA : 0) |
+		((flags & CMDF_NO_HOLE) ? BSTEER_REQF_NO_HOLE : 0);
 	if (type == CMD_READ || type == CMD_WRITE) {
 		err = bsteer_slot_lease(&s->e, r, &slot);
 		if (err) {
