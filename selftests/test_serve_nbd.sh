@@ -31,10 +31,38 @@ check "nbdinfo: preferred block" [ "$(json "$T/info.json" exports.0.block_size_p
 for f in can_trim can_zero can_fast_zero can_fua can_cache; do
 	check "nbdinfo: $f" [ "$(json "$T/info.json" exports.0.$f)" = true ]
 done
+check "nbdinfo: base:allocation offered" python3 -c "import json,sys
+sys.exit('base:allocation' not in json.load(open('$T/info.json'))['exports'][0]['contexts'])"
+check "nbdinfo: structured replies" [ "$(json "$T/info.json" structured)" = true ]
 nbdinfo --list "nbd+unix:///?socket=$S" >"$T/list" || fail "nbdinfo --list"
 check "list names both exports" sh -c "grep -q 'export=\"m\"' '$T/list' && grep -q 'export=\"ro\"' '$T/list'"
 nbdinfo --json "$RO" >"$T/ro.json" || fail "nbdinfo ro"
 check "read-only export says so" [ "$(json "$T/ro.json" exports.0.is_read_only)" = true ]
+
+# base:allocation follows the file's holes: one 1 MiB extent of data.
+nbdsh -u "$M" -c "h.pwrite(b'\x11' * (1 << 20), 8 << 20); h.flush()" || fail "seed data"
+nbdinfo --map "$M" >"$T/map" || fail "nbdinfo --map"
+check "map: leading hole" grep -qE '^ +0 +8388608 +3 +hole,zero' "$T/map"
+check "map: the data" grep -qE '^ +8388608 +1048576 +0 +data' "$T/map"
+check "map: trailing hole" grep -qE '^ +9437184 +258998272 +3 +hole,zero' "$T/map"
+qemu-img map -f raw --output=json "$M" >"$T/qmap" || fail "qemu-img map"
+check "qemu-img map sees the data extent" grep -q '"start": 8388608, "length": 1048576.*"data": true' "$T/qmap"
+nbdsh -c "
+h.add_meta_context('base:allocation')
+h.connect_uri('$M')
+assert h.get_structured_replies_negotiated()
+assert h.can_meta_context('base:allocation')
+seen = []
+def cb(ctx, off, entries, err):
+    seen.append(entries)
+    return 0
+h.block_status(1 << 20, (8 << 20) - 4096, cb, nbd.CMD_FLAG_REQ_ONE)
+assert seen == [[4096, 3]], seen
+seen.clear()
+h.block_status(1 << 20, (8 << 20) - 4096, cb)
+assert seen == [[4096, 3, (1 << 20) - 4096, 0]], seen
+assert h.pread(4096, 8 << 20) == b'\x11' * 4096
+" || fail "nbdsh: block status and structured reads"
 
 head -c 256M /dev/urandom >"$T/src"
 nbdcopy "$T/src" "$M" || fail "nbdcopy in"

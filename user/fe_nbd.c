@@ -31,6 +31,7 @@
 #define REPLY_MAGIC_OPT		0x0003e889045565a9ull
 #define REQUEST_MAGIC		0x25609513u
 #define SIMPLE_REPLY_MAGIC	0x67446698u
+#define STRUCTURED_MAGIC	0x668e33efu
 
 #define FLAG_FIXED_NEWSTYLE	(1 << 0)
 #define FLAG_NO_ZEROES		(1 << 1)
@@ -40,10 +41,14 @@
 #define OPT_LIST		3
 #define OPT_INFO		6
 #define OPT_GO			7
+#define OPT_STRUCTURED_REPLY	8
+#define OPT_LIST_META_CONTEXT	9
+#define OPT_SET_META_CONTEXT	10
 
 #define REP_ACK			1
 #define REP_SERVER		2
 #define REP_INFO		3
+#define REP_META_CONTEXT	4
 #define REP_ERR_UNSUP		(0x80000000u | 1)
 #define REP_ERR_INVALID		(0x80000000u | 3)
 #define REP_ERR_UNKNOWN		(0x80000000u | 6)
@@ -70,9 +75,23 @@
 #define CMD_TRIM		4
 #define CMD_CACHE		5
 #define CMD_WRITE_ZEROES	6
+#define CMD_BLOCK_STATUS	7
+
+#define REPLY_FLAG_DONE		(1 << 0)
+#define REPLY_OFFSET_DATA	1
+#define REPLY_BLOCK_STATUS	5
+#define REPLY_ERROR		((1 << 15) + 1)
+
+#define STATE_HOLE		(1 << 0)
+#define STATE_ZERO		(1 << 1)
+
+#define META_ALLOC		"base:allocation"
+#define META_ALLOC_ID		1
+#define MAX_EXTENTS		64
 
 #define CMDF_FUA		(1 << 0)
 #define CMDF_NO_HOLE		(1 << 1)
+#define CMDF_REQ_ONE		(1 << 3)
 #define CMDF_FAST_ZERO		(1 << 4)
 
 #define NBD_EPERM		1
@@ -97,13 +116,14 @@ static __u64 ud_make(int kind, __u32 idx)
 	return (UD_MAGIC << 56) | ((__u64)kind << 48) | idx;
 }
 
+/* A reply: hdr_len bytes of header (and payload), then len bytes from a slot. */
 struct reply {
 	struct reply *next;
-	__u64 cookie;
-	__u32 error;		/* NBD error number */
 	__u32 req;		/* data from this request's slot, if len */
 	__u32 slot;
 	__u32 len;
+	__u32 hdr_len;
+	unsigned char hdr[];
 };
 
 struct conn {
@@ -119,8 +139,9 @@ struct conn {
 	__u32 reqs;		/* requests started, not yet replied to */
 	struct reply *head, *tail;
 	struct reply *sending;	/* reply whose header/data is out */
-	unsigned char rhdr[16];
 	__u32 sends;		/* our SQEs out for the reply */
+	bool structured;	/* structured replies negotiated */
+	bool meta_alloc;	/* base:allocation selected */
 };
 
 struct req_info {
@@ -128,8 +149,16 @@ struct req_info {
 	struct conn *payload_c;	/* its payload receive is out */
 	struct conn *reply_c;	/* its reply data is being sent */
 	__u64 cookie;
+	__u64 offset;
 	__u32 nbd_error;	/* decided before the policy: EINVAL, EPERM */
 	__u8 cmd;
+};
+
+/* What negotiation settled, handed to the connection. */
+struct nego {
+	bool structured;
+	bool meta_alloc;
+	char meta_export[MAX_OPT_LEN + 1];
 };
 
 struct nbd {
@@ -178,6 +207,24 @@ static __u32 nbd_errno(int err)
 	default:
 		return NBD_EIO;
 	}
+}
+
+static void put16(unsigned char *p, __u16 v)
+{
+	v = htobe16(v);
+	memcpy(p, &v, 2);
+}
+
+static void put32(unsigned char *p, __u32 v)
+{
+	v = htobe32(v);
+	memcpy(p, &v, 4);
+}
+
+static void put64(unsigned char *p, __u64 v)
+{
+	v = htobe64(v);
+	memcpy(p, &v, 8);
 }
 
 /* ---- negotiation: blocking, with a timeout, right after accept ---- */
@@ -331,6 +378,69 @@ static int opt_info_go(struct bsteer_server *s, int fd, __u32 opt,
 	return 1;
 }
 
+/*
+ * LIST/SET_META_CONTEXT: export name, then queries. The only context is
+ * base:allocation; "base:" lists it too. Returns 0 or -EIO.
+ */
+static int opt_meta(struct bsteer_server *s, int fd, __u32 opt,
+		    const unsigned char *d, __u32 len, struct nego *ng)
+{
+	static const char ctx[] = META_ALLOC;
+	unsigned char rep[4 + sizeof(ctx)];
+	__u32 nlen, nq, q, qlen, pos;
+	bool match = false;
+	char name[MAX_OPT_LEN + 1];
+
+	if (opt == OPT_SET_META_CONTEXT)
+		ng->meta_alloc = false;	/* replaced, even on failure */
+	if (!ng->structured)
+		return opt_error(fd, opt, REP_ERR_INVALID,
+				 "negotiate structured replies first");
+	if (len < 8)
+		return opt_error(fd, opt, REP_ERR_INVALID, "option too short");
+	memcpy(&nlen, d, 4);
+	nlen = be32toh(nlen);
+	if (nlen > len - 8)
+		return opt_error(fd, opt, REP_ERR_INVALID, "bad name length");
+	memcpy(name, d + 4, nlen);
+	name[nlen] = 0;
+	memcpy(&nq, d + 4 + nlen, 4);
+	nq = be32toh(nq);
+	pos = 8 + nlen;
+	for (q = 0; q < nq; q++) {
+		if (len - pos < 4)
+			return opt_error(fd, opt, REP_ERR_INVALID, "truncated query");
+		memcpy(&qlen, d + pos, 4);
+		qlen = be32toh(qlen);
+		pos += 4;
+		if (qlen > len - pos)
+			return opt_error(fd, opt, REP_ERR_INVALID, "bad query length");
+		if ((qlen == strlen(ctx) && !memcmp(d + pos, ctx, qlen)) ||
+		    (opt == OPT_LIST_META_CONTEXT && qlen == 5 &&
+		     !memcmp(d + pos, "base:", 5)))
+			match = true;
+		pos += qlen;
+	}
+	if (pos != len)
+		return opt_error(fd, opt, REP_ERR_INVALID, "bad option length");
+	if (!serve_export_find(s, *name ? name : s->exports[0].name))
+		return opt_error(fd, opt, REP_ERR_UNKNOWN, "no such export");
+	if (opt == OPT_LIST_META_CONTEXT && !nq)
+		match = true;
+	if (match) {
+		put32(rep, opt == OPT_SET_META_CONTEXT ? META_ALLOC_ID : 0);
+		memcpy(rep + 4, ctx, sizeof(ctx) - 1);
+		if (opt_reply(fd, opt, REP_META_CONTEXT, rep, 4 + sizeof(ctx) - 1))
+			return -EIO;
+		if (opt == OPT_SET_META_CONTEXT) {
+			ng->meta_alloc = true;
+			snprintf(ng->meta_export, sizeof(ng->meta_export), "%s",
+				 *name ? name : s->exports[0].name);
+		}
+	}
+	return opt_reply(fd, opt, REP_ACK, NULL, 0);
+}
+
 static int opt_list(struct bsteer_server *s, int fd)
 {
 	unsigned char b[4 + 64];
@@ -348,7 +458,7 @@ static int opt_list(struct bsteer_server *s, int fd)
 }
 
 /* The whole negotiation. Returns the export to serve, or NULL to close. */
-static struct export *negotiate(struct bsteer_server *s, int fd)
+static struct export *negotiate(struct bsteer_server *s, int fd, struct nego *ng)
 {
 	unsigned char hello[18], d[MAX_OPT_LEN];
 	__u64 m;
@@ -427,8 +537,24 @@ static struct export *negotiate(struct bsteer_server *s, int fd)
 		case OPT_INFO:
 		case OPT_GO:
 			rc = opt_info_go(s, fd, opt, d, len, &ex);
-			if (rc == 1)
+			if (rc == 1) {
+				/* A context chosen for another export does not apply. */
+				if (strcmp(ng->meta_export, ex->name))
+					ng->meta_alloc = false;
 				return ex;
+			}
+			break;
+		case OPT_STRUCTURED_REPLY:
+			if (len) {
+				rc = opt_error(fd, opt, REP_ERR_INVALID, "no data expected");
+			} else {
+				ng->structured = true;
+				rc = opt_reply(fd, opt, REP_ACK, NULL, 0);
+			}
+			break;
+		case OPT_LIST_META_CONTEXT:
+		case OPT_SET_META_CONTEXT:
+			rc = opt_meta(s, fd, opt, d, len, ng);
 			break;
 		default:
 			rc = opt_error(fd, opt, REP_ERR_UNSUP, "option not supported");
@@ -483,26 +609,135 @@ static void conn_fail(struct bsteer_server *s, struct conn *c, const char *why)
 	conn_maybe_close(s, c);
 }
 
-static void queue_reply(struct bsteer_server *s, struct conn *c, __u64 cookie,
-			__u32 error, __u32 req, __u32 slot, __u32 len)
+static void enqueue(struct bsteer_server *s, struct conn *c, struct reply *r)
 {
-	struct reply *r = calloc(1, sizeof(*r));
-
-	if (!r) {
-		conn_fail(s, c, "out of memory for a reply");
-		return;
-	}
-	r->cookie = cookie;
-	r->error = error;
-	r->req = req;
-	r->slot = slot;
-	r->len = error ? 0 : len;
 	if (c->tail)
 		c->tail->next = r;
 	else
 		c->head = r;
 	c->tail = r;
 	reply_next(s, c);
+}
+
+static struct reply *reply_alloc(struct bsteer_server *s, struct conn *c,
+				 __u32 hdr_len)
+{
+	struct reply *r = calloc(1, sizeof(*r) + hdr_len);
+
+	if (!r) {
+		conn_fail(s, c, "out of memory for a reply");
+		return NULL;
+	}
+	r->req = BSTEER_NO_SLOT;
+	r->hdr_len = hdr_len;
+	return r;
+}
+
+/* A structured chunk header: the cookie goes back as the client sent it. */
+static void chunk_hdr(unsigned char *h, __u16 flags, __u16 type, __u64 cookie,
+		      __u32 len)
+{
+	put32(h, STRUCTURED_MAGIC);
+	put16(h + 4, flags);
+	put16(h + 6, type);
+	memcpy(h + 8, &cookie, 8);
+	put32(h + 16, len);
+}
+
+/*
+ * Reply to a request: simple, or structured where negotiated for READ
+ * (data as one OFFSET_DATA chunk, errors as an ERROR chunk). With @len,
+ * the data follows from @slot of request @req.
+ */
+static void queue_reply(struct bsteer_server *s, struct conn *c, __u64 cookie,
+			__u32 error, __u8 cmd, __u64 offset, __u32 req,
+			__u32 slot, __u32 len)
+{
+	struct reply *r;
+
+	if (error)
+		len = 0;
+	if (c->structured && cmd == CMD_READ) {
+		r = reply_alloc(s, c, error ? 26 : 28);
+		if (!r)
+			return;
+		if (error) {
+			chunk_hdr(r->hdr, REPLY_FLAG_DONE, REPLY_ERROR, cookie, 6);
+			put32(r->hdr + 20, error);
+			put16(r->hdr + 24, 0);
+		} else {
+			chunk_hdr(r->hdr, REPLY_FLAG_DONE, REPLY_OFFSET_DATA,
+				  cookie, 8 + len);
+			put64(r->hdr + 20, offset);
+		}
+	} else {
+		r = reply_alloc(s, c, 16);
+		if (!r)
+			return;
+		put32(r->hdr, SIMPLE_REPLY_MAGIC);
+		put32(r->hdr + 4, error);
+		memcpy(r->hdr + 8, &cookie, 8);
+	}
+	r->req = req;
+	r->slot = slot;
+	r->len = len;
+	enqueue(s, c, r);
+}
+
+/*
+ * base:allocation for [off, off + len) of the export's first leg, from
+ * SEEK_DATA/SEEK_HOLE: up to MAX_EXTENTS descriptors (one with REQ_ONE),
+ * none reaching past the request.
+ */
+static void queue_block_status(struct bsteer_server *s, struct conn *c,
+			       __u64 cookie, __u64 off, __u32 len, bool one)
+{
+	int fd = c->ex->fd[0];
+	__u64 end = off + len, pos = off;
+	__u32 n = 0, max = one ? 1 : MAX_EXTENTS;
+	unsigned char d[MAX_EXTENTS][8];
+	struct reply *r;
+
+	while (pos < end && n < max) {
+		off_t data = lseek(fd, pos, SEEK_DATA), next;
+		__u32 flags;
+
+		if (data < 0 && errno != ENXIO) {
+			queue_reply(s, c, cookie, nbd_errno(-errno), CMD_BLOCK_STATUS,
+				    0, BSTEER_NO_SLOT, 0, 0);
+			return;
+		}
+		if (data < 0 || (__u64)data >= end) {	/* a hole to the end */
+			next = end;
+			flags = STATE_HOLE | STATE_ZERO;
+		} else if ((__u64)data > pos) {
+			next = data;
+			flags = STATE_HOLE | STATE_ZERO;
+		} else {
+			next = lseek(fd, pos, SEEK_HOLE);
+			if (next < 0 || (__u64)next > end)
+				next = end;
+			flags = 0;
+		}
+		if ((__u64)next <= pos)
+			break;
+		put32(d[n], next - pos);
+		put32(d[n] + 4, flags);
+		n++;
+		pos = next;
+	}
+	if (!n) {	/* lseek could not tell: call it all data */
+		put32(d[0], len);
+		put32(d[0] + 4, 0);
+		n = 1;
+	}
+	r = reply_alloc(s, c, 20 + 4 + 8 * n);
+	if (!r)
+		return;
+	chunk_hdr(r->hdr, REPLY_FLAG_DONE, REPLY_BLOCK_STATUS, cookie, 4 + 8 * n);
+	put32(r->hdr + 20, META_ALLOC_ID);
+	memcpy(r->hdr + 24, d, 8 * n);
+	enqueue(s, c, r);
 }
 
 static void reply_done(struct bsteer_server *s, struct conn *c, bool ok)
@@ -524,8 +759,6 @@ static void reply_next(struct bsteer_server *s, struct conn *c)
 {
 	struct io_uring_sqe *sqe;
 	struct reply *r = c->head;
-	__u32 v;
-	__u64 ck;
 
 	if (c->sending || !r)
 		return;
@@ -533,17 +766,11 @@ static void reply_next(struct bsteer_server *s, struct conn *c)
 	if (!c->head)
 		c->tail = NULL;
 	c->sending = r;
-	v = htobe32(SIMPLE_REPLY_MAGIC);
-	memcpy(c->rhdr, &v, 4);
-	v = htobe32(r->error);
-	memcpy(c->rhdr + 4, &v, 4);
-	ck = r->cookie;		/* opaque: echoed as the client sent it */
-	memcpy(c->rhdr + 8, &ck, 8);
 
 	bsteer_engine_reserve(&s->e, 2);
 	sqe = io_uring_get_sqe(&s->e.ring);
-	io_uring_prep_send(sqe, BSTEER_FRONTEND_FILE(c->idx), c->rhdr,
-			   sizeof(c->rhdr), MSG_WAITALL | MSG_NOSIGNAL);
+	io_uring_prep_send(sqe, BSTEER_FRONTEND_FILE(c->idx), r->hdr, r->hdr_len,
+			   MSG_WAITALL | MSG_NOSIGNAL);
 	sqe->flags |= IOSQE_FIXED_FILE;
 	io_uring_sqe_set_data64(sqe, ud_make(UD_SEND, c->idx));
 	c->sends++;
@@ -589,7 +816,8 @@ static void on_header(struct bsteer_server *s, struct conn *c)
 	}
 	/* Every command with a range: inside the export, not empty. */
 	if (type == CMD_READ || type == CMD_WRITE || type == CMD_TRIM ||
-	    type == CMD_CACHE || type == CMD_WRITE_ZEROES) {
+	    type == CMD_CACHE || type == CMD_WRITE_ZEROES ||
+	    type == CMD_BLOCK_STATUS) {
 		if (!len || off > ex->size || len > ex->size - off)
 			nerr = NBD_EINVAL;
 		else if (ex->rdonly && (type == CMD_WRITE || type == CMD_TRIM ||
@@ -625,7 +853,19 @@ static void on_header(struct bsteer_server *s, struct conn *c)
 	case CMD_CACHE:
 		/* Advisory: the page cache does its own read-ahead. */
 		c->reqs++;
-		queue_reply(s, c, cookie, nerr, BSTEER_NO_SLOT, 0, 0);
+		queue_reply(s, c, cookie, nerr, type, off, BSTEER_NO_SLOT, 0, 0);
+		arm_header(s, c);
+		return;
+	case CMD_BLOCK_STATUS:
+		/* Metadata, answered here: it moves no data. */
+		c->reqs++;
+		if (!c->meta_alloc)
+			nerr = NBD_EINVAL;
+		if (nerr)
+			queue_reply(s, c, cookie, nerr, type, off, BSTEER_NO_SLOT, 0, 0);
+		else
+			queue_block_status(s, c, cookie, off, len,
+					   flags & CMDF_REQ_ONE);
 		arm_header(s, c);
 		return;
 	default:
@@ -635,7 +875,7 @@ static void on_header(struct bsteer_server *s, struct conn *c)
 	/* An error decided here, with no payload to drain, needs no request. */
 	if (nerr && type != CMD_WRITE) {
 		c->reqs++;
-		queue_reply(s, c, cookie, nerr, BSTEER_NO_SLOT, 0, 0);
+		queue_reply(s, c, cookie, nerr, type, off, BSTEER_NO_SLOT, 0, 0);
 		arm_header(s, c);
 		return;
 	}
@@ -664,6 +904,7 @@ static void on_header(struct bsteer_server *s, struct conn *c)
 	rinfo(s, r)->cookie = cookie;
 	rinfo(s, r)->nbd_error = nerr;
 	rinfo(s, r)->cmd = type;
+	rinfo(s, r)->offset = off;
 	s->in->reqs[r].flags |= BSTEER_REQF_EXACT |
 		((flags & CMDF_FUA) ? BSTEER_REQF_FUA : 0) |
 		((flags & CMDF_NO_HOLE) ? BSTEER_REQF_NO_HOLE : 0);
@@ -713,10 +954,12 @@ static void nbd_complete(struct bsteer_server *s, __u32 r, int err)
 	}
 	if (ri->cmd == CMD_READ && !nerr) {
 		bsteer_req_keep(&s->e, r);
-		queue_reply(s, c, ri->cookie, 0, r, rq->slot, rq->len);
+		queue_reply(s, c, ri->cookie, 0, CMD_READ, ri->offset, r,
+			    rq->slot, rq->len);
 		return;
 	}
-	queue_reply(s, c, ri->cookie, nerr, BSTEER_NO_SLOT, 0, 0);
+	queue_reply(s, c, ri->cookie, nerr, ri->cmd, ri->offset, BSTEER_NO_SLOT,
+		    0, 0);
 }
 
 static void nbd_op_done(struct bsteer_server *s, __u32 r, __u32 op, int res)
@@ -790,12 +1033,13 @@ static void on_accept(struct bsteer_server *s, int fd)
 	struct nbd *n = priv(s);
 	struct export *ex;
 	struct conn *c = NULL;
+	struct nego ng = {};
 	int i, one = 1;
 
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	ex = negotiate(s, fd);
+	ex = negotiate(s, fd, &ng);
 	if (!ex) {
 		close(fd);
 		return;
@@ -816,6 +1060,8 @@ static void on_accept(struct bsteer_server *s, int fd)
 	c->fd = fd;
 	c->idx = i;
 	c->ex = ex;
+	c->structured = ng.structured;
+	c->meta_alloc = ng.meta_alloc;
 	n->nconns++;
 	if (s->verbose)
 		serve_log(s, "nbd: connection %u to export '%s'", i, ex->name);
@@ -855,7 +1101,7 @@ static void nbd_cqe(struct bsteer_server *s, const struct io_uring_cqe *cqe)
 			conn_fail(s, c, "short or failed header receive");
 	} else if (kind == UD_SEND) {
 		c->sends--;
-		if (cqe->res != sizeof(c->rhdr) && c->sending) {
+		if (c->sending && cqe->res != (int)c->sending->hdr_len) {
 			/* The linked data op is cancelled; its completion ends it. */
 			if (!c->sending->len)
 				reply_done(s, c, false);
