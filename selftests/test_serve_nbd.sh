@@ -16,8 +16,8 @@ INST=$(instance serve)
 truncate -s 256M "$T/a.img" "$T/b.img"
 truncate -s 64M "$T/ro.img"
 printf 'read-only bytes' | dd of="$T/ro.img" conv=notrunc status=none
-start_serve "$S" --instance "$INST" --export "m=$T/a.img,$T/b.img" \
-	--export "ro=$T/ro.img,ro" || finish
+start_serve "$S" --instance "$INST" --threads 2 --slots 32 \
+	--export "m=$T/a.img,$T/b.img" --export "ro=$T/ro.img,ro" || finish
 M="nbd+unix:///m?socket=$S"
 RO="nbd+unix:///ro?socket=$S"
 
@@ -70,6 +70,14 @@ nbdcopy "$M" "$T/out" || fail "nbdcopy out"
 check "nbdcopy round trip" cmp -s "$T/src" "$T/out"
 check "mirror leg a equals the source" cmp -s "$T/src" "$T/a.img"
 check "mirror leg b equals the source" cmp -s "$T/src" "$T/b.img"
+# Two threads, one ring each: slots 0-31 are ring 0's, 32-63 ring 1's. The
+# kernel's count of fixed-buffer ops per slot shows both served clients.
+bpftool map dump pinned "/sys/fs/bpf/bsteer/$INST/slot_meta" -j >"$T/meta.json" ||
+	fail "bpftool dump of slot_meta"
+check "both rings carried I/O" python3 -c "import json,sys
+k = [e['formatted']['value']['kops'] for e in json.load(open('$T/meta.json'))]
+print('kernel fixed-buffer ops per ring:', sum(k[:32]), sum(k[32:]))
+sys.exit(not (sum(k[:32]) > 0 and sum(k[32:]) > 0))"
 
 qemu-img convert -f raw -O raw "$RO" "$T/qemu.img" || fail "qemu-img convert"
 check "qemu-img convert of the read-only export" cmp -s "$T/ro.img" "$T/qemu.img"

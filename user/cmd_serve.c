@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <pthread.h>
 #include <unistd.h>
 #include "cmd.h"
 #include "serve.h"
@@ -21,11 +22,12 @@
 #define DEF_SLOT	(1u << 20)
 #define DEF_SLOTS	64
 #define DRAIN_SECS	30
+#define MAX_THREADS	BSTEER_MAX_RINGS
 
 static const char serve_usage[] =
 "USAGE: bsteer serve [--listen tcp:HOST:PORT|unix:PATH]...\n"
 "                    [--export NAME=TARGET[,TARGET...][,ro][,policy=P]]...\n"
-"                    [--instance NAME] [--slots N] [--slot-size SIZE]\n"
+"                    [--threads N] [--instance NAME] [--slots N] [--slot-size SIZE]\n"
 "                    [--allow-remote] [--json-log] [-v]\n"
 "\n"
 "Serve exports to NBD clients. Each request's payload lands in a borrowed\n"
@@ -41,8 +43,9 @@ static const char serve_usage[] =
 "  -l, --listen ADDR     tcp:HOST:PORT or unix:PATH (repeatable)\n"
 "  -e, --export SPEC     NAME=TARGET[,TARGET...][,ro][,policy=P]; several\n"
 "                        targets make a mirror (repeatable)\n"
+"  -t, --threads N       worker threads, one ring each (default 1)\n"
 "  -i, --instance NAME   pin under /sys/fs/bpf/bsteer/NAME (default serve-PID)\n"
-"  -n, --slots N         buffer slots (default 64)\n"
+"  -n, --slots N         buffer slots per thread (default 64)\n"
 "  -s, --slot-size SIZE  bytes per slot, the largest request (default 1M)\n"
 "      --allow-remote    allow listening on a non-loopback address\n"
 "      --json-log        log lines as JSON objects\n"
@@ -53,6 +56,7 @@ static const char serve_usage[] =
 "  bsteer serve\n"
 "  nbdinfo nbd://127.0.0.1:10809\n"
 "  bsteer serve --listen unix:/tmp/nbd.sock --export disk=/var/lib/disk.img\n"
+"  bsteer serve --threads 2 --export disk=/dev/vdb\n"
 "  bsteer serve --export m=/mnt/a/disk.img,/mnt/b/disk.img --instance mirror0\n"
 "  bsteer serve --export base=/srv/base.img,ro --export scratch=/tmp/s.img\n";
 
@@ -269,11 +273,52 @@ static int serve_loop(struct bsteer_server *s)
 	}
 }
 
+/* One worker: its own ring, its share of slots and requests, its clients. */
+static void *worker_main(void *arg)
+{
+	struct bsteer_server *s = arg;
+	struct bsteer_frontend_cb cb = {
+		.complete = cb_complete, .frontend_done = cb_op_done,
+		.cqe = cb_cqe, .arg = s,
+	};
+	bool engine = false, started = false;
+	int err;
+
+	err = bsteer_engine_init(&s->e, s->in, s->ring, &cb);
+	if (err)
+		goto out;
+	engine = true;
+	s->e.verbose = s->verbose;
+	err = bsteer_engine_files(&s->e, s->tfd, s->ntfd, NULL, 0);
+	if (err)
+		goto out;
+	err = s->fe->start(s);
+	if (err)
+		goto out;
+	started = true;
+	err = serve_loop(s);
+	if (!err)
+		err = flush_all(s);
+out:
+	if (err && !started)
+		serve_log(s, "worker %u: %s", s->ring, *bsteer_errbuf() ?
+			  bsteer_errbuf() : strerror(-err));
+	if (err)
+		exiting = 1;	/* one worker down takes the server down */
+	if (started)
+		s->fe->fini(s);
+	if (engine)
+		bsteer_engine_fini(&s->e);
+	s->status = err;
+	return NULL;
+}
+
 int cmd_serve(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, 'l' },
 		{ "export", required_argument, NULL, 'e' },
+		{ "threads", required_argument, NULL, 't' },
 		{ "instance", required_argument, NULL, 'i' },
 		{ "slots", required_argument, NULL, 'n' },
 		{ "slot-size", required_argument, NULL, 's' },
@@ -283,23 +328,23 @@ int cmd_serve(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct bsteer_instance_opts io = { .kind = "serve", .nrings = 1 };
-	struct bsteer_frontend_cb cb = {
-		.complete = cb_complete, .frontend_done = cb_op_done, .cqe = cb_cqe,
-	};
-	struct bsteer_server *s;
-	int fds[BSTEER_MAX_TARGETS], opt, err, rc = 1, k;
-	__u64 slot_size = DEF_SLOT, nslots = DEF_SLOTS;
+	struct bsteer_instance_opts io = { .kind = "serve" };
+	struct bsteer_server *s, *w = NULL;
+	pthread_t tid[MAX_THREADS];
+	int opt, err, rc = 1, k;
+	__u64 slot_size = DEF_SLOT, nslots = DEF_SLOTS, threads = 1;
 	char name[BSTEER_NAME_MAX + 1];
 	const char *policy;
-	__u32 nfds = 0, i;
-	bool engine = false;
+	bool listening = false;
+	__u32 i, started = 0;
 
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return 1;
+	for (k = 0; k < SERVE_MAX_LISTEN; k++)
+		s->lfd[k] = -1;
 	snprintf(name, sizeof(name), "serve-%d", getpid());
-	while ((opt = getopt_long(argc, argv, "l:e:i:n:s:vh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "l:e:t:i:n:s:vh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'l':
 			if (s->nlisten == SERVE_MAX_LISTEN) {
@@ -312,6 +357,14 @@ int cmd_serve(int argc, char **argv)
 		case 'e':
 			if (parse_export(s, optarg))
 				goto out;
+			break;
+		case 't':
+			if (bsteer_parse_size(optarg, &threads) || !threads ||
+			    threads > MAX_THREADS) {
+				fprintf(stderr, "bsteer serve: threads must be 1..%d\n",
+					MAX_THREADS);
+				goto out;
+			}
 			break;
 		case 'i':
 			if (!bsteer_name_valid(optarg)) {
@@ -359,6 +412,12 @@ int cmd_serve(int argc, char **argv)
 		fprintf(stderr, "bsteer serve: unexpected argument '%s'\n", argv[optind]);
 		goto out;
 	}
+	if (nslots * threads > BSTEER_MAX_SLOTS || nslots * threads * 2 > BSTEER_MAX_REQS) {
+		fprintf(stderr, "bsteer serve: %llu slots per thread for %llu threads is more than %u\n",
+			(unsigned long long)nslots, (unsigned long long)threads,
+			BSTEER_MAX_SLOTS / 2);
+		goto out;
+	}
 	if (!s->nlisten)
 		s->listen[s->nlisten++] = DEF_LISTEN;
 	if (!s->nexports && default_export(s))
@@ -366,7 +425,7 @@ int cmd_serve(int argc, char **argv)
 	for (k = 0; k < s->nexports; k++)
 		for (i = 0; i < s->exports[k].ntargets; i++)
 			s->exports[k].fd[i] = -1;
-	if (open_exports(s, fds, &nfds, &policy))
+	if (open_exports(s, s->tfd, &s->ntfd, &policy))
 		goto out;
 	if (!policy) {
 		policy = "passthrough";
@@ -378,30 +437,19 @@ int cmd_serve(int argc, char **argv)
 	install_signals();
 	io.name = name;
 	io.policy = policy;
-	io.nslots = nslots;
+	io.nrings = threads;
+	io.nslots = nslots * threads;
 	io.slot_size = slot_size;
-	io.nreqs = nslots * 2;
-	io.ntargets = nfds;
+	io.nreqs = nslots * threads * 2;
+	io.ntargets = s->ntfd;
 	s->in = bsteer_instance_open(&io, &err);
 	if (!s->in) {
 		fprintf(stderr, "bsteer serve: %s\n", bsteer_errbuf());
 		goto out;
 	}
-	cb.arg = s;
-	err = bsteer_engine_init(&s->e, s->in, 0, &cb);
-	if (err) {
-		fprintf(stderr, "bsteer serve: %s\n", bsteer_errbuf());
-		goto out;
-	}
-	engine = true;
-	s->e.verbose = s->verbose;
-	err = bsteer_engine_files(&s->e, fds, nfds, NULL, 0);
-	if (err) {
-		fprintf(stderr, "bsteer serve: %s\n", bsteer_errbuf());
-		goto out;
-	}
 	s->fe = &nbd_frontend;
-	err = s->fe->start(s);
+	err = s->fe->listen(s);
+	listening = true;
 	if (err) {
 		fprintf(stderr, "bsteer serve: %s\n", *bsteer_errbuf() ?
 			bsteer_errbuf() : strerror(-err));
@@ -414,21 +462,36 @@ int cmd_serve(int argc, char **argv)
 			  s->exports[k].ntargets,
 			  s->exports[k].rdonly ? ", read-only" : "", policy);
 	for (k = 0; k < s->nlisten; k++)
-		serve_log(s, "listening on %s (instance %s)", s->listen[k], name);
+		serve_log(s, "listening on %s (instance %s, %llu thread%s)",
+			  s->listen[k], name, (unsigned long long)threads,
+			  threads > 1 ? "s" : "");
 
-	err = serve_loop(s);
-	if (!err)
-		err = flush_all(s);
-	if (err)
-		serve_log(s, "stopped with an error: %s", strerror(-err));
-	else
-		serve_log(s, "stopped");
-	rc = err ? 1 : 0;
+	w = calloc(threads, sizeof(*w));
+	if (!w)
+		goto out;
+	for (i = 0; i < threads; i++) {
+		w[i] = *s;
+		w[i].ring = i;
+		if (pthread_create(&tid[i], NULL, worker_main, &w[i])) {
+			serve_log(s, "cannot start worker %u", i);
+			exiting = 1;
+			break;
+		}
+		started++;
+	}
+	rc = 0;
+	for (i = 0; i < started; i++) {
+		pthread_join(tid[i], NULL);
+		if (w[i].status)
+			rc = 1;
+	}
+	if (started < threads)
+		rc = 1;
+	serve_log(s, rc ? "stopped with an error" : "stopped");
 out:
-	if (s->fe)
-		s->fe->fini(s);
-	if (engine)
-		bsteer_engine_fini(&s->e);
+	free(w);
+	if (listening)
+		s->fe->unlisten(s);
 	bsteer_instance_close(s->in);
 	for (k = 0; k < s->nexports; k++)
 		for (i = 0; i < s->exports[k].ntargets; i++)

@@ -162,9 +162,7 @@ struct nego {
 };
 
 struct nbd {
-	int lfd[SERVE_MAX_LISTEN];
 	bool accept_armed[SERVE_MAX_LISTEN];
-	char unix_path[SERVE_MAX_LISTEN][108];
 	struct conn conns[MAX_CONNS];
 	struct req_info *ri;	/* per request of the engine */
 	__u32 nstalled;
@@ -1022,7 +1020,7 @@ static void arm_accept(struct bsteer_server *s, int i)
 	sqe = io_uring_get_sqe(&s->e.ring);
 	if (!sqe)
 		return;
-	io_uring_prep_accept(sqe, priv(s)->lfd[i], NULL, NULL, SOCK_CLOEXEC);
+	io_uring_prep_accept(sqe, s->lfd[i], NULL, NULL, SOCK_CLOEXEC);
 	io_uring_sqe_set_data64(sqe, ud_make(UD_ACCEPT, i));
 	priv(s)->accept_armed[i] = true;
 }
@@ -1116,7 +1114,6 @@ static void nbd_cqe(struct bsteer_server *s, const struct io_uring_cqe *cqe)
 
 static int listen_on(struct bsteer_server *s, int i, const char *spec)
 {
-	struct nbd *n = priv(s);
 	int fd, one = 1;
 
 	if (!strncmp(spec, "unix:", 5)) {
@@ -1139,7 +1136,7 @@ static int listen_on(struct bsteer_server *s, int i, const char *spec)
 			return err;
 		}
 		chmod(a.sun_path, 0600);
-		snprintf(n->unix_path[i], sizeof(n->unix_path[i]), "%s", a.sun_path);
+		snprintf(s->unix_path[i], sizeof(s->unix_path[i]), "%s", a.sun_path);
 	} else if (!strncmp(spec, "tcp:", 4)) {
 		struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
 					  .ai_flags = AI_PASSIVE }, *ai;
@@ -1192,14 +1189,43 @@ static int listen_on(struct bsteer_server *s, int i, const char *spec)
 			       spec);
 		return -EINVAL;
 	}
-	n->lfd[i] = fd;
+	s->lfd[i] = fd;
 	return 0;
+}
+
+/* Once per server, before the workers start: every worker accepts on these. */
+static int nbd_listen(struct bsteer_server *s)
+{
+	int i, err;
+
+	for (i = 0; i < SERVE_MAX_LISTEN; i++)
+		s->lfd[i] = -1;
+	for (i = 0; i < s->nlisten; i++) {
+		err = listen_on(s, i, s->listen[i]);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static void nbd_unlisten(struct bsteer_server *s)
+{
+	int i;
+
+	for (i = 0; i < SERVE_MAX_LISTEN; i++) {
+		if (s->lfd[i] >= 0)
+			close(s->lfd[i]);
+		s->lfd[i] = -1;
+		if (s->unix_path[i][0])
+			unlink(s->unix_path[i]);
+		s->unix_path[i][0] = 0;
+	}
 }
 
 static int nbd_start(struct bsteer_server *s)
 {
 	struct nbd *n = calloc(1, sizeof(*n));
-	int i, err;
+	int i;
 
 	if (!n)
 		return -ENOMEM;
@@ -1207,14 +1233,8 @@ static int nbd_start(struct bsteer_server *s)
 	n->ri = calloc(s->e.req_count, sizeof(*n->ri));
 	if (!n->ri)
 		return -ENOMEM;
-	for (i = 0; i < SERVE_MAX_LISTEN; i++)
-		n->lfd[i] = -1;
-	for (i = 0; i < s->nlisten; i++) {
-		err = listen_on(s, i, s->listen[i]);
-		if (err)
-			return err;
+	for (i = 0; i < s->nlisten; i++)
 		arm_accept(s, i);
-	}
 	return 0;
 }
 
@@ -1289,12 +1309,6 @@ static void nbd_fini(struct bsteer_server *s)
 	for (i = 0; i < MAX_CONNS; i++)
 		if (n->conns[i].used)
 			conn_free(s, &n->conns[i]);
-	for (i = 0; i < SERVE_MAX_LISTEN; i++) {
-		if (n->lfd[i] >= 0)
-			close(n->lfd[i]);
-		if (n->unix_path[i][0])
-			unlink(n->unix_path[i]);
-	}
 	free(n->ri);
 	free(n);
 	s->fe_priv = NULL;
@@ -1302,6 +1316,8 @@ static void nbd_fini(struct bsteer_server *s)
 
 const struct bsteer_frontend_ops nbd_frontend = {
 	.name = "nbd",
+	.listen = nbd_listen,
+	.unlisten = nbd_unlisten,
 	.start = nbd_start,
 	.cqe = nbd_cqe,
 	.complete = nbd_complete,

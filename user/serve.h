@@ -37,6 +37,10 @@ struct bsteer_server;
 
 struct bsteer_frontend_ops {
 	const char *name;
+	/* Once per server: open the listening sockets (and close them). */
+	int (*listen)(struct bsteer_server *s);
+	void (*unlisten)(struct bsteer_server *s);
+	/* Per worker, on its own thread: start accepting. */
 	int (*start)(struct bsteer_server *s);
 	void (*cqe)(struct bsteer_server *s, const struct io_uring_cqe *cqe);
 	void (*complete)(struct bsteer_server *s, __u32 req, int err);
@@ -50,8 +54,14 @@ struct bsteer_frontend_ops {
 	void (*fini)(struct bsteer_server *s);
 };
 
+/*
+ * One per worker thread: the worker's engine and frontend state, with a
+ * copy of the server's configuration (exports, listening sockets).
+ */
 struct bsteer_server {
 	struct bsteer_engine e;
+	__u32 ring;		/* this worker's ring */
+	int status;		/* the worker's result */
 	struct bsteer_instance *in;
 	const struct bsteer_frontend_ops *fe;
 	void *fe_priv;
@@ -59,6 +69,10 @@ struct bsteer_server {
 	int nexports;
 	const char *listen[SERVE_MAX_LISTEN];
 	int nlisten;
+	int lfd[SERVE_MAX_LISTEN];
+	char unix_path[SERVE_MAX_LISTEN][108];
+	int tfd[BSTEER_MAX_TARGETS];	/* every export's targets, in order */
+	__u32 ntfd;
 	bool allow_remote;	/* listen beyond loopback */
 	bool json_log;
 	bool verbose;
