@@ -39,7 +39,7 @@ cpu_secs() {	# utime+stime of PID and its threads, in seconds
 
 start() {
 	case $1 in
-	bsteer) build/bsteer serve --listen "tcp:127.0.0.1:$PORT" --export "d=$D/img" \
+	bsteer) build/bsteer serve --listen "tcp:127.0.0.1:$PORT" --export "d=$D/img" $BSTEER_ARGS \
 			--instance "bench-$$" >"$D/server.log" 2>&1 & ;;
 	nbdkit) nbdkit --foreground --exit-with-parent -i 127.0.0.1 -p "$PORT" \
 			file "$D/img" >"$D/server.log" 2>&1 & ;;

@@ -311,6 +311,19 @@ enum bsteer_stat {
 	BSTEER_ST_BUDGET,		/* requests stopped by the op budget */
 	BSTEER_ST_TARGETS_FAILED,
 	BSTEER_ST_RINGS,		/* rings discovered at io_uring_create */
+	/* Frontend counters (bsteer serve). */
+	BSTEER_ST_CONNS_OPEN,		/* connections now open */
+	BSTEER_ST_CONNS_TOTAL,		/* connections negotiated */
+	BSTEER_ST_CONNS_CLOSED,		/* ... and closed since */
+	BSTEER_ST_FE_READ,		/* client requests, by type */
+	BSTEER_ST_FE_WRITE,
+	BSTEER_ST_FE_FLUSH,
+	BSTEER_ST_FE_TRIM,
+	BSTEER_ST_FE_ZERO,
+	BSTEER_ST_FE_OTHER,		/* cache, block status, unknown */
+	BSTEER_ST_FE_ERRORS,		/* replies carrying an error */
+	BSTEER_ST_FE_BYTES_READ,	/* payload sent to clients */
+	BSTEER_ST_FE_BYTES_WRITTEN,	/* payload received from clients */
 	BSTEER_ST__MAX,
 };
 

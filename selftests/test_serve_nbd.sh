@@ -159,6 +159,13 @@ check "hook decisions counted" [ "$(json "$T/stat.json" counters.decisions_hook)
 check "no rejected decision" [ "$(json "$T/stat.json" counters.decisions_rejected)" = 0 ]
 check "no direction violation" [ "$(json "$T/stat.json" counters.violations)" = 0 ]
 check "no foreign-context completion" [ "$(json "$T/stat.json" counters.foreign_completions)" = 0 ]
+check "stat: connections counted" [ "$(json "$T/stat.json" counters.connections_total)" -ge 10 ]
+check "stat: 256 MiB written by clients" [ "$(json "$T/stat.json" counters.client_bytes_written)" -ge $((256 << 20)) ]
+check "stat: 256 MiB read by clients" [ "$(json "$T/stat.json" counters.client_bytes_read)" -ge $((256 << 20)) ]
+check "stat: writes and reads by type" sh -c "[ $(json "$T/stat.json" counters.client_writes) -gt 1000 ] && [ $(json "$T/stat.json" counters.client_reads) -gt 1000 ]"
+check "stat: error replies counted" [ "$(json "$T/stat.json" counters.client_errors)" -ge 5 ]
+open_conns() { "$BSTEER" stat "$INST" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["counters"]["connections_open"])'; }
+check "stat: no connection left open" wait_for 5 [ "$(open_conns)" = 0 ]
 
 stop_serve
 check "pins removed" [ ! -e "/sys/fs/bpf/bsteer/$INST" ]

@@ -55,6 +55,18 @@ static const char *const stat_names[BSTEER_ST__MAX] = {
 	[BSTEER_ST_BUDGET]		= "op_budget_exceeded",
 	[BSTEER_ST_TARGETS_FAILED]	= "targets_failed",
 	[BSTEER_ST_RINGS]		= "rings",
+	[BSTEER_ST_CONNS_OPEN]		= "connections_open",
+	[BSTEER_ST_CONNS_TOTAL]		= "connections_total",
+	[BSTEER_ST_CONNS_CLOSED]	= "connections_closed",
+	[BSTEER_ST_FE_READ]		= "client_reads",
+	[BSTEER_ST_FE_WRITE]		= "client_writes",
+	[BSTEER_ST_FE_FLUSH]		= "client_flushes",
+	[BSTEER_ST_FE_TRIM]		= "client_trims",
+	[BSTEER_ST_FE_ZERO]		= "client_write_zeroes",
+	[BSTEER_ST_FE_OTHER]		= "client_other",
+	[BSTEER_ST_FE_ERRORS]		= "client_errors",
+	[BSTEER_ST_FE_BYTES_READ]	= "client_bytes_read",
+	[BSTEER_ST_FE_BYTES_WRITTEN]	= "client_bytes_written",
 };
 
 struct view {
@@ -186,6 +198,17 @@ static void report(struct view *v, const char *name, bool json)
 	printf("slots: %u of %u bytes: %u free, %u leased, %u releasing, %u in flight\n",
 	       inf->nslots, inf->slot_size, sc.free, sc.leased, sc.releasing,
 	       sc.busy);
+	if (st[BSTEER_ST_CONNS_TOTAL])
+		printf("connections: %llu open, %llu in all; requests: %llu read, %llu write, %llu flush, %llu trim, %llu zero, %llu other, %llu errors\n",
+		       (unsigned long long)st[BSTEER_ST_CONNS_OPEN],
+		       (unsigned long long)st[BSTEER_ST_CONNS_TOTAL],
+		       (unsigned long long)st[BSTEER_ST_FE_READ],
+		       (unsigned long long)st[BSTEER_ST_FE_WRITE],
+		       (unsigned long long)st[BSTEER_ST_FE_FLUSH],
+		       (unsigned long long)st[BSTEER_ST_FE_TRIM],
+		       (unsigned long long)st[BSTEER_ST_FE_ZERO],
+		       (unsigned long long)st[BSTEER_ST_FE_OTHER],
+		       (unsigned long long)st[BSTEER_ST_FE_ERRORS]);
 	printf("decisions: %llu hook, %llu fallback (%.2f%% hook), %llu rejected\n",
 	       (unsigned long long)hook, (unsigned long long)fb, 100 * ratio,
 	       (unsigned long long)st[BSTEER_ST_DEC_REJECTED]);

@@ -653,8 +653,11 @@ static void queue_reply(struct bsteer_server *s, struct conn *c, __u64 cookie,
 {
 	struct reply *r;
 
-	if (error)
+	if (error) {
 		len = 0;
+		bsteer_stat_add(s->in, BSTEER_ST_FE_ERRORS, 1);
+	}
+	bsteer_stat_add(s->in, BSTEER_ST_FE_BYTES_READ, len);
 	if (c->structured && cmd == CMD_READ) {
 		r = reply_alloc(s, c, error ? 26 : 28);
 		if (!r)
@@ -812,6 +815,19 @@ static void on_header(struct bsteer_server *s, struct conn *c)
 		conn_fail(s, c, "bad request magic");
 		return;
 	}
+	{
+		static const enum bsteer_stat by_cmd[] = {
+			[CMD_READ] = BSTEER_ST_FE_READ,
+			[CMD_WRITE] = BSTEER_ST_FE_WRITE,
+			[CMD_FLUSH] = BSTEER_ST_FE_FLUSH,
+			[CMD_TRIM] = BSTEER_ST_FE_TRIM,
+			[CMD_WRITE_ZEROES] = BSTEER_ST_FE_ZERO,
+		};
+
+		if (type != CMD_DISC)
+			bsteer_stat_add(s->in, type < sizeof(by_cmd) / sizeof(by_cmd[0]) &&
+					by_cmd[type] ? by_cmd[type] : BSTEER_ST_FE_OTHER, 1);
+	}
 	/* Every command with a range: inside the export, not empty. */
 	if (type == CMD_READ || type == CMD_WRITE || type == CMD_TRIM ||
 	    type == CMD_CACHE || type == CMD_WRITE_ZEROES ||
@@ -925,6 +941,8 @@ static void on_header(struct bsteer_server *s, struct conn *c)
 					 BSTEER_OFF_STREAM);
 		c->payload = !err;
 		rinfo(s, r)->payload_c = err ? NULL : c;
+		if (!err)
+			bsteer_stat_add(s->in, BSTEER_ST_FE_BYTES_WRITTEN, len);
 	} else {
 		/* The request is all in the header: a NOP brings it to the policy. */
 		err = bsteer_frontend_op(&s->e, r, BSTEER_OP_NOP, 0,
@@ -994,6 +1012,8 @@ static void conn_free(struct bsteer_server *s, struct conn *c)
 	}
 	if (c->stalled)
 		priv(s)->nstalled--;
+	__atomic_fetch_sub(&s->in->stats[BSTEER_ST_CONNS_OPEN], 1, __ATOMIC_RELAXED);
+	bsteer_stat_add(s->in, BSTEER_ST_CONNS_CLOSED, 1);
 	bsteer_engine_frontend_file(&s->e, c->idx, -1);
 	close(c->fd);
 	memset(c, 0, sizeof(*c));
@@ -1061,6 +1081,8 @@ static void on_accept(struct bsteer_server *s, int fd)
 	c->structured = ng.structured;
 	c->meta_alloc = ng.meta_alloc;
 	n->nconns++;
+	bsteer_stat_add(s->in, BSTEER_ST_CONNS_OPEN, 1);
+	bsteer_stat_add(s->in, BSTEER_ST_CONNS_TOTAL, 1);
 	if (s->verbose)
 		serve_log(s, "nbd: connection %u to export '%s'", i, ex->name);
 	arm_header(s, c);
