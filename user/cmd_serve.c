@@ -49,6 +49,7 @@ static const char serve_usage[] =
 "  -s, --slot-size SIZE  bytes per slot, the largest request (default 1M)\n"
 "      --allow-remote    allow listening on a non-loopback address\n"
 "      --json-log        log lines as JSON objects\n"
+"  -c, --config FILE     read options from FILE first (see README)\n"
 "  -v, --verbose         log every connection; libbpf diagnostics\n"
 "  -h, --help            this text\n"
 "\n"
@@ -57,6 +58,7 @@ static const char serve_usage[] =
 "  nbdinfo nbd://127.0.0.1:10809\n"
 "  bsteer serve --listen unix:/tmp/nbd.sock --export disk=/var/lib/disk.img\n"
 "  bsteer serve --threads 2 --export disk=/dev/vdb\n"
+"  bsteer serve --config /etc/bsteer/serve.conf\n"
 "  bsteer serve --export m=/mnt/a/disk.img,/mnt/b/disk.img --instance mirror0\n"
 "  bsteer serve --export base=/srv/base.img,ro --export scratch=/tmp/s.img\n";
 
@@ -273,6 +275,81 @@ static int serve_loop(struct bsteer_server *s)
 	}
 }
 
+#define CONF_MAX_ARGS	256
+
+/*
+ * The config file: one option per line, its long name without the dashes,
+ * then its value if it takes one ("export disk=/var/lib/disk.img"). Blank
+ * lines and lines starting with '#' are skipped. Returns an argv of the
+ * file's options followed by the command line's, or NULL.
+ */
+static char **conf_argv(const char *path, const struct option *opts,
+			int argc, char **argv, int *out_argc)
+{
+	char **nv = calloc(CONF_MAX_ARGS + argc + 1, sizeof(*nv));
+	char line[4096];
+	int n = 0, lineno = 0, i;
+	FILE *f;
+
+	if (!nv)
+		return NULL;
+	f = fopen(path, "r");
+	if (!f) {
+		fprintf(stderr, "bsteer serve: cannot read %s: %s\n", path,
+			strerror(errno));
+		free(nv);
+		return NULL;
+	}
+	nv[n++] = argv[0];
+	while (fgets(line, sizeof(line), f)) {
+		char *key = line, *val, *end;
+		const struct option *o;
+
+		lineno++;
+		key += strspn(key, " \t");
+		end = key + strcspn(key, "\r\n");
+		*end = 0;
+		if (!*key || *key == '#')
+			continue;
+		val = key + strcspn(key, " \t=");
+		if (*val) {
+			*val++ = 0;
+			val += strspn(val, " \t=");
+		}
+		while (end > val && (end[-1] == ' ' || end[-1] == '\t'))
+			*--end = 0;
+		for (o = opts; o->name && strcmp(o->name, key); o++)
+			;
+		if (!o->name || !strcmp(key, "config") || !strcmp(key, "help")) {
+			fprintf(stderr, "bsteer serve: %s:%d: unknown setting '%s'\n",
+				path, lineno, key);
+			goto fail;
+		}
+		if ((o->has_arg == required_argument) != !!*val) {
+			fprintf(stderr, "bsteer serve: %s:%d: '%s' %s a value\n",
+				path, lineno, key,
+				o->has_arg == required_argument ? "needs" : "takes no");
+			goto fail;
+		}
+		if (n + 2 >= CONF_MAX_ARGS) {
+			fprintf(stderr, "bsteer serve: %s: too many settings\n", path);
+			goto fail;
+		}
+		if (asprintf(&nv[n++], "--%s", key) < 0 ||
+		    (*val && !(nv[n++] = strdup(val))))
+			goto fail;
+	}
+	fclose(f);
+	for (i = 1; i < argc; i++)
+		nv[n++] = argv[i];
+	*out_argc = n;
+	return nv;
+fail:
+	fclose(f);
+	free(nv);	/* the strings go with the process */
+	return NULL;
+}
+
 /* One worker: its own ring, its share of slots and requests, its clients. */
 static void *worker_main(void *arg)
 {
@@ -324,11 +401,13 @@ int cmd_serve(int argc, char **argv)
 		{ "slot-size", required_argument, NULL, 's' },
 		{ "allow-remote", no_argument, NULL, 'R' },
 		{ "json-log", no_argument, NULL, 'J' },
+		{ "config", required_argument, NULL, 'c' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct bsteer_instance_opts io = { .kind = "serve" };
+	char **conf = NULL;
 	struct bsteer_server *s, *w = NULL;
 	pthread_t tid[MAX_THREADS];
 	int opt, err, rc = 1, k;
@@ -344,8 +423,27 @@ int cmd_serve(int argc, char **argv)
 	for (k = 0; k < SERVE_MAX_LISTEN; k++)
 		s->lfd[k] = -1;
 	snprintf(name, sizeof(name), "serve-%d", getpid());
-	while ((opt = getopt_long(argc, argv, "l:e:t:i:n:s:vh", opts, NULL)) != -1) {
+	/* A config file's settings come first; the command line adds to them. */
+	for (k = 1; k < argc; k++) {
+		const char *cf = NULL;
+
+		if ((!strcmp(argv[k], "--config") || !strcmp(argv[k], "-c")) &&
+		    k + 1 < argc)
+			cf = argv[k + 1];
+		else if (!strncmp(argv[k], "--config=", 9))
+			cf = argv[k] + 9;
+		if (!cf)
+			continue;
+		conf = conf_argv(cf, opts, argc, argv, &argc);
+		if (!conf)
+			goto out;
+		argv = conf;
+		break;
+	}
+	while ((opt = getopt_long(argc, argv, "l:e:t:i:n:s:c:vh", opts, NULL)) != -1) {
 		switch (opt) {
+		case 'c':
+			break;	/* read above */
 		case 'l':
 			if (s->nlisten == SERVE_MAX_LISTEN) {
 				fprintf(stderr, "bsteer serve: at most %d listen addresses\n",
@@ -490,6 +588,7 @@ int cmd_serve(int argc, char **argv)
 	serve_log(s, rc ? "stopped with an error" : "stopped");
 out:
 	free(w);
+	free(conf);
 	if (listening)
 		s->fe->unlisten(s);
 	bsteer_instance_close(s->in);
