@@ -30,6 +30,7 @@ endif
 BPF_APPS := \
 	core \
 	mirror \
+	nbd \
 	passthrough
 
 # Policies that selftests load from files; they misbehave on purpose.
@@ -63,7 +64,8 @@ CLI_OBJS := \
 
 TESTS := \
 	test_bad_policy \
-	test_lease
+	test_lease \
+	test_nbd_parser
 
 BPF_OBJS  := $(patsubst %,$(OUTPUT)/bpf/%.bpf.o,$(BPF_APPS))
 SKELS     := $(patsubst %,$(OUTPUT)/%.skel.h,$(BPF_APPS))

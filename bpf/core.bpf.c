@@ -3,7 +3,7 @@
  * Core hooks: ring discovery, the issue-side audit, the completion hook that
  * tail-calls the active policy, and the fallback entry point.
  */
-#include "bsteer.bpf.h"
+#include "frontend.bpf.h"
 #include "compat.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -44,6 +44,14 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } policy_sys SEC(".maps");
+
+/* Frontend header parsers, by BSTEER_PARSER_* id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 8);
+	__type(key, __u32);
+	__type(value, __u32);
+} parsers SEC(".maps");
 
 /* io_ring_ctx pointer -> ring id, for the rings we own. */
 struct {
@@ -151,7 +159,7 @@ int BPF_PROG(bsteer_complete, void *rctx, void *req, struct io_uring_cqe *cqe)
 		return 0;
 	}
 	ud = cqe->user_data;
-	if (!bsteer_ud_ours(ud))
+	if (!bsteer_ud_ours(ud) && !bsteer_parse_ud_is(ud))
 		return 0;
 	stat_inc(BSTEER_ST_CQE_SEEN);
 	/*
@@ -161,6 +169,17 @@ int BPF_PROG(bsteer_complete, void *rctx, void *req, struct io_uring_cqe *cqe)
 	r = bpf_map_lookup_elem(&rings, ring);
 	if (!r || r->owner_tid != current_tid()) {
 		stat_inc(BSTEER_ST_FOREIGN);
+		return 0;
+	}
+	/* A frontend header: its parser turns it into a request. */
+	if (bsteer_parse_ud_is(ud)) {
+		s = bpf_map_lookup_elem(&scratch, &zero);
+		if (!s)
+			return 0;
+		s->user_data = ud;
+		s->res = cqe->res;
+		s->ring = *ring;
+		bpf_tail_call(ctx, &parsers, bsteer_parse_ud_parser(ud));
 		return 0;
 	}
 

@@ -75,6 +75,61 @@ static inline __u32 bsteer_ud_gen(__u64 ud)
 }
 
 /*
+ * Frontend headers. A frontend receives each protocol header into entry
+ * BSTEER_HDR(ring, conn) of map "fe_hdr", with user_data
+ * bsteer_parse_ud(parser, ring, conn, seq). The completion hook sees that
+ * magic and tail-calls parser @parser (map "parsers"), which writes the
+ * generic request into the same entry of map "fe_req", stamped with the
+ * user_data. The frontend checks the stamp and re-checks the fields.
+ */
+#define BSTEER_PARSE_MAGIC	0xb7ull
+#define BSTEER_HDR_CONNS	1024	/* header entries per ring */
+#define BSTEER_HDR_SIZE		32	/* bytes per header entry */
+#define BSTEER_PARSER_NBD	0
+
+static inline __u64 bsteer_parse_ud(__u32 parser, __u32 ring, __u32 conn,
+				    __u32 seq)
+{
+	return (BSTEER_PARSE_MAGIC << 56) | ((__u64)(parser & 0xff) << 48) |
+	       ((__u64)(ring & 0xff) << 40) | ((__u64)(seq & 0xffffff) << 16) |
+	       (conn & 0xffff);
+}
+static inline int bsteer_parse_ud_is(__u64 ud)
+{
+	return (ud >> 56) == BSTEER_PARSE_MAGIC;
+}
+static inline __u32 bsteer_parse_ud_parser(__u64 ud) { return (ud >> 48) & 0xff; }
+static inline __u32 bsteer_parse_ud_ring(__u64 ud) { return (ud >> 40) & 0xff; }
+static inline __u32 bsteer_parse_ud_conn(__u64 ud) { return ud & 0xffff; }
+static inline __u32 bsteer_hdr_index(__u32 ring, __u32 conn)
+{
+	return ring * BSTEER_HDR_CONNS + (conn & (BSTEER_HDR_CONNS - 1));
+}
+
+/* A parsed request: map "fe_req". */
+struct bsteer_blkreq {
+	__u64 stamp;		/* user_data of the header completion */
+	__u64 cookie;		/* the client's, opaque */
+	__u64 offset;
+	__u32 len;
+	__s32 error;		/* 0, or -EINVAL/-EPROTO: what to answer */
+	__u16 flags;		/* the protocol's command flags */
+	__u16 cmd;		/* the protocol's command */
+	__u8  type;		/* enum bsteer_req_type */
+	__u8  payload;		/* a payload of len bytes follows */
+	__u8  fatal;		/* the stream is broken: close it */
+	__u8  pad0;
+	__u32 pad1;
+};
+
+/* ctx of a parser's SEC("syscall") twin. */
+struct bsteer_parse_args {
+	__u64 user_data;
+	__s32 res;
+	__u32 pad0;
+};
+
+/*
  * Slot direction: what operations may do to the slot's bytes.
  * FILL:  a device writes into the slot (READ_FIXED, RECV).
  * DRAIN: a device reads from the slot (WRITE_FIXED, SEND).
@@ -324,6 +379,8 @@ enum bsteer_stat {
 	BSTEER_ST_FE_ERRORS,		/* replies carrying an error */
 	BSTEER_ST_FE_BYTES_READ,	/* payload sent to clients */
 	BSTEER_ST_FE_BYTES_WRITTEN,	/* payload received from clients */
+	BSTEER_ST_PARSED_HOOK,		/* headers parsed in the completion hook */
+	BSTEER_ST_PARSED_FALLBACK,	/* ... by the parser's syscall twin */
 	BSTEER_ST__MAX,
 };
 

@@ -16,7 +16,8 @@ struct done_log {
 	__u32 req[64];
 };
 
-static void done_log_cb(void *arg, struct bsteer_engine *e, __u32 r, int err)
+static inline void done_log_cb(void *arg, struct bsteer_engine *e, __u32 r,
+			       int err)
 {
 	struct done_log *d = arg;
 

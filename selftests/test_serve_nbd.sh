@@ -159,6 +159,8 @@ check "hook decisions counted" [ "$(json "$T/stat.json" counters.decisions_hook)
 check "no rejected decision" [ "$(json "$T/stat.json" counters.decisions_rejected)" = 0 ]
 check "no direction violation" [ "$(json "$T/stat.json" counters.violations)" = 0 ]
 check "no foreign-context completion" [ "$(json "$T/stat.json" counters.foreign_completions)" = 0 ]
+check "headers parsed by BPF in the completion hook" [ "$(json "$T/stat.json" counters.headers_parsed_hook)" -gt 2000 ]
+check "no header left to the fallback parser" [ "$(json "$T/stat.json" counters.headers_parsed_fallback)" = 0 ]
 check "stat: connections counted" [ "$(json "$T/stat.json" counters.connections_total)" -ge 10 ]
 check "stat: 256 MiB written by clients" [ "$(json "$T/stat.json" counters.client_bytes_written)" -ge $((256 << 20)) ]
 check "stat: 256 MiB read by clients" [ "$(json "$T/stat.json" counters.client_bytes_read)" -ge $((256 << 20)) ]

@@ -23,3 +23,5 @@ _Static_assert(sizeof(struct bsteer_info) == 80, "bsteer_info");
 _Static_assert(sizeof(struct bsteer_event) == 40, "bsteer_event");
 _Static_assert(BSTEER_MAX_REQS <= (1u << BSTEER_UD_REQ_BITS), "request index bits");
 _Static_assert(BSTEER_REQ_OPS == 8 && BSTEER_DEC_OPS == 8, "3-bit op index");
+_Static_assert(sizeof(struct bsteer_blkreq) == 48, "bsteer_blkreq");
+_Static_assert(sizeof(struct bsteer_parse_args) == 16, "bsteer_parse_args");

@@ -67,6 +67,8 @@ static const char *const stat_names[BSTEER_ST__MAX] = {
 	[BSTEER_ST_FE_ERRORS]		= "client_errors",
 	[BSTEER_ST_FE_BYTES_READ]	= "client_bytes_read",
 	[BSTEER_ST_FE_BYTES_WRITTEN]	= "client_bytes_written",
+	[BSTEER_ST_PARSED_HOOK]		= "headers_parsed_hook",
+	[BSTEER_ST_PARSED_FALLBACK]	= "headers_parsed_fallback",
 };
 
 struct view {

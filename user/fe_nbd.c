@@ -109,7 +109,7 @@
 
 /* user_data of the frontend's own SQEs: magic 0xb6, kind, index. */
 #define UD_MAGIC		0xb6ull
-enum { UD_ACCEPT = 1, UD_HDR, UD_SEND };
+enum { UD_ACCEPT = 1, UD_SEND = 3 };
 
 static __u64 ud_make(int kind, __u32 idx)
 {
@@ -131,11 +131,12 @@ struct conn {
 	int fd;
 	__u32 idx;		/* frontend file index, also the conn id */
 	struct export *ex;
-	unsigned char hdr[28];
+	__u32 hdr_seq;		/* stamps this connection's header receives */
+	struct bsteer_blkreq pending;	/* a parsed header waiting (stalled) */
 	bool hdr_armed;		/* a header receive is out */
 	bool payload;		/* a payload receive is out */
 	bool closing;		/* no new requests; close when drained */
-	bool stalled;		/* header in hdr waits for a slot/request */
+	bool stalled;		/* pending waits for a slot or a request */
 	__u32 reqs;		/* requests started, not yet replied to */
 	struct reply *head, *tail;
 	struct reply *sending;	/* reply whose header/data is out */
@@ -579,10 +580,13 @@ static void arm_header(struct bsteer_server *s, struct conn *c)
 		c->closing = true;
 		return;
 	}
-	io_uring_prep_recv(sqe, BSTEER_FRONTEND_FILE(c->idx), c->hdr,
-			   sizeof(c->hdr), MSG_WAITALL);
+	/* Into map memory, where the hook's parser reads it in place. */
+	io_uring_prep_recv(sqe, BSTEER_FRONTEND_FILE(c->idx),
+			   s->in->fe_hdr + (size_t)BSTEER_HDR_SIZE *
+			   bsteer_hdr_index(s->ring, c->idx), 28, MSG_WAITALL);
 	sqe->flags |= IOSQE_FIXED_FILE;
-	io_uring_sqe_set_data64(sqe, ud_make(UD_HDR, c->idx));
+	io_uring_sqe_set_data64(sqe, bsteer_parse_ud(BSTEER_PARSER_NBD, s->ring,
+						     c->idx, ++c->hdr_seq));
 	c->hdr_armed = true;
 }
 
@@ -600,7 +604,8 @@ static void conn_fail(struct bsteer_server *s, struct conn *c, const char *why)
 		bsteer_engine_reserve(&s->e, 1);
 		sqe = io_uring_get_sqe(&s->e.ring);
 		if (sqe) {
-			io_uring_prep_cancel64(sqe, ud_make(UD_HDR, c->idx), 0);
+			io_uring_prep_cancel64(sqe, bsteer_parse_ud(BSTEER_PARSER_NBD,
+							s->ring, c->idx, c->hdr_seq), 0);
 			io_uring_sqe_set_data64(sqe, 0);
 		}
 	}
@@ -790,29 +795,23 @@ static void reply_next(struct bsteer_server *s, struct conn *c)
 	}
 }
 
-/* A request header is in: check it, then hand it to the engine. */
-static void on_header(struct bsteer_server *s, struct conn *c)
+/*
+ * A request, parsed by the BPF parser: check again what needs the export
+ * (range, read-only, block size), then hand it to the engine.
+ */
+static void on_header(struct bsteer_server *s, struct conn *c,
+		      const struct bsteer_blkreq *p)
 {
 	struct export *ex = c->ex;
-	__u32 magic, len, r, slot, nerr = 0;
-	__u16 flags, type;
-	__u64 cookie, off;
-	__u8 rtype;
+	__u32 len = p->len, r, slot, nerr = nbd_errno(p->error);
+	__u16 flags = p->flags, type = p->cmd;
+	__u64 cookie = p->cookie, off = p->offset;
+	__u8 rtype = p->type;
 	int err;
 
-	memcpy(&magic, c->hdr, 4);
-	memcpy(&flags, c->hdr + 4, 2);
-	memcpy(&type, c->hdr + 6, 2);
-	memcpy(&cookie, c->hdr + 8, 8);
-	memcpy(&off, c->hdr + 16, 8);
-	memcpy(&len, c->hdr + 24, 4);
-	magic = be32toh(magic);
-	flags = be16toh(flags);
-	type = be16toh(type);
-	off = be64toh(off);
-	len = be32toh(len);
-	if (magic != REQUEST_MAGIC) {
-		conn_fail(s, c, "bad request magic");
+	if (p->fatal) {
+		conn_fail(s, c, p->error == -EPROTO ? "bad request magic" :
+			  "short or failed header receive");
 		return;
 	}
 	{
@@ -828,14 +827,19 @@ static void on_header(struct bsteer_server *s, struct conn *c)
 			bsteer_stat_add(s->in, type < sizeof(by_cmd) / sizeof(by_cmd[0]) &&
 					by_cmd[type] ? by_cmd[type] : BSTEER_ST_FE_OTHER, 1);
 	}
-	/* Every command with a range: inside the export, not empty. */
+	/* The parser's view must agree with the protocol before we act on it. */
+	if (p->payload != (type == CMD_WRITE) ||
+	    (rtype == BSTEER_REQ_WRITE) != (type == CMD_WRITE)) {
+		conn_fail(s, c, "parser and frontend disagree");
+		return;
+	}
 	if (type == CMD_READ || type == CMD_WRITE || type == CMD_TRIM ||
 	    type == CMD_CACHE || type == CMD_WRITE_ZEROES ||
 	    type == CMD_BLOCK_STATUS) {
-		if (!len || off > ex->size || len > ex->size - off)
+		if (!nerr && (!len || off > ex->size || len > ex->size - off))
 			nerr = NBD_EINVAL;
-		else if (ex->rdonly && (type == CMD_WRITE || type == CMD_TRIM ||
-					type == CMD_WRITE_ZEROES))
+		else if (!nerr && ex->rdonly && (type == CMD_WRITE || type == CMD_TRIM ||
+						 type == CMD_WRITE_ZEROES))
 			nerr = NBD_EPERM;
 	}
 	switch (type) {
@@ -853,16 +857,10 @@ static void on_header(struct bsteer_server *s, struct conn *c)
 			}
 			nerr = NBD_EINVAL;
 		}
-		rtype = type == CMD_READ ? BSTEER_REQ_READ : BSTEER_REQ_WRITE;
 		break;
 	case CMD_FLUSH:
-		rtype = BSTEER_REQ_FLUSH;
-		break;
 	case CMD_TRIM:
-		rtype = BSTEER_REQ_TRIM;
-		break;
 	case CMD_WRITE_ZEROES:
-		rtype = BSTEER_REQ_WRITE_ZEROES;
 		break;
 	case CMD_CACHE:
 		/* Advisory: the page cache does its own read-ahead. */
@@ -899,6 +897,7 @@ static void on_header(struct bsteer_server *s, struct conn *c)
 	 */
 	if (bsteer_reqs_free(&s->e) < 1 ||
 	    ((type == CMD_READ || type == CMD_WRITE) && !bsteer_slots_free(&s->e))) {
+		c->pending = *p;
 		if (!c->stalled) {
 			c->stalled = true;
 			priv(s)->nstalled++;
@@ -928,6 +927,7 @@ static void on_header(struct bsteer_server *s, struct conn *c)
 			/* Free by count, its last completion not yet reaped. */
 			bsteer_req_abandon(&s->e, r);
 			c->reqs--;
+			c->pending = *p;
 			if (!c->stalled) {
 				c->stalled = true;
 				priv(s)->nstalled++;
@@ -1088,6 +1088,40 @@ static void on_accept(struct bsteer_server *s, int fd)
 	arm_header(s, c);
 }
 
+/*
+ * A header receive completed. The hook's parser has normally turned it
+ * into a request already (fe_req stamped with this user_data); if not, the
+ * parser's syscall twin does it now.
+ */
+static void on_header_cqe(struct bsteer_server *s, const struct io_uring_cqe *cqe)
+{
+	__u64 ud = cqe->user_data;
+	__u32 conn = bsteer_parse_ud_conn(ud);
+	const struct bsteer_blkreq *p;
+	struct conn *c;
+
+	if (bsteer_parse_ud_ring(ud) != s->ring || conn >= MAX_CONNS)
+		return;
+	c = &priv(s)->conns[conn];
+	if (!c->used)
+		return;
+	c->hdr_armed = false;
+	if (cqe->res == 0 || c->closing) {
+		conn_fail(s, c, NULL);	/* a clean hang-up */
+		goto out;
+	}
+	p = &s->in->fe_req[bsteer_hdr_index(s->ring, conn)];
+	if (__atomic_load_n(&p->stamp, __ATOMIC_ACQUIRE) != ud &&
+	    (bsteer_parse_fallback(s->in, ud, cqe->res) ||
+	     __atomic_load_n(&p->stamp, __ATOMIC_ACQUIRE) != ud)) {
+		conn_fail(s, c, "the header parser did not answer");
+		goto out;
+	}
+	on_header(s, c, p);
+out:
+	conn_maybe_close(s, c);
+}
+
 static void nbd_cqe(struct bsteer_server *s, const struct io_uring_cqe *cqe)
 {
 	__u64 ud = cqe->user_data;
@@ -1095,6 +1129,10 @@ static void nbd_cqe(struct bsteer_server *s, const struct io_uring_cqe *cqe)
 	int kind = (ud >> 48) & 0xff;
 	struct conn *c;
 
+	if (bsteer_parse_ud_is(ud)) {
+		on_header_cqe(s, cqe);
+		return;
+	}
 	if ((ud >> 56) != UD_MAGIC)
 		return;
 	if (kind == UD_ACCEPT) {
@@ -1111,15 +1149,7 @@ static void nbd_cqe(struct bsteer_server *s, const struct io_uring_cqe *cqe)
 	c = &priv(s)->conns[idx];
 	if (!c->used)
 		return;
-	if (kind == UD_HDR) {
-		c->hdr_armed = false;
-		if (cqe->res == sizeof(c->hdr) && !c->closing)
-			on_header(s, c);
-		else if (cqe->res == 0 || c->closing)
-			conn_fail(s, c, NULL);	/* a clean hang-up */
-		else
-			conn_fail(s, c, "short or failed header receive");
-	} else if (kind == UD_SEND) {
+	if (kind == UD_SEND) {
 		c->sends--;
 		if (c->sending && cqe->res != (int)c->sending->hdr_len) {
 			/* The linked data op is cancelled; its completion ends it. */
@@ -1279,7 +1309,7 @@ static void nbd_tick(struct bsteer_server *s)
 			conn_maybe_close(s, c);
 			continue;
 		}
-		on_header(s, c);
+		on_header(s, c, &c->pending);
 		arm_header(s, c);
 	}
 }

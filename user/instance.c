@@ -21,6 +21,7 @@
 #include "core.skel.h"
 #include "mirror.skel.h"
 #include "passthrough.skel.h"
+#include "nbd.skel.h"
 
 const char *const bsteer_map_names[BSTEER_MAP__MAX] = {
 	[BSTEER_MAP_SLOTS]		= "slots",
@@ -41,6 +42,9 @@ const char *const bsteer_map_names[BSTEER_MAP__MAX] = {
 	[BSTEER_MAP_POLICY_SYS]		= "policy_sys",
 	[BSTEER_MAP_RING_CTX]		= "ring_ctx",
 	[BSTEER_MAP_RING_CLAIM]		= "ring_claim",
+	[BSTEER_MAP_FE_HDR]		= "fe_hdr",
+	[BSTEER_MAP_FE_REQ]		= "fe_req",
+	[BSTEER_MAP_PARSERS]		= "parsers",
 };
 
 const struct bsteer_policy_desc bsteer_policies[] = {
@@ -197,6 +201,8 @@ void *bsteer_map_mmap(int fd, size_t *len, bool writable)
 	return p;
 }
 
+static int parser_install(struct bsteer_instance *in);
+
 static int size_maps(struct core_bpf *skel, const struct bsteer_instance_opts *o)
 {
 	struct {
@@ -208,6 +214,8 @@ static int size_maps(struct core_bpf *skel, const struct bsteer_instance_opts *o
 		{ skel->maps.slot_free, o->nslots },
 		{ skel->maps.reqs, o->nreqs },
 		{ skel->maps.decisions, o->nreqs * BSTEER_REQ_OPS },
+		{ skel->maps.fe_hdr, o->nrings * BSTEER_HDR_CONNS },
+		{ skel->maps.fe_req, o->nrings * BSTEER_HDR_CONNS },
 	};
 	size_t i;
 	int err;
@@ -232,6 +240,8 @@ void bsteer_instance_close(struct bsteer_instance *in)
 	if (!in)
 		return;
 	ring_buffer__free(in->events);
+	if (in->parser_sys_fd[0] > 0)
+		close(in->parser_sys_fd[0]);
 	for (i = 0; i < BSTEER_MAP__MAX; i++)
 		if (in->map_mem[i])
 			munmap(in->map_mem[i], in->map_len[i]);
@@ -391,6 +401,8 @@ struct bsteer_instance *bsteer_instance_open(const struct bsteer_instance_opts *
 	in->batch = in->map_mem[BSTEER_MAP_BATCH];
 	in->cfg = in->map_mem[BSTEER_MAP_CFG];
 	in->info = in->map_mem[BSTEER_MAP_INFO];
+	in->fe_hdr = in->map_mem[BSTEER_MAP_FE_HDR];
+	in->fe_req = in->map_mem[BSTEER_MAP_FE_REQ];
 
 	in->cfg->ntargets = o->ntargets;
 	in->info->abi = BSTEER_ABI_VERSION;
@@ -402,6 +414,9 @@ struct bsteer_instance *bsteer_instance_open(const struct bsteer_instance_opts *
 	snprintf(in->info->kind, sizeof(in->info->kind), "%s",
 		 o->kind ? o->kind : "");
 
+	err = parser_install(in);
+	if (err)
+		goto fail;
 	if (o->policy) {
 		err = bsteer_policy_install(in->dir, in->map_fd, o->policy,
 					    o->verbose);
@@ -475,17 +490,126 @@ void bsteer_policy_name(const char *spec, char *out, size_t len)
 	out[n] = 0;
 }
 
+/*
+ * Load a BPF object against an instance's maps (every map it declares by a
+ * pinned name is reused), pin its programs under @pdir, and return the fds
+ * of its tp_btf program and its syscall twin (owned by the caller).
+ */
+static int load_shared(struct bpf_object *obj, const char *name,
+		       const int *map_fd, const char *pdir, int *tp_fd,
+		       int *sys_fd)
+{
+	struct bpf_program *prog, *tp = NULL, *sys = NULL;
+	char path[PATH_MAX + 80];
+	struct bpf_map *m;
+	int err, i;
+
+	bpf_object__for_each_map(m, obj) {
+		for (i = 0; i < BSTEER_MAP__MAX; i++) {
+			if (strcmp(bpf_map__name(m), bsteer_map_names[i]))
+				continue;
+			err = bpf_map__reuse_fd(m, map_fd[i]);
+			if (err) {
+				bsteer_set_err("%s: cannot share map %s: %s", name,
+					       bsteer_map_names[i], strerror(-err));
+				return err;
+			}
+		}
+	}
+	bpf_object__for_each_program(prog, obj) {
+		enum bpf_prog_type t = bpf_program__type(prog);
+
+		if (t == BPF_PROG_TYPE_TRACING && !tp)
+			tp = prog;
+		else if (t == BPF_PROG_TYPE_SYSCALL && !sys)
+			sys = prog;
+	}
+	if (!tp || !sys) {
+		bsteer_set_err("%s needs a tp_btf/io_uring_complete program and its syscall twin",
+			       name);
+		return -EINVAL;
+	}
+	err = bpf_object__load(obj);
+	if (err) {
+		char why[512];
+
+		snprintf(why, sizeof(why), "%s", bsteer_errbuf());
+		bsteer_set_err("%s failed to load: %s%s%s", name, strerror(-err),
+			       *why ? ": " : "", why);
+		return err;
+	}
+	rm_tree(pdir);
+	if (mkdir(pdir, 0700)) {
+		err = -errno;
+		bsteer_set_err("cannot create %s: %s", pdir, strerror(errno));
+		return err;
+	}
+	bpf_object__for_each_program(prog, obj) {
+		snprintf(path, sizeof(path), "%s/%s", pdir, bpf_program__name(prog));
+		err = bpf_program__pin(prog, path);
+		if (err) {
+			bsteer_set_err("cannot pin %s: %s", path, strerror(-err));
+			return err;
+		}
+	}
+	*tp_fd = dup(bpf_program__fd(tp));
+	*sys_fd = dup(bpf_program__fd(sys));
+	if (*tp_fd < 0 || *sys_fd < 0)
+		return -errno;
+	return 0;
+}
+
+/* The NBD header parser, into entry BSTEER_PARSER_NBD of "parsers". */
+static int parser_install(struct bsteer_instance *in)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, oo, .object_name = "nbd");
+	char pdir[PATH_MAX];
+	struct bpf_object *obj;
+	const void *bytes;
+	__u32 key = BSTEER_PARSER_NBD;
+	size_t sz;
+	int err, tp = -1;
+
+	bytes = nbd_bpf__elf_bytes(&sz);
+	obj = bpf_object__open_mem(bytes, sz, &oo);
+	if (!obj)
+		return -errno;
+	snprintf(pdir, sizeof(pdir), "%s/progs/parser-nbd", in->dir);
+	err = load_shared(obj, "parser nbd", in->map_fd, pdir, &tp,
+			  &in->parser_sys_fd[0]);
+	if (!err && bpf_map_update_elem(in->map_fd[BSTEER_MAP_PARSERS], &key,
+					&tp, BPF_ANY)) {
+		err = -errno;
+		bsteer_set_err("cannot activate the nbd parser: %s", strerror(-err));
+	}
+	if (tp >= 0)
+		close(tp);
+	bpf_object__close(obj);
+	return err;
+}
+
+int bsteer_parse_fallback(struct bsteer_instance *in, __u64 ud, __s32 res)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, opts);
+	struct bsteer_parse_args args = { .user_data = ud, .res = res };
+	__u32 p = bsteer_parse_ud_parser(ud);
+
+	if (p != BSTEER_PARSER_NBD || in->parser_sys_fd[p] <= 0)
+		return -ENOENT;
+	opts.ctx_in = &args;
+	opts.ctx_size_in = sizeof(args);
+	return bpf_prog_test_run_opts(in->parser_sys_fd[p], &opts) ? -errno : 0;
+}
+
 int bsteer_policy_install(const char *dir, const int *map_fd, const char *spec,
 			  bool verbose)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo);
 	const struct bsteer_policy_desc *d = bsteer_policy_find(spec);
-	struct bpf_program *prog, *tp = NULL, *sys = NULL;
+	char name[64], pdir[PATH_MAX], what[80];
 	struct bpf_object *obj;
-	char name[64], pdir[PATH_MAX], path[PATH_MAX + 80];
-	struct bpf_map *m;
 	__u32 zero = 0;
-	int err, i, fd;
+	int err, tp = -1, sys = -1;
 
 	setup_libbpf(verbose);
 	bsteer_policy_name(spec, name, sizeof(name));
@@ -508,66 +632,16 @@ int bsteer_policy_install(const char *dir, const int *map_fd, const char *spec,
 		bsteer_set_err("cannot open policy %s: %s", spec, strerror(-err));
 		return err;
 	}
-	bpf_object__for_each_map(m, obj) {
-		for (i = 0; i < BSTEER_MAP__MAX; i++) {
-			if (strcmp(bpf_map__name(m), bsteer_map_names[i]))
-				continue;
-			err = bpf_map__reuse_fd(m, map_fd[i]);
-			if (err) {
-				bsteer_set_err("policy %s: cannot share map %s: %s",
-					       name, bsteer_map_names[i],
-					       strerror(-err));
-				goto out;
-			}
-		}
-	}
-	bpf_object__for_each_program(prog, obj) {
-		enum bpf_prog_type t = bpf_program__type(prog);
-
-		if (t == BPF_PROG_TYPE_TRACING && !tp)
-			tp = prog;
-		else if (t == BPF_PROG_TYPE_SYSCALL && !sys)
-			sys = prog;
-	}
-	if (!tp || !sys) {
-		err = -EINVAL;
-		bsteer_set_err("policy %s needs a tp_btf/io_uring_complete program and its syscall twin (use BSTEER_POLICY())",
-			       name);
-		goto out;
-	}
-	err = bpf_object__load(obj);
-	if (err) {
-		char why[512];
-
-		snprintf(why, sizeof(why), "%s", bsteer_errbuf());
-		bsteer_set_err("policy %s failed to load: %s%s%s", name,
-			       strerror(-err), *why ? ": " : "", why);
-		goto out;
-	}
-
 	snprintf(pdir, sizeof(pdir), "%s/progs/%s", dir, name);
-	rm_tree(pdir);
-	if (mkdir(pdir, 0700)) {
-		err = -errno;
-		bsteer_set_err("cannot create %s: %s", pdir, strerror(errno));
+	snprintf(what, sizeof(what), "policy %s", name);
+	err = load_shared(obj, what, map_fd, pdir, &tp, &sys);
+	if (err)
 		goto out;
-	}
-	bpf_object__for_each_program(prog, obj) {
-		snprintf(path, sizeof(path), "%s/%s", pdir, bpf_program__name(prog));
-		err = bpf_program__pin(prog, path);
-		if (err) {
-			bsteer_set_err("cannot pin %s: %s", path, strerror(-err));
-			goto out;
-		}
-	}
 	/* The twin first: a fallback never runs a policy the hook dropped. */
-	fd = bpf_program__fd(sys);
-	err = bpf_map_update_elem(map_fd[BSTEER_MAP_POLICY_SYS], &zero, &fd, BPF_ANY);
-	if (!err) {
-		fd = bpf_program__fd(tp);
-		err = bpf_map_update_elem(map_fd[BSTEER_MAP_POLICY], &zero, &fd,
+	err = bpf_map_update_elem(map_fd[BSTEER_MAP_POLICY_SYS], &zero, &sys, BPF_ANY);
+	if (!err)
+		err = bpf_map_update_elem(map_fd[BSTEER_MAP_POLICY], &zero, &tp,
 					  BPF_ANY);
-	}
 	if (err) {
 		err = -errno;
 		bsteer_set_err("cannot activate policy %s: %s", name,
@@ -584,6 +658,10 @@ int bsteer_policy_install(const char *dir, const int *map_fd, const char *spec,
 		}
 	}
 out:
+	if (tp >= 0)
+		close(tp);
+	if (sys >= 0)
+		close(sys);
 	bpf_object__close(obj);
 	return err;
 }

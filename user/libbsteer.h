@@ -41,6 +41,9 @@ enum bsteer_map_id {
 	BSTEER_MAP_POLICY_SYS,
 	BSTEER_MAP_RING_CTX,
 	BSTEER_MAP_RING_CLAIM,
+	BSTEER_MAP_FE_HDR,
+	BSTEER_MAP_FE_REQ,
+	BSTEER_MAP_PARSERS,
 	BSTEER_MAP__MAX,
 };
 
@@ -98,6 +101,9 @@ struct bsteer_instance {
 	struct bsteer_cqe *batch;
 	struct bsteer_cfg *cfg;
 	struct bsteer_info *info;
+	unsigned char *fe_hdr;		/* BSTEER_HDR_SIZE per entry */
+	struct bsteer_blkreq *fe_req;
+	int parser_sys_fd[1];		/* twins, by BSTEER_PARSER_* */
 	size_t map_len[BSTEER_MAP__MAX];
 	void *map_mem[BSTEER_MAP__MAX];
 };
@@ -127,6 +133,11 @@ int bsteer_policy_install(const char *dir, const int *map_fd, const char *spec,
 int bsteer_prog_in_array(int map_fd, char *out, size_t len, __u32 *id);
 /* The active policy's name, from the hook program's name (NAME_tp). */
 int bsteer_active_policy(int policy_map_fd, char *out, size_t len);
+/*
+ * Parse a frontend header with the parser's syscall twin, when the hook did
+ * not (fe_req's stamp is not @ud). Returns 0 or -errno.
+ */
+int bsteer_parse_fallback(struct bsteer_instance *in, __u64 ud, __s32 res);
 /* Name of a policy spec ("mirror", or the file's base name without .bpf.o). */
 void bsteer_policy_name(const char *spec, char *out, size_t len);
 

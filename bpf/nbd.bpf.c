@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The NBD request parser: 28 bytes of header, in map memory, into a generic
+ * block request, at io_uring's completion hook. Protocol-level checks live
+ * here (magic, command, flags, zero length, offset overflow); checks that
+ * need the export (range, read-only, block size) are the frontend's.
+ */
+#include "frontend.bpf.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* From the NBD protocol specification. */
+#define NBD_REQUEST_MAGIC	0x25609513
+#define NBD_HDR_LEN		28
+#define CMD_READ		0
+#define CMD_WRITE		1
+#define CMD_DISC		2
+#define CMD_FLUSH		3
+#define CMD_TRIM		4
+#define CMD_CACHE		5
+#define CMD_WRITE_ZEROES	6
+#define CMD_BLOCK_STATUS	7
+#define CMDF_KNOWN		0x1f	/* FUA NO_HOLE DF REQ_ONE FAST_ZERO */
+
+#ifndef EPROTO
+#define EPROTO			71
+#endif
+
+static __always_inline void nbd_parse(const __u8 *b, __s32 res,
+				      struct bsteer_blkreq *out)
+{
+	__u32 magic;
+	bool ranged;
+
+	if (res != NBD_HDR_LEN) {
+		out->fatal = 1;
+		out->error = res < 0 ? res : -EPROTO;
+		return;
+	}
+	magic = bpf_ntohl(*(const __u32 *)b);
+	if (magic != NBD_REQUEST_MAGIC) {
+		out->fatal = 1;
+		out->error = -EPROTO;
+		return;
+	}
+	out->flags = bpf_ntohs(*(const __u16 *)(b + 4));
+	out->cmd = bpf_ntohs(*(const __u16 *)(b + 6));
+	out->cookie = *(const __u64 *)(b + 8);	/* opaque, kept as sent */
+	out->offset = bpf_be64_to_cpu(*(const __u64 *)(b + 16));
+	out->len = bpf_ntohl(*(const __u32 *)(b + 24));
+
+	switch (out->cmd) {
+	case CMD_READ:
+		out->type = BSTEER_REQ_READ;
+		break;
+	case CMD_WRITE:
+		out->type = BSTEER_REQ_WRITE;
+		out->payload = 1;
+		break;
+	case CMD_FLUSH:
+		out->type = BSTEER_REQ_FLUSH;
+		break;
+	case CMD_TRIM:
+		out->type = BSTEER_REQ_TRIM;
+		break;
+	case CMD_WRITE_ZEROES:
+		out->type = BSTEER_REQ_WRITE_ZEROES;
+		break;
+	case CMD_DISC:
+	case CMD_CACHE:
+	case CMD_BLOCK_STATUS:
+		break;	/* the frontend answers these itself */
+	default:
+		out->error = -EINVAL;
+		return;
+	}
+	if (out->flags & ~CMDF_KNOWN)
+		out->error = -EINVAL;
+	ranged = out->cmd != CMD_DISC && out->cmd != CMD_FLUSH;
+	if (ranged && (!out->len || out->offset + out->len < out->offset))
+		out->error = -EINVAL;
+}
+
+BSTEER_PARSER(nbd)
