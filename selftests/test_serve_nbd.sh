@@ -28,6 +28,8 @@ check "nbdinfo: multi-conn" [ "$(json "$T/info.json" exports.0.can_multi_conn)" 
 check "nbdinfo: writable" [ "$(json "$T/info.json" exports.0.is_read_only)" = false ]
 check "nbdinfo: minimum block" [ "$(json "$T/info.json" exports.0.block_size_minimum)" = 512 ]
 check "nbdinfo: preferred block" [ "$(json "$T/info.json" exports.0.block_size_preferred)" = 4096 ]
+# 32 slots of 1 MiB per thread: a request may span 16 of them.
+check "nbdinfo: maximum block" [ "$(json "$T/info.json" exports.0.block_size_maximum)" = $((16 << 20)) ]
 for f in can_trim can_zero can_fast_zero can_fua can_cache; do
 	check "nbdinfo: $f" [ "$(json "$T/info.json" exports.0.$f)" = true ]
 done
@@ -81,7 +83,24 @@ sys.exit(not (sum(k[:32]) > 0 and sum(k[32:]) > 0))"
 
 qemu-img convert -f raw -O raw "$RO" "$T/qemu.img" || fail "qemu-img convert"
 check "qemu-img convert of the read-only export" cmp -s "$T/ro.img" "$T/qemu.img"
+# Requests larger than a slot are split into parts, one slot each.
+nbdsh -u "$M" -c "
+import os, errno
+d = os.urandom(16 << 20)
+h.pwrite(d, 64 << 20)
+assert h.pread(16 << 20, 64 << 20) == d
+d = os.urandom((5 << 20) + 4096)
+h.pwrite(d, 96 << 20, nbd.CMD_FLAG_FUA)
+assert h.pread(len(d), 96 << 20) == d
+h.set_strict_mode(0)
+try:
+    h.pread((16 << 20) + 512, 0)
+    raise SystemExit('a read past the maximum block size succeeded')
+except nbd.Error as e:
+    assert e.errnum == errno.EINVAL, e
+" || fail "nbdsh: requests spanning several slots"
 qemu-io -f raw "$M" -c "write -P 0xa5 1M 192k" -c "read -P 0xa5 1M 192k" \
+	-c "write -P 0x5e 32M 16M" -c "read -P 0x5e 32M 16M" \
 	-c "write -P 0x3c 100M 4k" -c "read -P 0x3c 100M 4k" >"$T/qio" 2>&1 ||
 	fail "qemu-io: $(cat "$T/qio")"
 check "qemu-io pattern checks" sh -c "! grep -q 'Pattern verification failed' '$T/qio'"

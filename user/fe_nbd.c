@@ -116,12 +116,33 @@ static __u64 ud_make(int kind, __u32 idx)
 	return (UD_MAGIC << 56) | ((__u64)kind << 48) | idx;
 }
 
-/* A reply: hdr_len bytes of header (and payload), then len bytes from a slot. */
+#define MAX_PARTS		64
+#define MAX_IO			(32u << 20)
+
+/*
+ * One client request. READ and WRITE take one slot per part (a part is
+ * one bsteer request, steered by the policy on its own); the others are
+ * one part with no slot. The reply goes when every part is back.
+ */
+struct io {
+	struct conn *c;
+	__u64 cookie;
+	__u64 offset;
+	__u32 len;
+	__u32 nparts;
+	__u32 done;		/* parts the policy finished */
+	__u32 recv_next;	/* next WRITE part whose payload to receive */
+	__u32 nbd_error;	/* first error: the reply's */
+	__u8 cmd;
+	bool broken;		/* the payload stream was cut */
+	__u32 req[MAX_PARTS];
+};
+
+/* A reply: hdr_len bytes of header (and payload), then io's parts' data. */
 struct reply {
 	struct reply *next;
-	__u32 req;		/* data from this request's slot, if len */
-	__u32 slot;
-	__u32 len;
+	struct io *io;		/* READ data, part by part, or NULL */
+	__u32 part;		/* the part being sent */
 	__u32 hdr_len;
 	unsigned char hdr[];
 };
@@ -146,13 +167,10 @@ struct conn {
 };
 
 struct req_info {
-	struct conn *c;		/* waiting for the policy's answer */
+	struct io *io;		/* the client request it is a part of */
+	__u32 part;
 	struct conn *payload_c;	/* its payload receive is out */
 	struct conn *reply_c;	/* its reply data is being sent */
-	__u64 cookie;
-	__u64 offset;
-	__u32 nbd_error;	/* decided before the policy: EINVAL, EPERM */
-	__u8 cmd;
 };
 
 /* What negotiation settled, handed to the connection. */
@@ -224,6 +242,18 @@ static void put64(unsigned char *p, __u64 v)
 {
 	v = htobe64(v);
 	memcpy(p, &v, 8);
+}
+
+/* The largest READ or WRITE: MAX_IO, or what half the ring's slots hold. */
+static __u32 max_io(struct bsteer_server *s)
+{
+	__u64 parts = s->e.slot_count / 2;
+
+	if (parts > MAX_PARTS)
+		parts = MAX_PARTS;
+	if (!parts)
+		parts = 1;
+	return parts * s->in->slot_size < MAX_IO ? parts * s->in->slot_size : MAX_IO;
 }
 
 /* ---- negotiation: blocking, with a timeout, right after accept ---- */
@@ -319,8 +349,7 @@ static int send_info(struct bsteer_server *s, int fd, __u32 opt, __u16 type,
 		memcpy(b + 2, ex->description, n - 2);
 		break;
 	case INFO_BLOCK_SIZE: {
-		__u32 v[3] = { htobe32(512), htobe32(4096),
-			       htobe32(s->in->slot_size) };
+		__u32 v[3] = { htobe32(512), htobe32(4096), htobe32(max_io(s)) };
 
 		memcpy(b + 2, v, 12);
 		n = 14;
@@ -567,6 +596,7 @@ static struct export *negotiate(struct bsteer_server *s, int fd, struct nego *ng
 
 static void conn_maybe_close(struct bsteer_server *s, struct conn *c);
 static void reply_next(struct bsteer_server *s, struct conn *c);
+static int recv_part(struct bsteer_server *s, struct io *io);
 
 static void arm_header(struct bsteer_server *s, struct conn *c)
 {
@@ -631,7 +661,6 @@ static struct reply *reply_alloc(struct bsteer_server *s, struct conn *c,
 		conn_fail(s, c, "out of memory for a reply");
 		return NULL;
 	}
-	r->req = BSTEER_NO_SLOT;
 	r->hdr_len = hdr_len;
 	return r;
 }
@@ -653,15 +682,13 @@ static void chunk_hdr(unsigned char *h, __u16 flags, __u16 type, __u64 cookie,
  * the data follows from @slot of request @req.
  */
 static void queue_reply(struct bsteer_server *s, struct conn *c, __u64 cookie,
-			__u32 error, __u8 cmd, __u64 offset, __u32 req,
-			__u32 slot, __u32 len)
+			__u32 error, __u8 cmd, __u64 offset, struct io *io)
 {
+	__u32 len = io && !error ? io->len : 0;
 	struct reply *r;
 
-	if (error) {
-		len = 0;
+	if (error)
 		bsteer_stat_add(s->in, BSTEER_ST_FE_ERRORS, 1);
-	}
 	bsteer_stat_add(s->in, BSTEER_ST_FE_BYTES_READ, len);
 	if (c->structured && cmd == CMD_READ) {
 		r = reply_alloc(s, c, error ? 26 : 28);
@@ -684,9 +711,7 @@ static void queue_reply(struct bsteer_server *s, struct conn *c, __u64 cookie,
 		put32(r->hdr + 4, error);
 		memcpy(r->hdr + 8, &cookie, 8);
 	}
-	r->req = req;
-	r->slot = slot;
-	r->len = len;
+	r->io = len ? io : NULL;
 	enqueue(s, c, r);
 }
 
@@ -710,7 +735,7 @@ static void queue_block_status(struct bsteer_server *s, struct conn *c,
 
 		if (data < 0 && errno != ENXIO) {
 			queue_reply(s, c, cookie, nbd_errno(-errno), CMD_BLOCK_STATUS,
-				    0, BSTEER_NO_SLOT, 0, 0);
+				    0, NULL);
 			return;
 		}
 		if (data < 0 || (__u64)data >= end) {	/* a hole to the end */
@@ -746,12 +771,39 @@ static void queue_block_status(struct bsteer_server *s, struct conn *c,
 	enqueue(s, c, r);
 }
 
+static void io_free(struct bsteer_server *s, struct io *io)
+{
+	__u32 i;
+
+	/* READ parts were kept for their data: let them go now. */
+	for (i = 0; io->cmd == CMD_READ && i < io->nparts; i++)
+		bsteer_req_put(&s->e, io->req[i]);
+	free(io);
+}
+
+/* Send part @r->part of a READ's data, from its slot. */
+static int send_part(struct bsteer_server *s, struct conn *c, struct reply *r)
+{
+	struct io *io = r->io;
+	__u32 req = io->req[r->part];
+	struct bsteer_req *rq = &s->in->reqs[req];
+	int err;
+
+	rinfo(s, req)->reply_c = c;
+	err = bsteer_frontend_op(&s->e, req, BSTEER_OP_WRITE,
+				 BSTEER_FRONTEND_FILE(c->idx), rq->slot, rq->len,
+				 BSTEER_OFF_STREAM);
+	if (err)
+		rinfo(s, req)->reply_c = NULL;
+	return err;
+}
+
 static void reply_done(struct bsteer_server *s, struct conn *c, bool ok)
 {
 	struct reply *r = c->sending;
 
-	if (r->req != BSTEER_NO_SLOT)
-		bsteer_req_put(&s->e, r->req);
+	if (r->io)
+		io_free(s, r->io);
 	c->sending = NULL;
 	c->reqs--;
 	free(r);
@@ -780,19 +832,103 @@ static void reply_next(struct bsteer_server *s, struct conn *c)
 	sqe->flags |= IOSQE_FIXED_FILE;
 	io_uring_sqe_set_data64(sqe, ud_make(UD_SEND, c->idx));
 	c->sends++;
-	if (!r->len)
+	if (!r->io)
 		return;
-	/* The data goes out from the slot, after the header. */
+	/* The data goes out from the slots, part by part, after the header. */
 	sqe->flags |= IOSQE_IO_LINK;
-	rinfo(s, r->req)->reply_c = c;
-	if (bsteer_frontend_op(&s->e, r->req, BSTEER_OP_WRITE,
-			       BSTEER_FRONTEND_FILE(c->idx), r->slot, r->len,
-			       BSTEER_OFF_STREAM)) {
-		rinfo(s, r->req)->reply_c = NULL;
+	r->part = 0;
+	if (send_part(s, c, r)) {
 		/* The header goes alone and the stream is now broken. */
-		r->len = 0;
+		io_free(s, r->io);
+		r->io = NULL;
 		conn_fail(s, c, "cannot send read data");
 	}
+}
+
+static void stall(struct bsteer_server *s, struct conn *c,
+		  const struct bsteer_blkreq *p)
+{
+	c->pending = *p;
+	if (!c->stalled) {
+		c->stalled = true;
+		priv(s)->nstalled++;
+	}
+}
+
+/*
+ * Start a client request: one bsteer request per part, each with its own
+ * slot for READ and WRITE. With too few slots or request records free,
+ * keep the header and read nothing more from this client until there are.
+ */
+static void start_io(struct bsteer_server *s, struct conn *c,
+		     const struct bsteer_blkreq *p, __u32 nerr, __u8 rtype)
+{
+	struct export *ex = c->ex;
+	bool data = p->cmd == CMD_READ || p->cmd == CMD_WRITE;
+	__u32 slot_size = s->in->slot_size, n, i, slot;
+	struct io *io;
+	int err;
+
+	n = data ? (p->len + slot_size - 1) / slot_size : 1;
+	if (bsteer_reqs_free(&s->e) < n || (data && bsteer_slots_free(&s->e) < n)) {
+		stall(s, c, p);
+		return;
+	}
+	io = calloc(1, sizeof(*io));
+	if (!io) {
+		conn_fail(s, c, "out of memory for a request");
+		return;
+	}
+	io->c = c;
+	io->cookie = p->cookie;
+	io->offset = p->offset;
+	io->len = p->len;
+	io->cmd = p->cmd;
+	io->nbd_error = nerr;
+	for (i = 0; i < n; i++) {
+		__u64 off = p->offset + (__u64)i * slot_size;
+		__u32 len = data ? (p->len - i * slot_size < slot_size ?
+				    p->len - i * slot_size : slot_size) : p->len;
+		__u32 r;
+
+		/* A refused WRITE's payload is still received, and dropped. */
+		err = bsteer_req_alloc(&s->e, nerr ? BSTEER_REQ_NONE : rtype, off,
+				       len, &r);
+		if (err)
+			break;
+		io->req[i] = r;
+		io->nparts = i + 1;
+		bsteer_req_set_legs(&s->e, r, ex->tbase, ex->ntargets);
+		s->in->reqs[r].flags |= BSTEER_REQF_EXACT |
+			((p->flags & CMDF_FUA) ? BSTEER_REQF_FUA : 0) |
+			((p->flags & CMDF_NO_HOLE) ? BSTEER_REQF_NO_HOLE : 0);
+		rinfo(s, r)->io = io;
+		rinfo(s, r)->part = i;
+		if (data && (err = bsteer_slot_lease(&s->e, r, &slot)))
+			break;
+	}
+	if (err) {
+		/* Free by count, a last completion not yet reaped: wait. */
+		for (i = 0; i < io->nparts; i++) {
+			rinfo(s, io->req[i])->io = NULL;
+			bsteer_req_abandon(&s->e, io->req[i]);
+		}
+		free(io);
+		stall(s, c, p);
+		return;
+	}
+	c->reqs++;
+	if (p->cmd == CMD_WRITE) {
+		err = recv_part(s, io);
+	} else {
+		/* The request is all in the header: a NOP brings it to the policy. */
+		for (i = 0; !err && i < n; i++)
+			err = bsteer_frontend_op(&s->e, io->req[i], BSTEER_OP_NOP, 0,
+						 BSTEER_NO_SLOT, 0, 0);
+		arm_header(s, c);
+	}
+	if (err)
+		conn_fail(s, c, "cannot start a request");
 }
 
 /*
@@ -803,12 +939,11 @@ static void on_header(struct bsteer_server *s, struct conn *c,
 		      const struct bsteer_blkreq *p)
 {
 	struct export *ex = c->ex;
-	__u32 len = p->len, r, slot, nerr = nbd_errno(p->error);
+	__u32 len = p->len, nerr = nbd_errno(p->error);
 	__u16 flags = p->flags, type = p->cmd;
 	__u64 cookie = p->cookie, off = p->offset;
 	__u8 rtype = p->type;
-	int err;
-
+	
 	if (p->fatal) {
 		conn_fail(s, c, p->error == -EPROTO ? "bad request magic" :
 			  "short or failed header receive");
@@ -850,7 +985,7 @@ static void on_header(struct bsteer_server *s, struct conn *c,
 	case CMD_READ:
 	case CMD_WRITE:
 		/* Checked before anything is leased: a client cannot make us allocate. */
-		if (len > s->in->slot_size) {
+		if (len > max_io(s)) {
 			if (type == CMD_WRITE) {
 				conn_fail(s, c, "write payload larger than the maximum block size");
 				return;
@@ -865,7 +1000,7 @@ static void on_header(struct bsteer_server *s, struct conn *c,
 	case CMD_CACHE:
 		/* Advisory: the page cache does its own read-ahead. */
 		c->reqs++;
-		queue_reply(s, c, cookie, nerr, type, off, BSTEER_NO_SLOT, 0, 0);
+		queue_reply(s, c, cookie, nerr, type, off, NULL);
 		arm_header(s, c);
 		return;
 	case CMD_BLOCK_STATUS:
@@ -874,7 +1009,7 @@ static void on_header(struct bsteer_server *s, struct conn *c,
 		if (!c->meta_alloc)
 			nerr = NBD_EINVAL;
 		if (nerr)
-			queue_reply(s, c, cookie, nerr, type, off, BSTEER_NO_SLOT, 0, 0);
+			queue_reply(s, c, cookie, nerr, type, off, NULL);
 		else
 			queue_block_status(s, c, cookie, off, len,
 					   flags & CMDF_REQ_ONE);
@@ -887,95 +1022,76 @@ static void on_header(struct bsteer_server *s, struct conn *c,
 	/* An error decided here, with no payload to drain, needs no request. */
 	if (nerr && type != CMD_WRITE) {
 		c->reqs++;
-		queue_reply(s, c, cookie, nerr, type, off, BSTEER_NO_SLOT, 0, 0);
+		queue_reply(s, c, cookie, nerr, type, off, NULL);
 		arm_header(s, c);
 		return;
 	}
-	/*
-	 * Backpressure: with no request record or slot free, keep the header
-	 * and read nothing more from this client until one is.
-	 */
-	if (bsteer_reqs_free(&s->e) < 1 ||
-	    ((type == CMD_READ || type == CMD_WRITE) && !bsteer_slots_free(&s->e))) {
-		c->pending = *p;
-		if (!c->stalled) {
-			c->stalled = true;
-			priv(s)->nstalled++;
-		}
+	start_io(s, c, p, nerr, rtype);
+}
+
+/* All parts are back: reply, or just let go if the stream was cut. */
+static void io_finish(struct bsteer_server *s, struct io *io)
+{
+	struct conn *c = io->c;
+
+	if (io->broken) {
+		c->reqs--;
+		io_free(s, io);
+		conn_maybe_close(s, c);
 		return;
 	}
-	/* A refused WRITE's payload is still received, and dropped. */
-	err = bsteer_req_alloc(&s->e, nerr ? BSTEER_REQ_NONE : rtype, off, len, &r);
-	if (!err)
-		bsteer_req_set_legs(&s->e, r, ex->tbase, ex->ntargets);
-	if (err) {
-		conn_fail(s, c, "out of request records");
+	if (io->cmd == CMD_READ && !io->nbd_error) {
+		queue_reply(s, c, io->cookie, 0, CMD_READ, io->offset, io);
 		return;
 	}
-	c->reqs++;
-	rinfo(s, r)->c = c;
-	rinfo(s, r)->cookie = cookie;
-	rinfo(s, r)->nbd_error = nerr;
-	rinfo(s, r)->cmd = type;
-	rinfo(s, r)->offset = off;
-	s->in->reqs[r].flags |= BSTEER_REQF_EXACT |
-		((flags & CMDF_FUA) ? BSTEER_REQF_FUA : 0) |
-		((flags & CMDF_NO_HOLE) ? BSTEER_REQF_NO_HOLE : 0);
-	if (type == CMD_READ || type == CMD_WRITE) {
-		err = bsteer_slot_lease(&s->e, r, &slot);
-		if (err) {
-			/* Free by count, its last completion not yet reaped. */
-			bsteer_req_abandon(&s->e, r);
-			c->reqs--;
-			c->pending = *p;
-			if (!c->stalled) {
-				c->stalled = true;
-				priv(s)->nstalled++;
-			}
-			return;
-		}
-	}
-	if (type == CMD_WRITE) {
-		err = bsteer_frontend_op(&s->e, r, BSTEER_OP_READ,
-					 BSTEER_FRONTEND_FILE(c->idx), slot, len,
-					 BSTEER_OFF_STREAM);
-		c->payload = !err;
-		rinfo(s, r)->payload_c = err ? NULL : c;
-		if (!err)
-			bsteer_stat_add(s->in, BSTEER_ST_FE_BYTES_WRITTEN, len);
-	} else {
-		/* The request is all in the header: a NOP brings it to the policy. */
-		err = bsteer_frontend_op(&s->e, r, BSTEER_OP_NOP, 0,
-					 BSTEER_NO_SLOT, 0, 0);
-		arm_header(s, c);
-	}
-	if (err)
-		conn_fail(s, c, "cannot start a request");
+	queue_reply(s, c, io->cookie, io->nbd_error, io->cmd, io->offset, NULL);
+	io_free(s, io);
 }
 
 static void nbd_complete(struct bsteer_server *s, __u32 r, int err)
 {
 	struct req_info *ri = rinfo(s, r);
-	struct conn *c = ri->c;
-	__u32 nerr = ri->nbd_error ?: nbd_errno(err);
-	struct bsteer_req *rq = &s->in->reqs[r];
+	struct io *io = ri->io;
+	__u32 i;
 
-	if (!c)
+	if (!io)
 		return;
-	ri->c = NULL;
-	if (err == -EPIPE) {	/* the peer left mid-payload */
-		c->reqs--;
-		conn_fail(s, c, "client closed during a write payload");
-		return;
+	ri->io = NULL;
+	if (err == -EPIPE && !io->broken) {
+		/* The peer left mid-payload: the parts not begun never will. */
+		io->broken = true;
+		for (i = io->recv_next; i < io->nparts; i++) {
+			rinfo(s, io->req[i])->io = NULL;
+			bsteer_req_abandon(&s->e, io->req[i]);
+			io->done++;
+		}
+		conn_fail(s, io->c, "client closed during a write payload");
 	}
-	if (ri->cmd == CMD_READ && !nerr) {
-		bsteer_req_keep(&s->e, r);
-		queue_reply(s, c, ri->cookie, 0, CMD_READ, ri->offset, r,
-			    rq->slot, rq->len);
-		return;
-	}
-	queue_reply(s, c, ri->cookie, nerr, ri->cmd, ri->offset, BSTEER_NO_SLOT,
-		    0, 0);
+	if (!io->nbd_error)
+		io->nbd_error = nbd_errno(err);
+	if (io->cmd == CMD_READ)
+		bsteer_req_keep(&s->e, r);	/* its data goes out later */
+	if (++io->done == io->nparts)
+		io_finish(s, io);
+}
+
+/* Receive the payload of WRITE part io->recv_next into its slot. */
+static int recv_part(struct bsteer_server *s, struct io *io)
+{
+	struct conn *c = io->c;
+	__u32 req = io->req[io->recv_next++];
+	struct bsteer_req *rq = &s->in->reqs[req];
+	int err;
+
+	err = bsteer_frontend_op(&s->e, req, BSTEER_OP_READ,
+				 BSTEER_FRONTEND_FILE(c->idx), rq->slot, rq->len,
+				 BSTEER_OFF_STREAM);
+	if (err)
+		return err;
+	rinfo(s, req)->payload_c = c;
+	c->payload = true;
+	bsteer_stat_add(s->in, BSTEER_ST_FE_BYTES_WRITTEN, rq->len);
+	return 0;
 }
 
 static void nbd_op_done(struct bsteer_server *s, __u32 r, __u32 op, int res)
@@ -985,17 +1101,31 @@ static void nbd_op_done(struct bsteer_server *s, __u32 r, __u32 op, int res)
 
 	(void)op;
 	if (ri->payload_c) {
+		struct io *io = ri->io;
+
 		c = ri->payload_c;
 		ri->payload_c = NULL;
 		c->payload = false;
 		if (res < 0)
 			conn_fail(s, c, "payload receive failed");
-		else
+		else if (io && !io->broken && io->recv_next < io->nparts) {
+			if (recv_part(s, io))
+				conn_fail(s, c, "cannot receive a payload");
+		} else {
 			arm_header(s, c);
+		}
 		conn_maybe_close(s, c);
 	} else if (ri->reply_c) {
+		struct reply *r;
+
 		c = ri->reply_c;
 		ri->reply_c = NULL;
+		r = c->sending;
+		if (res >= 0 && r && r->io && ++r->part < r->io->nparts) {
+			if (!send_part(s, c, r))
+				return;
+			res = -EIO;
+		}
 		reply_done(s, c, res >= 0);
 	}
 }
@@ -1006,8 +1136,8 @@ static void conn_free(struct bsteer_server *s, struct conn *c)
 
 	for (r = c->head; r; r = n) {
 		n = r->next;
-		if (r->req != BSTEER_NO_SLOT)
-			bsteer_req_put(&s->e, r->req);
+		if (r->io)
+			io_free(s, r->io);
 		free(r);
 	}
 	if (c->stalled)
@@ -1153,11 +1283,11 @@ static void nbd_cqe(struct bsteer_server *s, const struct io_uring_cqe *cqe)
 		c->sends--;
 		if (c->sending && cqe->res != (int)c->sending->hdr_len) {
 			/* The linked data op is cancelled; its completion ends it. */
-			if (!c->sending->len)
+			if (!c->sending->io)
 				reply_done(s, c, false);
 			else
 				conn_fail(s, c, "reply header could not be sent");
-		} else if (c->sending && !c->sending->len) {
+		} else if (c->sending && !c->sending->io) {
 			reply_done(s, c, true);
 		}
 	}
