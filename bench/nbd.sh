@@ -8,9 +8,11 @@
 # A first cut for issue 6, which adds workloads, qemu-nbd and charts.
 #
 # Usage: bench/nbd.sh [--rounds N] [--runtime SECS] [--size SIZE]
+# (BSTEER_ARGS adds options to bsteer serve, e.g. "--threads 2")
 set -u
 cd "$(dirname "$0")/.."
 ROUNDS=3 RUNTIME=10 SIZE=1G
+BSTEER_ARGS=${BSTEER_ARGS:-}
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rounds) ROUNDS=$2; shift 2 ;;

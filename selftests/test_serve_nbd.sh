@@ -116,6 +116,18 @@ d=json.loads(t[t.index('{'):])
 sys.exit(any(j['error'] for j in d['jobs']) or
          sum(j['write']['total_ios'] for j in d['jobs']) != 2 * 4096)"
 
+# bsteer stat while fio reads: the hook decides, nothing is rejected.
+fio --name=load --ioengine=nbd --uri="$M" --rw=randread --bs=4k --iodepth=32 \
+	--size=64M --time_based --runtime=3 >/dev/null 2>&1 &
+FIO=$!
+PIDS+=($FIO)
+sleep 1.5
+"$BSTEER" stat "$INST" --json >"$T/load.json" || fail "stat under load"
+wait "$FIO" || fail "fio load run"
+check "under load: >= 99% of decisions by the hook" python3 -c "import json,sys
+d = json.load(open('$T/load.json')); c = d['counters']
+print('hook ratio under load:', d['hook_ratio'], 'decisions:', c['decisions_hook'])
+sys.exit(not (d['hook_ratio'] >= 0.99 and c['decisions_rejected'] == 0))"
 nbdsh -u "$M" -c "
 import errno
 h.set_strict_mode(0)
