@@ -132,12 +132,18 @@ nbdsh -u "$M" -c "
 import errno
 h.set_strict_mode(0)
 size = h.get_size()
-for off, what in ((size, 'at the end'), (size - 512, 'across the end')):
+for off, what in ((size, 'at the end'), (size - 512, 'across the end'),
+                  (100, 'at a misaligned offset')):
     try:
         h.pread(1024, off)
         raise SystemExit('read %s succeeded' % what)
     except nbd.Error as e:
         assert e.errnum == errno.EINVAL, (what, e)
+try:
+    h.pwrite(b'x' * 100, 4 << 20)
+    raise SystemExit('a misaligned write succeeded')
+except nbd.Error as e:
+    assert e.errnum == errno.EINVAL, e
 h.pwrite(b'\x5a' * 65536, 4 << 20)
 h.flush()
 assert h.pread(65536, 4 << 20) == b'\x5a' * 65536
@@ -180,7 +186,7 @@ for what, op in (('write', lambda: h.pwrite(b'x' * 512, 0)),
         raise SystemExit(what + ' on a read-only export succeeded')
     except nbd.Error as e:
         assert e.errnum == errno.EPERM, (what, e)
-assert h.pread(15, 0) == b'read-only bytes'
+assert h.pread(512, 0)[:15] == b'read-only bytes'
 " || fail "nbdsh: EPERM on a read-only export"
 check "read-only image untouched" sh -c "head -c 15 '$T/ro.img' | grep -q 'read-only bytes'"
 

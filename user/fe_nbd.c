@@ -104,6 +104,7 @@
 #define NBD_ESHUTDOWN		108
 
 #define MAX_OPT_LEN		4096
+#define MIN_BLOCK		512
 #define MAX_CONNS		BSTEER_FRONTEND_FILES
 #define HANDSHAKE_TIMEOUT_S	10
 
@@ -349,7 +350,8 @@ static int send_info(struct bsteer_server *s, int fd, __u32 opt, __u16 type,
 		memcpy(b + 2, ex->description, n - 2);
 		break;
 	case INFO_BLOCK_SIZE: {
-		__u32 v[3] = { htobe32(512), htobe32(4096), htobe32(max_io(s)) };
+		__u32 v[3] = { htobe32(MIN_BLOCK), htobe32(4096),
+			       htobe32(max_io(s)) };
 
 		memcpy(b + 2, v, 12);
 		n = 14;
@@ -972,6 +974,9 @@ static void on_header(struct bsteer_server *s, struct conn *c,
 	    type == CMD_CACHE || type == CMD_WRITE_ZEROES ||
 	    type == CMD_BLOCK_STATUS) {
 		if (!nerr && (!len || off > ex->size || len > ex->size - off))
+			nerr = NBD_EINVAL;
+		/* The advertised minimum block size is 512: hold clients to it. */
+		else if (!nerr && ((off | len) & (MIN_BLOCK - 1)))
 			nerr = NBD_EINVAL;
 		else if (!nerr && ex->rdonly && (type == CMD_WRITE || type == CMD_TRIM ||
 						 type == CMD_WRITE_ZEROES))
