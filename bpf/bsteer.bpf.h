@@ -269,6 +269,13 @@ static __always_inline int core_begin(struct bsteer_pctx *p, __u64 ud,
 	}
 
 	p->res = res < 0 ? res : (__s32)(o->done + res);
+	/*
+	 * A policy's READ that ends short (the target is smaller than asked)
+	 * would leave stale bytes in the slot: it is an error, not data.
+	 */
+	if (!(o->flags & BSTEER_OPF_FRONTEND) && o->opcode == BSTEER_OP_READ &&
+	    p->res >= 0 && (__u32)p->res < o->len)
+		p->res = -EIO;
 	p->opcode = o->opcode;
 	p->op_flags = o->flags;
 	p->target = o->target;

@@ -13,11 +13,17 @@ command -v nbdsh >/dev/null || skip "nbdsh not installed"
 
 S=$T/nbd.sock
 INST=$(instance bad)
-truncate -s 64M "$T/disk.img"
-start_serve "$S" --instance "$INST" --export "m=$T/disk.img" || finish
+truncate -s 64M "$T/disk.img" "$T/ro.img"
+truncate -s 16M "$T/short.img"
+# 64 KiB slots: a 256 KiB write takes four parts.
+start_serve "$S" --instance "$INST" --slot-size 64K --export "m=$T/disk.img" \
+	--export "ro=$T/ro.img,ro" --export "short=$T/short.img" || finish
+# The backing file shrinks under the export: reads past it must fail,
+# not return stale bytes.
+truncate -s 8M "$T/short.img"
 
 PATH=/usr/bin:$PATH /usr/bin/python3 - "$S" "$INST" <<'PY' || fail "abuse script"
-import json, os, socket, struct, subprocess, sys
+import errno, json, os, socket, struct, subprocess, sys, time
 sys.path.insert(0, os.path.join(os.getcwd(), "selftests"))
 import nbd, nbd_raw as raw
 
@@ -67,6 +73,67 @@ assert stat()["counters"]["slot_leases"] == leases, "a slot was leased"
 print("ok: no slot leased for it")
 good_io()
 
+# A zero-length WRITE has no payload: EINVAL, and the connection goes on.
+s = raw.connect(path, "m")
+raw.request(s, 1, 0, 0, cookie=11)
+assert raw.reply(s) == (22, 11)
+raw.request(s, 0, 0, 512, cookie=12)
+assert raw.reply(s) == (0, 12); raw.recvall(s, 512)
+s.close(); print("ok: zero-length write gets EINVAL")
+good_io()
+
+# Replies the client never reads, then it goes away: the server lives.
+for _ in range(3):
+    s = raw.connect(path, "m")
+    for i in range(32):
+        raw.request(s, 0, 0, 65536, cookie=i)
+    s.close()
+good_io()
+print("ok: clients leaving with replies pending do not hurt the server")
+
+# A write refused up front (read-only) still has its four-part payload
+# drained; the client gets EPERM and the connection goes on.
+s = raw.connect(path, "ro")
+raw.request(s, 1, 0, 262144, cookie=21, payload=b"\xab" * 262144)
+assert raw.reply(s) == (1, 21)
+raw.request(s, 0, 0, 4096, cookie=22)
+assert raw.reply(s) == (0, 22); raw.recvall(s, 4096)
+s.close(); print("ok: refused multi-part write drained, EPERM")
+good_io()
+
+# Payloads cut short, over and over: no slot may stay behind.
+for i in range(20):
+    s = raw.connect(path, "m")
+    raw.request(s, 1, 0, 262144 if i % 2 else 65536, cookie=i)
+    s.sendall(b"\x00" * (1000 + i))
+    s.close()
+good_io()
+
+# A flood of cheap requests without reading replies: the server stops
+# reading at its per-connection cap instead of queueing without bound.
+s = raw.connect(path, "m")
+s.setblocking(False)
+sent = 0
+try:
+    while sent < 200000:
+        s.send(struct.pack(">IHHQQI", raw.REQ_MAGIC, 0, 5, sent, 0, 4096))
+        sent += 1
+except BlockingIOError:
+    pass
+assert sent < 200000, "the server read 200000 requests without replying"
+s.close(); print("ok: a reply flood stops at the cap (%d requests sent)" % sent)
+good_io()
+
+# Reads of the part of the export whose backing file is gone: EIO.
+sh = nbd.NBD()
+sh.connect_uri("nbd+unix:///short?socket=" + path)
+try:
+    sh.pread(65536, 12 << 20)
+    raise SystemExit("read past the backing file succeeded")
+except nbd.Error as e:
+    assert e.errnum == errno.EIO, e
+sh.shutdown(); print("ok: a short backing file gives EIO, not stale bytes")
+
 # An unknown command: EINVAL, and the connection goes on.
 s = raw.connect(path, "m")
 raw.request(s, 99, 0, 0, cookie=7)
@@ -81,10 +148,17 @@ raw.request(s, 2, 0, 0)          # DISC
 assert raw.closed(s); print("ok: DISC closes the connection")
 good_io()
 
-st = stat()
-assert st["slots"]["leased"] == 0 and st["slots"]["releasing"] == 0, st["slots"]
+deadline = time.time() + 5
+while True:
+    st = stat()
+    if (st["slots"]["free"] == st["slots"]["total"] and
+            st["counters"]["connections_open"] == 1) or time.time() > deadline:
+        break
+    time.sleep(0.1)
+assert st["slots"]["free"] == st["slots"]["total"], st["slots"]
+assert st["counters"]["connections_open"] == 1, st["counters"]["connections_open"]
 assert st["counters"]["decisions_rejected"] == 0
-print("ok: no slot held and no decision rejected afterwards")
+print("ok: every slot free, only the good client connected, no decision rejected")
 good.shutdown()
 PY
 kill -0 "$SERVE" 2>/dev/null || fail "server died"

@@ -36,6 +36,8 @@ void install_signals(void)
 
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	/* A peer that goes away is an error on that write, not our end. */
+	signal(SIGPIPE, SIG_IGN);
 }
 
 static const char copy_usage[] =

@@ -218,6 +218,8 @@ void bsteer_req_abandon(struct bsteer_engine *e, __u32 r)
 	if (r < e->req_base || i >= e->req_count ||
 	    e->req_state[i] != BSTEER_RQ_ACTIVE || e->submitted[i])
 		return;
+	if (slot_mine(e, e->req_slot[i]) && sp(e, e->req_slot[i])->owner == r)
+		bsteer_slot_release(e, e->req_slot[i]);
 	e->req_state[i] = BSTEER_RQ_FREE;
 	e->in->reqs[r].state = BSTEER_RQ_FREE;
 	e->req_stack[e->req_top++] = r;

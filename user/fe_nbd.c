@@ -105,6 +105,7 @@
 
 #define MAX_OPT_LEN		4096
 #define MIN_BLOCK		512
+#define CONN_MAX_REQS		128	/* requests a client may have open */
 #define MAX_CONNS		BSTEER_FRONTEND_FILES
 #define HANDSHAKE_TIMEOUT_S	10
 
@@ -136,6 +137,7 @@ struct io {
 	__u32 nbd_error;	/* first error: the reply's */
 	__u8 cmd;
 	bool broken;		/* the payload stream was cut */
+	bool payload_out;	/* a part's payload receive is out */
 	__u32 req[MAX_PARTS];
 };
 
@@ -159,6 +161,7 @@ struct conn {
 	bool payload;		/* a payload receive is out */
 	bool closing;		/* no new requests; close when drained */
 	bool stalled;		/* pending waits for a slot or a request */
+	bool capped;		/* stopped reading at CONN_MAX_REQS */
 	__u32 reqs;		/* requests started, not yet replied to */
 	struct reply *head, *tail;
 	struct reply *sending;	/* reply whose header/data is out */
@@ -170,7 +173,8 @@ struct conn {
 struct req_info {
 	struct io *io;		/* the client request it is a part of */
 	__u32 part;
-	struct conn *payload_c;	/* its payload receive is out */
+	struct io *payload_io;	/* its payload receive is out, for this io */
+	struct conn *payload_c;	/* ... on this connection */
 	struct conn *reply_c;	/* its reply data is being sent */
 };
 
@@ -606,6 +610,10 @@ static void arm_header(struct bsteer_server *s, struct conn *c)
 
 	if (c->closing || c->hdr_armed || c->payload || c->stalled)
 		return;
+	if (c->reqs >= CONN_MAX_REQS) {
+		c->capped = true;	/* reply_done arms it again */
+		return;
+	}
 	bsteer_engine_reserve(&s->e, 1);
 	sqe = io_uring_get_sqe(&s->e.ring);
 	if (!sqe) {
@@ -628,6 +636,7 @@ static void conn_fail(struct bsteer_server *s, struct conn *c, const char *why)
 	if (!c->closing && why)
 		serve_log(s, "nbd: connection %u: %s; closing it", c->idx, why);
 	c->closing = true;
+	/* An error breaks the stream both ways; a hang-up only stops reading. */
 	shutdown(c->fd, SHUT_RD);
 	if (c->hdr_armed) {
 		/* shutdown() does not wake a receive on every socket kind. */
@@ -812,6 +821,10 @@ static void reply_done(struct bsteer_server *s, struct conn *c, bool ok)
 	if (!ok)
 		conn_fail(s, c, "reply could not be sent");
 	reply_next(s, c);
+	if (c->capped) {
+		c->capped = false;
+		arm_header(s, c);
+	}
 	conn_maybe_close(s, c);
 }
 
@@ -829,6 +842,14 @@ static void reply_next(struct bsteer_server *s, struct conn *c)
 
 	bsteer_engine_reserve(&s->e, 2);
 	sqe = io_uring_get_sqe(&s->e.ring);
+	if (!sqe) {
+		c->sending = NULL;
+		c->head = r;	/* try again when a completion frees room */
+		if (!c->tail)
+			c->tail = r;
+		conn_fail(s, c, "submission queue full");
+		return;
+	}
 	io_uring_prep_send(sqe, BSTEER_FRONTEND_FILE(c->idx), r->hdr, r->hdr_len,
 			   MSG_WAITALL | MSG_NOSIGNAL);
 	sqe->flags |= IOSQE_FIXED_FILE;
@@ -869,9 +890,13 @@ static void start_io(struct bsteer_server *s, struct conn *c,
 	bool data = p->cmd == CMD_READ || p->cmd == CMD_WRITE;
 	__u32 slot_size = s->in->slot_size, n, i, slot;
 	struct io *io;
-	int err;
+	int err = 0;
 
 	n = data ? (p->len + slot_size - 1) / slot_size : 1;
+	if (!n || n > MAX_PARTS) {
+		conn_fail(s, c, "request size out of bounds");
+		return;
+	}
 	if (bsteer_reqs_free(&s->e) < n || (data && bsteer_slots_free(&s->e) < n)) {
 		stall(s, c, p);
 		return;
@@ -904,6 +929,8 @@ static void start_io(struct bsteer_server *s, struct conn *c,
 		s->in->reqs[r].flags |= BSTEER_REQF_EXACT |
 			((p->flags & CMDF_FUA) ? BSTEER_REQF_FUA : 0) |
 			((p->flags & CMDF_NO_HOLE) ? BSTEER_REQF_NO_HOLE : 0);
+		/* Nothing of this index's earlier life may leak into this one. */
+		memset(rinfo(s, r), 0, sizeof(struct req_info));
 		rinfo(s, r)->io = io;
 		rinfo(s, r)->part = i;
 		if (data && (err = bsteer_slot_lease(&s->e, r, &slot)))
@@ -1025,7 +1052,7 @@ static void on_header(struct bsteer_server *s, struct conn *c,
 		rtype = BSTEER_REQ_NONE;
 	}
 	/* An error decided here, with no payload to drain, needs no request. */
-	if (nerr && type != CMD_WRITE) {
+	if (nerr && (type != CMD_WRITE || !len)) {
 		c->reqs++;
 		queue_reply(s, c, cookie, nerr, type, off, NULL);
 		arm_header(s, c);
@@ -1053,31 +1080,49 @@ static void io_finish(struct bsteer_server *s, struct io *io)
 	io_free(s, io);
 }
 
+/*
+ * The payload stream of a WRITE was cut: the parts whose payload never
+ * began never will. They are dropped, and the io ends without a reply.
+ */
+static void io_break(struct bsteer_server *s, struct io *io, const char *why)
+{
+	__u32 i;
+
+	if (io->broken)
+		return;
+	io->broken = true;
+	for (i = io->recv_next; i < io->nparts; i++) {
+		rinfo(s, io->req[i])->io = NULL;
+		bsteer_req_abandon(&s->e, io->req[i]);
+		io->done++;
+	}
+	io->recv_next = io->nparts;
+	conn_fail(s, io->c, why);
+}
+
+/* The io lives until every part is back and no payload receive is out. */
+static void io_maybe_finish(struct bsteer_server *s, struct io *io)
+{
+	if (io->done == io->nparts && !io->payload_out)
+		io_finish(s, io);
+}
+
 static void nbd_complete(struct bsteer_server *s, __u32 r, int err)
 {
 	struct req_info *ri = rinfo(s, r);
 	struct io *io = ri->io;
-	__u32 i;
 
 	if (!io)
 		return;
 	ri->io = NULL;
-	if (err == -EPIPE && !io->broken) {
-		/* The peer left mid-payload: the parts not begun never will. */
-		io->broken = true;
-		for (i = io->recv_next; i < io->nparts; i++) {
-			rinfo(s, io->req[i])->io = NULL;
-			bsteer_req_abandon(&s->e, io->req[i]);
-			io->done++;
-		}
-		conn_fail(s, io->c, "client closed during a write payload");
-	}
+	if (err == -EPIPE)	/* the peer left mid-payload */
+		io_break(s, io, "client closed during a write payload");
 	if (!io->nbd_error)
 		io->nbd_error = nbd_errno(err);
 	if (io->cmd == CMD_READ)
 		bsteer_req_keep(&s->e, r);	/* its data goes out later */
-	if (++io->done == io->nparts)
-		io_finish(s, io);
+	io->done++;
+	io_maybe_finish(s, io);
 }
 
 /* Receive the payload of WRITE part io->recv_next into its slot. */
@@ -1094,6 +1139,8 @@ static int recv_part(struct bsteer_server *s, struct io *io)
 	if (err)
 		return err;
 	rinfo(s, req)->payload_c = c;
+	rinfo(s, req)->payload_io = io;
+	io->payload_out = true;
 	c->payload = true;
 	bsteer_stat_add(s->in, BSTEER_ST_FE_BYTES_WRITTEN, rq->len);
 	return 0;
@@ -1106,19 +1153,23 @@ static void nbd_op_done(struct bsteer_server *s, __u32 r, __u32 op, int res)
 
 	(void)op;
 	if (ri->payload_c) {
-		struct io *io = ri->io;
+		struct io *io = ri->payload_io;
 
 		c = ri->payload_c;
 		ri->payload_c = NULL;
+		ri->payload_io = NULL;
 		c->payload = false;
-		if (res < 0)
-			conn_fail(s, c, "payload receive failed");
-		else if (io && !io->broken && io->recv_next < io->nparts) {
+		io->payload_out = false;
+		if (res < 0) {
+			io_break(s, io, "payload receive failed");
+		} else if (!io->broken && io->recv_next < io->nparts) {
+			/* The rest is received even if the request was refused. */
 			if (recv_part(s, io))
-				conn_fail(s, c, "cannot receive a payload");
+				io_break(s, io, "cannot receive a payload");
 		} else {
 			arm_header(s, c);
 		}
+		io_maybe_finish(s, io);
 		conn_maybe_close(s, c);
 	} else if (ri->reply_c) {
 		struct reply *r;
