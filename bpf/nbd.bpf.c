@@ -9,18 +9,7 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* From the NBD protocol specification. */
-#define NBD_REQUEST_MAGIC	0x25609513
-#define NBD_HDR_LEN		28
-#define CMD_READ		0
-#define CMD_WRITE		1
-#define CMD_DISC		2
-#define CMD_FLUSH		3
-#define CMD_TRIM		4
-#define CMD_CACHE		5
-#define CMD_WRITE_ZEROES	6
-#define CMD_BLOCK_STATUS	7
-#define CMDF_KNOWN		0x1f	/* FUA NO_HOLE DF REQ_ONE FAST_ZERO */
+#include "nbd_proto.h"
 
 #ifndef EPROTO
 #define EPROTO			71
@@ -32,7 +21,7 @@ static __always_inline void nbd_parse(const __u8 *b, __s32 res,
 	__u32 magic;
 	bool ranged;
 
-	if (res != NBD_HDR_LEN) {
+	if (res != NBD_REQUEST_LEN) {
 		out->fatal = 1;
 		out->error = res < 0 ? res : -EPROTO;
 		return;
@@ -50,33 +39,33 @@ static __always_inline void nbd_parse(const __u8 *b, __s32 res,
 	out->len = bpf_ntohl(*(const __u32 *)(b + 24));
 
 	switch (out->cmd) {
-	case CMD_READ:
+	case NBD_CMD_READ:
 		out->type = BSTEER_REQ_READ;
 		break;
-	case CMD_WRITE:
+	case NBD_CMD_WRITE:
 		out->type = BSTEER_REQ_WRITE;
 		out->payload = 1;
 		break;
-	case CMD_FLUSH:
+	case NBD_CMD_FLUSH:
 		out->type = BSTEER_REQ_FLUSH;
 		break;
-	case CMD_TRIM:
+	case NBD_CMD_TRIM:
 		out->type = BSTEER_REQ_TRIM;
 		break;
-	case CMD_WRITE_ZEROES:
+	case NBD_CMD_WRITE_ZEROES:
 		out->type = BSTEER_REQ_WRITE_ZEROES;
 		break;
-	case CMD_DISC:
-	case CMD_CACHE:
-	case CMD_BLOCK_STATUS:
+	case NBD_CMD_DISC:
+	case NBD_CMD_CACHE:
+	case NBD_CMD_BLOCK_STATUS:
 		break;	/* the frontend answers these itself */
 	default:
 		out->error = -EINVAL;
 		return;
 	}
-	if (out->flags & ~CMDF_KNOWN)
+	if (out->flags & ~NBD_CMDF_KNOWN)
 		out->error = -EINVAL;
-	ranged = out->cmd != CMD_DISC && out->cmd != CMD_FLUSH;
+	ranged = out->cmd != NBD_CMD_DISC && out->cmd != NBD_CMD_FLUSH;
 	if (ranged && (!out->len || out->offset + out->len < out->offset))
 		out->error = -EINVAL;
 }

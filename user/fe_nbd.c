@@ -24,12 +24,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include "serve.h"
+#include "nbd_proto.h"
 
 /* Protocol constants, from the NBD protocol specification. */
 #define NBDMAGIC		0x4e42444d41474943ull
 #define IHAVEOPT		0x49484156454f5054ull
 #define REPLY_MAGIC_OPT		0x0003e889045565a9ull
-#define REQUEST_MAGIC		0x25609513u
 #define SIMPLE_REPLY_MAGIC	0x67446698u
 #define STRUCTURED_MAGIC	0x668e33efu
 
@@ -68,14 +68,6 @@
 #define TF_SEND_CACHE		(1 << 10)
 #define TF_SEND_FAST_ZERO	(1 << 11)
 
-#define CMD_READ		0
-#define CMD_WRITE		1
-#define CMD_DISC		2
-#define CMD_FLUSH		3
-#define CMD_TRIM		4
-#define CMD_CACHE		5
-#define CMD_WRITE_ZEROES	6
-#define CMD_BLOCK_STATUS	7
 
 #define REPLY_FLAG_DONE		(1 << 0)
 #define REPLY_OFFSET_DATA	1
@@ -89,10 +81,6 @@
 #define META_ALLOC_ID		1
 #define MAX_EXTENTS		64
 
-#define CMDF_FUA		(1 << 0)
-#define CMDF_NO_HOLE		(1 << 1)
-#define CMDF_REQ_ONE		(1 << 3)
-#define CMDF_FAST_ZERO		(1 << 4)
 
 #define NBD_EPERM		1
 #define NBD_EIO			5
@@ -701,7 +689,7 @@ static void queue_reply(struct bsteer_server *s, struct conn *c, __u64 cookie,
 	if (error)
 		bsteer_stat_add(s->in, BSTEER_ST_FE_ERRORS, 1);
 	bsteer_stat_add(s->in, BSTEER_ST_FE_BYTES_READ, len);
-	if (c->structured && cmd == CMD_READ) {
+	if (c->structured && cmd == NBD_CMD_READ) {
 		r = reply_alloc(s, c, error ? 26 : 28);
 		if (!r)
 			return;
@@ -745,7 +733,7 @@ static void queue_block_status(struct bsteer_server *s, struct conn *c,
 		__u32 flags;
 
 		if (data < 0 && errno != ENXIO) {
-			queue_reply(s, c, cookie, nbd_errno(-errno), CMD_BLOCK_STATUS,
+			queue_reply(s, c, cookie, nbd_errno(-errno), NBD_CMD_BLOCK_STATUS,
 				    0, NULL);
 			return;
 		}
@@ -787,7 +775,7 @@ static void io_free(struct bsteer_server *s, struct io *io)
 	__u32 i;
 
 	/* READ parts were kept for their data: let them go now. */
-	for (i = 0; io->cmd == CMD_READ && i < io->nparts; i++)
+	for (i = 0; io->cmd == NBD_CMD_READ && i < io->nparts; i++)
 		bsteer_req_put(&s->e, io->req[i]);
 	free(io);
 }
@@ -887,7 +875,7 @@ static void start_io(struct bsteer_server *s, struct conn *c,
 		     const struct bsteer_blkreq *p, __u32 nerr, __u8 rtype)
 {
 	struct export *ex = c->ex;
-	bool data = p->cmd == CMD_READ || p->cmd == CMD_WRITE;
+	bool data = p->cmd == NBD_CMD_READ || p->cmd == NBD_CMD_WRITE;
 	__u32 slot_size = s->in->slot_size, n, i, slot;
 	struct io *io;
 	int err = 0;
@@ -927,8 +915,8 @@ static void start_io(struct bsteer_server *s, struct conn *c,
 		io->nparts = i + 1;
 		bsteer_req_set_legs(&s->e, r, ex->tbase, ex->ntargets);
 		s->in->reqs[r].flags |= BSTEER_REQF_EXACT |
-			((p->flags & CMDF_FUA) ? BSTEER_REQF_FUA : 0) |
-			((p->flags & CMDF_NO_HOLE) ? BSTEER_REQF_NO_HOLE : 0);
+			((p->flags & NBD_CMDF_FUA) ? BSTEER_REQF_FUA : 0) |
+			((p->flags & NBD_CMDF_NO_HOLE) ? BSTEER_REQF_NO_HOLE : 0);
 		/* Nothing of this index's earlier life may leak into this one. */
 		memset(rinfo(s, r), 0, sizeof(struct req_info));
 		rinfo(s, r)->io = io;
@@ -947,7 +935,7 @@ static void start_io(struct bsteer_server *s, struct conn *c,
 		return;
 	}
 	c->reqs++;
-	if (p->cmd == CMD_WRITE) {
+	if (p->cmd == NBD_CMD_WRITE) {
 		err = recv_part(s, io);
 	} else {
 		/* The request is all in the header: a NOP brings it to the policy. */
@@ -980,62 +968,62 @@ static void on_header(struct bsteer_server *s, struct conn *c,
 	}
 	{
 		static const enum bsteer_stat by_cmd[] = {
-			[CMD_READ] = BSTEER_ST_FE_READ,
-			[CMD_WRITE] = BSTEER_ST_FE_WRITE,
-			[CMD_FLUSH] = BSTEER_ST_FE_FLUSH,
-			[CMD_TRIM] = BSTEER_ST_FE_TRIM,
-			[CMD_WRITE_ZEROES] = BSTEER_ST_FE_ZERO,
+			[NBD_CMD_READ] = BSTEER_ST_FE_READ,
+			[NBD_CMD_WRITE] = BSTEER_ST_FE_WRITE,
+			[NBD_CMD_FLUSH] = BSTEER_ST_FE_FLUSH,
+			[NBD_CMD_TRIM] = BSTEER_ST_FE_TRIM,
+			[NBD_CMD_WRITE_ZEROES] = BSTEER_ST_FE_ZERO,
 		};
 
-		if (type != CMD_DISC)
+		if (type != NBD_CMD_DISC)
 			bsteer_stat_add(s->in, type < sizeof(by_cmd) / sizeof(by_cmd[0]) &&
 					by_cmd[type] ? by_cmd[type] : BSTEER_ST_FE_OTHER, 1);
 	}
 	/* The parser's view must agree with the protocol before we act on it. */
-	if (p->payload != (type == CMD_WRITE) ||
-	    (rtype == BSTEER_REQ_WRITE) != (type == CMD_WRITE)) {
+	if (p->payload != (type == NBD_CMD_WRITE) ||
+	    (rtype == BSTEER_REQ_WRITE) != (type == NBD_CMD_WRITE)) {
 		conn_fail(s, c, "parser and frontend disagree");
 		return;
 	}
-	if (type == CMD_READ || type == CMD_WRITE || type == CMD_TRIM ||
-	    type == CMD_CACHE || type == CMD_WRITE_ZEROES ||
-	    type == CMD_BLOCK_STATUS) {
+	if (type == NBD_CMD_READ || type == NBD_CMD_WRITE || type == NBD_CMD_TRIM ||
+	    type == NBD_CMD_CACHE || type == NBD_CMD_WRITE_ZEROES ||
+	    type == NBD_CMD_BLOCK_STATUS) {
 		if (!nerr && (!len || off > ex->size || len > ex->size - off))
 			nerr = NBD_EINVAL;
 		/* The advertised minimum block size is 512: hold clients to it. */
 		else if (!nerr && ((off | len) & (MIN_BLOCK - 1)))
 			nerr = NBD_EINVAL;
-		else if (!nerr && ex->rdonly && (type == CMD_WRITE || type == CMD_TRIM ||
-						 type == CMD_WRITE_ZEROES))
+		else if (!nerr && ex->rdonly && (type == NBD_CMD_WRITE || type == NBD_CMD_TRIM ||
+						 type == NBD_CMD_WRITE_ZEROES))
 			nerr = NBD_EPERM;
 	}
 	switch (type) {
-	case CMD_DISC:
+	case NBD_CMD_DISC:
 		c->closing = true;
 		conn_maybe_close(s, c);
 		return;
-	case CMD_READ:
-	case CMD_WRITE:
+	case NBD_CMD_READ:
+	case NBD_CMD_WRITE:
 		/* Checked before anything is leased: a client cannot make us allocate. */
 		if (len > max_io(s)) {
-			if (type == CMD_WRITE) {
+			if (type == NBD_CMD_WRITE) {
 				conn_fail(s, c, "write payload larger than the maximum block size");
 				return;
 			}
 			nerr = NBD_EINVAL;
 		}
 		break;
-	case CMD_FLUSH:
-	case CMD_TRIM:
-	case CMD_WRITE_ZEROES:
+	case NBD_CMD_FLUSH:
+	case NBD_CMD_TRIM:
+	case NBD_CMD_WRITE_ZEROES:
 		break;
-	case CMD_CACHE:
+	case NBD_CMD_CACHE:
 		/* Advisory: the page cache does its own read-ahead. */
 		c->reqs++;
 		queue_reply(s, c, cookie, nerr, type, off, NULL);
 		arm_header(s, c);
 		return;
-	case CMD_BLOCK_STATUS:
+	case NBD_CMD_BLOCK_STATUS:
 		/* Metadata, answered here: it moves no data. */
 		c->reqs++;
 		if (!c->meta_alloc)
@@ -1044,7 +1032,7 @@ static void on_header(struct bsteer_server *s, struct conn *c,
 			queue_reply(s, c, cookie, nerr, type, off, NULL);
 		else
 			queue_block_status(s, c, cookie, off, len,
-					   flags & CMDF_REQ_ONE);
+					   flags & NBD_CMDF_REQ_ONE);
 		arm_header(s, c);
 		return;
 	default:
@@ -1052,7 +1040,7 @@ static void on_header(struct bsteer_server *s, struct conn *c,
 		rtype = BSTEER_REQ_NONE;
 	}
 	/* An error decided here, with no payload to drain, needs no request. */
-	if (nerr && (type != CMD_WRITE || !len)) {
+	if (nerr && (type != NBD_CMD_WRITE || !len)) {
 		c->reqs++;
 		queue_reply(s, c, cookie, nerr, type, off, NULL);
 		arm_header(s, c);
@@ -1072,8 +1060,8 @@ static void io_finish(struct bsteer_server *s, struct io *io)
 		conn_maybe_close(s, c);
 		return;
 	}
-	if (io->cmd == CMD_READ && !io->nbd_error) {
-		queue_reply(s, c, io->cookie, 0, CMD_READ, io->offset, io);
+	if (io->cmd == NBD_CMD_READ && !io->nbd_error) {
+		queue_reply(s, c, io->cookie, 0, NBD_CMD_READ, io->offset, io);
 		return;
 	}
 	queue_reply(s, c, io->cookie, io->nbd_error, io->cmd, io->offset, NULL);
@@ -1119,7 +1107,7 @@ static void nbd_complete(struct bsteer_server *s, __u32 r, int err)
 		io_break(s, io, "client closed during a write payload");
 	if (!io->nbd_error)
 		io->nbd_error = nbd_errno(err);
-	if (io->cmd == CMD_READ)
+	if (io->cmd == NBD_CMD_READ)
 		bsteer_req_keep(&s->e, r);	/* its data goes out later */
 	io->done++;
 	io_maybe_finish(s, io);
