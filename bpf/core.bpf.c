@@ -171,24 +171,17 @@ int BPF_PROG(bsteer_complete, void *rctx, void *req, struct io_uring_cqe *cqe)
 		stat_inc(BSTEER_ST_FOREIGN);
 		return 0;
 	}
-	/* A frontend header: its parser turns it into a request. */
-	if (bsteer_parse_ud_is(ud)) {
-		s = bpf_map_lookup_elem(&scratch, &zero);
-		if (!s)
-			return 0;
-		s->user_data = ud;
-		s->res = cqe->res;
-		s->ring = *ring;
-		bpf_tail_call(ctx, &parsers, bsteer_parse_ud_parser(ud));
-		return 0;
-	}
-
 	s = bpf_map_lookup_elem(&scratch, &zero);
 	if (!s)
 		return 0;
 	s->user_data = ud;
 	s->res = cqe->res;
 	s->ring = *ring;
+	/* A frontend header: its parser turns it into a request. */
+	if (bsteer_parse_ud_is(ud)) {
+		bpf_tail_call(ctx, &parsers, bsteer_parse_ud_parser(ud));
+		return 0;
+	}
 	bpf_tail_call(ctx, &policy, 0);
 	stat_inc(BSTEER_ST_NO_POLICY);
 	return 0;

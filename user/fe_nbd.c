@@ -160,7 +160,6 @@ struct conn {
 
 struct req_info {
 	struct io *io;		/* the client request it is a part of */
-	__u32 part;
 	struct io *payload_io;	/* its payload receive is out, for this io */
 	struct conn *payload_c;	/* ... on this connection */
 	struct conn *reply_c;	/* its reply data is being sent */
@@ -179,7 +178,6 @@ struct nbd {
 	struct req_info *ri;	/* per request of the engine */
 	__u32 nstalled;
 	bool stopping;
-	__u64 nconns;
 };
 
 static struct nbd *priv(struct bsteer_server *s)
@@ -355,6 +353,27 @@ static int send_info(struct bsteer_server *s, int fd, __u32 opt, __u16 type,
 	return opt_reply(fd, opt, REP_INFO, b, n);
 }
 
+/*
+ * The export name that opens INFO, GO and the META_CONTEXT options: a
+ * 32-bit length, then the name, with at least @tail bytes after it.
+ * Returns the bytes consumed, or 0 if the lengths do not add up.
+ */
+static __u32 opt_export_name(const unsigned char *d, __u32 len, __u32 tail,
+			     char *name)
+{
+	__u32 nlen;
+
+	if (len < 4 + tail)
+		return 0;
+	memcpy(&nlen, d, 4);
+	nlen = be32toh(nlen);
+	if (nlen > len - 4 - tail)
+		return 0;
+	memcpy(name, d + 4, nlen);
+	name[nlen] = 0;
+	return 4 + nlen;
+}
+
 /* OPT_INFO / OPT_GO. Returns 1 to enter transmission (GO), 0, or -EIO. */
 static int opt_info_go(struct bsteer_server *s, int fd, __u32 opt,
 		       const unsigned char *d, __u32 len, struct export **out)
@@ -365,22 +384,17 @@ static int opt_info_go(struct bsteer_server *s, int fd, __u32 opt,
 	__u32 nlen;
 	__u16 ninfo, i;
 
-	if (len < 6)
-		return opt_error(fd, opt, REP_ERR_INVALID, "option too short");
-	memcpy(&nlen, d, 4);
-	nlen = be32toh(nlen);
-	if (nlen > len - 6)
+	nlen = opt_export_name(d, len, 2, name);
+	if (!nlen)
 		return opt_error(fd, opt, REP_ERR_INVALID, "bad name length");
-	memcpy(name, d + 4, nlen);
-	name[nlen] = 0;
-	memcpy(&ninfo, d + 4 + nlen, 2);
+	memcpy(&ninfo, d + nlen, 2);
 	ninfo = be16toh(ninfo);
-	if (len != 6 + nlen + 2u * ninfo)
+	if (len != nlen + 2 + 2u * ninfo)
 		return opt_error(fd, opt, REP_ERR_INVALID, "bad option length");
 	for (i = 0; i < ninfo; i++) {
 		__u16 t;
 
-		memcpy(&t, d + 6 + nlen + 2 * i, 2);
+		memcpy(&t, d + nlen + 2 + 2 * i, 2);
 		t = be16toh(t);
 		want_name |= t == INFO_NAME;
 		want_desc |= t == INFO_DESCRIPTION;
@@ -418,17 +432,12 @@ static int opt_meta(struct bsteer_server *s, int fd, __u32 opt,
 	if (!ng->structured)
 		return opt_error(fd, opt, REP_ERR_INVALID,
 				 "negotiate structured replies first");
-	if (len < 8)
-		return opt_error(fd, opt, REP_ERR_INVALID, "option too short");
-	memcpy(&nlen, d, 4);
-	nlen = be32toh(nlen);
-	if (nlen > len - 8)
+	nlen = opt_export_name(d, len, 4, name);
+	if (!nlen)
 		return opt_error(fd, opt, REP_ERR_INVALID, "bad name length");
-	memcpy(name, d + 4, nlen);
-	name[nlen] = 0;
-	memcpy(&nq, d + 4 + nlen, 4);
+	memcpy(&nq, d + nlen, 4);
 	nq = be32toh(nq);
-	pos = 8 + nlen;
+	pos = nlen + 4;
 	for (q = 0; q < nq; q++) {
 		if (len - pos < 4)
 			return opt_error(fd, opt, REP_ERR_INVALID, "truncated query");
@@ -920,7 +929,6 @@ static void start_io(struct bsteer_server *s, struct conn *c,
 		/* Nothing of this index's earlier life may leak into this one. */
 		memset(rinfo(s, r), 0, sizeof(struct req_info));
 		rinfo(s, r)->io = io;
-		rinfo(s, r)->part = i;
 		if (data && (err = bsteer_slot_lease(&s->e, r, &slot)))
 			break;
 	}
@@ -1254,7 +1262,6 @@ static void on_accept(struct bsteer_server *s, int fd)
 	c->ex = ex;
 	c->structured = ng.structured;
 	c->meta_alloc = ng.meta_alloc;
-	n->nconns++;
 	bsteer_stat_add(s->in, BSTEER_ST_CONNS_OPEN, 1);
 	bsteer_stat_add(s->in, BSTEER_ST_CONNS_TOTAL, 1);
 	if (s->verbose)
