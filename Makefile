@@ -29,9 +29,14 @@ endif
 # The core hooks and the policies built into the binary.
 BPF_APPS := \
 	core \
+	cow \
 	mirror \
+	mirror_lif \
+	mirror_rr \
 	nbd \
-	passthrough
+	passthrough \
+	redirect \
+	stripe
 
 # Policies that selftests load from files; they misbehave on purpose.
 TEST_PROGS := \
@@ -49,14 +54,17 @@ TEST_PROGS := \
 LIB_OBJS := \
 	abi_check \
 	be_file \
+	cowmap \
 	engine \
 	fe_nbd \
 	instance \
+	policies \
 	serve \
 	util
 
 CLI_OBJS := \
 	cmd_copy \
+	cmd_cow \
 	cmd_policy \
 	cmd_serve \
 	cmd_stat \
@@ -88,6 +96,17 @@ $(OUTPUT) $(OUTPUT)/bpf $(OUTPUT)/user $(OUTPUT)/selftests $(OUTPUT)/selftests/p
 $(OUTPUT)/bpf/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) | $(OUTPUT)/bpf
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+# Mirror variants: one source, a different default read mode each.
+$(OUTPUT)/bpf/mirror_rr.bpf.o: bpf/mirror.bpf.c $(BPF_HDRS) | $(OUTPUT)/bpf
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -DMIRROR_NAME=mirror_rr \
+		-DMIRROR_ID=BSTEER_POL_MIRROR_RR -DMIRROR_READ=MIRROR_READ_RR -c $< -o $@
+
+$(OUTPUT)/bpf/mirror_lif.bpf.o: bpf/mirror.bpf.c $(BPF_HDRS) | $(OUTPUT)/bpf
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -DMIRROR_NAME=mirror_lif \
+		-DMIRROR_ID=BSTEER_POL_MIRROR_LIF -DMIRROR_READ=MIRROR_READ_LIF -c $< -o $@
 
 $(OUTPUT)/selftests/progs/%.bpf.o: selftests/progs/%.bpf.c $(BPF_HDRS) | $(OUTPUT)/selftests/progs
 	$(call msg,BPF,$@)

@@ -40,6 +40,9 @@
 #ifndef EPIPE
 #define EPIPE		32
 #endif
+#ifndef ETIME
+#define ETIME		62
+#endif
 #ifndef EOPNOTSUPP
 #define EOPNOTSUPP	95
 #endif
@@ -268,6 +271,9 @@ static __always_inline int core_begin(struct bsteer_pctx *p, __u64 ud,
 		return CORE_DECIDED;
 	}
 
+	/* A WAIT that ran its course is a success. */
+	if (o->opcode == BSTEER_OP_WAIT && res == -ETIME)
+		res = 0;
 	p->res = res < 0 ? res : (__s32)(o->done + res);
 	/*
 	 * A policy's READ that ends short (the target is smaller than asked)
@@ -296,7 +302,8 @@ static __always_inline int core_begin(struct bsteer_pctx *p, __u64 ud,
 			req->len = p->res;
 	}
 
-	if (!(o->flags & BSTEER_OPF_FRONTEND) && o->target < BSTEER_MAX_TARGETS) {
+	if (!(o->flags & BSTEER_OPF_FRONTEND) && o->opcode != BSTEER_OP_WAIT &&
+	    o->target < BSTEER_MAX_TARGETS) {
 		__u32 t = o->target;
 		struct bsteer_target *tg = bpf_map_lookup_elem(&targets, &t);
 

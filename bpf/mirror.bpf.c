@@ -1,17 +1,48 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * mirror: writes and flushes go to every healthy leg from one sealed slot;
- * reads go to the first healthy leg and move to the next one on error. A
- * leg that fails is taken out of service; the request succeeds while at
- * least one leg took the write.
+ * a read goes to one healthy leg and moves to the next one on error. A leg
+ * that fails is taken out of service; the request succeeds while at least
+ * one leg took the write.
+ *
+ * Which leg serves a read: cfg word 0, MIRROR_READ_* (0 = this object's
+ * default). The same source builds three objects that differ only in that
+ * default: mirror (primary), mirror_rr (round-robin) and mirror_lif (least
+ * in flight). All keep the same layout, so they swap freely under load.
  *
  * Request scratch: pstate[0] is the mask of legs that completed the op.
  */
 #include "policy.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+BSTEER_LAYOUT("replica");
 
 #define MIRROR_MAX_LEGS	BSTEER_DEC_OPS
+
+enum {
+	MIRROR_READ_DEFAULT	= 0,
+	MIRROR_READ_PRIMARY	= 1,	/* the first healthy leg */
+	MIRROR_READ_RR		= 2,	/* each read to the next leg */
+	MIRROR_READ_LIF		= 3,	/* the leg with the fewest ops out */
+};
+
+#define MIRROR_CAT(a, b)	a##_##b
+#define MIRROR_CAT2(a, b)	MIRROR_CAT(a, b)
+#define MIRROR_FN(x)		MIRROR_CAT2(MIRROR_NAME, x)
+
+#ifndef MIRROR_NAME
+#define MIRROR_NAME	mirror
+#define MIRROR_ID	BSTEER_POL_MIRROR
+#define MIRROR_READ	MIRROR_READ_PRIMARY
+#endif
+
+/* The round-robin cursor, shared by every mirror object of the instance. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} mirror_rr SEC(".maps");
 
 static __always_inline int mirror_fanout(struct bsteer_pctx *p, __u8 opcode,
 					 __u32 slot, __u32 len)
@@ -50,6 +81,42 @@ static __always_inline int mirror_pick(struct bsteer_pctx *p, __u32 from)
 	return -1;
 }
 
+/* The leg a new read goes to, by the configured read mode; -1 if none. */
+static __always_inline int mirror_read_leg(struct bsteer_pctx *p)
+{
+	__u32 mode = p->cfg->word[0] ?: MIRROR_READ;
+	__u32 n = bsteer_nlegs(p), i, k, t, zero = 0, start = 0;
+	__u64 best = ~0ull, *cur;
+	struct bsteer_target *tg;
+	int pick = -1;
+
+	if (n > MIRROR_MAX_LEGS)
+		n = MIRROR_MAX_LEGS;
+	if (mode == MIRROR_READ_RR && n) {
+		cur = bpf_map_lookup_elem(&mirror_rr, &zero);
+		if (cur)
+			start = __sync_fetch_and_add(cur, 1) % n;
+	}
+	for (i = 0; i < MIRROR_MAX_LEGS; i++) {
+		if (i >= n)
+			break;
+		k = start + i;
+		if (k >= n)
+			k -= n;
+		t = bsteer_leg(p, k);
+		tg = bsteer_target(t);
+		if (!tg || (tg->flags & BSTEER_TGT_FAILED))
+			continue;
+		if (mode != MIRROR_READ_LIF)
+			return t;
+		if (tg->inflight < best) {
+			best = tg->inflight;
+			pick = t;
+		}
+	}
+	return pick;
+}
+
 static __always_inline void mirror_arrival(struct bsteer_pctx *p)
 {
 	struct bsteer_req *rq = p->req;
@@ -73,7 +140,7 @@ static __always_inline void mirror_arrival(struct bsteer_pctx *p)
 			bsteer_note_error(p, -EIO);
 		break;
 	case BSTEER_REQ_READ:
-		leg = mirror_pick(p, 0);
+		leg = mirror_read_leg(p);
 		if (leg < 0 || bsteer_emit(p, BSTEER_OP_READ, leg, rq->slot, 0,
 					   rq->len, rq->offset))
 			bsteer_note_error(p, -EIO);
@@ -104,7 +171,7 @@ static __always_inline void mirror_op_done(struct bsteer_pctx *p)
 	bsteer_note_error(p, p->res);
 }
 
-static __always_inline void mirror_decide(struct bsteer_pctx *p)
+static __always_inline void MIRROR_FN(decide)(struct bsteer_pctx *p)
 {
 	struct bsteer_req *rq = p->req;
 
@@ -128,4 +195,4 @@ static __always_inline void mirror_decide(struct bsteer_pctx *p)
 	bsteer_join(p);
 }
 
-BSTEER_POLICY(mirror, BSTEER_POL_MIRROR)
+BSTEER_POLICY(MIRROR_NAME, MIRROR_ID)

@@ -3,6 +3,7 @@
 #include "policy.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+BSTEER_LAYOUT("linear");
 
 static __always_inline void passthrough_arrival(struct bsteer_pctx *p)
 {

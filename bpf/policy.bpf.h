@@ -220,7 +220,145 @@ static __always_inline int bsteer_join(struct bsteer_pctx *p)
 	return 1;
 }
 
-#define BSTEER_POLICY(name, id)						\
+/*
+ * The data layout a policy keeps on its targets, in an ELF section the
+ * loader reads: "bsteer policy swap" only moves a live instance between
+ * policies that keep the same layout (see docs/policies.md).
+ */
+#define BSTEER_LAYOUT(s)						\
+	const char bsteer_layout[] SEC(".rodata.bsteer_layout")		\
+		__attribute__((used)) = s
+
+/* Ask to be called again for this request after @us microseconds. */
+static __always_inline int bsteer_wait(struct bsteer_pctx *p, __u32 us)
+{
+	if (us > BSTEER_WAIT_MAX_US)
+		us = BSTEER_WAIT_MAX_US;
+	return bsteer_emit(p, BSTEER_OP_WAIT, 0, BSTEER_NO_SLOT, 0, us, 0);
+}
+
+/* The op that carries a piece of a request to a target. */
+static __always_inline __u8 bsteer_data_op(struct bsteer_req *rq)
+{
+	switch (rq->type) {
+	case BSTEER_REQ_READ:
+		return BSTEER_OP_READ;
+	case BSTEER_REQ_WRITE:
+		return BSTEER_OP_WRITE;
+	default:
+		return bsteer_discard_op(rq);
+	}
+}
+
+/* Flush every healthy leg (FLUSH requests, FUA). Returns ops emitted. */
+static __always_inline int bsteer_flush_legs(struct bsteer_pctx *p, __u8 opcode)
+{
+	__u32 n = bsteer_nlegs(p), i, t;
+	int emitted = 0;
+
+	for (i = 0; i < BSTEER_DEC_OPS; i++) {
+		if (i >= n)
+			break;
+		t = bsteer_leg(p, i);
+		if (!bsteer_target_ok(t))
+			continue;
+		if (bsteer_emit(p, opcode, t, BSTEER_NO_SLOT, 0, 0, 0))
+			break;
+		emitted++;
+	}
+	return emitted;
+}
+
+/*
+ * Splitting a request into pieces (stripe chunks, table ranges). The
+ * policy provides
+ *
+ *	static __always_inline int NAME_piece(struct bsteer_pctx *p, __u64 pos,
+ *					      __u32 *target, __u64 *toff,
+ *					      __u32 *len);
+ *
+ * which maps byte @pos of the request (0 = its first byte) to a target,
+ * the target's offset, and how many bytes from there stay on that target
+ * (at most *len on entry). BSTEER_SPLIT(p, NAME) emits the pieces not yet
+ * handed out, as many as the decision holds; pstate[0] counts the bytes
+ * handed out, so each later completion sends the next wave. A piece's
+ * data sits at its own offset within the request's one slot.
+ */
+#define BSTEER_SPLIT_DONE(p) ((p)->req->pstate[0] >= (p)->req->len)
+
+#define BSTEER_SPLIT(p, name)						\
+({									\
+	struct bsteer_req *__rq = (p)->req;				\
+	__u8 __opc = bsteer_data_op(__rq);				\
+	int __err = 0;							\
+	__u32 __i;							\
+									\
+	for (__i = 0; __i < BSTEER_DEC_OPS; __i++) {			\
+		__u64 __pos = __rq->pstate[0], __toff = 0;		\
+		__u32 __t = 0, __len;					\
+		__u32 __slot = BSTEER_NO_SLOT, __soff = 0;		\
+									\
+		if (__pos >= __rq->len)					\
+			break;						\
+		__len = __rq->len - __pos;				\
+		__err = name##_piece((p), __pos, &__t, &__toff, &__len); \
+		if (__err)						\
+			break;						\
+		if (__opc == BSTEER_OP_READ || __opc == BSTEER_OP_WRITE) { \
+			__slot = __rq->slot;				\
+			__soff = __pos;					\
+		}							\
+		if (bsteer_emit((p), __opc, __t, __slot, __soff, __len,	\
+				__toff))				\
+			break;						\
+		__rq->pstate[0] = __pos + __len;			\
+	}								\
+	if (__err) {							\
+		bsteer_note_error((p), __err);				\
+		__rq->pstate[0] = __rq->len;	/* hand out no more */	\
+	}								\
+	__err;								\
+})
+
+/*
+ * A whole policy for layouts that split requests (stripe, redirect): data
+ * requests go out piece by piece, a FLUSH goes to every leg, a failed
+ * piece fails the request (no redundancy to fall back on).
+ */
+#define BSTEER_SPLIT_DECIDE(p, name)					\
+do {									\
+	struct bsteer_req *__r = (p)->req;				\
+									\
+	if ((p)->res < 0) {						\
+		if (bsteer_err_transient((p)->res) && !bsteer_retry(p))	\
+			break;						\
+		bsteer_note_error((p), (p)->res);			\
+		__r->pstate[0] = __r->len;				\
+	} else if (bsteer_is_arrival(p)) {				\
+		if (__r->type == BSTEER_REQ_FLUSH) {			\
+			if (!bsteer_flush_legs((p), BSTEER_OP_FSYNC))	\
+				bsteer_note_error((p), -EIO);		\
+		} else if (__r->type == BSTEER_REQ_NONE) {		\
+			bsteer_note_error((p), -EOPNOTSUPP);		\
+		} else {						\
+			if (__r->type == BSTEER_REQ_WRITE)		\
+				bsteer_seal((p), __r->slot);		\
+			BSTEER_SPLIT((p), name);			\
+		}							\
+	} else if (!BSTEER_SPLIT_DONE(p)) {				\
+		BSTEER_SPLIT((p), name);				\
+	}								\
+	if (__r->inflight || (p)->dec->nops)				\
+		break;							\
+	if (bsteer_fua_due(p) &&					\
+	    bsteer_flush_legs((p), BSTEER_OP_FDATASYNC))		\
+		break;							\
+	bsteer_join(p);							\
+} while (0)
+
+/* The wrapper lets NAME be a macro itself (bpf/mirror.bpf.c). */
+#define BSTEER_POLICY(name, id)	BSTEER_POLICY_(name, id)
+#define BSTEER_POLICY_(name, id)					\
 SEC("tp_btf/io_uring_complete")						\
 int name##_tp(__u64 *ctx)						\
 {									\

@@ -29,7 +29,7 @@
 #define BSTEER_REQ_OPS		8	/* ops one request may have in flight */
 #define BSTEER_DEC_OPS		8	/* ops one decision may emit */
 #define BSTEER_DEC_RELEASE	2	/* slots one decision may release */
-#define BSTEER_OP_BUDGET	64	/* ops one request may issue, ever */
+#define BSTEER_OP_BUDGET	256	/* ops one request may issue, ever */
 #define BSTEER_BATCH		64	/* completions per fallback run */
 #define BSTEER_CFG_WORDS	16	/* policy configuration words */
 #define BSTEER_POLICY_IDS	16	/* map "policy_stats": decisions by id */
@@ -189,8 +189,12 @@ enum bsteer_opcode {
 	BSTEER_OP_FDATASYNC	= 4,
 	BSTEER_OP_PUNCH		= 5,	/* deallocate a range (reads as 0) */
 	BSTEER_OP_ZERO		= 6,	/* zero a range, keeping it allocated */
+	BSTEER_OP_WAIT		= 7,	/* complete (res 0) after len microseconds;
+					 * no target, no slot: "ask me again" */
 	BSTEER_OP__MAX,
 };
+
+#define BSTEER_WAIT_MAX_US	1000000	/* longest BSTEER_OP_WAIT */
 
 /* Per-op flags (request op record and decision op). */
 #define BSTEER_OPF_FRONTEND	0x1	/* issued by the frontend, not policy */
@@ -279,7 +283,8 @@ struct bsteer_target {
 	__u64 ops;		/* completed ops */
 	__u64 bytes;
 	__u64 errors;
-	__u64 pad0[3];
+	__u64 inflight;		/* ops out now; the executor keeps it */
+	__u64 pad0[2];
 };
 
 /* Per-ring state: map "rings". */
@@ -317,7 +322,28 @@ struct bsteer_fallback_args {
 enum bsteer_policy_id {
 	BSTEER_POL_NONE		= 0,
 	BSTEER_POL_PASSTHROUGH	= 1,
-	BSTEER_POL_MIRROR	= 2,
+	BSTEER_POL_MIRROR	= 2,	/* reads: primary, or per cfg */
+	BSTEER_POL_STRIPE	= 3,
+	BSTEER_POL_REDIRECT	= 4,
+	BSTEER_POL_COW		= 5,
+	BSTEER_POL_MIRROR_RR	= 6,	/* mirror, reads round-robin */
+	BSTEER_POL_MIRROR_LIF	= 7,	/* mirror, reads least-in-flight */
+};
+
+/*
+ * The redirect policy's table: map "redirect_table", a hash keyed by entry
+ * number 0, 1, 2, ... (dense: the lookup stops at the first missing key).
+ * Export bytes [start, start + len) live on leg @leg of the export at
+ * @toff onwards. Replacing one entry is atomic for the policy.
+ */
+#define BSTEER_REDIRECT_MAX	64
+
+struct bsteer_range {
+	__u64 start;
+	__u64 len;
+	__u64 toff;
+	__u32 leg;
+	__u32 pad0;
 };
 
 /* Policy configuration: map "cfg", words defined by each policy. */
@@ -335,9 +361,10 @@ struct bsteer_info {
 	__u32 nslots;
 	__u32 slot_size;
 	__u32 nrings;
-	__u32 pad0;
+	__u32 legs;		/* the most legs of one export */
 	char  policy[32];
 	char  kind[16];		/* "copy", "serve" */
+	char  layout[32];	/* data layout the targets hold (see policies) */
 };
 
 /* Stat counters: map "stats", array of __u64 indexed by this enum. */

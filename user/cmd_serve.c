@@ -13,7 +13,9 @@
 #include <pthread.h>
 #include <unistd.h>
 #include "cmd.h"
+#include <bpf/bpf.h>
 #include "serve.h"
+#include "cowmap.h"
 
 #define DEF_LISTEN	"tcp:127.0.0.1:10809"
 #define DEF_DIR		"bsteer-data"
@@ -88,6 +90,14 @@ static int parse_export(struct bsteer_server *s, char *spec)
 			ex->rdonly = true;
 		} else if (!strncmp(tok, "policy=", 7)) {
 			snprintf(ex->policy, sizeof(ex->policy), "%s", tok + 7);
+		} else if (strchr(tok, '=') && !strstr(tok, "://")) {
+			/* A policy setting: checked once the policy is known. */
+			if (ex->nopts == sizeof(ex->opts) / sizeof(ex->opts[0])) {
+				fprintf(stderr, "bsteer serve: export '%s': too many settings\n",
+					ex->name);
+				return -EINVAL;
+			}
+			ex->opts[ex->nopts++] = tok;
 		} else if (ex->ntargets == BSTEER_MAX_TARGETS) {
 			fprintf(stderr, "bsteer serve: export '%s': too many targets\n",
 				ex->name);
@@ -130,67 +140,295 @@ static int default_export(struct bsteer_server *s)
 	return 0;
 }
 
-/* Open every target; exports take consecutive target indices. */
-static int open_exports(struct bsteer_server *s, int *fds, __u32 *nfds,
-			const char **policy)
+/* What the exports ask of their policy, before the instance exists. */
+struct serve_policy {
+	const char *name;
+	const struct bsteer_policy_desc *d;	/* NULL: a .bpf.o file */
+	struct bsteer_cfg cfg;
+	struct bsteer_range table[BSTEER_REDIRECT_MAX];
+	__u32 ntable;
+	__u64 size;				/* size=, 0: from the legs */
+	const char *cowmap;			/* cowmap=PATH */
+	__u32 legs;				/* most legs of one export */
+};
+
+/* One policy per instance; its settings come from the exports' KEY=VALUEs. */
+static int resolve_policy(struct bsteer_server *s, struct serve_policy *sp,
+			  __u64 slot_size)
 {
+	const struct bsteer_cfg_key *k;
+	__u32 i;
+	int x;
+
+	memset(sp, 0, sizeof(*sp));
+	for (x = 0; x < s->nexports; x++) {
+		struct export *ex = &s->exports[x];
+
+		if (ex->ntargets > sp->legs)
+			sp->legs = ex->ntargets;
+		if (!ex->policy[0])
+			continue;
+		if (sp->name && strcmp(sp->name, ex->policy)) {
+			fprintf(stderr, "bsteer serve: exports ask for policies %s and %s; one instance runs one policy (start another instance)\n",
+				sp->name, ex->policy);
+			return -EINVAL;
+		}
+		sp->name = ex->policy;
+	}
+	if (!sp->name)
+		sp->name = sp->legs > 1 ? "mirror" : "passthrough";
+	sp->d = bsteer_policy_find(sp->name);
+	if (!sp->d && !strchr(sp->name, '/') && !strstr(sp->name, ".o")) {
+		fprintf(stderr, "bsteer serve: unknown policy '%s' (see 'bsteer policy list', or give a path to a .bpf.o)\n",
+			sp->name);
+		return -EINVAL;
+	}
+	for (x = 0; x < s->nexports; x++) {
+		struct export *ex = &s->exports[x];
+
+		if (sp->d && (ex->ntargets < sp->d->min_legs ||
+			      ex->ntargets > sp->d->max_legs)) {
+			fprintf(stderr, "bsteer serve: export '%s': policy %s takes %u..%u targets, not %u\n",
+				ex->name, sp->name, sp->d->min_legs,
+				sp->d->max_legs, ex->ntargets);
+			return -EINVAL;
+		}
+		for (i = 0; i < ex->nopts; i++) {
+			const char *kv = ex->opts[i];
+
+			if (!strncmp(kv, "map=", 4)) {
+				if (!sp->d || !(sp->d->flags & BSTEER_PF_TABLE)) {
+					fprintf(stderr, "bsteer serve: export '%s': map= is for the redirect policy\n",
+						ex->name);
+					return -EINVAL;
+				}
+				if (sp->ntable == BSTEER_REDIRECT_MAX ||
+				    bsteer_range_parse(kv + 4, &sp->table[sp->ntable])) {
+					fprintf(stderr, "bsteer serve: export '%s': %s\n",
+						ex->name, sp->ntable == BSTEER_REDIRECT_MAX ?
+						"too many map= ranges" : bsteer_errbuf());
+					return -EINVAL;
+				}
+				if (sp->table[sp->ntable].leg >= ex->ntargets) {
+					fprintf(stderr, "bsteer serve: export '%s': map=%s names leg %u of %u\n",
+						ex->name, kv + 4,
+						sp->table[sp->ntable].leg, ex->ntargets);
+					return -EINVAL;
+				}
+				sp->ntable++;
+			} else if (!strncmp(kv, "size=", 5)) {
+				if (bsteer_parse_size(kv + 5, &sp->size) ||
+				    !sp->size || sp->size % 512) {
+					fprintf(stderr, "bsteer serve: export '%s': bad %s (a multiple of 512)\n",
+						ex->name, kv);
+					return -EINVAL;
+				}
+			} else if (!strncmp(kv, "cowmap=", 7)) {
+				sp->cowmap = kv + 7;
+			} else if (bsteer_policy_setting(sp->d, &sp->cfg, -1, kv,
+							 false)) {
+				fprintf(stderr, "bsteer serve: export '%s': %s\n",
+					ex->name, bsteer_errbuf());
+				return -EINVAL;
+			}
+		}
+	}
+	/* Layout settings are written down, so that nothing depends on defaults. */
+	for (k = sp->d ? sp->d->keys : NULL; k && k->name; k++)
+		if (k->fixed && !sp->cfg.word[k->word])
+			sp->cfg.word[k->word] = k->def;
+	if (sp->d && (sp->d->flags & BSTEER_PF_BASE_RDONLY) &&
+	    sp->cfg.word[0] * 4 > slot_size) {
+		fprintf(stderr, "bsteer serve: policy %s: chunk %llu is more than a quarter of the slot size %llu\n",
+			sp->name, (unsigned long long)sp->cfg.word[0],
+			(unsigned long long)slot_size);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Open every target; exports take consecutive target indices. */
+static int open_exports(struct bsteer_server *s, struct serve_policy *sp,
+			int *fds, __u32 *nfds)
+{
+	__u64 sizes[BSTEER_MAX_TARGETS];
+	char layout[32] = "";
 	__u32 n = 0, i;
 	int k, fd;
 
-	*policy = NULL;
+	bsteer_policy_layout(sp->name, layout, sizeof(layout));
 	for (k = 0; k < s->nexports; k++) {
 		struct export *ex = &s->exports[k];
+		bool base_ro = sp->d && (sp->d->flags & BSTEER_PF_BASE_RDONLY);
 
 		if (n + ex->ntargets > BSTEER_MAX_TARGETS) {
 			fprintf(stderr, "bsteer serve: more than %d targets in all\n",
 				BSTEER_MAX_TARGETS);
 			return -EINVAL;
 		}
-		if (ex->policy[0]) {
-			if (*policy && strcmp(*policy, ex->policy)) {
-				fprintf(stderr, "bsteer serve: exports ask for policies %s and %s; one instance runs one policy (start another instance)\n",
-					*policy, ex->policy);
-				return -EINVAL;
-			}
-			*policy = ex->policy;
-		}
 		ex->tbase = n;
-		ex->size = ~0ull;
+		ex->no_extents = strcmp(layout, "replica") && strcmp(layout, "linear");
 		snprintf(ex->description, sizeof(ex->description), "%s%s",
-			 ex->ntargets > 1 ? "mirror of " : "", ex->spec[0]);
+			 ex->ntargets > 1 ? (sp->d ? sp->d->name : "policy") : "",
+			 ex->spec[0]);
+		if (ex->ntargets > 1)
+			snprintf(ex->description, sizeof(ex->description),
+				 "%s over %s and %u more", sp->d ? sp->d->name : sp->name,
+				 ex->spec[0], ex->ntargets - 1);
 		for (i = 0; i < ex->ntargets; i++) {
-			__u64 size;
+			bool ro = ex->rdonly || (base_ro && i == 0);
 
+			if (base_ro && i == 1 && !strstr(ex->spec[i], "://") &&
+			    access(ex->spec[i], F_OK) && errno == ENOENT) {
+				/* A new overlay: an empty file, grown below. */
+				fd = open(ex->spec[i], O_RDWR | O_CREAT | O_EXCL |
+					  O_CLOEXEC, 0644);
+				if (fd >= 0)
+					close(fd);
+			}
 			ex->be[i] = bsteer_backend_for(ex->spec[i]);
 			if (!ex->be[i]) {
 				fprintf(stderr, "bsteer serve: no backend for target '%s'\n",
 					ex->spec[i]);
 				return -EINVAL;
 			}
-			fd = ex->be[i]->open(ex->spec[i], ex->rdonly, &size);
+			fd = ex->be[i]->open(ex->spec[i], ro, &sizes[i]);
 			if (fd < 0) {
 				fprintf(stderr, "bsteer serve: export '%s': cannot open %s: %s\n",
 					ex->name, ex->spec[i], strerror(-fd));
 				return fd;
 			}
-			if (ex->size != ~0ull && size != ex->size)
-				fprintf(stderr, "bsteer serve: export '%s': legs differ in size; serving the smallest\n",
-					ex->name);
-			if (size < ex->size)
-				ex->size = size;
 			ex->fd[i] = fd;
 			fds[n++] = fd;
+		}
+		if (sp->d && (sp->d->flags & BSTEER_PF_BASE_RDONLY) &&
+		    sizes[1] < sizes[0]) {
+			/* A new (or short) overlay grows to the base, sparsely. */
+			if (ftruncate(ex->fd[1], sizes[0])) {
+				fprintf(stderr, "bsteer serve: export '%s': overlay %s is smaller than the base and cannot grow: %s\n",
+					ex->name, ex->spec[1], strerror(errno));
+				return -errno;
+			}
+			sizes[1] = sizes[0];
+		}
+		ex->size = sp->d ? sp->d->export_size(&sp->cfg, sizes, ex->ntargets) :
+			   sizes[0];
+		for (i = 1; i < ex->ntargets && !sp->d; i++)
+			if (sizes[i] < ex->size)
+				ex->size = sizes[i];
+		if (sp->size)
+			ex->size = sp->size;
+		if (!sp->d || !strncmp(sp->d->name, "mirror", 6))
+			for (i = 1; i < ex->ntargets; i++)
+				if (sizes[i] != sizes[0])
+					fprintf(stderr, "bsteer serve: export '%s': legs differ in size; serving the smallest\n",
+						ex->name);
+		if (!ex->size) {
+			fprintf(stderr, "bsteer serve: export '%s': its targets give it no size under policy %s\n",
+				ex->name, sp->name);
+			return -EINVAL;
 		}
 	}
 	*nfds = n;
 	return 0;
 }
 
+/*
+ * Hand the policy its settings, now that its maps exist: cfg words, the
+ * redirect table, the cow bitmap loaded from beside the overlay.
+ */
+static int policy_state(struct bsteer_server *s, struct serve_policy *sp,
+			struct cowmap *cow, bool *cow_open)
+{
+	struct export *ex = &s->exports[0];
+	char path[PATH_MAX + 64];
+	__u32 i;
+	int fd, err;
+
+	for (i = 0; i < BSTEER_CFG_WORDS; i++)
+		__atomic_store_n(&s->in->cfg->word[i], sp->cfg.word[i],
+				 __ATOMIC_RELEASE);
+	if (sp->d && (sp->d->flags & BSTEER_PF_TABLE)) {
+		snprintf(path, sizeof(path), "%s/redirect_table", s->in->dir);
+		fd = bpf_obj_get(path);
+		if (fd < 0) {
+			fprintf(stderr, "bsteer serve: no redirect table at %s\n", path);
+			return -ENOENT;
+		}
+		if (!sp->ntable) {
+			/* No map= given: start as the identity onto leg 0. */
+			sp->table[0].len = ex->size;
+			sp->ntable = 1;
+		}
+		for (i = 0; i < sp->ntable; i++)
+			if (bpf_map_update_elem(fd, &i, &sp->table[i], BPF_ANY))
+				break;
+		close(fd);
+		if (i < sp->ntable) {
+			fprintf(stderr, "bsteer serve: cannot fill the redirect table: %s\n",
+				strerror(errno));
+			return -errno;
+		}
+	}
+	if (sp->d && (sp->d->flags & BSTEER_PF_BASE_RDONLY)) {
+		char cpath[PATH_MAX];
+		size_t len;
+		__u64 *bits;
+
+		if (s->nexports != 1) {
+			fprintf(stderr, "bsteer serve: policy %s serves one export per instance\n",
+				sp->name);
+			return -EINVAL;
+		}
+		s->in->targets[ex->tbase].flags |= BSTEER_TGT_RDONLY;
+		if (sp->cowmap)
+			snprintf(cpath, sizeof(cpath), "%s", sp->cowmap);
+		else if (strstr(ex->spec[1], "://"))
+			return fprintf(stderr, "bsteer serve: a remote overlay needs cowmap=PATH for its bitmap\n"),
+			       -EINVAL;
+		else
+			cowmap_path(ex->spec[1], cpath, sizeof(cpath));
+		err = cowmap_open(cow, cpath, sp->cfg.word[0], ex->size);
+		if (err) {
+			fprintf(stderr, "bsteer serve: %s\n", bsteer_errbuf());
+			return err;
+		}
+		*cow_open = true;
+		snprintf(path, sizeof(path), "%s/cow_bitmap", s->in->dir);
+		fd = bpf_obj_get(path);
+		bits = fd >= 0 ? bsteer_map_mmap(fd, &len, true) : NULL;
+		if (fd >= 0)
+			close(fd);
+		if (!bits || len < cow->nwords * 8) {
+			fprintf(stderr, "bsteer serve: cannot map the cow bitmap (%llu chunks; at most %zu)\n",
+				(unsigned long long)cow->nchunks, bits ? len * 8 : 0);
+			return -EINVAL;
+		}
+		cowmap_attach(cow, bits);
+		/* The overlay's own chunk size wins over the default. */
+		s->in->cfg->word[0] = cow->chunk;
+		s->in->cfg->word[1] = ex->size;
+		s->in->cfg->word[2] = s->in->slot_size;
+		ex->part_max = s->in->slot_size - 2 * cow->chunk;
+		ex->no_zeroes = true;
+		s->cow = cow;
+	}
+	return 0;
+}
+
 static void cb_complete(void *arg, struct bsteer_engine *e, __u32 r, int err)
 {
 	struct bsteer_server *s = arg;
+	const struct bsteer_req *rq = &s->in->reqs[r];
 
 	(void)e;
+	/* What a FLUSH or FUA promises covers the cow bitmap too. */
+	if (s->cow && !err && (rq->type == BSTEER_REQ_FLUSH ||
+			       (rq->flags & BSTEER_REQF_FUA)) &&
+	    cowmap_sync(s->cow)) {
+		serve_log(s, "cannot save the cow bitmap %s", s->cow->path);
+		err = -EIO;
+	}
 	s->fe->complete(s, r, err);
 }
 
@@ -414,7 +652,9 @@ int cmd_serve(int argc, char **argv)
 	__u64 slot_size = DEF_SLOT, nslots = DEF_SLOTS, threads = 1;
 	char name[BSTEER_NAME_MAX + 1];
 	const char *policy;
-	bool listening = false;
+	struct serve_policy sp;
+	struct cowmap cow = { .fd = -1 };
+	bool listening = false, cow_open = false;
 	__u32 i, started = 0;
 
 	s = calloc(1, sizeof(*s));
@@ -523,14 +763,10 @@ int cmd_serve(int argc, char **argv)
 	for (k = 0; k < s->nexports; k++)
 		for (i = 0; i < s->exports[k].ntargets; i++)
 			s->exports[k].fd[i] = -1;
-	if (open_exports(s, s->tfd, &s->ntfd, &policy))
+	if (resolve_policy(s, &sp, slot_size) ||
+	    open_exports(s, &sp, s->tfd, &s->ntfd))
 		goto out;
-	if (!policy) {
-		policy = "passthrough";
-		for (k = 0; k < s->nexports; k++)
-			if (s->exports[k].ntargets > 1)
-				policy = "mirror";
-	}
+	policy = sp.name;
 
 	install_signals();
 	io.name = name;
@@ -540,11 +776,14 @@ int cmd_serve(int argc, char **argv)
 	io.slot_size = slot_size;
 	io.nreqs = nslots * threads * 2;
 	io.ntargets = s->ntfd;
+	io.legs = sp.legs;
 	s->in = bsteer_instance_open(&io, &err);
 	if (!s->in) {
 		fprintf(stderr, "bsteer serve: %s\n", bsteer_errbuf());
 		goto out;
 	}
+	if (policy_state(s, &sp, &cow, &cow_open))
+		goto out;
 	s->fe = &nbd_frontend;
 	err = s->fe->listen(s);
 	listening = true;
@@ -585,8 +824,14 @@ int cmd_serve(int argc, char **argv)
 	}
 	if (started < threads)
 		rc = 1;
+	if (s->cow && cowmap_sync(s->cow)) {
+		serve_log(s, "cannot save the cow bitmap %s", s->cow->path);
+		rc = 1;
+	}
 	serve_log(s, rc ? "stopped with an error" : "stopped");
 out:
+	if (cow_open)
+		cowmap_close(&cow);
 	free(w);
 	free(conf);
 	if (listening)

@@ -302,6 +302,14 @@ static struct io_uring_sqe *get_sqe(struct bsteer_engine *e)
 	return sqe;
 }
 
+/* Does the op count against its target's in-flight figure? */
+static bool target_op(const struct bsteer_engine *e,
+		      const struct bsteer_op_priv *o)
+{
+	return !o->frontend && o->opcode != BSTEER_OP_WAIT &&
+	       o->target < e->ntargets;
+}
+
 /* Turn op @op of request @r (already recorded) into an SQE. */
 static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
 		     __u32 file, __u32 slot, __u32 slot_off, __u32 len,
@@ -342,6 +350,12 @@ static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
 					offset, len);
 		sqe->flags |= IOSQE_FIXED_FILE;
 		break;
+	case BSTEER_OP_WAIT:
+		/* A pure timeout; the core reads its -ETIME as 0. */
+		o->wait.tv_sec = len / 1000000;
+		o->wait.tv_nsec = (len % 1000000) * 1000ll;
+		io_uring_prep_timeout(sqe, &o->wait, 0, 0);
+		break;
 	default:
 		return -EINVAL;
 	}
@@ -357,6 +371,9 @@ static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
 		sp(e, slot)->inflight++;
 		__atomic_fetch_add(&e->in->meta[slot].inflight, 1, __ATOMIC_RELEASE);
 	}
+	if (target_op(e, o))
+		__atomic_fetch_add(&e->in->targets[file].inflight, 1,
+				   __ATOMIC_RELAXED);
 	e->submitted[r - e->req_base] |= 1u << op;
 	e->inflight_sqes++;
 	bsteer_stat_add(e->in, BSTEER_ST_OPS_SUBMITTED, 1);
@@ -425,7 +442,10 @@ static const char *check_op(struct bsteer_engine *e, __u32 r, __u32 cqe_op,
 	if (e->submitted[r - e->req_base] & (1u << d->op))
 		return "op already in flight";
 	prev = opp(e, r, d->op);
-	if (d->target < e->ntargets) {
+	if (d->opcode == BSTEER_OP_WAIT) {
+		if (d->len > BSTEER_WAIT_MAX_US)
+			return "wait longer than BSTEER_WAIT_MAX_US";
+	} else if (d->target < e->ntargets) {
 		const struct bsteer_target *t = &in->targets[d->target];
 
 		if (t->flags & BSTEER_TGT_FAILED)
@@ -774,6 +794,9 @@ static void reap_one(struct bsteer_engine *e, const struct io_uring_cqe *cqe)
 		return;
 	}
 	e->inflight_sqes--;
+	if (target_op(e, opp(e, r, bsteer_ud_op(ud))))
+		__atomic_fetch_sub(&e->in->targets[opp(e, r, bsteer_ud_op(ud))->target].inflight,
+				   1, __ATOMIC_RELAXED);
 	/* The kernel is done with the op's buffer, whatever the policy says. */
 	opp(e, r, bsteer_ud_op(ud))->res = cqe->res;
 	slot = opp(e, r, bsteer_ud_op(ud))->slot;

@@ -235,16 +235,22 @@ static void put64(unsigned char *p, __u64 v)
 	memcpy(p, &v, 8);
 }
 
-/* The largest READ or WRITE: MAX_IO, or what half the ring's slots hold. */
-static __u32 max_io(struct bsteer_server *s)
+/* Bytes of a request one part (one slot) carries on this export. */
+static __u32 part_size(struct bsteer_server *s, const struct export *ex)
 {
-	__u64 parts = s->e.slot_count / 2;
+	return ex->part_max ? ex->part_max : s->in->slot_size;
+}
+
+/* The largest READ or WRITE: MAX_IO, or what half the ring's slots hold. */
+static __u32 max_io(struct bsteer_server *s, const struct export *ex)
+{
+	__u64 parts = s->e.slot_count / 2, part = part_size(s, ex);
 
 	if (parts > MAX_PARTS)
 		parts = MAX_PARTS;
 	if (!parts)
 		parts = 1;
-	return parts * s->in->slot_size < MAX_IO ? parts * s->in->slot_size : MAX_IO;
+	return parts * part < MAX_IO ? parts * part : MAX_IO;
 }
 
 /* ---- negotiation: blocking, with a timeout, right after accept ---- */
@@ -309,8 +315,9 @@ static int opt_error(int fd, __u32 opt, __u32 type, const char *msg)
 static __u16 export_flags(struct export *ex)
 {
 	return TF_HAS_FLAGS | TF_SEND_FLUSH | TF_SEND_FUA | TF_SEND_TRIM |
-	       TF_SEND_WRITE_ZEROES | TF_SEND_FAST_ZERO | TF_SEND_CACHE |
-	       TF_CAN_MULTI_CONN | (ex->rdonly ? TF_READ_ONLY : 0);
+	       (ex->no_zeroes ? 0 : TF_SEND_WRITE_ZEROES | TF_SEND_FAST_ZERO) |
+	       TF_SEND_CACHE | TF_CAN_MULTI_CONN |
+	       (ex->rdonly ? TF_READ_ONLY : 0);
 }
 
 static int send_info(struct bsteer_server *s, int fd, __u32 opt, __u16 type,
@@ -341,7 +348,7 @@ static int send_info(struct bsteer_server *s, int fd, __u32 opt, __u16 type,
 		break;
 	case INFO_BLOCK_SIZE: {
 		__u32 v[3] = { htobe32(MIN_BLOCK), htobe32(4096),
-			       htobe32(max_io(s)) };
+			       htobe32(max_io(s, ex)) };
 
 		memcpy(b + 2, v, 12);
 		n = 14;
@@ -737,10 +744,13 @@ static void queue_block_status(struct bsteer_server *s, struct conn *c,
 	unsigned char d[MAX_EXTENTS][8];
 	struct reply *r;
 
-	while (pos < end && n < max) {
+	/* Only a leg that holds the export as it is can speak for it. */
+	while (pos < end && n < max && !c->ex->no_extents) {
 		off_t data = lseek(fd, pos, SEEK_DATA), next;
 		__u32 flags;
 
+		if (data < 0 && (errno == ESPIPE || errno == EINVAL))
+			break;		/* not seekable: cannot tell */
 		if (data < 0 && errno != ENXIO) {
 			queue_reply(s, c, cookie, nbd_errno(-errno), NBD_CMD_BLOCK_STATUS,
 				    0, NULL);
@@ -885,7 +895,7 @@ static void start_io(struct bsteer_server *s, struct conn *c,
 {
 	struct export *ex = c->ex;
 	bool data = p->cmd == NBD_CMD_READ || p->cmd == NBD_CMD_WRITE;
-	__u32 slot_size = s->in->slot_size, n, i, slot;
+	__u32 slot_size = part_size(s, ex), n, i, slot;
 	struct io *io;
 	int err = 0;
 
@@ -1013,7 +1023,7 @@ static void on_header(struct bsteer_server *s, struct conn *c,
 	case NBD_CMD_READ:
 	case NBD_CMD_WRITE:
 		/* Checked before anything is leased: a client cannot make us allocate. */
-		if (len > max_io(s)) {
+		if (len > max_io(s, ex)) {
 			if (type == NBD_CMD_WRITE) {
 				conn_fail(s, c, "write payload larger than the maximum block size");
 				return;

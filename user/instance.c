@@ -19,8 +19,6 @@
 #include <bpf/libbpf.h>
 #include "libbsteer.h"
 #include "core.skel.h"
-#include "mirror.skel.h"
-#include "passthrough.skel.h"
 #include "nbd.skel.h"
 
 const char *const bsteer_map_names[BSTEER_MAP__MAX] = {
@@ -46,24 +44,6 @@ const char *const bsteer_map_names[BSTEER_MAP__MAX] = {
 	[BSTEER_MAP_FE_REQ]		= "fe_req",
 	[BSTEER_MAP_PARSERS]		= "parsers",
 };
-
-const struct bsteer_policy_desc bsteer_policies[] = {
-	{ "passthrough", "every request to target 0",
-	  passthrough_bpf__elf_bytes },
-	{ "mirror", "writes to every healthy leg, reads from the first",
-	  mirror_bpf__elf_bytes },
-	{ NULL, NULL, NULL },
-};
-
-const struct bsteer_policy_desc *bsteer_policy_find(const char *name)
-{
-	const struct bsteer_policy_desc *d;
-
-	for (d = bsteer_policies; d->name; d++)
-		if (!strcmp(d->name, name))
-			return d;
-	return NULL;
-}
 
 /* libbpf's messages: shown with -v, otherwise the last warning is kept. */
 static bool lib_verbose;
@@ -413,6 +393,13 @@ struct bsteer_instance *bsteer_instance_open(const struct bsteer_instance_opts *
 	in->info->nrings = o->nrings;
 	snprintf(in->info->kind, sizeof(in->info->kind), "%s",
 		 o->kind ? o->kind : "");
+	in->info->legs = o->legs ? o->legs : o->ntargets;
+	if (o->policy) {
+		bsteer_policy_layout(o->policy, in->info->layout,
+				     sizeof(in->info->layout));
+		bsteer_layout_norm(in->info->layout, sizeof(in->info->layout),
+				   in->info->legs);
+	}
 
 	err = parser_install(in);
 	if (err)
@@ -490,30 +477,53 @@ void bsteer_policy_name(const char *spec, char *out, size_t len)
 	out[n] = 0;
 }
 
+static int core_map_id(const char *name)
+{
+	int i;
+
+	for (i = 0; i < BSTEER_MAP__MAX; i++)
+		if (!strcmp(name, bsteer_map_names[i]))
+			return i;
+	return -1;
+}
+
 /*
  * Load a BPF object against an instance's maps (every map it declares by a
  * pinned name is reused), pin its programs under @pdir, and return the fds
  * of its tp_btf program and its syscall twin (owned by the caller).
+ *
+ * A map of the policy's own (the redirect table, the cow bitmap) is pinned
+ * as @dir/NAME the first time and reused by name afterwards, so it outlives
+ * swaps and is shared by every policy that declares it.
  */
 static int load_shared(struct bpf_object *obj, const char *name,
-		       const int *map_fd, const char *pdir, int *tp_fd,
-		       int *sys_fd)
+		       const char *dir, const int *map_fd, const char *pdir,
+		       int *tp_fd, int *sys_fd)
 {
 	struct bpf_program *prog, *tp = NULL, *sys = NULL;
 	char path[PATH_MAX + 80];
 	struct bpf_map *m;
-	int err, i;
+	int err, i, fd;
 
 	bpf_object__for_each_map(m, obj) {
-		for (i = 0; i < BSTEER_MAP__MAX; i++) {
-			if (strcmp(bpf_map__name(m), bsteer_map_names[i]))
+		i = core_map_id(bpf_map__name(m));
+		if (i < 0) {
+			if (bpf_map__is_internal(m))
 				continue;
+			snprintf(path, sizeof(path), "%s/%s", dir,
+				 bpf_map__name(m));
+			fd = bpf_obj_get(path);
+			if (fd < 0)
+				continue;	/* created and pinned below */
+			err = bpf_map__reuse_fd(m, fd);
+			close(fd);
+		} else {
 			err = bpf_map__reuse_fd(m, map_fd[i]);
-			if (err) {
-				bsteer_set_err("%s: cannot share map %s: %s", name,
-					       bsteer_map_names[i], strerror(-err));
-				return err;
-			}
+		}
+		if (err) {
+			bsteer_set_err("%s: cannot share map %s (a map of that name with another shape is pinned?): %s",
+				       name, bpf_map__name(m), strerror(-err));
+			return err;
 		}
 	}
 	bpf_object__for_each_program(prog, obj) {
@@ -537,6 +547,18 @@ static int load_shared(struct bpf_object *obj, const char *name,
 		bsteer_set_err("%s failed to load: %s%s%s", name, strerror(-err),
 			       *why ? ": " : "", why);
 		return err;
+	}
+	bpf_object__for_each_map(m, obj) {
+		if (core_map_id(bpf_map__name(m)) >= 0 || bpf_map__is_internal(m))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, bpf_map__name(m));
+		if (!access(path, F_OK))
+			continue;
+		err = bpf_map__pin(m, path);
+		if (err) {
+			bsteer_set_err("cannot pin %s: %s", path, strerror(-err));
+			return err;
+		}
 	}
 	rm_tree(pdir);
 	if (mkdir(pdir, 0700)) {
@@ -575,7 +597,7 @@ static int parser_install(struct bsteer_instance *in)
 	if (!obj)
 		return -errno;
 	snprintf(pdir, sizeof(pdir), "%s/progs/parser-nbd", in->dir);
-	err = load_shared(obj, "parser nbd", in->map_fd, pdir, &tp,
+	err = load_shared(obj, "parser nbd", in->dir, in->map_fd, pdir, &tp,
 			  &in->parser_sys_fd[0]);
 	if (!err && bpf_map_update_elem(in->map_fd[BSTEER_MAP_PARSERS], &key,
 					&tp, BPF_ANY)) {
@@ -601,14 +623,13 @@ int bsteer_parse_fallback(struct bsteer_instance *in, __u64 ud, __s32 res)
 	return bpf_prog_test_run_opts(in->parser_sys_fd[p], &opts) ? -errno : 0;
 }
 
-int bsteer_policy_install(const char *dir, const int *map_fd, const char *spec,
-			  bool verbose)
+int bsteer_policy_load(const char *dir, const int *map_fd, const char *spec,
+		       bool verbose)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo);
 	const struct bsteer_policy_desc *d = bsteer_policy_find(spec);
 	char name[64], pdir[PATH_MAX], what[80];
 	struct bpf_object *obj;
-	__u32 zero = 0;
 	int err, tp = -1, sys = -1;
 
 	setup_libbpf(verbose);
@@ -623,7 +644,7 @@ int bsteer_policy_install(const char *dir, const int *map_fd, const char *spec,
 	} else if (strchr(spec, '/') || strstr(spec, ".o")) {
 		obj = bpf_object__open_file(spec, &oo);
 	} else {
-		bsteer_set_err("unknown policy '%s' (built in: passthrough, mirror; or give a path to a .bpf.o)",
+		bsteer_set_err("unknown policy '%s' (see 'bsteer policy list', or give a path to a .bpf.o)",
 			       spec);
 		return -ENOENT;
 	}
@@ -634,9 +655,65 @@ int bsteer_policy_install(const char *dir, const int *map_fd, const char *spec,
 	}
 	snprintf(pdir, sizeof(pdir), "%s/progs/%s", dir, name);
 	snprintf(what, sizeof(what), "policy %s", name);
-	err = load_shared(obj, what, map_fd, pdir, &tp, &sys);
-	if (err)
+	err = load_shared(obj, what, dir, map_fd, pdir, &tp, &sys);
+	if (tp >= 0)
+		close(tp);
+	if (sys >= 0)
+		close(sys);
+	bpf_object__close(obj);
+	return err;
+}
+
+/* The hook program and its twin pinned under @pdir, by program type. */
+static int pinned_pair(const char *pdir, int *tp, int *sys)
+{
+	char path[PATH_MAX + 256];
+	struct dirent *de;
+	DIR *dp = opendir(pdir);
+
+	*tp = *sys = -1;
+	if (!dp)
+		return -errno;
+	while ((de = readdir(dp))) {
+		struct bpf_prog_info info = {};
+		__u32 len = sizeof(info);
+		int fd;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", pdir, de->d_name);
+		fd = bpf_obj_get(path);
+		if (fd < 0)
+			continue;
+		if (!bpf_obj_get_info_by_fd(fd, &info, &len)) {
+			if (info.type == BPF_PROG_TYPE_TRACING && *tp < 0) {
+				*tp = fd;
+				continue;
+			}
+			if (info.type == BPF_PROG_TYPE_SYSCALL && *sys < 0) {
+				*sys = fd;
+				continue;
+			}
+		}
+		close(fd);
+	}
+	closedir(dp);
+	return *tp >= 0 && *sys >= 0 ? 0 : -ENOENT;
+}
+
+int bsteer_policy_activate(const char *dir, const int *map_fd, const char *name)
+{
+	char pdir[PATH_MAX];
+	__u32 zero = 0;
+	int err, tp, sys;
+
+	snprintf(pdir, sizeof(pdir), "%s/progs/%s", dir, name);
+	err = pinned_pair(pdir, &tp, &sys);
+	if (err) {
+		bsteer_set_err("policy %s is not loaded in this instance (no programs pinned at %s)",
+			       name, pdir);
 		goto out;
+	}
 	/* The twin first: a fallback never runs a policy the hook dropped. */
 	err = bpf_map_update_elem(map_fd[BSTEER_MAP_POLICY_SYS], &zero, &sys, BPF_ANY);
 	if (!err)
@@ -662,8 +739,19 @@ out:
 		close(tp);
 	if (sys >= 0)
 		close(sys);
-	bpf_object__close(obj);
 	return err;
+}
+
+int bsteer_policy_install(const char *dir, const int *map_fd, const char *spec,
+			  bool verbose)
+{
+	char name[64];
+	int err = bsteer_policy_load(dir, map_fd, spec, verbose);
+
+	if (err)
+		return err;
+	bsteer_policy_name(spec, name, sizeof(name));
+	return bsteer_policy_activate(dir, map_fd, name);
 }
 
 int bsteer_prog_in_array(int map_fd, char *out, size_t len, __u32 *id)

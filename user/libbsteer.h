@@ -52,14 +52,66 @@ extern const char *const bsteer_map_names[BSTEER_MAP__MAX];
 const char *bsteer_errbuf(void);
 void bsteer_set_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Policies built into the binary. */
+/* A policy's configuration word, by name (map "cfg"). */
+enum bsteer_cfg_kind {
+	BSTEER_CFG_U64,
+	BSTEER_CFG_SIZE,		/* bytes, a multiple of 4096 */
+	BSTEER_CFG_ENUM,		/* one of names[] */
+};
+
+struct bsteer_cfg_key {
+	const char *name;
+	__u32 word;			/* index in cfg.word[] */
+	enum bsteer_cfg_kind kind;
+	bool fixed;			/* part of the layout: set at start only */
+	const char *const *names;	/* BSTEER_CFG_ENUM */
+	__u64 def;			/* what 0 means to the policy */
+	const char *help;
+};
+
+#define BSTEER_PF_TABLE		0x1	/* steered by "redirect_table" */
+#define BSTEER_PF_BASE_RDONLY	0x2	/* leg 0 is never written */
+#define BSTEER_PF_NO_ZEROES	0x4	/* no WRITE_ZEROES */
+
+/* Policies built into the binary (user/policies.c). */
 struct bsteer_policy_desc {
 	const char *name;
 	const char *summary;
+	__u32 id;			/* enum bsteer_policy_id */
 	const void *(*elf_bytes)(size_t *sz);
+	const struct bsteer_cfg_key *keys;
+	__u32 min_legs, max_legs;
+	/* Export size from the legs' sizes under this layout. */
+	__u64 (*export_size)(const struct bsteer_cfg *cfg, const __u64 *sizes,
+			     __u32 n);
+	__u32 flags;			/* BSTEER_PF_* */
 };
 extern const struct bsteer_policy_desc bsteer_policies[];
 const struct bsteer_policy_desc *bsteer_policy_find(const char *name);
+const struct bsteer_cfg_key *bsteer_cfg_key_find(const struct bsteer_policy_desc *d,
+						 const char *key);
+int bsteer_cfg_parse(const struct bsteer_cfg_key *k, const char *val, __u64 *out);
+void bsteer_cfg_format(const struct bsteer_cfg_key *k, __u64 v, char *out,
+		       size_t len);
+/*
+ * The data layout a policy (built-in name or .bpf.o path) declares with
+ * BSTEER_LAYOUT(); "" if it declares none.
+ */
+int bsteer_policy_layout(const char *spec, char *out, size_t len);
+/*
+ * Apply one KEY=VALUE setting to a policy's cfg words (or, "map.N=RANGE",
+ * "map.N=-", to the redirect table @table_fd). @live refuses changes to
+ * keys that fix the data layout. "word.N=V" sets a raw word.
+ */
+int bsteer_policy_setting(const struct bsteer_policy_desc *d,
+			  struct bsteer_cfg *cfg, int table_fd, const char *kv,
+			  bool live);
+/* Redirect ranges as text: START+LEN@LEG:OFFSET. */
+int bsteer_range_parse(const char *s, struct bsteer_range *r);
+void bsteer_range_format(const struct bsteer_range *r, char *out, size_t len);
+__u32 bsteer_table_count(int fd);
+/* The layout as an instance records it, given its most legs per export. */
+void bsteer_layout_norm(char *layout, size_t len, __u32 legs);
 
 struct bsteer_instance_opts {
 	const char *name;
@@ -70,6 +122,7 @@ struct bsteer_instance_opts {
 	__u32 nrings;
 	__u32 nreqs;
 	__u32 ntargets;
+	__u32 legs;			/* most legs of one export (layout) */
 	bool no_complete_hook;		/* leave the completion hook detached */
 	bool verbose;
 };
@@ -129,6 +182,10 @@ void *bsteer_map_mmap(int fd, size_t *len, bool writable);
  */
 int bsteer_policy_install(const char *dir, const int *map_fd, const char *spec,
 			  bool verbose);
+/* The two halves: load and pin only; make a pinned one active. */
+int bsteer_policy_load(const char *dir, const int *map_fd, const char *spec,
+		       bool verbose);
+int bsteer_policy_activate(const char *dir, const int *map_fd, const char *name);
 /* The program in entry 0 of a prog array: name and id ("(none)", 0). */
 int bsteer_prog_in_array(int map_fd, char *out, size_t len, __u32 *id);
 /* The active policy's name, from the hook program's name (NAME_tp). */
@@ -188,6 +245,7 @@ struct bsteer_op_priv {
 	__u32 slot_off;
 	__u32 len;
 	__s32 res;			/* what its completion returned */
+	struct __kernel_timespec wait;	/* BSTEER_OP_WAIT's timeout */
 };
 
 struct bsteer_engine_stats {

@@ -8,7 +8,8 @@ static const struct bsteer_cmd cmds[] = {
 	{ "serve", "serve block devices to NBD clients, steered by BPF", cmd_serve },
 	{ "copy", "copy a file to one or more targets through the engine", cmd_copy },
 	{ "stat", "show the counters of a running instance", cmd_stat },
-	{ "policy", "list, show and swap policies", cmd_policy },
+	{ "policy", "list, load, swap and configure policies", cmd_policy },
+	{ "cow", "show or commit a copy-on-write overlay", cmd_cow },
 	{ NULL, NULL, NULL },
 };
 

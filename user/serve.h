@@ -29,11 +29,17 @@ struct export {
 	__u32 ntargets;
 	__u32 tbase;		/* first of its targets in the instance */
 	bool rdonly;
+	bool no_zeroes;		/* the policy cannot do WRITE_ZEROES */
+	bool no_extents;	/* leg 0 is not the export: all data */
 	char policy[64];
+	char *opts[16];		/* KEY=VALUE settings for the policy */
+	__u32 nopts;
 	__u64 size;
+	__u32 part_max;		/* request bytes per slot, 0: the slot size */
 };
 
 struct bsteer_server;
+struct cowmap;
 
 struct bsteer_frontend_ops {
 	const char *name;
@@ -73,6 +79,7 @@ struct bsteer_server {
 	char unix_path[SERVE_MAX_LISTEN][108];
 	int tfd[BSTEER_MAX_TARGETS];	/* every export's targets, in order */
 	__u32 ntfd;
+	struct cowmap *cow;	/* the cow policy's bitmap file, or NULL */
 	bool allow_remote;	/* listen beyond loopback */
 	bool json_log;
 	bool verbose;
