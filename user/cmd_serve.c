@@ -28,13 +28,17 @@
 
 static const char serve_usage[] =
 "USAGE: bsteer serve [--listen tcp:HOST:PORT|unix:PATH]...\n"
-"                    [--export NAME=TARGET[,TARGET...][,ro][,policy=P]]...\n"
+"                    [--export NAME=TARGET[,TARGET...][,ro][,policy=P][,KEY=VALUE...]]...\n"
 "                    [--threads N] [--instance NAME] [--slots N] [--slot-size SIZE]\n"
 "                    [--allow-remote] [--json-log] [-v]\n"
 "\n"
 "Serve exports to NBD clients. Each request's payload lands in a borrowed\n"
 "buffer slot and the BPF policy decides, at io_uring's completion hook,\n"
-"which targets it goes to: passthrough (one target) or mirror (several).\n"
+"which targets it goes to: passthrough (one target), mirror (several), or\n"
+"the policy=P the export names (bsteer policy list; or a .bpf.o file).\n"
+"KEY=VALUE settings go to the policy: chunk=SIZE (stripe, cow),\n"
+"read=MODE (mirror), map=START+LEN@LEG:OFF and size=SIZE (redirect),\n"
+"cowmap=PATH (cow), word.N=V (any).\n"
 "\n"
 "With no --export, serves export 'default' backed by " DEF_IMAGE "\n"
 "(a 1 GiB sparse file, created if missing) on " DEF_LISTEN ".\n"
@@ -43,8 +47,8 @@ static const char serve_usage[] =
 "\n"
 "OPTIONS:\n"
 "  -l, --listen ADDR     tcp:HOST:PORT or unix:PATH (repeatable)\n"
-"  -e, --export SPEC     NAME=TARGET[,TARGET...][,ro][,policy=P]; several\n"
-"                        targets make a mirror (repeatable)\n"
+"  -e, --export SPEC     NAME=TARGET[,TARGET...][,ro][,policy=P][,KEY=VALUE];\n"
+"                        several targets make a mirror (repeatable)\n"
 "  -t, --threads N       worker threads, one ring each (default 1)\n"
 "  -i, --instance NAME   pin under /sys/fs/bpf/bsteer/NAME (default serve-PID)\n"
 "  -n, --slots N         buffer slots per thread (default 64)\n"
@@ -62,7 +66,10 @@ static const char serve_usage[] =
 "  bsteer serve --threads 2 --export disk=/dev/vdb\n"
 "  bsteer serve --config /etc/bsteer/serve.conf\n"
 "  bsteer serve --export m=/mnt/a/disk.img,/mnt/b/disk.img --instance mirror0\n"
-"  bsteer serve --export base=/srv/base.img,ro --export scratch=/tmp/s.img\n";
+"  bsteer serve --export base=/srv/base.img,ro --export scratch=/tmp/s.img\n"
+"  bsteer serve --export s=/d/a.img,/d/b.img,/d/c.img,policy=stripe,chunk=128K\n"
+"  bsteer serve --export r=/d/a.img,/d/b.img,policy=redirect,map=0+1G@1:0,size=1G\n"
+"  bsteer serve --export c=/srv/golden.img,/tmp/overlay.img,policy=cow\n";
 
 /* NAME=TARGET[,TARGET...][,ro][,policy=P]; @spec is modified in place. */
 static int parse_export(struct bsteer_server *s, char *spec)
