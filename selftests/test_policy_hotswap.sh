@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 # Live hot swap under load: fio writes and verifies (crc32c, verifying as
-# it goes) on a two-leg mirror for 22 s, while the policy is swapped at
+# it goes) on a two-leg mirror for 25 s, while the policy is swapped at
 # least 50 times between mirror, mirror_rr and mirror_lif (same layout),
 # every third swap with plain bpftool, and the read mode is changed with
 # bsteer policy config. Nothing may be lost or rejected, and every policy
@@ -14,7 +14,7 @@ done
 
 S=$T/nbd.sock
 INST=$(instance hotswap)
-RUNTIME=22
+RUNTIME=25
 truncate -s 64M "$T/a" "$T/b"
 start_serve "$S" --instance "$INST" --threads 2 --slots 32 \
 	--export "m=$T/a,$T/b,policy=mirror" || finish
@@ -45,7 +45,7 @@ while [ "$(date +%s)" -lt "$end" ] || [ $swaps -lt 50 ]; do
 		{ "$BSTEER" policy config "$INST" "read=${modes[$((swaps / 5 % 4))]}" ||
 			fail "policy config"; }
 	swaps=$((swaps + 1))
-	sleep 0.2
+	sleep 0.05
 done
 "$BSTEER" policy swap "$INST" stripe >/dev/null 2>"$T/refuse.err"
 check "swap to another layout refused" [ $? -ne 0 ]
