@@ -81,24 +81,34 @@ static __always_inline void cow_chunks(struct bsteer_pctx *p, __u64 *c0,
 	*c1 = (p->req->offset + p->req->len - 1) / chunk;
 }
 
-/* Unlock every chunk of the request (a present chunk's bit is moot). */
-static __always_inline void cow_unlock(struct bsteer_pctx *p)
+/* Set (or clear) the bits of the request's chunks in @map. */
+static __always_inline void cow_bits(struct bsteer_pctx *p, void *map, bool set)
 {
 	__u64 c0, c1, *v;
 	__u32 i, w;
 
-	if (!(p->req->pstate[0] & COW_LOCKED))
-		return;
-	p->req->pstate[0] &= ~COW_LOCKED;
 	cow_chunks(p, &c0, &c1);
 	for (i = 0; i < COW_LOCK_WORDS; i++) {
 		w = c0 / 64 + i;
 		if (w > c1 / 64)
 			break;
-		v = bpf_map_lookup_elem(&cow_busy, &w);
-		if (v)
+		v = bpf_map_lookup_elem(map, &w);
+		if (!v)
+			continue;
+		if (set)
+			__sync_fetch_and_or(v, cow_mask(c0, c1, w));
+		else
 			__sync_fetch_and_and(v, ~cow_mask(c0, c1, w));
 	}
+}
+
+/* Unlock every chunk of the request (a present chunk's bit is moot). */
+static __always_inline void cow_unlock(struct bsteer_pctx *p)
+{
+	if (!(p->req->pstate[0] & COW_LOCKED))
+		return;
+	p->req->pstate[0] &= ~COW_LOCKED;
+	cow_bits(p, &cow_busy, false);
 }
 
 /*
@@ -188,7 +198,7 @@ static __always_inline void cow_fill_span(struct bsteer_pctx *p, __u64 *head,
 static __always_inline void cow_write_start(struct bsteer_pctx *p)
 {
 	struct bsteer_req *rq = p->req;
-	__u64 head, tail, waits, chunk = cow_chunk(p);
+	__u64 head, tail, waits;
 	__u32 base = bsteer_leg(p, 0), slot_size = p->cfg->word[2];
 	int err;
 
@@ -216,7 +226,6 @@ static __always_inline void cow_write_start(struct bsteer_pctx *p)
 	if (tail && bsteer_emit(p, BSTEER_OP_READ, base, rq->slot,
 				rq->len + head, tail, rq->offset + rq->len))
 		bsteer_note_error(p, -EIO);
-	(void)chunk;
 }
 
 /* The fill is in the slot (or none was needed): write it all out. */
@@ -242,18 +251,7 @@ static __always_inline void cow_write_out(struct bsteer_pctx *p)
 /* Every chunk the write touched is whole in the overlay now. */
 static __always_inline void cow_mark(struct bsteer_pctx *p)
 {
-	__u64 c0, c1, *v;
-	__u32 i, w;
-
-	cow_chunks(p, &c0, &c1);
-	for (i = 0; i < COW_LOCK_WORDS; i++) {
-		w = c0 / 64 + i;
-		if (w > c1 / 64)
-			break;
-		v = bpf_map_lookup_elem(&cow_bitmap, &w);
-		if (v)
-			__sync_fetch_and_or(v, cow_mask(c0, c1, w));
-	}
+	cow_bits(p, &cow_bitmap, true);
 }
 
 static __always_inline void cow_write(struct bsteer_pctx *p)

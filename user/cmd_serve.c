@@ -275,13 +275,13 @@ static int open_exports(struct bsteer_server *s, struct serve_policy *sp,
 		}
 		ex->tbase = n;
 		ex->no_extents = strcmp(layout, "replica") && strcmp(layout, "linear");
-		snprintf(ex->description, sizeof(ex->description), "%s%s",
-			 ex->ntargets > 1 ? (sp->d ? sp->d->name : "policy") : "",
-			 ex->spec[0]);
 		if (ex->ntargets > 1)
 			snprintf(ex->description, sizeof(ex->description),
 				 "%s over %s and %u more", sp->d ? sp->d->name : sp->name,
 				 ex->spec[0], ex->ntargets - 1);
+		else
+			snprintf(ex->description, sizeof(ex->description), "%s",
+				 ex->spec[0]);
 		for (i = 0; i < ex->ntargets; i++) {
 			bool ro = ex->rdonly || (base_ro && i == 0);
 
