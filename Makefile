@@ -54,12 +54,14 @@ TEST_PROGS := \
 LIB_OBJS := \
 	abi_check \
 	be_file \
+	be_nbd \
 	cowmap \
 	engine \
 	fe_nbd \
 	instance \
 	policies \
 	serve \
+	upstream \
 	util
 
 CLI_OBJS := \

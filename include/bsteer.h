@@ -83,6 +83,11 @@ static inline __u32 bsteer_ud_gen(__u64 ud)
  * user_data. The frontend checks the stamp and re-checks the fields.
  */
 #define BSTEER_PARSE_MAGIC	0xb7ull
+/*
+ * Top bytes of user_data that userspace keeps to itself, never decided by
+ * the hook: 0xb6 the NBD frontend's SQEs, 0xb9 the upstream client's.
+ */
+#define BSTEER_UP_MAGIC		0xb9ull
 #define BSTEER_HDR_CONNS	1024	/* header entries per ring */
 #define BSTEER_HDR_SIZE		32	/* bytes per header entry */
 #define BSTEER_PARSER_NBD	0

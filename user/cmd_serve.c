@@ -30,7 +30,7 @@ static const char serve_usage[] =
 "USAGE: bsteer serve [--listen tcp:HOST:PORT|unix:PATH]...\n"
 "                    [--export NAME=TARGET[,TARGET...][,ro][,policy=P][,KEY=VALUE...]]...\n"
 "                    [--threads N] [--instance NAME] [--slots N] [--slot-size SIZE]\n"
-"                    [--allow-remote] [--json-log] [-v]\n"
+"                    [--allow-remote] [--upstream-timeout SECS] [--json-log] [-v]\n"
 "\n"
 "Serve exports to NBD clients. Each request's payload lands in a borrowed\n"
 "buffer slot and the BPF policy decides, at io_uring's completion hook,\n"
@@ -39,6 +39,10 @@ static const char serve_usage[] =
 "KEY=VALUE settings go to the policy: chunk=SIZE (stripe, cow),\n"
 "read=MODE (mirror), map=START+LEN@LEG:OFF and size=SIZE (redirect),\n"
 "cowmap=PATH (cow), word.N=V (any).\n"
+"\n"
+"A TARGET is a file or block device, or an export on another NBD server:\n"
+"nbd://HOST[:PORT][/EXPORT] or nbd+unix:///EXPORT?socket=PATH (nbdkit,\n"
+"qemu-nbd, another bsteer). Each worker thread connects on its own.\n"
 "\n"
 "With no --export, serves export 'default' backed by " DEF_IMAGE "\n"
 "(a 1 GiB sparse file, created if missing) on " DEF_LISTEN ".\n"
@@ -54,6 +58,9 @@ static const char serve_usage[] =
 "  -n, --slots N         buffer slots per thread (default 64)\n"
 "  -s, --slot-size SIZE  bytes per slot, the largest request (default 1M)\n"
 "      --allow-remote    allow listening on a non-loopback address\n"
+"      --upstream-timeout SECS\n"
+"                        an NBD target that makes no progress this long with\n"
+"                        requests out is failed (default 30)\n"
 "      --json-log        log lines as JSON objects\n"
 "  -c, --config FILE     read options from FILE first (see README)\n"
 "  -v, --verbose         log every connection; libbpf diagnostics\n"
@@ -69,7 +76,9 @@ static const char serve_usage[] =
 "  bsteer serve --export base=/srv/base.img,ro --export scratch=/tmp/s.img\n"
 "  bsteer serve --export s=/d/a.img,/d/b.img,/d/c.img,policy=stripe,chunk=128K\n"
 "  bsteer serve --export r=/d/a.img,/d/b.img,policy=redirect,map=0+1G@1:0,size=1G\n"
-"  bsteer serve --export c=/srv/golden.img,/tmp/overlay.img,policy=cow\n";
+"  bsteer serve --export c=/srv/golden.img,/tmp/overlay.img,policy=cow\n"
+"  bsteer serve --export m=/srv/disk.img,nbd://backup-host:10809/disk\n"
+"  bsteer serve --export r=nbd+unix:///?socket=/run/nbdkit.sock\n";
 
 /* NAME=TARGET[,TARGET...][,ro][,policy=P]; @spec is modified in place. */
 static int parse_export(struct bsteer_server *s, char *spec)
@@ -299,10 +308,17 @@ static int open_exports(struct bsteer_server *s, struct serve_policy *sp,
 					ex->spec[i]);
 				return -EINVAL;
 			}
-			fd = ex->be[i]->open(ex->spec[i], ro, &sizes[i]);
+			if (ex->be[i]->connect) {
+				bsteer_set_err("%s", "");
+				fd = ex->be[i]->connect(ex->spec[i], ro, &s->tinfo[n]);
+				sizes[i] = s->tinfo[n].size;
+			} else {
+				fd = ex->be[i]->open(ex->spec[i], ro, &sizes[i]);
+			}
 			if (fd < 0) {
 				fprintf(stderr, "bsteer serve: export '%s': cannot open %s: %s\n",
-					ex->name, ex->spec[i], strerror(-fd));
+					ex->name, ex->spec[i], *bsteer_errbuf() ?
+					bsteer_errbuf() : strerror(-fd));
 				return fd;
 			}
 			ex->fd[i] = fd;
@@ -464,16 +480,19 @@ static void flush_done(void *arg, struct bsteer_engine *e, __u32 r, int err)
 	*(int *)arg = err ?: 1;
 }
 
-/* The last act: every target flushed through the policy. */
+/*
+ * The last act: every export's targets flushed through the policy. An
+ * export whose flush fails is named; the others are still flushed.
+ */
 static int flush_all(struct bsteer_server *s)
 {
 	struct bsteer_frontend_cb cb = { .complete = flush_done };
-	int k, done = 0, err = 0;
+	int k, done, err, first = 0;
 	__u32 r;
 
 	cb.arg = &done;
 	s->e.cb = cb;
-	for (k = 0; k < s->nexports && !err; k++) {
+	for (k = 0; k < s->nexports; k++) {
 		struct export *ex = &s->exports[k];
 
 		if (ex->rdonly)
@@ -481,7 +500,7 @@ static int flush_all(struct bsteer_server *s)
 		done = 0;
 		err = bsteer_req_alloc(&s->e, BSTEER_REQ_FLUSH, 0, 0, &r);
 		if (err)
-			break;
+			return err;
 		bsteer_req_set_legs(&s->e, r, ex->tbase, ex->ntargets);
 		err = bsteer_frontend_op(&s->e, r, BSTEER_OP_NOP, 0, BSTEER_NO_SLOT,
 					 0, 0);
@@ -491,8 +510,12 @@ static int flush_all(struct bsteer_server *s)
 			err = 0;
 		if (done < 0)
 			err = done;
+		if (err)
+			serve_log(s, "export '%s': the final flush failed: %s",
+				  ex->name, strerror(-err));
+		first = first ?: err;
 	}
-	return err;
+	return first;
 }
 
 static int serve_loop(struct bsteer_server *s)
@@ -595,6 +618,56 @@ fail:
 	return NULL;
 }
 
+/*
+ * Targets on other servers: worker 0 drives the connections the main thread
+ * made; every other worker makes its own (@own: which to close at the end).
+ */
+static int connect_upstreams(struct bsteer_server *s, bool *own)
+{
+	int k, fd;
+	__u32 i;
+
+	for (k = 0; k < s->nexports; k++) {
+		struct export *ex = &s->exports[k];
+
+		for (i = 0; i < ex->ntargets; i++) {
+			__u32 t = ex->tbase + i;
+
+			if (!ex->be[i]->connect || !s->ring)
+				continue;
+			/* The main thread has checked that it takes writes. */
+			fd = ex->be[i]->connect(ex->spec[i], true, &s->tinfo[t]);
+			if (fd < 0)
+				return fd;
+			s->tfd[t] = fd;
+			own[t] = true;
+		}
+	}
+	return 0;
+}
+
+static int attach_upstreams(struct bsteer_server *s)
+{
+	int k, err;
+	__u32 i;
+
+	for (k = 0; k < s->nexports; k++) {
+		struct export *ex = &s->exports[k];
+
+		for (i = 0; i < ex->ntargets; i++) {
+			__u32 t = ex->tbase + i;
+
+			if (!ex->be[i]->connect)
+				continue;
+			s->tinfo[t].timeout_ms = s->up_timeout_ms;
+			err = bsteer_engine_upstream(&s->e, t, s->tfd[t], &s->tinfo[t]);
+			if (err)
+				return err;
+		}
+	}
+	return 0;
+}
+
 /* One worker: its own ring, its share of slots and requests, its clients. */
 static void *worker_main(void *arg)
 {
@@ -603,15 +676,21 @@ static void *worker_main(void *arg)
 		.complete = cb_complete, .frontend_done = cb_op_done,
 		.cqe = cb_cqe, .arg = s,
 	};
-	bool engine = false, started = false;
+	bool engine = false, started = false, own[BSTEER_MAX_TARGETS] = {};
+	__u32 t;
 	int err;
 
+	err = connect_upstreams(s, own);
+	if (err)
+		goto out;
 	err = bsteer_engine_init(&s->e, s->in, s->ring, &cb);
 	if (err)
 		goto out;
 	engine = true;
 	s->e.verbose = s->verbose;
 	err = bsteer_engine_files(&s->e, s->tfd, s->ntfd, NULL, 0);
+	if (!err)
+		err = attach_upstreams(s);
 	if (err)
 		goto out;
 	err = s->fe->start(s);
@@ -631,6 +710,9 @@ out:
 		s->fe->fini(s);
 	if (engine)
 		bsteer_engine_fini(&s->e);
+	for (t = 0; t < s->ntfd; t++)
+		if (own[t])
+			close(s->tfd[t]);
 	s->status = err;
 	return NULL;
 }
@@ -645,6 +727,7 @@ int cmd_serve(int argc, char **argv)
 		{ "slots", required_argument, NULL, 'n' },
 		{ "slot-size", required_argument, NULL, 's' },
 		{ "allow-remote", no_argument, NULL, 'R' },
+		{ "upstream-timeout", required_argument, NULL, 'U' },
 		{ "json-log", no_argument, NULL, 'J' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -737,6 +820,17 @@ int cmd_serve(int argc, char **argv)
 		case 'R':
 			s->allow_remote = true;
 			break;
+		case 'U': {
+			char *end;
+			double secs = strtod(optarg, &end);
+
+			if (*end || !(secs >= 0.1 && secs <= 3600)) {
+				fprintf(stderr, "bsteer serve: --upstream-timeout takes 0.1..3600 seconds\n");
+				goto out;
+			}
+			s->up_timeout_ms = secs * 1000;
+			break;
+		}
 		case 'J':
 			s->json_log = true;
 			break;

@@ -18,6 +18,18 @@
 #define IORING_SETUP_NO_SQARRAY		(1U << 16)	/* 6.6 */
 #endif
 
+/* IORING_OP_NOP flags (6.10): post the result given in sqe->len. */
+#ifndef IORING_NOP_INJECT_RESULT
+#define IORING_NOP_INJECT_RESULT	(1U << 0)
+#endif
+
+static inline void bsteer_prep_nop_result(struct io_uring_sqe *sqe, int res)
+{
+	io_uring_prep_nop(sqe);
+	sqe->rw_flags = IORING_NOP_INJECT_RESULT;	/* sqe->nop_flags */
+	sqe->len = (__u32)res;
+}
+
 #ifndef BPF_FS_MAGIC
 #define BPF_FS_MAGIC			0xcafe4a11
 #endif

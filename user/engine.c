@@ -20,6 +20,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "libbsteer.h"
+#include "compat.h"
+#include "upstream.h"
 #include "core.skel.h"
 
 #define SQ_ENTRIES	256
@@ -291,7 +293,7 @@ void bsteer_engine_reserve(struct bsteer_engine *e, unsigned n)
 		io_uring_submit(&e->ring);
 }
 
-static struct io_uring_sqe *get_sqe(struct bsteer_engine *e)
+struct io_uring_sqe *bsteer_engine_sqe(struct bsteer_engine *e)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&e->ring);
 
@@ -310,20 +312,18 @@ static bool target_op(const struct bsteer_engine *e,
 	       o->target < e->ntargets;
 }
 
-/* Turn op @op of request @r (already recorded) into an SQE. */
-static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
-		     __u32 file, __u32 slot, __u32 slot_off, __u32 len,
-		     __u64 offset, bool frontend)
+/* Write the SQE for an op on a local file (or a frontend's socket). */
+static int prep_sqe(struct bsteer_engine *e, struct bsteer_op_priv *o,
+		    __u8 opcode, __u32 file, __u32 slot, void *buf, __u32 len,
+		    __u64 offset, __u64 ud)
 {
-	struct bsteer_req *rq = &e->in->reqs[r];
-	struct io_uring_sqe *sqe = get_sqe(e);
-	struct bsteer_op_priv *o = opp(e, r, op);
-	void *buf = NULL;
+	struct io_uring_sqe *sqe;
 
+	if (opcode >= BSTEER_OP__MAX)
+		return -EINVAL;
+	sqe = bsteer_engine_sqe(e);
 	if (!sqe)
 		return -EBUSY;
-	if (slot != BSTEER_NO_SLOT)
-		buf = e->in->pool + (size_t)slot * e->in->slot_size + slot_off;
 	switch (opcode) {
 	case BSTEER_OP_NOP:
 		io_uring_prep_nop(sqe);
@@ -356,10 +356,37 @@ static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
 		o->wait.tv_nsec = (len % 1000000) * 1000ll;
 		io_uring_prep_timeout(sqe, &o->wait, 0, 0);
 		break;
-	default:
-		return -EINVAL;
+	default:		/* every opcode below __MAX is above */
+		io_uring_prep_nop(sqe);
+		break;
 	}
-	io_uring_sqe_set_data64(sqe, bsteer_ud(r, rq->gen, op, rq->ops[op].seq));
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
+/*
+ * Turn op @op of request @r (already recorded) into an SQE, or, on an
+ * upstream target, into an NBD request that completes with @ud.
+ */
+static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
+		     __u32 file, __u32 slot, __u32 slot_off, __u32 len,
+		     __u64 offset, bool frontend)
+{
+	struct bsteer_req *rq = &e->in->reqs[r];
+	struct bsteer_op_priv *o = opp(e, r, op);
+	__u64 ud = bsteer_ud(r, rq->gen, op, rq->ops[op].seq);
+	void *buf = NULL;
+	int err;
+
+	if (slot != BSTEER_NO_SLOT)
+		buf = e->in->pool + (size_t)slot * e->in->slot_size + slot_off;
+	if (!frontend && opcode != BSTEER_OP_WAIT && upstream_is(e, file))
+		err = upstream_op(e, file, o - e->op, ud, opcode, buf, slot,
+				  len, offset);
+	else
+		err = prep_sqe(e, o, opcode, file, slot, buf, len, offset, ud);
+	if (err)
+		return err;
 	o->slot = slot;
 	o->target = file;
 	o->frontend = frontend;
@@ -788,6 +815,10 @@ static void reap_one(struct bsteer_engine *e, const struct io_uring_cqe *cqe)
 	__u64 ud = cqe->user_data;
 	__u32 r, slot;
 
+	if ((ud >> 56) == BSTEER_UP_MAGIC) {
+		upstream_cqe(e, cqe);
+		return;
+	}
 	if (!own_req(e, ud, &r)) {
 		if (!bsteer_ud_ours(ud) && e->cb.cqe)
 			e->cb.cqe(e->cb.arg, e, cqe);
@@ -835,6 +866,12 @@ int bsteer_engine_run_timeout(struct bsteer_engine *e, unsigned wait_nr,
 	unsigned n, i;
 	int ret;
 
+	if (e->up) {
+		upstream_kick(e);
+		/* A hung server is noticed only if we wake up now and then. */
+		if (timeout_ms < 0 && upstream_waiting(e))
+			timeout_ms = 1000;
+	}
 	if (timeout_ms >= 0 && wait_nr) {
 		struct __kernel_timespec ts = {
 			.tv_sec = timeout_ms / 1000,
@@ -1016,6 +1053,7 @@ void bsteer_engine_fini(struct bsteer_engine *e)
 		io_uring_queue_exit(&e->ring);
 		e->ring_ok = false;
 	}
+	upstream_fini(e);
 	if (e->twin_fd >= 0)
 		close(e->twin_fd);
 	e->twin_fd = -1;

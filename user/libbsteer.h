@@ -280,6 +280,7 @@ struct bsteer_engine {
 	__u32 twin_id;
 	bool verbose;
 	struct bsteer_engine_stats st;
+	struct bsteer_upstreams *up;	/* NBD upstream targets, or NULL */
 };
 
 int bsteer_engine_init(struct bsteer_engine *e, struct bsteer_instance *in,
@@ -293,6 +294,22 @@ void bsteer_engine_fini(struct bsteer_engine *e);
 #define BSTEER_FRONTEND_FILE(k)	(BSTEER_MAX_TARGETS + (k))
 int bsteer_engine_files(struct bsteer_engine *e, const int *targets,
 			__u32 ntargets, const int *frontend, __u32 nfrontend);
+/*
+ * An upstream target: target @target's file is @fd, a connection to an NBD
+ * server past its handshake (user/be_nbd.c). Ops on it become NBD requests
+ * on this ring. Call after bsteer_engine_files().
+ */
+struct bsteer_nbd_info {
+	__u64 size;
+	__u16 flags;		/* NBD transmission flags */
+	__u32 min_block;	/* 0 if the server did not say */
+	__u32 max_block;
+	/* Set by the caller: no progress this long with requests out fails
+	 * the connection (0: 30 s). */
+	__u32 timeout_ms;
+};
+int bsteer_engine_upstream(struct bsteer_engine *e, __u32 target, int fd,
+			   const struct bsteer_nbd_info *info);
 /* Put @fd (or -1 to clear) at frontend file @k. */
 int bsteer_engine_frontend_file(struct bsteer_engine *e, __u32 k, int fd);
 /* Make room for @n SQEs, so the next @n are written without a submit. */

@@ -31,6 +31,7 @@ void serve_log(struct bsteer_server *s, const char *fmt, ...)
 const struct bsteer_backend_ops *bsteer_backend_for(const char *spec)
 {
 	static const struct bsteer_backend_ops *const backends[] = {
+		&nbd_backend,
 		&file_backend,
 	};
 	size_t i;

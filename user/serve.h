@@ -18,6 +18,12 @@ struct bsteer_backend_ops {
 	bool (*match)(const char *spec);
 	/* Open it; *size is its size in bytes. Returns an fd or -errno. */
 	int (*open)(const char *spec, bool rdonly, __u64 *size);
+	/*
+	 * Or, for a target on another server: connect and shake hands. Every
+	 * worker makes its own connection. Returns an fd or -errno, with the
+	 * reason in bsteer_errbuf().
+	 */
+	int (*connect)(const char *spec, bool rdonly, struct bsteer_nbd_info *info);
 };
 
 struct export {
@@ -79,13 +85,16 @@ struct bsteer_server {
 	char unix_path[SERVE_MAX_LISTEN][108];
 	int tfd[BSTEER_MAX_TARGETS];	/* every export's targets, in order */
 	__u32 ntfd;
+	struct bsteer_nbd_info tinfo[BSTEER_MAX_TARGETS]; /* upstream targets */
 	struct cowmap *cow;	/* the cow policy's bitmap file, or NULL */
+	__u32 up_timeout_ms;	/* upstream targets: fail after this long */
 	bool allow_remote;	/* listen beyond loopback */
 	bool json_log;
 	bool verbose;
 };
 
 extern const struct bsteer_backend_ops file_backend;
+extern const struct bsteer_backend_ops nbd_backend;
 extern const struct bsteer_frontend_ops nbd_frontend;
 
 const struct bsteer_backend_ops *bsteer_backend_for(const char *spec);
