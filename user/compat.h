@@ -30,6 +30,14 @@ static inline void bsteer_prep_nop_result(struct io_uring_sqe *sqe, int res)
 	sqe->len = (__u32)res;
 }
 
+/* SEND_ZC (6.2): ask whether the kernel had to copy after all. */
+#ifndef IORING_SEND_ZC_REPORT_USAGE
+#define IORING_SEND_ZC_REPORT_USAGE	(1U << 3)
+#endif
+#ifndef IORING_NOTIF_USAGE_ZC_COPIED
+#define IORING_NOTIF_USAGE_ZC_COPIED	(1U << 31)
+#endif
+
 #ifndef BPF_FS_MAGIC
 #define BPF_FS_MAGIC			0xcafe4a11
 #endif

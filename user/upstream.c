@@ -10,6 +10,8 @@
  * send breaks the chain, and the next chain resumes at the exact byte. On
  * TCP a large payload goes as SEND_ZC from the slot instead, and the slot
  * counts as busy until the kernel's notification that it let go of it.
+ * If the kernel says it copied the bytes anyway (loopback does), the
+ * connection goes back to plain writes, which are cheaper then.
  * Receiving: one RECV of a 16-byte reply header is always armed; a READ's
  * payload then goes straight into the op's slot with READ_FIXED.
  *
@@ -36,7 +38,9 @@
 #define UP_TIMEOUT_MS	30000	/* unless the caller sets one */
 #define UP_CHAIN_MAX	64	/* SQEs in one send chain */
 #define UP_NONE		(~0u)
+#ifndef UP_ZC_MIN
 #define UP_ZC_MIN	(64u << 10)	/* SEND_ZC for payloads this big, on TCP */
+#endif
 
 /* user_data of our own SQEs: magic, kind, target, op index. */
 enum { UK_TXHDR = 1, UK_TXDATA, UK_TXZC, UK_RXHDR, UK_RXDATA };
@@ -329,7 +333,8 @@ static void tx_start(struct bsteer_engine *e, struct up_conn *c)
 			if (c->zc && left >= UP_ZC_MIN) {
 				io_uring_prep_send_zc_fixed(sqe, c->target, p, left,
 							    MSG_WAITALL | MSG_NOSIGNAL,
-							    0, o->slot);
+							    IORING_SEND_ZC_REPORT_USAGE,
+							    o->slot);
 				io_uring_sqe_set_data64(sqe, up_ud(UK_TXZC, c->target, i));
 			} else {
 				io_uring_prep_write_fixed(sqe, c->target, p, left,
@@ -426,6 +431,8 @@ void upstream_cqe(struct bsteer_engine *e, const struct io_uring_cqe *cqe)
 		o = &e->up->op[i];
 		if (cqe->flags & IORING_CQE_F_NOTIF) {
 			/* The kernel let go of the slot's pages. */
+			if ((__u32)res & IORING_NOTIF_USAGE_ZC_COPIED)
+				c->zc = false;
 			o->busy--;
 			maybe_complete(e, c, i);
 			break;
