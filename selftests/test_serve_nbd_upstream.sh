@@ -5,6 +5,7 @@
 #    afterwards equals the source; so do the local leg and a read back;
 #  - passthrough to nbdkit over TCP (nbd://) with two worker threads, each
 #    on its own connection;
+#  - a stripe whose legs are qemu-nbd and another bsteer serve;
 #  - nbdkit killed mid-copy: the mirror marks the leg failed and the copy
 #    completes on the healthy leg; killed while idle: a client read fails
 #    with EIO and the server keeps serving its other exports;
@@ -85,6 +86,33 @@ if [ -n "$PORT" ]; then
 	kill "$TCPKIT"
 else
 	fail "could not start nbdkit on a TCP port"
+fi
+
+# --- a stripe over qemu-nbd and another bsteer ---
+if command -v qemu-nbd >/dev/null; then
+	truncate -s 16M "$T/q.img" "$T/inner.img"
+	qemu-nbd -k "$T/q.sock" -f raw -t "$T/q.img" >"$T/q.log" 2>&1 &
+	PIDS+=($!)
+	"$BSTEER" serve --listen "unix:$T/inner.sock" --instance "$(instance inner)" \
+		--export "d=$T/inner.img" >"$T/inner.log" 2>&1 &
+	PIDS+=($!)
+	wait_for 10 [ -S "$T/q.sock" ] && wait_for 10 [ -S "$T/inner.sock" ] ||
+		fail "qemu-nbd or the inner bsteer did not start"
+	start_serve "$T/s.sock" --instance "$(instance stripe)" \
+		--export "s=nbd+unix:///?socket=$T/q.sock,nbd+unix:///d?socket=$T/inner.sock,policy=stripe,chunk=64K" || finish
+	head -c 32M /dev/urandom >"$T/src4"
+	nbdcopy "$T/src4" "$(uri s)" || fail "nbdcopy into the stripe exited $?"
+	nbdcopy "$(uri s)" "$T/back4" || fail "nbdcopy from the stripe exited $?"
+	check "a stripe over qemu-nbd and bsteer reads back the source" cmp -s "$T/src4" "$T/back4"
+	# Chunk k of the export is chunk k/2 of leg k%2.
+	check "the legs hold alternate 64K chunks" /usr/bin/python3 -c '
+import sys
+src = open(sys.argv[1], "rb").read()
+legs = [open(sys.argv[2], "rb").read(), open(sys.argv[3], "rb").read()]
+C = 65536
+sys.exit(any(src[k*C:(k+1)*C] != legs[k % 2][(k//2)*C:(k//2+1)*C]
+             for k in range(len(src) // C)))' "$T/src4" "$T/q.img" "$T/inner.img"
+	stop_serve
 fi
 
 # --- the upstream leg dies mid-copy ---
