@@ -518,9 +518,35 @@ static int flush_all(struct bsteer_server *s)
 	return first;
 }
 
+/* A leg the policy marked failed gets one log line, from worker 0. */
+static void log_failed_legs(struct bsteer_server *s, __u32 *seen)
+{
+	__u32 t, i;
+	int k;
+
+	for (t = 0; t < s->ntfd; t++) {
+		const struct bsteer_target *tg = &s->in->targets[t];
+
+		if (!(tg->flags & BSTEER_TGT_FAILED) || (*seen & (1u << t)))
+			continue;
+		*seen |= 1u << t;
+		for (k = 0; k < s->nexports; k++) {
+			const struct export *ex = &s->exports[k];
+
+			if (t < ex->tbase || t >= ex->tbase + ex->ntargets)
+				continue;
+			i = t - ex->tbase;
+			serve_log(s, "export '%s': leg %u (%s) marked failed after %s; the other legs carry on",
+				  ex->name, i, ex->spec[i], tg->last_error ?
+				  strerror(-tg->last_error) : "an error");
+		}
+	}
+}
+
 static int serve_loop(struct bsteer_server *s)
 {
 	__u64 deadline = 0;
+	__u32 failed = 0;
 	int err;
 
 	while (1) {
@@ -540,6 +566,8 @@ static int serve_loop(struct bsteer_server *s)
 		if (err && err != -EINTR)
 			return err;
 		s->fe->tick(s);
+		if (!s->ring)
+			log_failed_legs(s, &failed);
 	}
 }
 
