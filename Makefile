@@ -60,6 +60,7 @@ LIB_OBJS := \
 	fe_nbd \
 	instance \
 	policies \
+	resync \
 	serve \
 	upstream \
 	util
@@ -68,6 +69,7 @@ CLI_OBJS := \
 	cmd_copy \
 	cmd_cow \
 	cmd_policy \
+	cmd_resync \
 	cmd_serve \
 	cmd_stat \
 	main

@@ -37,6 +37,9 @@
 #ifndef EINVAL
 #define EINVAL		22
 #endif
+#ifndef ENODEV
+#define ENODEV		19
+#endif
 #ifndef EPIPE
 #define EPIPE		32
 #endif

@@ -173,6 +173,13 @@ enum bsteer_req_type {
 	BSTEER_REQ_FLUSH	= 3,
 	BSTEER_REQ_TRIM		= 4,
 	BSTEER_REQ_WRITE_ZEROES	= 5,
+	/*
+	 * Copy [offset, offset + len) from a healthy leg to the legs being
+	 * rebuilt (BSTEER_TGT_RESYNC), through the request's slot. A policy
+	 * that tracks writes fails it with -EAGAIN if a client write touched
+	 * the range meanwhile; `bsteer resync` then copies it again.
+	 */
+	BSTEER_REQ_RESYNC	= 6,
 };
 
 #define BSTEER_REQF_FUA		0x1
@@ -279,6 +286,7 @@ struct bsteer_decision {
 
 #define BSTEER_TGT_FAILED	0x1
 #define BSTEER_TGT_RDONLY	0x2
+#define BSTEER_TGT_RESYNC	0x4	/* being rebuilt: takes writes, serves no reads */
 
 /* Target descriptor and counters: map "targets". */
 struct bsteer_target {
@@ -370,6 +378,34 @@ struct bsteer_info {
 	char  policy[32];
 	char  kind[16];		/* "copy", "serve" */
 	char  layout[32];	/* data layout the targets hold (see policies) */
+};
+
+/*
+ * A leg rebuild of a running server: map "resync" (one entry), pinned by
+ * bsteer serve. `bsteer resync` writes a request (state REQUESTED, a new
+ * seq, the export and leg); the server answers in the same entry with its
+ * progress. Only userspace reads and writes it.
+ */
+enum bsteer_resync_state {
+	BSTEER_RS_IDLE		= 0,
+	BSTEER_RS_REQUESTED	= 1,
+	BSTEER_RS_RUNNING	= 2,
+	BSTEER_RS_DONE		= 3,
+	BSTEER_RS_FAILED	= 4,
+};
+
+struct bsteer_resync {
+	__u32 state;		/* enum bsteer_resync_state */
+	__u32 seq;		/* the request this answers */
+	__u32 leg;		/* leg index within the export */
+	__s32 error;		/* -errno when FAILED */
+	__u64 done;		/* bytes copied */
+	__u64 total;		/* the export's size */
+	__u64 recopied;		/* chunks copied again after a client write */
+	__u64 start_ns;		/* CLOCK_MONOTONIC */
+	__u64 end_ns;
+	char  export[64];
+	char  message[64];	/* why it failed */
 };
 
 /* Stat counters: map "stats", array of __u64 indexed by this enum. */

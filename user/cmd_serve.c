@@ -445,6 +445,10 @@ static void cb_complete(void *arg, struct bsteer_engine *e, __u32 r, int err)
 	const struct bsteer_req *rq = &s->in->reqs[r];
 
 	(void)e;
+	if (resync_owns(s, r)) {
+		resync_complete(s, r, err);
+		return;
+	}
 	/* What a FLUSH or FUA promises covers the cow bitmap too. */
 	if (s->cow && !err && (rq->type == BSTEER_REQ_FLUSH ||
 			       (rq->flags & BSTEER_REQF_FUA)) &&
@@ -461,7 +465,8 @@ static void cb_op_done(void *arg, struct bsteer_engine *e, __u32 r, __u32 op,
 	struct bsteer_server *s = arg;
 
 	(void)e;
-	s->fe->op_done(s, r, op, res);
+	if (!resync_owns(s, r))
+		s->fe->op_done(s, r, op, res);
 }
 
 static void cb_cqe(void *arg, struct bsteer_engine *e,
@@ -566,6 +571,7 @@ static int serve_loop(struct bsteer_server *s)
 		if (err && err != -EINTR)
 			return err;
 		s->fe->tick(s);
+		resync_tick(s, deadline != 0);
 		if (!s->ring)
 			log_failed_legs(s, &failed);
 	}
@@ -738,6 +744,7 @@ out:
 		s->fe->fini(s);
 	if (engine)
 		bsteer_engine_fini(&s->e);
+	resync_fini(s);
 	for (t = 0; t < s->ntfd; t++)
 		if (own[t])
 			close(s->tfd[t]);
@@ -780,6 +787,7 @@ int cmd_serve(int argc, char **argv)
 		return 1;
 	for (k = 0; k < SERVE_MAX_LISTEN; k++)
 		s->lfd[k] = -1;
+	s->resync_fd = -1;
 	snprintf(name, sizeof(name), "serve-%d", getpid());
 	/* A config file's settings come first; the command line adds to them. */
 	for (k = 1; k < argc; k++) {
@@ -913,6 +921,10 @@ int cmd_serve(int argc, char **argv)
 	}
 	if (policy_state(s, &sp, &cow, &cow_open))
 		goto out;
+	err = resync_pin(s);
+	if (err)
+		serve_log(s, "cannot pin the resync map (bsteer resync will not work): %s",
+			  strerror(-err));
 	s->fe = &nbd_frontend;
 	err = s->fe->listen(s);
 	listening = true;
@@ -965,6 +977,8 @@ out:
 	free(conf);
 	if (listening)
 		s->fe->unlisten(s);
+	if (s->resync_fd >= 0)
+		close(s->resync_fd);
 	bsteer_instance_close(s->in);
 	for (k = 0; k < s->nexports; k++)
 		for (i = 0; i < s->exports[k].ntargets; i++)

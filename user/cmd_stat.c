@@ -189,6 +189,7 @@ static void report(struct view *v, const char *name, bool json)
 			json_u64(&j, "bytes", t[i].bytes);
 			json_u64(&j, "errors", t[i].errors);
 			json_bool(&j, "failed", t[i].flags & BSTEER_TGT_FAILED);
+			json_bool(&j, "resyncing", t[i].flags & BSTEER_TGT_RESYNC);
 			json_end_obj(&j);
 		}
 		json_end_arr(&j);
@@ -222,7 +223,8 @@ static void report(struct view *v, const char *name, bool json)
 		       (unsigned long long)t[i].ops,
 		       (unsigned long long)t[i].bytes,
 		       (unsigned long long)t[i].errors,
-		       t[i].flags & BSTEER_TGT_FAILED ? "failed" : "ok");
+		       t[i].flags & BSTEER_TGT_FAILED ? "failed" :
+		       t[i].flags & BSTEER_TGT_RESYNC ? "resyncing" : "ok");
 }
 
 int cmd_stat(int argc, char **argv)

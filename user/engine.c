@@ -1026,6 +1026,16 @@ int bsteer_engine_files(struct bsteer_engine *e, const int *targets,
 	return err;
 }
 
+int bsteer_engine_target_file(struct bsteer_engine *e, __u32 t, int fd)
+{
+	int err;
+
+	if (t >= e->ntargets)
+		return -EINVAL;
+	err = io_uring_register_files_update(&e->ring, t, &fd, 1);
+	return err < 0 ? err : 0;
+}
+
 int bsteer_engine_frontend_file(struct bsteer_engine *e, __u32 k, int fd)
 {
 	int err;

@@ -297,7 +297,8 @@ int bsteer_engine_files(struct bsteer_engine *e, const int *targets,
 /*
  * An upstream target: target @target's file is @fd, a connection to an NBD
  * server past its handshake (user/be_nbd.c). Ops on it become NBD requests
- * on this ring. Call after bsteer_engine_files().
+ * on this ring. Call after bsteer_engine_files(); again, with a new
+ * connection, once the old one has failed and has nothing in flight.
  */
 struct bsteer_nbd_info {
 	__u64 size;
@@ -310,6 +311,10 @@ struct bsteer_nbd_info {
 };
 int bsteer_engine_upstream(struct bsteer_engine *e, __u32 target, int fd,
 			   const struct bsteer_nbd_info *info);
+/* Is target @target's upstream connection still up? */
+bool bsteer_engine_upstream_alive(const struct bsteer_engine *e, __u32 target);
+/* Put @fd in place of target @t's file (a leg opened again). */
+int bsteer_engine_target_file(struct bsteer_engine *e, __u32 t, int fd);
 /* Put @fd (or -1 to clear) at frontend file @k. */
 int bsteer_engine_frontend_file(struct bsteer_engine *e, __u32 k, int fd);
 /* Make room for @n SQEs, so the next @n are written without a submit. */

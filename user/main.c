@@ -10,6 +10,7 @@ static const struct bsteer_cmd cmds[] = {
 	{ "stat", "show the counters of a running instance", cmd_stat },
 	{ "policy", "list, load, swap and configure policies", cmd_policy },
 	{ "cow", "show or commit a copy-on-write overlay", cmd_cow },
+	{ "resync", "rebuild a mirror leg of a running server", cmd_resync },
 	{ NULL, NULL, NULL },
 };
 

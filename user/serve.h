@@ -46,6 +46,7 @@ struct export {
 
 struct bsteer_server;
 struct cowmap;
+struct resync_job;
 
 struct bsteer_frontend_ops {
 	const char *name;
@@ -87,6 +88,8 @@ struct bsteer_server {
 	__u32 ntfd;
 	struct bsteer_nbd_info tinfo[BSTEER_MAX_TARGETS]; /* upstream targets */
 	struct cowmap *cow;	/* the cow policy's bitmap file, or NULL */
+	int resync_fd;		/* the pinned "resync" map, or -1 */
+	struct resync_job *rs;	/* worker 0's leg rebuild */
 	__u32 up_timeout_ms;	/* upstream targets: fail after this long */
 	bool allow_remote;	/* listen beyond loopback */
 	bool json_log;
@@ -100,6 +103,13 @@ extern const struct bsteer_frontend_ops nbd_frontend;
 const struct bsteer_backend_ops *bsteer_backend_for(const char *spec);
 const struct bsteer_frontend_ops *bsteer_frontend_find(const char *name);
 struct export *serve_export_find(struct bsteer_server *s, const char *name);
+/* Leg rebuilds (user/resync.c): worker 0 drives them from its loop. */
+int resync_pin(struct bsteer_server *s);
+void resync_tick(struct bsteer_server *s, bool stopping);
+bool resync_owns(struct bsteer_server *s, __u32 req);
+void resync_complete(struct bsteer_server *s, __u32 req, int err);
+void resync_fini(struct bsteer_server *s);
+
 /* One log line, plain or JSON. */
 void serve_log(struct bsteer_server *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -99,6 +99,11 @@ bool upstream_is(const struct bsteer_engine *e, __u32 target)
 	return e->up && target < BSTEER_MAX_TARGETS && e->up->conn[target];
 }
 
+bool bsteer_engine_upstream_alive(const struct bsteer_engine *e, __u32 target)
+{
+	return upstream_is(e, target) && !e->up->conn[target]->dead;
+}
+
 int bsteer_engine_upstream(struct bsteer_engine *e, __u32 target, int fd,
 			   const struct bsteer_nbd_info *info)
 {
@@ -118,8 +123,11 @@ int bsteer_engine_upstream(struct bsteer_engine *e, __u32 target, int fd,
 			return -ENOMEM;
 		}
 	}
-	if (e->up->conn[target])
-		return -EEXIST;
+	c = e->up->conn[target];
+	if (c && (!c->dead || c->outstanding || c->chain || c->rx_armed))
+		return -EBUSY;
+	free(c);
+	e->up->conn[target] = NULL;
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;

@@ -1,0 +1,363 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Rebuilding a mirror leg while clients write (bsteer resync), the server's
+ * side. Worker 0 polls the pinned "resync" map; on a request it reopens the
+ * leg if it had failed (a replaced file, a restarted NBD server), flags it
+ * BSTEER_TGT_RESYNC, and walks the export with BSTEER_REQ_RESYNC requests,
+ * a few in flight. The policy does the copying and tells a stale copy from
+ * a good one (-EAGAIN: a client write overlapped; that chunk goes again).
+ * When every chunk is in, a FLUSH makes it stable and the leg serves reads.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include "serve.h"
+
+#define RS_DEPTH	4		/* copies in flight */
+#define RS_CHUNK	(1u << 20)	/* bytes per copy, at most a slot */
+#define RS_POLL_NS	200000000ull	/* look for a request this often */
+#define RS_PUBLISH_NS	100000000ull	/* and report progress */
+#define RS_MAX_REDO	100000		/* copies of one range before giving up */
+
+struct resync_job {
+	struct bsteer_resync st;
+	struct export *ex;
+	__u32 t;			/* the leg's target index */
+	__u32 chunk;
+	__u64 next;			/* next offset to copy */
+	__u64 redo[RS_DEPTH];		/* offsets to copy again */
+	__u32 nredo;
+	__u32 inflight;
+	__u32 flush_req;		/* the final FLUSH, or BSTEER_NO_SLOT */
+	__u64 redo_streak;
+	__u64 polled_ns, published_ns;
+	int own_fd;			/* the reopened leg, closed at exit */
+	bool active;
+};
+
+int resync_pin(struct bsteer_server *s)
+{
+	char path[PATH_MAX];
+	struct bsteer_resync zero = {};
+	__u32 key = 0;
+	int fd;
+
+	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "resync", sizeof(key),
+			    sizeof(struct bsteer_resync), 1, NULL);
+	if (fd < 0)
+		return -errno;
+	snprintf(path, sizeof(path), "%s/resync", s->in->dir);
+	if (bpf_map_update_elem(fd, &key, &zero, BPF_ANY) ||
+	    bpf_obj_pin(fd, path)) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	chmod(path, 0600);
+	s->resync_fd = fd;
+	return 0;
+}
+
+static void publish(struct bsteer_server *s, struct resync_job *j)
+{
+	__u32 key = 0;
+
+	j->published_ns = bsteer_now_ns();
+	bpf_map_update_elem(s->resync_fd, &key, &j->st, BPF_ANY);
+}
+
+static void job_end(struct bsteer_server *s, struct resync_job *j, int err,
+		    const char *why)
+{
+	struct bsteer_target *tg = &s->in->targets[j->t];
+
+	j->active = false;
+	j->st.end_ns = bsteer_now_ns();
+	j->st.error = err;
+	j->st.state = err ? BSTEER_RS_FAILED : BSTEER_RS_DONE;
+	if (err) {
+		/* Half rebuilt is not in sync: keep it out of service. */
+		snprintf(j->st.message, sizeof(j->st.message), "%s", why);
+		tg->last_error = err;
+		__atomic_fetch_or(&tg->flags, BSTEER_TGT_FAILED, __ATOMIC_RELEASE);
+		serve_log(s, "export '%s': rebuilding leg %u failed: %s (%s)",
+			  j->ex->name, j->st.leg, why, strerror(-err));
+	} else {
+		serve_log(s, "export '%s': leg %u rebuilt, %llu bytes, %llu ranges copied again",
+			  j->ex->name, j->st.leg, (unsigned long long)j->st.done,
+			  (unsigned long long)j->st.recopied);
+	}
+	__atomic_fetch_and(&tg->flags, ~BSTEER_TGT_RESYNC, __ATOMIC_RELEASE);
+	publish(s, j);
+}
+
+/* A leg that failed gets a fresh file or connection before it is rebuilt. */
+static int reopen_leg(struct bsteer_server *s, struct resync_job *j,
+		      const char **why)
+{
+	struct export *ex = j->ex;
+	__u32 i = j->st.leg;
+	struct bsteer_nbd_info info = {};
+	__u64 size = 0;
+	int fd, err;
+
+	/* A connection that still works is kept (the server's errors passed). */
+	if (ex->be[i]->connect && bsteer_engine_upstream_alive(&s->e, j->t))
+		return 0;
+	if (s->in->nrings > 1 && ex->be[i]->connect) {
+		*why = "an NBD leg is reconnected only with one worker thread";
+		return -EOPNOTSUPP;
+	}
+	if (s->in->nrings > 1)
+		return 0;	/* rebuilt in place, on the file it has */
+	if (ex->be[i]->connect) {
+		fd = ex->be[i]->connect(ex->spec[i], false, &info);
+		size = info.size;
+	} else {
+		fd = ex->be[i]->open(ex->spec[i], false, &size);
+	}
+	if (fd < 0) {
+		*why = "cannot open the leg again";
+		return fd;
+	}
+	if (size < ex->size && !ex->be[i]->connect) {
+		struct stat st;
+
+		/* A new, empty file in place of the old one grows, sparsely. */
+		if (fstat(fd, &st) || !S_ISREG(st.st_mode) ||
+		    ftruncate(fd, ex->size)) {
+			close(fd);
+			*why = "the leg is smaller than the export";
+			return -ENOSPC;
+		}
+	} else if (size < ex->size) {
+		close(fd);
+		*why = "the leg is smaller than the export";
+		return -ENOSPC;
+	}
+	err = bsteer_engine_target_file(&s->e, j->t, fd);
+	if (!err && ex->be[i]->connect) {
+		info.timeout_ms = s->up_timeout_ms;
+		err = bsteer_engine_upstream(&s->e, j->t, fd, &info);
+	}
+	if (err) {
+		close(fd);
+		*why = "cannot put the new file in the ring";
+		return err;
+	}
+	if (j->own_fd >= 0)
+		close(j->own_fd);
+	j->own_fd = fd;
+	return 0;
+}
+
+static void job_start(struct bsteer_server *s, struct resync_job *j,
+		      const struct bsteer_resync *req)
+{
+	struct bsteer_target *tg;
+	const char *why = NULL;
+	__u32 i, readable = 0;
+	int err = 0;
+
+	memset(&j->st, 0, sizeof(j->st));
+	j->st.seq = req->seq;
+	j->st.leg = req->leg;
+	j->st.start_ns = bsteer_now_ns();
+	memcpy(j->st.export, req->export, sizeof(j->st.export));
+	j->st.export[sizeof(j->st.export) - 1] = 0;
+	j->st.state = BSTEER_RS_RUNNING;
+	j->ex = serve_export_find(s, j->st.export);
+	j->next = 0;
+	j->nredo = 0;
+	j->inflight = 0;
+	j->redo_streak = 0;
+	j->flush_req = BSTEER_NO_SLOT;
+	j->chunk = s->in->slot_size < RS_CHUNK ? s->in->slot_size : RS_CHUNK;
+	if (!j->ex) {
+		snprintf(j->st.message, sizeof(j->st.message), "no such export");
+		j->st.state = BSTEER_RS_FAILED;
+		j->st.error = -ENOENT;
+		publish(s, j);
+		return;
+	}
+	j->t = j->ex->tbase + req->leg;
+	j->st.total = j->ex->size;
+	j->active = true;
+	if (req->leg >= j->ex->ntargets) {
+		err = -EINVAL;
+		why = "no such leg";
+	} else if (strcmp(s->in->info->layout, "replica")) {
+		err = -EOPNOTSUPP;
+		why = "the export is not a mirror";
+	} else if (j->ex->rdonly) {
+		err = -EROFS;
+		why = "the export is read-only";
+	}
+	for (i = 0; !err && i < j->ex->ntargets; i++) {
+		tg = &s->in->targets[j->ex->tbase + i];
+		readable += i != req->leg &&
+			    !(tg->flags & (BSTEER_TGT_FAILED | BSTEER_TGT_RESYNC));
+	}
+	if (!err && !readable) {
+		err = -ENODEV;
+		why = "no other leg is healthy";
+	}
+	tg = &s->in->targets[j->t];
+	if (!err && ((tg->flags & BSTEER_TGT_FAILED) ||
+		     (j->ex->be[req->leg]->connect &&
+		      !bsteer_engine_upstream_alive(&s->e, j->t))))
+		err = reopen_leg(s, j, &why);
+	if (err) {
+		/* Nothing changed: the leg keeps the state it had. */
+		j->active = false;
+		j->st.state = BSTEER_RS_FAILED;
+		j->st.error = err;
+		snprintf(j->st.message, sizeof(j->st.message), "%s", why);
+		serve_log(s, "export '%s': cannot rebuild leg %u: %s", j->ex->name,
+			  req->leg, why);
+		publish(s, j);
+		return;
+	}
+	/* Writes reach it from now on; reads do not until it is done. */
+	__atomic_fetch_or(&tg->flags, BSTEER_TGT_RESYNC, __ATOMIC_RELEASE);
+	__atomic_fetch_and(&tg->flags, ~BSTEER_TGT_FAILED, __ATOMIC_RELEASE);
+	serve_log(s, "export '%s': rebuilding leg %u (%s) from the others",
+		  j->ex->name, req->leg, j->ex->spec[req->leg]);
+	publish(s, j);
+}
+
+/* One request on the export's legs; @slot for a copy. */
+static int issue(struct bsteer_server *s, struct resync_job *j, __u8 type,
+		 __u64 off, __u32 len, __u32 *out)
+{
+	__u32 r, slot;
+	int err;
+
+	err = bsteer_req_alloc(&s->e, type, off, len, &r);
+	if (err)
+		return err;
+	bsteer_req_set_legs(&s->e, r, j->ex->tbase, j->ex->ntargets);
+	if (type == BSTEER_REQ_RESYNC && (err = bsteer_slot_lease(&s->e, r, &slot))) {
+		bsteer_req_abandon(&s->e, r);
+		return err;
+	}
+	err = bsteer_frontend_op(&s->e, r, BSTEER_OP_NOP, 0, BSTEER_NO_SLOT, 0, 0);
+	if (err) {
+		bsteer_req_abandon(&s->e, r);
+		return err;
+	}
+	*out = r;
+	return 0;
+}
+
+static void job_run(struct bsteer_server *s, struct resync_job *j)
+{
+	__u32 r;
+
+	while (j->inflight < RS_DEPTH && (j->nredo || j->next < j->ex->size)) {
+		__u64 off = j->nredo ? j->redo[j->nredo - 1] : j->next;
+		__u32 len = j->ex->size - off < j->chunk ? j->ex->size - off : j->chunk;
+
+		if (issue(s, j, BSTEER_REQ_RESYNC, off, len, &r))
+			return;		/* no slot or record now: later */
+		if (j->nredo)
+			j->nredo--;
+		else
+			j->next += len;
+		j->inflight++;
+	}
+	if (!j->inflight && !j->nredo && j->next >= j->ex->size &&
+	    j->flush_req == BSTEER_NO_SLOT) {
+		if (!issue(s, j, BSTEER_REQ_FLUSH, 0, 0, &r)) {
+			j->flush_req = r;
+			j->inflight++;
+		}
+	}
+}
+
+bool resync_owns(struct bsteer_server *s, __u32 r)
+{
+	struct resync_job *j = s->rs;
+
+	return j && (s->in->reqs[r].type == BSTEER_REQ_RESYNC ||
+		     (j->flush_req == r && j->inflight));
+}
+
+void resync_complete(struct bsteer_server *s, __u32 r, int err)
+{
+	struct resync_job *j = s->rs;
+	const struct bsteer_req *rq = &s->in->reqs[r];
+
+	j->inflight--;
+	if (!j->active)
+		return;
+	if (r == j->flush_req && rq->type == BSTEER_REQ_FLUSH) {
+		job_end(s, j, err, "the final flush failed");
+		return;
+	}
+	if (err == -EAGAIN) {
+		/* A client wrote there meanwhile (or still does): again. */
+		j->st.recopied++;
+		if (++j->redo_streak > RS_MAX_REDO) {
+			job_end(s, j, -EBUSY, "client writes keep a range busy");
+			return;
+		}
+		j->redo[j->nredo++] = rq->offset;
+		return;
+	}
+	if (err) {
+		job_end(s, j, err, "a copy failed");
+		return;
+	}
+	j->redo_streak = 0;
+	j->st.done += rq->len;
+}
+
+void resync_tick(struct bsteer_server *s, bool stopping)
+{
+	struct resync_job *j = s->rs;
+	struct bsteer_resync req;
+	__u64 now = bsteer_now_ns();
+	__u32 key = 0;
+
+	if (s->ring || s->resync_fd < 0)
+		return;
+	if (!j) {
+		j = s->rs = calloc(1, sizeof(*j));
+		if (!j)
+			return;
+		j->own_fd = -1;
+	}
+	if (j->active) {
+		if (stopping) {
+			job_end(s, j, -ESHUTDOWN, "the server is stopping");
+			return;
+		}
+		job_run(s, j);
+		if (j->active && now - j->published_ns > RS_PUBLISH_NS)
+			publish(s, j);
+		return;
+	}
+	if (stopping || now - j->polled_ns < RS_POLL_NS)
+		return;
+	j->polled_ns = now;
+	if (!bpf_map_lookup_elem(s->resync_fd, &key, &req) &&
+	    req.state == BSTEER_RS_REQUESTED)
+		job_start(s, j, &req);
+}
+
+void resync_fini(struct bsteer_server *s)
+{
+	if (!s->rs)
+		return;
+	if (s->rs->own_fd >= 0)
+		close(s->rs->own_fd);
+	free(s->rs);
+	s->rs = NULL;
+}
