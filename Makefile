@@ -48,6 +48,7 @@ TEST_PROGS := \
 	bad_owner \
 	bad_slot \
 	bad_target \
+	bad_verifier \
 	stale \
 	stale_slot
 

@@ -47,28 +47,69 @@ const char *const bsteer_map_names[BSTEER_MAP__MAX] = {
 
 /* libbpf's messages: shown with -v, otherwise the last warning is kept. */
 static bool lib_verbose;
+/* The verifier's reason for the last program it refused, and whose. */
+static char verifier_why[256];
+
+/*
+ * A refused program's log ends with the verifier's reason, then its
+ * statistics ("processed N insns ..."): keep the reason and the program.
+ */
+static void keep_verifier_reason(const char *msg)
+{
+	const char *begin = strstr(msg, "-- BEGIN PROG LOAD LOG --");
+	const char *end = strstr(msg, "-- END PROG LOAD LOG --");
+	const char *prog = strstr(msg, "prog '"), *p, *line = NULL;
+	size_t n = 0;
+	int plen = 0;
+
+	if (!begin || !end || end < begin)
+		return;
+	if (prog) {
+		prog += 6;
+		plen = strcspn(prog, "'");
+	}
+	for (p = begin + 25; p < end; ) {
+		const char *nl = memchr(p, '\n', end - p);
+		size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+
+		if (len && strncmp(p, "processed ", 10) &&
+		    strncmp(p, "verification time", 17) &&
+		    strncmp(p, "stack depth", 11)) {
+			line = p;
+			n = len;
+		}
+		p += len + 1;
+	}
+	if (line)
+		snprintf(verifier_why, sizeof(verifier_why), "the verifier refused %.*s: %.*s",
+			 plen, prog ? prog : "a program", (int)(n > 180 ? 180 : n), line);
+}
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt,
 			va_list ap)
 {
-	char line[512];
+	char *msg = NULL;
 	size_t n;
 
 	if (lib_verbose)
 		return vfprintf(stderr, fmt, ap);
 	if (level != LIBBPF_WARN)
 		return 0;
-	vsnprintf(line, sizeof(line), fmt, ap);
-	n = strlen(line);
-	if (n && line[n - 1] == '\n')
-		line[n - 1] = 0;
-	bsteer_set_err("%s", line);
+	if (vasprintf(&msg, fmt, ap) < 0)
+		return 0;
+	keep_verifier_reason(msg);
+	n = strlen(msg);
+	if (n && msg[n - 1] == '\n')
+		msg[n - 1] = 0;
+	bsteer_set_err("%s", msg);
+	free(msg);
 	return 0;
 }
 
 static void setup_libbpf(bool verbose)
 {
 	lib_verbose = verbose;
+	verifier_why[0] = 0;
 	libbpf_set_print(libbpf_print);
 }
 
@@ -543,6 +584,11 @@ static int load_shared(struct bpf_object *obj, const char *name,
 	if (err) {
 		char why[512];
 
+		if (verifier_why[0]) {
+			bsteer_set_err("%s failed to load: %s (-v shows the verifier's whole log)",
+				       name, verifier_why);
+			return err;
+		}
 		snprintf(why, sizeof(why), "%s", bsteer_errbuf());
 		bsteer_set_err("%s failed to load: %s%s%s", name, strerror(-err),
 			       *why ? ": " : "", why);
