@@ -91,7 +91,7 @@ USER_HDRS := $(wildcard user/*.h) include/bsteer.h
 
 .DELETE_ON_ERROR:
 .SECONDARY: $(SKELS) $(BPF_OBJS)
-.PHONY: all clean test asan deps vmlinux run
+.PHONY: all clean test test-asan asan fuzz deps vmlinux run
 
 all: $(BIN) $(TEST_BPF) $(TEST_BINS)
 
@@ -155,10 +155,31 @@ $(OUTPUT)/bench/%: bench/%.c $(USER_HDRS) $(LIB) | $(OUTPUT)/bench
 # Builds userspace with ASan and UBSan into build-asan/.
 asan:
 	$(Q)$(MAKE) OUTPUT=build-asan \
-		EXTRA_CFLAGS="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined"
+		EXTRA_CFLAGS="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all"
 
-test: all
-	$(Q)selftests/run.sh
+# libFuzzer over the NBD handshake and request checks: build-fuzz/fuzz_nbd.
+# The library is built again with clang, instrumented for the fuzzer.
+FUZZ_OUT    := build-fuzz
+FUZZ_CFLAGS := -O1 -g -fno-omit-frame-pointer -fno-sanitize-recover=all \
+	       -Wno-missing-field-initializers
+
+fuzz:
+	$(Q)$(MAKE) OUTPUT=$(FUZZ_OUT) CC=$(CLANG) \
+		EXTRA_CFLAGS="$(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined" \
+		$(FUZZ_OUT)/libbsteer.a
+	$(call msg,FUZZ,$(FUZZ_OUT)/fuzz_nbd)
+	$(Q)$(CLANG) $(filter-out -Werror,$(CFLAGS)) -I$(FUZZ_OUT) $(FUZZ_CFLAGS) \
+		-fsanitize=fuzzer,address,undefined selftests/fuzz_nbd.c \
+		$(FUZZ_OUT)/libbsteer.a $(LDLIBS) -o $(FUZZ_OUT)/fuzz_nbd
+
+# Every test on the plain build, then again on the ASan + UBSan build (any
+# sanitizer report aborts the process and fails its test).
+test: all asan
+	$(Q)PASSES="build build-asan" selftests/run.sh
+
+# Only the sanitized pass.
+test-asan: asan
+	$(Q)PASSES=build-asan selftests/run.sh
 
 # The main job: serve the built-in default export (bsteer-data/default.img,
 # 1 GiB sparse) on nbd://127.0.0.1:10809 until SIGINT.
@@ -174,6 +195,7 @@ DEB_PKGS := \
 	fio \
 	gcc \
 	libbpf-dev \
+	libclang-rt-19-dev \
 	libelf-dev \
 	libnbd-bin \
 	liburing-dev \
@@ -205,4 +227,4 @@ vmlinux:
 
 clean:
 	$(call msg,CLEAN)
-	$(Q)rm -rf $(OUTPUT) build-asan
+	$(Q)rm -rf $(OUTPUT) build-asan $(FUZZ_OUT)

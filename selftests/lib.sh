@@ -2,8 +2,10 @@
 # Shared helpers for the shell selftests. Source it first.
 set -u
 cd "$(dirname "$0")/.." || exit 1
-BSTEER=${BSTEER:-$PWD/build/bsteer}
-PROGS=$PWD/build/selftests/progs
+BUILD=${BUILD:-build}
+BSTEER=${BSTEER:-$PWD/$BUILD/bsteer}
+export BSTEER
+PROGS=$PWD/$BUILD/selftests/progs
 T=$(mktemp -d /tmp/bsteer-test.XXXXXX)
 PIDS=()
 FAILS=0

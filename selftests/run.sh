@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #
 # Runs every selftest: the C tests in build/selftests/ and the shell tests
-# selftests/test_*.sh. Each gets a timeout; the kernel log is checked for
+# selftests/test_*.sh, once per build in PASSES. Each gets a timeout; the kernel log is checked for
 # WARNING/BUG after each. Exit 77 is a skip, which counts as a failure when
 # CI=true. Ends with one line: "N passed, N failed, N skipped".
 #
@@ -19,13 +19,25 @@ mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf 2>/dev/null ||
 mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null ||
 	echo "warning: cannot mount tracefs at /sys/kernel/tracing" >&2
 
-tests=()
-for t in build/selftests/test_*; do
-	[ -x "$t" ] && tests+=("$t")
-done
-for t in selftests/test_*.sh; do
-	tests+=("$t")
-done
+# PASSES lists the builds to run every test on: "build" (the default), and
+# "build-asan" (ASan + UBSan, from make asan; make test runs both). Tests
+# that cannot run on a sanitized build are left out of that pass.
+PASSES=${PASSES:-${BUILD:-build}}
+# The fuzzer is sanitized already; valgrind cannot run an ASan binary.
+ASAN_SKIP="test_fuzz_nbd.sh test_valgrind_copy.sh"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:halt_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+
+list_tests() {	# list_tests BUILD
+	local t
+	for t in "$1"/selftests/test_*; do
+		[ -x "$t" ] && echo "$t"
+	done
+	for t in selftests/test_*.sh; do
+		[ "$1" != build ] && case " $ASAN_SKIP " in *" ${t##*/} "*) continue ;; esac
+		echo "$t"
+	done
+}
 
 want() {
 	[ $# -eq 1 ] && return 0
@@ -39,9 +51,12 @@ want() {
 
 dmesg_lines() { dmesg 2>/dev/null | wc -l; }
 
-for t in "${tests[@]}"; do
+for BUILD in $PASSES; do
+export BUILD
+for t in $(list_tests "$BUILD"); do
 	name=$(basename "$t")
 	want "$name" "$@" || continue
+	[ "$BUILD" != build ] && name="$name [${BUILD#build-}]"
 	before=$(dmesg_lines)
 	start=$(date +%s.%N)
 	log=$(mktemp)
@@ -58,14 +73,15 @@ for t in "${tests[@]}"; do
 		rc=1
 	fi
 	case $rc in
-	0)	pass=$((pass + 1)); printf 'PASS  %-28s %6.1fs\n' "$name" "$secs" ;;
-	77)	skip=$((skip + 1)); printf 'SKIP  %-28s\n' "$name"; sed 's/^/    /' "$log" | tail -5 ;;
-	124|137) fail=$((fail + 1)); failed+=("$name"); printf 'FAIL  %-28s timed out after %ss\n' "$name" "$TIMEOUT"
+	0)	pass=$((pass + 1)); printf 'PASS  %-36s %6.1fs\n' "$name" "$secs" ;;
+	77)	skip=$((skip + 1)); printf 'SKIP  %-36s\n' "$name"; sed 's/^/    /' "$log" | tail -5 ;;
+	124|137) fail=$((fail + 1)); failed+=("$name"); printf 'FAIL  %-36s timed out after %ss\n' "$name" "$TIMEOUT"
 		sed 's/^/    /' "$log" | tail -40 ;;
-	*)	fail=$((fail + 1)); failed+=("$name"); printf 'FAIL  %-28s (exit %d)\n' "$name" "$rc"
+	*)	fail=$((fail + 1)); failed+=("$name"); printf 'FAIL  %-36s (exit %d)\n' "$name" "$rc"
 		sed 's/^/    /' "$log" | tail -40 ;;
 	esac
 	rm -f "$log"
+done
 done
 
 [ ${#failed[@]} -gt 0 ] && echo "failed: ${failed[*]}"

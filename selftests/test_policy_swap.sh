@@ -41,7 +41,7 @@ check "stat: names the policy" [ "$(json "$T/stat.json" policy)" = passthrough ]
 check "stat: slots accounted" [ "$(json "$T/stat.json" slots.total)" = 16 ]
 
 # Swap to mirror with plain bpftool, as the README shows.
-OBJ=$PWD/build/bpf/mirror.bpf.o
+OBJ=$PWD/$BUILD/bpf/mirror.bpf.o
 MAPS=""
 for m in slot_meta slot_free reqs decisions targets rings stats policy_stats \
 	 batch cfg events scratch; do

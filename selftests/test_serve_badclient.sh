@@ -41,7 +41,7 @@ def good_io():
     print("ok: the good client still works (%d)" % n)
 
 def stat():
-    out = subprocess.run(["build/bsteer", "stat", inst, "--json"],
+    out = subprocess.run([os.environ.get("BSTEER", "build/bsteer"), "stat", inst, "--json"],
                          capture_output=True, check=True).stdout
     return json.loads(out)
 

@@ -585,6 +585,17 @@ static int serve_loop(struct bsteer_server *s)
  * lines and lines starting with '#' are skipped. Returns an argv of the
  * file's options followed by the command line's, or NULL.
  */
+/* The strings conf_argv() allocated (getopt reorders the argv it returns). */
+static char *conf_strings[CONF_MAX_ARGS];
+static int conf_nstrings;
+
+static void conf_free(char **nv)
+{
+	while (conf_nstrings)
+		free(conf_strings[--conf_nstrings]);
+	free(nv);
+}
+
 static char **conf_argv(const char *path, const struct option *opts,
 			int argc, char **argv, int *out_argc)
 {
@@ -637,9 +648,14 @@ static char **conf_argv(const char *path, const struct option *opts,
 			fprintf(stderr, "bsteer serve: %s: too many settings\n", path);
 			goto fail;
 		}
-		if (asprintf(&nv[n++], "--%s", key) < 0 ||
-		    (*val && !(nv[n++] = strdup(val))))
+		if (asprintf(&nv[n], "--%s", key) < 0)
 			goto fail;
+		conf_strings[conf_nstrings++] = nv[n++];
+		if (*val) {
+			if (!(nv[n] = strdup(val)))
+				goto fail;
+			conf_strings[conf_nstrings++] = nv[n++];
+		}
 	}
 	fclose(f);
 	for (i = 1; i < argc; i++)
@@ -648,7 +664,7 @@ static char **conf_argv(const char *path, const struct option *opts,
 	return nv;
 fail:
 	fclose(f);
-	free(nv);	/* the strings go with the process */
+	conf_free(nv);
 	return NULL;
 }
 
@@ -974,7 +990,7 @@ out:
 	if (cow_open)
 		cowmap_close(&cow);
 	free(w);
-	free(conf);
+	conf_free(conf);
 	if (listening)
 		s->fe->unlisten(s);
 	if (s->resync_fd >= 0)

@@ -541,6 +541,20 @@ static struct export *negotiate(struct bsteer_server *s, int fd, struct nego *ng
 	}
 }
 
+/* The handshake alone, on a connected socket: for the fuzzer and tests. */
+struct export *nbd_negotiate(struct bsteer_server *s, int fd, bool *structured)
+{
+	struct nego *ng = calloc(1, sizeof(*ng));
+	struct export *ex;
+
+	if (!ng)
+		return NULL;
+	ex = negotiate(s, fd, ng);
+	*structured = ng->structured;
+	free(ng);
+	return ex;
+}
+
 /* ---- transmission ---- */
 
 static void conn_maybe_close(struct bsteer_server *s, struct conn *c);
@@ -909,6 +923,36 @@ static void start_io(struct bsteer_server *s, struct conn *c,
  * A request, parsed by the BPF parser: check again what needs the export
  * (range, read-only, block size), then hand it to the engine.
  */
+/*
+ * What the export decides about a request the parser accepted: the NBD
+ * error to answer with (@nerr, the parser's, if it had one), or -1 if the
+ * connection must go (a WRITE payload larger than we take: it cannot be
+ * drained without reading it). Nothing is leased before this says 0.
+ */
+int nbd_check_request(const struct export *ex, __u32 max, __u16 type,
+		      __u64 off, __u32 len, __u32 nerr)
+{
+	if (type == NBD_CMD_READ || type == NBD_CMD_WRITE || type == NBD_CMD_TRIM ||
+	    type == NBD_CMD_CACHE || type == NBD_CMD_WRITE_ZEROES ||
+	    type == NBD_CMD_BLOCK_STATUS) {
+		if (!nerr && (!len || off > ex->size || len > ex->size - off))
+			nerr = NBD_EINVAL;
+		/* The advertised minimum block size is 512: hold clients to it. */
+		else if (!nerr && ((off | len) & (MIN_BLOCK - 1)))
+			nerr = NBD_EINVAL;
+		else if (!nerr && ex->rdonly && (type == NBD_CMD_WRITE || type == NBD_CMD_TRIM ||
+						 type == NBD_CMD_WRITE_ZEROES))
+			nerr = NBD_EPERM;
+	}
+	/* Checked before anything is leased: a client cannot make us allocate. */
+	if ((type == NBD_CMD_READ || type == NBD_CMD_WRITE) && len > max) {
+		if (type == NBD_CMD_WRITE)
+			return -1;
+		nerr = NBD_EINVAL;
+	}
+	return nerr;
+}
+
 static void on_header(struct bsteer_server *s, struct conn *c,
 		      const struct bsteer_blkreq *p)
 {
@@ -917,7 +961,8 @@ static void on_header(struct bsteer_server *s, struct conn *c,
 	__u16 flags = p->flags, type = p->cmd;
 	__u64 cookie = p->cookie, off = p->offset;
 	__u8 rtype = p->type;
-	
+	int rc;
+
 	if (p->fatal) {
 		conn_fail(s, c, p->error == -EPROTO ? "bad request magic" :
 			  "short or failed header receive");
@@ -942,18 +987,12 @@ static void on_header(struct bsteer_server *s, struct conn *c,
 		conn_fail(s, c, "parser and frontend disagree");
 		return;
 	}
-	if (type == NBD_CMD_READ || type == NBD_CMD_WRITE || type == NBD_CMD_TRIM ||
-	    type == NBD_CMD_CACHE || type == NBD_CMD_WRITE_ZEROES ||
-	    type == NBD_CMD_BLOCK_STATUS) {
-		if (!nerr && (!len || off > ex->size || len > ex->size - off))
-			nerr = NBD_EINVAL;
-		/* The advertised minimum block size is 512: hold clients to it. */
-		else if (!nerr && ((off | len) & (MIN_BLOCK - 1)))
-			nerr = NBD_EINVAL;
-		else if (!nerr && ex->rdonly && (type == NBD_CMD_WRITE || type == NBD_CMD_TRIM ||
-						 type == NBD_CMD_WRITE_ZEROES))
-			nerr = NBD_EPERM;
+	rc = nbd_check_request(ex, max_io(s, ex), type, off, len, nerr);
+	if (rc < 0) {
+		conn_fail(s, c, "write payload larger than the maximum block size");
+		return;
 	}
+	nerr = rc;
 	switch (type) {
 	case NBD_CMD_DISC:
 		c->closing = true;
@@ -961,14 +1000,6 @@ static void on_header(struct bsteer_server *s, struct conn *c,
 		return;
 	case NBD_CMD_READ:
 	case NBD_CMD_WRITE:
-		/* Checked before anything is leased: a client cannot make us allocate. */
-		if (len > max_io(s, ex)) {
-			if (type == NBD_CMD_WRITE) {
-				conn_fail(s, c, "write payload larger than the maximum block size");
-				return;
-			}
-			nerr = NBD_EINVAL;
-		}
 		break;
 	case NBD_CMD_FLUSH:
 	case NBD_CMD_TRIM:

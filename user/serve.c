@@ -11,6 +11,8 @@ void serve_log(struct bsteer_server *s, const char *fmt, ...)
 	char msg[512];
 	va_list ap;
 
+	if (s && s->quiet)
+		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);

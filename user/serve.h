@@ -94,6 +94,7 @@ struct bsteer_server {
 	bool allow_remote;	/* listen beyond loopback */
 	bool json_log;
 	bool verbose;
+	bool quiet;		/* no log lines (the fuzzer) */
 };
 
 extern const struct bsteer_backend_ops file_backend;
@@ -103,6 +104,11 @@ extern const struct bsteer_frontend_ops nbd_frontend;
 const struct bsteer_backend_ops *bsteer_backend_for(const char *spec);
 const struct bsteer_frontend_ops *bsteer_frontend_find(const char *name);
 struct export *serve_export_find(struct bsteer_server *s, const char *name);
+/* NBD frontend pieces, pure enough to fuzz (user/fe_nbd.c). */
+int nbd_check_request(const struct export *ex, __u32 max, __u16 type,
+		      __u64 off, __u32 len, __u32 nerr);
+struct export *nbd_negotiate(struct bsteer_server *s, int fd, bool *structured);
+
 /* Leg rebuilds (user/resync.c): worker 0 drives them from its loop. */
 int resync_pin(struct bsteer_server *s);
 void resync_tick(struct bsteer_server *s, bool stopping);
