@@ -33,6 +33,7 @@
 #define MAX_OPT_LEN		4096
 #define MIN_BLOCK		512
 #define CONN_MAX_REQS		128	/* requests a client may have open */
+#define REPLY_TIMEOUT_NS	(30 * 1000000000ull)	/* a reply unread this long */
 #define MAX_CONNS		BSTEER_FRONTEND_FILES
 #define HANDSHAKE_TIMEOUT_S	10
 
@@ -65,6 +66,7 @@ struct io {
 	__u8 cmd;
 	bool broken;		/* the payload stream was cut */
 	bool payload_out;	/* a part's payload receive is out */
+	__u32 nslots;		/* slots its parts hold */
 	__u32 req[MAX_PARTS];
 };
 
@@ -90,6 +92,8 @@ struct conn {
 	bool stalled;		/* pending waits for a slot or a request */
 	bool capped;		/* stopped reading at CONN_MAX_REQS */
 	__u32 reqs;		/* requests started, not yet replied to */
+	__u32 slots;		/* slots its requests hold */
+	__u64 send_ns;		/* the reply being sent last moved then */
 	struct reply *head, *tail;
 	struct reply *sending;	/* reply whose header/data is out */
 	__u32 sends;		/* our SQEs out for the reply */
@@ -117,6 +121,7 @@ struct nbd {
 	struct req_info *ri;	/* per request of the engine */
 	__u32 nstalled;
 	bool stopping;
+	__u64 scanned_ns;	/* last look for replies nobody reads */
 };
 
 static struct nbd *priv(struct bsteer_server *s)
@@ -749,6 +754,7 @@ static void io_free(struct bsteer_server *s, struct io *io)
 	/* READ parts were kept for their data: let them go now. */
 	for (i = 0; io->cmd == NBD_CMD_READ && i < io->nparts; i++)
 		bsteer_req_put(&s->e, io->req[i]);
+	io->c->slots -= io->nslots;
 	free(io);
 }
 
@@ -761,6 +767,7 @@ static int send_part(struct bsteer_server *s, struct conn *c, struct reply *r)
 	int err;
 
 	rinfo(s, req)->reply_c = c;
+	c->send_ns = bsteer_now_ns();
 	err = bsteer_frontend_op(&s->e, req, BSTEER_OP_WRITE,
 				 BSTEER_FRONTEND_FILE(c->idx), rq->slot, rq->len,
 				 BSTEER_OFF_STREAM);
@@ -799,6 +806,7 @@ static void reply_next(struct bsteer_server *s, struct conn *c)
 	if (!c->head)
 		c->tail = NULL;
 	c->sending = r;
+	c->send_ns = bsteer_now_ns();
 
 	bsteer_engine_reserve(&s->e, 2);
 	sqe = io_uring_get_sqe(&s->e.ring);
@@ -843,6 +851,11 @@ static void stall(struct bsteer_server *s, struct conn *c,
  * slot for READ and WRITE. With too few slots or request records free,
  * keep the header and read nothing more from this client until there are.
  */
+static __u32 conn_slot_quota(struct bsteer_server *s)
+{
+	return s->e.slot_count / 2 ?: 1;
+}
+
 static void start_io(struct bsteer_server *s, struct conn *c,
 		     const struct bsteer_blkreq *p, __u32 nerr, __u8 rtype)
 {
@@ -858,6 +871,15 @@ static void start_io(struct bsteer_server *s, struct conn *c,
 		return;
 	}
 	if (bsteer_reqs_free(&s->e) < n || (data && bsteer_slots_free(&s->e) < n)) {
+		stall(s, c, p);
+		return;
+	}
+	/*
+	 * One client holds at most half the ring's slots (one request of the
+	 * largest size always fits), so that a client that does not read its
+	 * replies cannot starve the others: it waits for its own slots.
+	 */
+	if (data && c->slots && c->slots + n > conn_slot_quota(s)) {
 		stall(s, c, p);
 		return;
 	}
@@ -906,6 +928,8 @@ static void start_io(struct bsteer_server *s, struct conn *c,
 		return;
 	}
 	c->reqs++;
+	io->nslots = data ? n : 0;
+	c->slots += io->nslots;
 	if (p->cmd == NBD_CMD_WRITE) {
 		err = recv_part(s, io);
 	} else {
@@ -1452,11 +1476,37 @@ static int nbd_start(struct bsteer_server *s)
 }
 
 /* After each turn of the loop: stalled connections try again. */
+/*
+ * A client that stops reading its replies holds their slots: once a reply
+ * has not moved for REPLY_TIMEOUT_NS, the connection goes (once a second).
+ */
+static void drop_deaf_clients(struct bsteer_server *s)
+{
+	struct nbd *n = priv(s);
+	__u64 now = bsteer_now_ns();
+	__u32 i;
+
+	if (now - n->scanned_ns < 1000000000ull)
+		return;
+	n->scanned_ns = now;
+	for (i = 0; i < MAX_CONNS; i++) {
+		struct conn *c = &n->conns[i];
+
+		if (c->used && c->sending && !c->closing &&
+		    now - c->send_ns > REPLY_TIMEOUT_NS) {
+			/* Both ways: the send it is stuck in fails now. */
+			shutdown(c->fd, SHUT_RDWR);
+			conn_fail(s, c, "the client has not read a reply for 30 s");
+		}
+	}
+}
+
 static void nbd_tick(struct bsteer_server *s)
 {
 	struct nbd *n = priv(s);
 	__u32 i;
 
+	drop_deaf_clients(s);
 	for (i = 0; n->nstalled && i < MAX_CONNS; i++) {
 		struct conn *c = &n->conns[i];
 
