@@ -10,7 +10,9 @@
 #    its payload (EINVAL, the payload drained, the connection usable);
 #  - 1000 connections opened and dropped, at every stage;
 #  - a slow reader: 64 READs of 1 MiB whose replies it never reads, kept
-#    open while the good client works (its operations must stay fast).
+#    open while the good client works (its operations must stay fast);
+#  - a deaf client, the same but left alone: dropped after --reply-timeout,
+#    its slots back.
 # The server must stay up, its RSS must grow by less than 32 MiB, every
 # slot must come back, and no decision may be rejected.
 . "$(dirname "$0")/lib.sh"
@@ -19,7 +21,7 @@ need_root
 S=$T/nbd.sock
 INST=$(instance abuse)
 truncate -s 64M "$T/disk.img"
-start_serve "$S" --instance "$INST" --export "m=$T/disk.img" || finish
+start_serve "$S" --instance "$INST" --reply-timeout 2 --export "m=$T/disk.img" || finish
 rss() { awk '/^VmRSS/ { print $2 }' "/proc/$SERVE/status"; }
 
 PATH=/usr/bin:$PATH /usr/bin/python3 -u - "$S" "$INST" "$SERVE" <<'PY' || fail "abuse script"
@@ -141,6 +143,19 @@ for k in range(20):
     good_io("a slow reader (%d)" % k)
 slow.close()
 good_io("the slow reader left")
+
+# A deaf client: it keeps its connection but never reads. After
+# --reply-timeout (2 s here) the server drops it and gets its slots back.
+deaf = raw.connect(path, "m")
+for i in range(64):
+    raw.request(deaf, 0, i << 20, 1 << 20, cookie=i)
+time.sleep(4)
+st = stat()
+assert st["slots"]["free"] == st["slots"]["total"], st["slots"]
+assert st["counters"]["connections_open"] == 1, st["counters"]["connections_open"]
+print("ok: a client that does not read its replies is dropped after --reply-timeout")
+deaf.close()
+good_io("the deaf client")
 
 deadline = time.time() + 10
 while True:

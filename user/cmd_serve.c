@@ -30,7 +30,8 @@ static const char serve_usage[] =
 "USAGE: bsteer serve [--listen tcp:HOST:PORT|unix:PATH]...\n"
 "                    [--export NAME=TARGET[,TARGET...][,ro][,policy=P][,KEY=VALUE...]]...\n"
 "                    [--threads N] [--instance NAME] [--slots N] [--slot-size SIZE]\n"
-"                    [--allow-remote] [--upstream-timeout SECS] [--json-log] [-v]\n"
+"                    [--allow-remote] [--upstream-timeout SECS] [--reply-timeout SECS]\n"
+"                    [--json-log] [-v]\n"
 "\n"
 "Serve exports to NBD clients. Each request's payload lands in a borrowed\n"
 "buffer slot and the BPF policy decides, at io_uring's completion hook,\n"
@@ -61,6 +62,9 @@ static const char serve_usage[] =
 "      --upstream-timeout SECS\n"
 "                        an NBD target that makes no progress this long with\n"
 "                        requests out is failed (default 30)\n"
+"      --reply-timeout SECS\n"
+"                        a client that leaves a reply unread this long is\n"
+"                        dropped, freeing its slots (default 30)\n"
 "      --json-log        log lines as JSON objects\n"
 "  -c, --config FILE     read options from FILE first (see README)\n"
 "  -v, --verbose         log every connection; libbpf diagnostics\n"
@@ -779,6 +783,7 @@ int cmd_serve(int argc, char **argv)
 		{ "slot-size", required_argument, NULL, 's' },
 		{ "allow-remote", no_argument, NULL, 'R' },
 		{ "upstream-timeout", required_argument, NULL, 'U' },
+		{ "reply-timeout", required_argument, NULL, 'T' },
 		{ "json-log", no_argument, NULL, 'J' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -804,6 +809,7 @@ int cmd_serve(int argc, char **argv)
 	for (k = 0; k < SERVE_MAX_LISTEN; k++)
 		s->lfd[k] = -1;
 	s->resync_fd = -1;
+	s->reply_timeout_ms = 30000;
 	snprintf(name, sizeof(name), "serve-%d", getpid());
 	/* A config file's settings come first; the command line adds to them. */
 	for (k = 1; k < argc; k++) {
@@ -872,15 +878,17 @@ int cmd_serve(int argc, char **argv)
 		case 'R':
 			s->allow_remote = true;
 			break;
-		case 'U': {
+		case 'U':
+		case 'T': {
 			char *end;
 			double secs = strtod(optarg, &end);
 
 			if (*end || !(secs >= 0.1 && secs <= 3600)) {
-				fprintf(stderr, "bsteer serve: --upstream-timeout takes 0.1..3600 seconds\n");
+				fprintf(stderr, "bsteer serve: --%s takes 0.1..3600 seconds\n",
+					opt == 'U' ? "upstream-timeout" : "reply-timeout");
 				goto out;
 			}
-			s->up_timeout_ms = secs * 1000;
+			*(opt == 'U' ? &s->up_timeout_ms : &s->reply_timeout_ms) = secs * 1000;
 			break;
 		}
 		case 'J':

@@ -33,7 +33,6 @@
 #define MAX_OPT_LEN		4096
 #define MIN_BLOCK		512
 #define CONN_MAX_REQS		128	/* requests a client may have open */
-#define REPLY_TIMEOUT_NS	(30 * 1000000000ull)	/* a reply unread this long */
 #define MAX_CONNS		BSTEER_FRONTEND_FILES
 #define HANDSHAKE_TIMEOUT_S	10
 
@@ -1478,7 +1477,8 @@ static int nbd_start(struct bsteer_server *s)
 /* After each turn of the loop: stalled connections try again. */
 /*
  * A client that stops reading its replies holds their slots: once a reply
- * has not moved for REPLY_TIMEOUT_NS, the connection goes (once a second).
+ * has not moved for --reply-timeout, the connection goes (checked twice a
+ * second).
  */
 static void drop_deaf_clients(struct bsteer_server *s)
 {
@@ -1486,17 +1486,17 @@ static void drop_deaf_clients(struct bsteer_server *s)
 	__u64 now = bsteer_now_ns();
 	__u32 i;
 
-	if (now - n->scanned_ns < 1000000000ull)
+	if (now - n->scanned_ns < 500000000ull)
 		return;
 	n->scanned_ns = now;
 	for (i = 0; i < MAX_CONNS; i++) {
 		struct conn *c = &n->conns[i];
 
 		if (c->used && c->sending && !c->closing &&
-		    now - c->send_ns > REPLY_TIMEOUT_NS) {
+		    now - c->send_ns > s->reply_timeout_ms * 1000000ull) {
 			/* Both ways: the send it is stuck in fails now. */
 			shutdown(c->fd, SHUT_RDWR);
-			conn_fail(s, c, "the client has not read a reply for 30 s");
+			conn_fail(s, c, "the client has not read a reply in time (--reply-timeout)");
 		}
 	}
 }

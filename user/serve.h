@@ -91,6 +91,7 @@ struct bsteer_server {
 	int resync_fd;		/* the pinned "resync" map, or -1 */
 	struct resync_job *rs;	/* worker 0's leg rebuild */
 	__u32 up_timeout_ms;	/* upstream targets: fail after this long */
+	__u32 reply_timeout_ms;	/* a client's unread reply: drop it after */
 	bool allow_remote;	/* listen beyond loopback */
 	bool json_log;
 	bool verbose;
