@@ -44,7 +44,9 @@ TEST_PROGS := \
 	bad_dup \
 	bad_forge \
 	bad_frontend \
+	bad_idle \
 	bad_len \
+	bad_loop \
 	bad_owner \
 	bad_slot \
 	bad_target \

@@ -17,20 +17,24 @@ struct scenario {
 	const char *policy;
 	enum bsteer_stat counter;	/* must grow */
 	bool target_written;		/* the control writes the target */
+	__u32 max_ops;			/* ops it may get submitted (0: 1) */
 };
 
 static const struct scenario scenarios[] = {
-	{ "passthrough", BSTEER_ST_DEC_HOOK, true },
-	{ "bad_slot", BSTEER_ST_DEC_REJECTED, false },
-	{ "bad_owner", BSTEER_ST_DEC_REJECTED, false },
-	{ "bad_dir", BSTEER_ST_DEC_REJECTED, false },
-	{ "bad_target", BSTEER_ST_DEC_REJECTED, false },
-	{ "bad_len", BSTEER_ST_DEC_REJECTED, false },
-	{ "stale_slot", BSTEER_ST_DEC_REJECTED, false },
-	{ "stale", BSTEER_ST_DEC_STALE, false },
-	{ "bad_dup", BSTEER_ST_DEC_REJECTED, false },
-	{ "bad_frontend", BSTEER_ST_DEC_REJECTED, false },
-	{ "bad_forge", BSTEER_ST_DEC_REJECTED, false },
+	{ "passthrough", BSTEER_ST_DEC_HOOK, true, 0 },
+	{ "bad_slot", BSTEER_ST_DEC_REJECTED, false, 0 },
+	{ "bad_owner", BSTEER_ST_DEC_REJECTED, false, 0 },
+	{ "bad_dir", BSTEER_ST_DEC_REJECTED, false, 0 },
+	{ "bad_target", BSTEER_ST_DEC_REJECTED, false, 0 },
+	{ "bad_len", BSTEER_ST_DEC_REJECTED, false, 0 },
+	{ "stale_slot", BSTEER_ST_DEC_REJECTED, false, 0 },
+	{ "stale", BSTEER_ST_DEC_STALE, false, 0 },
+	{ "bad_dup", BSTEER_ST_DEC_REJECTED, false, 0 },
+	{ "bad_frontend", BSTEER_ST_DEC_REJECTED, false, 0 },
+	{ "bad_forge", BSTEER_ST_DEC_REJECTED, false, 0 },
+	/* Endless: stopped by the executor's op budget, its syncs run. */
+	{ "bad_loop", BSTEER_ST_BUDGET, false, 1 + BSTEER_OP_BUDGET },
+	{ "bad_idle", BSTEER_ST_DEC_REJECTED, false, 0 },
 };
 
 static bool all_bytes(const unsigned char *p, size_t n, unsigned char v)
@@ -101,9 +105,12 @@ static int run_one(const struct scenario *sc, const char *dir)
 	ASSERT_EQ(log.n, 1, "request completed");
 	ASSERT_EQ(log.err[0], sc->target_written ? 0 : -EIO, "request result");
 	ASSERT_GE(in->stats[sc->counter], 1, "counter for this misbehaviour");
-	if (!sc->target_written) {
+	if (!sc->target_written && !sc->max_ops) {
 		ASSERT_EQ(in->stats[BSTEER_ST_OPS_SUBMITTED], 1,
 			  "nothing submitted beyond the payload read");
+	} else if (sc->max_ops) {
+		ASSERT_TRUE(in->stats[BSTEER_ST_OPS_SUBMITTED] <= sc->max_ops,
+			    "no more ops than the budget");
 	}
 	for (i = 0; i < NSLOTS; i++) {
 		if (i == s)

@@ -513,7 +513,7 @@ int cmd_copy(int argc, char **argv)
 		fprintf(stderr, "bsteer copy: unexpected argument '%s'\n", argv[optind]);
 		goto out;
 	}
-	if (check_args(c, slot_size, depth))
+	if (check_args(c, slot_size, depth) || bsteer_check_privileges("bsteer copy"))
 		goto out;
 	if (!policy)
 		policy = c->ndst > 1 ? "mirror" : "passthrough";

@@ -465,6 +465,8 @@ int cmd_policy(int argc, char **argv)
 	sub = argv[optind++];
 	if (!strcmp(sub, "list") && optind == argc)
 		return policy_list(json);
+	if (bsteer_check_privileges("bsteer policy"))
+		return 1;
 	if (!strcmp(sub, "show") && optind == argc - 1)
 		return policy_show(argv[optind], json);
 	if (!strcmp(sub, "load") && optind == argc - 2)

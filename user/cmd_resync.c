@@ -131,6 +131,8 @@ int cmd_resync(int argc, char **argv)
 		fprintf(stderr, "bsteer resync: export name too long\n");
 		return 2;
 	}
+	if (bsteer_check_privileges("bsteer resync"))
+		return 1;
 	if (bsteer_pins_open(&pins, argv[optind])) {
 		fprintf(stderr, "bsteer resync: %s\n", bsteer_errbuf());
 		return 1;

@@ -911,6 +911,8 @@ int cmd_serve(int argc, char **argv)
 		fprintf(stderr, "bsteer serve: unexpected argument '%s'\n", argv[optind]);
 		goto out;
 	}
+	if (bsteer_check_privileges("bsteer serve"))
+		goto out;
 	if (nslots * threads > BSTEER_MAX_SLOTS || nslots * threads * 2 > BSTEER_MAX_REQS) {
 		fprintf(stderr, "bsteer serve: %llu slots per thread for %llu threads is more than %u\n",
 			(unsigned long long)nslots, (unsigned long long)threads,

@@ -269,6 +269,8 @@ int cmd_stat(int argc, char **argv)
 		fputs(stat_usage, stderr);
 		return 2;
 	}
+	if (bsteer_check_privileges("bsteer stat"))
+		return 1;
 	if (view_open(&v, argv[optind])) {
 		fprintf(stderr, "bsteer stat: %s\n", bsteer_errbuf());
 		view_close(&v);

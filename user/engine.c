@@ -198,6 +198,7 @@ int bsteer_req_alloc(struct bsteer_engine *e, __u8 type, __u64 offset,
 	e->req_state[r - e->req_base] = BSTEER_RQ_ACTIVE;
 	e->req_slot[r - e->req_base] = BSTEER_NO_SLOT;
 	e->req_keep[r - e->req_base] = 0;
+	e->req_issued[r - e->req_base] = 0;
 	bsteer_stat_add(e->in, BSTEER_ST_REQS_STARTED, 1);
 	*out = r;
 	return 0;
@@ -623,6 +624,11 @@ static void execute(struct bsteer_engine *e, __u32 r, __u64 ud,
 	why = apply_seal(e, r, d.seal);
 	if (!why)
 		why = check_decision(e, r, bsteer_ud_op(ud), &d);
+	/* The policy's own count lives in map memory it may write: ours. */
+	if (!why && e->req_issued[r - e->req_base] + d.nops > BSTEER_OP_BUDGET) {
+		bsteer_stat_add(e->in, BSTEER_ST_BUDGET, 1);
+		why = "op budget of the request exceeded (an endless policy?)";
+	}
 	if (why)
 		goto bad;
 	for (i = 0; i < d.nops; i++) {
@@ -634,6 +640,7 @@ static void execute(struct bsteer_engine *e, __u32 r, __u64 ud,
 			why = "submission queue unavailable";
 			goto bad;
 		}
+		e->req_issued[r - e->req_base]++;
 	}
 	/*
 	 * Completion first: the frontend may keep the data slot to send a
@@ -646,6 +653,12 @@ static void execute(struct bsteer_engine *e, __u32 r, __u64 ud,
 		    d.release[i] == e->req_slot[r - e->req_base])
 			continue;
 		bsteer_slot_release(e, d.release[i]);
+	}
+	/* Nothing out and not done: no completion will ever come back to it. */
+	if (e->req_state[r - e->req_base] == BSTEER_RQ_ACTIVE &&
+	    !e->submitted[r - e->req_base]) {
+		why = "the decision leaves the request waiting for nothing";
+		goto bad;
 	}
 	req_maybe_free(e, r);
 	return;
@@ -923,10 +936,11 @@ int bsteer_engine_init(struct bsteer_engine *e, struct bsteer_instance *in,
 	e->req_state = calloc(e->req_count, 1);
 	e->req_keep = calloc(e->req_count, 1);
 	e->req_slot = calloc(e->req_count, sizeof(*e->req_slot));
+	e->req_issued = calloc(e->req_count, sizeof(*e->req_issued));
 	e->slot = calloc(e->slot_count, sizeof(*e->slot));
 	e->op = calloc((size_t)e->req_count * BSTEER_REQ_OPS, sizeof(*e->op));
 	if (!e->req_stack || !e->submitted || !e->req_state || !e->req_keep ||
-	    !e->req_slot ||
+	    !e->req_slot || !e->req_issued ||
 	    !e->slot || !e->op) {
 		err = -ENOMEM;
 		goto fail;
@@ -1072,6 +1086,7 @@ void bsteer_engine_fini(struct bsteer_engine *e)
 	free(e->req_state);
 	free(e->req_keep);
 	free(e->req_slot);
+	free(e->req_issued);
 	free(e->slot);
 	free(e->op);
 	e->req_stack = NULL;
@@ -1079,6 +1094,7 @@ void bsteer_engine_fini(struct bsteer_engine *e)
 	e->req_state = NULL;
 	e->req_keep = NULL;
 	e->req_slot = NULL;
+	e->req_issued = NULL;
 	e->slot = NULL;
 	e->op = NULL;
 }

@@ -163,6 +163,8 @@ struct bsteer_instance {
 
 int bsteer_ensure_bpffs(void);
 int bsteer_name_valid(const char *name);
+/* 0, or -EPERM after telling @who which capabilities it lacks. */
+int bsteer_check_privileges(const char *who);
 struct bsteer_instance *bsteer_instance_open(const struct bsteer_instance_opts *o,
 					     int *err);
 void bsteer_instance_close(struct bsteer_instance *in);
@@ -271,6 +273,7 @@ struct bsteer_engine {
 	__u8 *req_state;		/* enum bsteer_req_state */
 	__u8 *req_keep;			/* frontend still sends from it */
 	__u32 *req_slot;		/* the request's data lease */
+	__u16 *req_issued;		/* policy ops submitted, ever */
 	__u32 ntargets;
 	struct bsteer_frontend_cb cb;
 	struct bsteer_cqe pending[BSTEER_BATCH];

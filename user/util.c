@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <linux/capability.h>
 #include "libbsteer.h"
 
 static __thread char errbuf[512];
@@ -212,4 +215,46 @@ void json_finish(struct bsteer_json *j)
 {
 	fputs("}\n", j->f);
 	fflush(j->f);
+}
+
+/* ---- privileges ---- */
+
+#ifndef CAP_PERFMON
+#define CAP_PERFMON	38
+#endif
+#ifndef CAP_BPF
+#define CAP_BPF		39
+#endif
+
+static bool has_cap(const struct __user_cap_data_struct *d, int cap)
+{
+	return d[cap / 32].effective & (1u << (cap % 32));
+}
+
+/*
+ * Loading and attaching the programs needs CAP_BPF and CAP_PERFMON (or
+ * CAP_SYS_ADMIN, which covers both); mounting bpffs and the owner-only
+ * pins under /sys/fs/bpf need CAP_SYS_ADMIN. Say which are missing, once,
+ * before anything fails halfway with a libbpf message.
+ */
+int bsteer_check_privileges(const char *who)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3] = {};
+	char missing[96] = "";
+
+	if (syscall(SYS_capget, &h, d))
+		return 0;	/* cannot tell: let the kernel say */
+	if (has_cap(d, CAP_SYS_ADMIN))
+		return 0;
+	if (!has_cap(d, CAP_BPF))
+		strcat(missing, "CAP_BPF, ");
+	if (!has_cap(d, CAP_PERFMON))
+		strcat(missing, "CAP_PERFMON, ");
+	strcat(missing, "CAP_SYS_ADMIN");
+	fprintf(stderr,
+		"%s: missing privileges: %s (BPF programs at io_uring's hooks, pins\n"
+		"under /sys/fs/bpf/bsteer). Run it as root, e.g. 'sudo bsteer ...'.\n",
+		who, missing);
+	return -EPERM;
 }
