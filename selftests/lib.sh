@@ -71,6 +71,8 @@ instance() { echo "t-$1-$$"; }
 
 finish() {
 	[ $FAILS -eq 0 ] && exit 0
+	# The server's own account of what went wrong, if there was one.
+	[ -s "$T/serve.log" ] && { echo "--- serve.log (last 30 lines)" >&2; tail -30 "$T/serve.log" >&2; }
 	echo "$FAILS check(s) failed" >&2
 	exit 1
 }

@@ -63,16 +63,22 @@ BS = 65536
 def block(i):
     return (b"%08d" % i) * (BS // 8)
 # Sixteen requests in flight at a time; the leg breaks a quarter of the way.
-done = 0
+failed = []
+def done(i):
+    def cb(err):
+        if err.value:
+            failed.append((i, err.value))
+        return 1
+    return cb
 for i in range(512):
     if i == 128:
         open(os.environ["INJECT"], "w").close()
-    h.aio_pwrite(block(i), i * BS)
+    h.aio_pwrite(block(i), i * BS, completion=done(i))
     while h.aio_in_flight() >= 16:
         h.poll(-1)
-    # aio_pwrite raises on the first failed completion it sees.
 while h.aio_in_flight() > 0:
     h.poll(-1)
+assert not failed, "writes failed (block, errno): %s" % failed[:10]
 h.flush()
 for i in range(512):
     assert h.pread(BS, i * BS) == block(i), "block %d reads back wrong" % i

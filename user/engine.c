@@ -365,6 +365,17 @@ static int prep_sqe(struct bsteer_engine *e, struct bsteer_op_priv *o,
 	return 0;
 }
 
+static int fail_fast(struct bsteer_engine *e, __u64 ud)
+{
+	struct io_uring_sqe *sqe = bsteer_engine_sqe(e);
+
+	if (!sqe)
+		return -EBUSY;
+	bsteer_prep_nop_result(sqe, -EIO);
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
 /*
  * Turn op @op of request @r (already recorded) into an SQE, or, on an
  * upstream target, into an NBD request that completes with @ud.
@@ -381,7 +392,17 @@ static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
 
 	if (slot != BSTEER_NO_SLOT)
 		buf = e->in->pool + (size_t)slot * e->in->slot_size + slot_off;
-	if (!frontend && opcode != BSTEER_OP_WAIT && upstream_is(e, file))
+	if (!frontend && opcode != BSTEER_OP_WAIT && file < e->ntargets &&
+	    (__atomic_load_n(&e->in->targets[file].flags, __ATOMIC_ACQUIRE) &
+	     BSTEER_TGT_FAILED))
+		/*
+		 * The target failed after the policy chose it (another op's
+		 * completion, decided in the same batch, took it out): nothing
+		 * reaches it, and the op completes at once with EIO, which the
+		 * policy sees as that leg's error.
+		 */
+		err = fail_fast(e, ud);
+	else if (!frontend && opcode != BSTEER_OP_WAIT && upstream_is(e, file))
 		err = upstream_op(e, file, o - e->op, ud, opcode, buf, slot,
 				  len, offset);
 	else
@@ -476,8 +497,7 @@ static const char *check_op(struct bsteer_engine *e, __u32 r, __u32 cqe_op,
 	} else if (d->target < e->ntargets) {
 		const struct bsteer_target *t = &in->targets[d->target];
 
-		if (t->flags & BSTEER_TGT_FAILED)
-			return "target failed";
+		/* A failed target is not refused here: see submit_op(). */
 		if ((d->opcode == BSTEER_OP_WRITE || d->opcode == BSTEER_OP_PUNCH ||
 		     d->opcode == BSTEER_OP_ZERO) && (t->flags & BSTEER_TGT_RDONLY))
 			return "write to a read-only target";
