@@ -196,6 +196,8 @@ DEB_PKGS := \
 	clang-19 \
 	fio \
 	gcc \
+	gnuplot-nox \
+	iperf3 \
 	libbpf-dev \
 	libclang-rt-19-dev \
 	libelf-dev \
@@ -208,6 +210,7 @@ DEB_PKGS := \
 	pkg-config \
 	python3-libnbd \
 	qemu-utils \
+	valgrind \
 	zlib1g-dev
 
 deps:
