@@ -1,9 +1,14 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 """A bare NBD client for abusing a server: negotiation by hand, then raw
-request bytes. Used by test_serve_badclient.sh."""
+request bytes; and the server's own books through bsteer stat. Used by
+test_serve_badclient.sh and test_serve_abuse.sh."""
+import json
+import os
 import socket
 import struct
+import subprocess
 import sys
+import time
 
 IHAVEOPT = 0x49484156454F5054
 REQ_MAGIC = 0x25609513
@@ -56,3 +61,27 @@ def closed(s):
         return s.recv(1) == b""
     except ConnectionResetError:
         return True
+
+
+def stat(inst):
+    """bsteer stat INSTANCE --json, as a dict."""
+    out = subprocess.run([os.environ.get("BSTEER", "build/bsteer"), "stat", inst,
+                          "--json"], capture_output=True, check=True).stdout
+    return json.loads(out)
+
+
+def settled(inst, timeout=10):
+    """After the abuse: every slot free, only the one good client connected
+    and no decision rejected (waiting up to @timeout s for the first two).
+    Returns the last stat."""
+    deadline = time.time() + timeout
+    while True:
+        st = stat(inst)
+        if (st["slots"]["free"] == st["slots"]["total"] and
+                st["counters"]["connections_open"] == 1) or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert st["slots"]["free"] == st["slots"]["total"], st["slots"]
+    assert st["counters"]["connections_open"] == 1, st["counters"]["connections_open"]
+    assert st["counters"]["decisions_rejected"] == 0
+    return st

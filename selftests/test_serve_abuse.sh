@@ -52,9 +52,7 @@ def good_io(what):
     print("ok: good client unaffected after %s" % what)
 
 def stat():
-    out = subprocess.run([os.environ.get("BSTEER", "build/bsteer"), "stat", inst, "--json"],
-                         capture_output=True, check=True).stdout
-    return json.loads(out)
+    return raw.stat(inst)
 
 def raw_sock():
     s = socket.socket(socket.AF_UNIX)
@@ -157,16 +155,7 @@ print("ok: a client that does not read its replies is dropped after --reply-time
 deaf.close()
 good_io("the deaf client")
 
-deadline = time.time() + 10
-while True:
-    st = stat()
-    if (st["slots"]["free"] == st["slots"]["total"] and
-            st["counters"]["connections_open"] == 1) or time.time() > deadline:
-        break
-    time.sleep(0.1)
-assert st["slots"]["free"] == st["slots"]["total"], st["slots"]
-assert st["counters"]["connections_open"] == 1, st["counters"]["connections_open"]
-assert st["counters"]["decisions_rejected"] == 0
+st = raw.settled(inst, 10)
 print("ok: every slot free, only the good client left, no decision rejected")
 grow = rss() - rss0
 print("RSS grew by %d KiB over %d connections" % (grow, st["counters"]["connections_total"]))
