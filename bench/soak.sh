@@ -71,7 +71,8 @@ RSS=("$(rss)")
 			--iodepth=16 --numjobs=2 --size=48M --offset_increment=64M \
 			--time_based --runtime=20 --verify=crc32c --verify_backlog=512 \
 			--verify_state_save=0 --output-format=json \
-			--name=seq --rw=write --bs=256k --iodepth=4 --numjobs=2 --size=48M \
+			--name=seq --ioengine=nbd --uri="$U" \
+			--rw=write --bs=256k --iodepth=4 --numjobs=2 --size=48M \
 			--offset=128M --offset_increment=64M --verify=crc32c \
 			--verify_state_save=0 --time_based --runtime=20 \
 			>"$D/fio.$i.json" 2>"$D/fio.$i.err" &
