@@ -78,14 +78,17 @@ finish() {
 }
 
 # start_serve SOCKET ARGS...: bsteer serve on a unix socket, in the
-# background; SERVE holds its PID. Waits until it listens.
+# background; SERVE holds its PID. Waits until it listens: its log says so
+# (a socket file alone may be a dead server's, which a restart replaces
+# only once it is ready to listen).
 start_serve() {
 	local sock=$1
 	shift
 	"$BSTEER" serve --listen "unix:$sock" "$@" >"$T/serve.log" 2>&1 &
 	SERVE=$!
 	PIDS+=($SERVE)
-	wait_for 10 [ -S "$sock" ] || { cat "$T/serve.log" >&2; fail "server did not start"; return 1; }
+	wait_for 10 grep -q "listening on unix:$sock " "$T/serve.log" ||
+		{ cat "$T/serve.log" >&2; fail "server did not start"; return 1; }
 }
 
 # stop_serve: SIGTERM, and wait for a clean exit (status 0).
