@@ -36,7 +36,8 @@ BPF_APPS := \
 	nbd \
 	passthrough \
 	redirect \
-	stripe
+	stripe \
+	trace
 
 # Policies that selftests load from files; they misbehave on purpose.
 TEST_PROGS := \
@@ -65,6 +66,7 @@ LIB_OBJS := \
 	policies \
 	resync \
 	serve \
+	trace \
 	upstream \
 	util
 
@@ -75,6 +77,7 @@ CLI_OBJS := \
 	cmd_resync \
 	cmd_serve \
 	cmd_stat \
+	cmd_trace \
 	main
 
 TESTS := \
@@ -88,14 +91,16 @@ LIB       := $(OUTPUT)/libbsteer.a
 BIN       := $(OUTPUT)/bsteer
 TEST_BPF  := $(patsubst %,$(OUTPUT)/selftests/progs/%.bpf.o,$(TEST_PROGS))
 TEST_BINS := $(patsubst %,$(OUTPUT)/selftests/%,$(TESTS))
-BPF_HDRS  := $(wildcard bpf/*.bpf.h) include/bsteer.h vmlinux.h
-USER_HDRS := $(wildcard user/*.h) include/bsteer.h
+# Programs the shell tests run (not tests themselves: no test_ prefix).
+TEST_HELPERS := $(patsubst %,$(OUTPUT)/selftests/%,trace_prog)
+BPF_HDRS  := $(wildcard bpf/*.bpf.h) $(wildcard include/*.h) vmlinux.h
+USER_HDRS := $(wildcard user/*.h) $(wildcard include/*.h)
 
 .DELETE_ON_ERROR:
 .SECONDARY: $(SKELS) $(BPF_OBJS)
 .PHONY: all clean test test-asan asan fuzz deps vmlinux run
 
-all: $(BIN) $(TEST_BPF) $(TEST_BINS)
+all: $(BIN) $(TEST_BPF) $(TEST_BINS) $(TEST_HELPERS)
 
 $(OUTPUT) $(OUTPUT)/bpf $(OUTPUT)/user $(OUTPUT)/selftests $(OUTPUT)/selftests/progs:
 	$(Q)mkdir -p $@

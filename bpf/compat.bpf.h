@@ -16,4 +16,42 @@
 #ifndef BSTEER_COMPAT_BPF_H
 #define BSTEER_COMPAT_BPF_H
 
+#include <bpf/bpf_core_read.h>
+
+/*
+ * How a registered buffer says it was lent by the kernel (ublk's bvec
+ * buffers, 6.15): a bool "is_kbuf" in struct io_mapped_ubuf (6.18 has it);
+ * later kernels replace it with a "flags" byte holding IO_REGBUF_F_KBUF (1).
+ */
+struct io_mapped_ubuf___flags {
+	__u8 flags;
+} __attribute__((preserve_access_index));
+
+#define BSTEER_IO_REGBUF_F_KBUF	1
+
+static __always_inline bool imu_is_kbuf(struct io_mapped_ubuf *imu)
+{
+	if (bpf_core_field_exists(imu->is_kbuf))
+		return BPF_CORE_READ(imu, is_kbuf);
+	if (bpf_core_field_exists(struct io_mapped_ubuf___flags, flags)) {
+		struct io_mapped_ubuf___flags *f = (void *)imu;
+
+		return BPF_CORE_READ(f, flags) & BSTEER_IO_REGBUF_F_KBUF;
+	}
+	return false;
+}
+
+/* Flags that vmlinux.h cannot carry (they are #defines in the kernel). */
+#define BSTEER_PF_EXITING		0x00000004	/* include/linux/sched.h */
+#define BSTEER_SIGNAL_GROUP_EXIT	0x00000004	/* linux/sched/signal.h */
+#ifndef IORING_URING_CMD_FIXED
+#define IORING_URING_CMD_FIXED		(1U << 0)	/* uapi io_uring.h, 5.19 */
+#endif
+#ifndef IORING_CQE_F_MORE
+#define IORING_CQE_F_MORE		(1U << 1)
+#endif
+
+/* The cap on registered buffers (io_uring/rsrc.c IORING_MAX_REG_BUFFERS). */
+#define BSTEER_IO_MAX_REG_BUFFERS	(1U << 14)
+
 #endif /* BSTEER_COMPAT_BPF_H */

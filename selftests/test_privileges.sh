@@ -3,7 +3,7 @@
 # Privilege and exposure:
 #  - a user without the capabilities gets one clear message naming them
 #    (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) from every command that needs
-#    them, before it opens or pins anything, and no libbpf dump; --help and
+#    them (trace too), before it opens or pins anything, and no libbpf dump; --help and
 #    'policy list' still work;
 #  - the pins directory and the pins are owner-only;
 #  - the default listen address is loopback; another needs --allow-remote;
@@ -33,6 +33,7 @@ unpriv "serve" serve --listen "unix:$T/np.sock" --export "m=$T/src"
 unpriv "stat" stat some-instance
 unpriv "policy show" policy show some-instance
 unpriv "resync" resync some-instance m 1
+unpriv "trace" trace -p 1
 check "--help works unprivileged" as_nobody "$BSTEER" serve --help
 check "policy list works unprivileged" as_nobody "$BSTEER" policy list
 

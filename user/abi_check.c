@@ -26,3 +26,12 @@ _Static_assert(BSTEER_MAX_REQS <= (1u << BSTEER_UD_REQ_BITS), "request index bit
 _Static_assert(BSTEER_REQ_OPS == 8 && BSTEER_DEC_OPS == 8, "3-bit op index");
 _Static_assert(sizeof(struct bsteer_blkreq) == 48, "bsteer_blkreq");
 _Static_assert(sizeof(struct bsteer_parse_args) == 16, "bsteer_parse_args");
+
+#include "bsteer_trace.h"
+
+_Static_assert(sizeof(struct bsteer_tev) == 104, "bsteer_tev");
+_Static_assert(offsetof(struct bsteer_tev, comm) == 88, "bsteer_tev.comm");
+_Static_assert(sizeof(struct bsteer_tnode) == 56, "bsteer_tnode");
+_Static_assert(sizeof(struct bsteer_tuse) == 56, "bsteer_tuse");
+_Static_assert(sizeof(struct bsteer_tring) == 32, "bsteer_tring");
+_Static_assert(BSTEER_TEV__MAX <= 256, "event kind is a byte");

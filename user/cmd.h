@@ -16,6 +16,7 @@ int cmd_policy(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_cow(int argc, char **argv);
 int cmd_resync(int argc, char **argv);
+int cmd_trace(int argc, char **argv);
 
 /* Set by SIGINT/SIGTERM; long-running commands poll it. */
 extern volatile sig_atomic_t exiting;

@@ -106,7 +106,7 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt,
 	return 0;
 }
 
-static void setup_libbpf(bool verbose)
+void bsteer_libbpf_setup(bool verbose)
 {
 	lib_verbose = verbose;
 	verifier_why[0] = 0;
@@ -199,6 +199,29 @@ static int pin_owner_alive(const char *dir)
 	    st != inf.start_time)
 		return 0;
 	return inf.pid;
+}
+
+int bsteer_instance_of_pid(int pid, char *name, size_t len)
+{
+	char dir[PATH_MAX];
+	struct dirent *de;
+	DIR *d = opendir(BSTEER_PIN_ROOT);
+	int err = -ENOENT;
+
+	if (!d)
+		return -ENOENT;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.' || !bsteer_name_valid(de->d_name))
+			continue;
+		snprintf(dir, sizeof(dir), "%s/%s", BSTEER_PIN_ROOT, de->d_name);
+		if (pin_owner_alive(dir) == pid) {
+			snprintf(name, len, "%s", de->d_name);
+			err = 0;
+			break;
+		}
+	}
+	closedir(d);
+	return err;
 }
 
 void *bsteer_map_mmap(int fd, size_t *len, bool writable)
@@ -297,7 +320,7 @@ struct bsteer_instance *bsteer_instance_open(const struct bsteer_instance_opts *
 	char path[PATH_MAX];
 	int err, i, pid;
 
-	setup_libbpf(o->verbose);
+	bsteer_libbpf_setup(o->verbose);
 	if (!bsteer_name_valid(o->name)) {
 		bsteer_set_err("invalid instance name '%s': use 1-%d of [A-Za-z0-9._-]",
 			       o->name, BSTEER_NAME_MAX);
@@ -678,7 +701,7 @@ int bsteer_policy_load(const char *dir, const int *map_fd, const char *spec,
 	struct bpf_object *obj;
 	int err, tp = -1, sys = -1;
 
-	setup_libbpf(verbose);
+	bsteer_libbpf_setup(verbose);
 	bsteer_policy_name(spec, name, sizeof(name));
 	bsteer_set_err("%s", "");
 	if (d) {

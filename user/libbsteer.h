@@ -161,6 +161,10 @@ struct bsteer_instance {
 	void *map_mem[BSTEER_MAP__MAX];
 };
 
+/* Route libbpf's messages: all of them with @verbose, else warnings to errbuf. */
+void bsteer_libbpf_setup(bool verbose);
+/* The live instance owned by process @pid: 0 and its name, or -ENOENT. */
+int bsteer_instance_of_pid(int pid, char *name, size_t len);
 int bsteer_ensure_bpffs(void);
 int bsteer_name_valid(const char *name);
 /* 0, or -EPERM after telling @who which capabilities it lacks. */
@@ -386,5 +390,12 @@ void json_dbl(struct bsteer_json *j, const char *key, double v);
 void json_str(struct bsteer_json *j, const char *key, const char *v);
 void json_bool(struct bsteer_json *j, const char *key, bool v);
 void json_finish(struct bsteer_json *j);
+
+/* Log2 histograms, printed the way libbpf-tools print them. */
+#define BSTEER_HIST_SLOTS	48
+unsigned int bsteer_log2_slot(__u64 v);
+void bsteer_print_log2_hist(FILE *f, const __u64 *slots, const char *unit);
+/* @key: [{"lo":..,"hi":..,"count":..}, ...] for the non-empty slots. */
+void json_hist(struct bsteer_json *j, const char *key, const __u64 *slots);
 
 #endif /* LIBBSTEER_H */

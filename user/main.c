@@ -11,6 +11,7 @@ static const struct bsteer_cmd cmds[] = {
 	{ "policy", "list, load, swap and configure policies", cmd_policy },
 	{ "cow", "show or commit a copy-on-write overlay", cmd_cow },
 	{ "resync", "rebuild a mirror leg of a running server", cmd_resync },
+	{ "trace", "who holds which registered io_uring buffer, for how long", cmd_trace },
 	{ NULL, NULL, NULL },
 };
 

@@ -258,3 +258,67 @@ int bsteer_check_privileges(const char *who)
 		who, missing);
 	return -EPERM;
 }
+
+/* ---- log2 histograms ---- */
+
+/* Slot i counts values v with 2^(i-1) <= v < 2^i; slot 0 counts zeros. */
+unsigned int bsteer_log2_slot(__u64 v)
+{
+	unsigned int s = 0;
+
+	while (v && s < BSTEER_HIST_SLOTS - 1) {
+		v >>= 1;
+		s++;
+	}
+	return s;
+}
+
+void bsteer_print_log2_hist(FILE *f, const __u64 *slots, const char *unit)
+{
+	int first = -1, last = -1, i, j, bar;
+	__u64 max = 0;
+
+	for (i = 0; i < BSTEER_HIST_SLOTS; i++) {
+		if (!slots[i])
+			continue;
+		if (first < 0)
+			first = i;
+		last = i;
+		if (slots[i] > max)
+			max = slots[i];
+	}
+	if (first < 0) {
+		fprintf(f, "    (no samples)\n");
+		return;
+	}
+	fprintf(f, "%24s : %-10s %s\n", unit, "count", "distribution");
+	for (i = first; i <= last; i++) {
+		__u64 lo = i ? 1ull << (i - 1) : 0, hi = i ? (1ull << i) - 1 : 0;
+
+		bar = (int)(slots[i] * 40 / max);
+		if (slots[i] && !bar)
+			bar = 1;
+		fprintf(f, "%11llu -> %-10llu : %-10llu |", (unsigned long long)lo,
+			(unsigned long long)hi, (unsigned long long)slots[i]);
+		for (j = 0; j < 40; j++)
+			fputc(j < bar ? '*' : ' ', f);
+		fputs("|\n", f);
+	}
+}
+
+void json_hist(struct bsteer_json *j, const char *key, const __u64 *slots)
+{
+	int i;
+
+	json_arr(j, key);
+	for (i = 0; i < BSTEER_HIST_SLOTS; i++) {
+		if (!slots[i])
+			continue;
+		json_obj(j, NULL);
+		json_u64(j, "lo", i ? 1ull << (i - 1) : 0);
+		json_u64(j, "hi", i ? (1ull << i) - 1 : 0);
+		json_u64(j, "count", slots[i]);
+		json_end_obj(j);
+	}
+	json_end_arr(j);
+}
