@@ -41,6 +41,15 @@ static __always_inline bool imu_is_kbuf(struct io_mapped_ubuf *imu)
 	return false;
 }
 
+/*
+ * A pointer the tracepoint types as void * (io_uring_complete's request),
+ * made readable by direct loads instead of a probe-read helper call per
+ * field. kfunc since 6.2.
+ */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+#define BSTEER_CAST(type, p) \
+	((type *)bpf_rdonly_cast((p), bpf_core_type_id_kernel(type)))
+
 /* Flags that vmlinux.h cannot carry (they are #defines in the kernel). */
 #define BSTEER_PF_EXITING		0x00000004	/* include/linux/sched.h */
 #define BSTEER_SIGNAL_GROUP_EXIT	0x00000004	/* linux/sched/signal.h */

@@ -306,7 +306,9 @@ static __always_inline void node_fill(struct bsteer_tnode *n, __u64 node)
 
 struct walk {
 	__u64 ctx;
+	__u64 stamp;		/* this walk's time: marks what it removed */
 	__u32 nr;		/* live entries */
+	__u32 removed;
 	__u32 pid;
 	__u32 filled;		/* non-empty live entries seen */
 	__u16 flags;		/* for REG events */
@@ -314,15 +316,13 @@ struct walk {
 	__u8  pad0;
 };
 
-/* Pass 1: an entry whose node left (or changed): the old node goes. */
+/* Pass 1: an entry whose node left (or changed): mark the old node. */
 static long walk_removed(__u64 i, void *data)
 {
 	struct walk *w = data;
 	struct shadow_key k = { .ctx = w->ctx, .index = (__u32)i };
 	struct bsteer_tnode *n;
-	struct io_rsrc_node *rn;
 	__u64 old, live, *sh;
-	int refs = 0;
 
 	sh = bpf_map_lookup_elem(&tshadow, &k);
 	if (!sh)
@@ -335,25 +335,51 @@ static long walk_removed(__u64 i, void *data)
 	n = bpf_map_lookup_elem(&tnodes, &old);
 	if (!n || n->unreg_ns)
 		return 0;
-	n->unreg_ns = bpf_ktime_get_ns();
-	/*
-	 * With no holder the table's reference was the last: freed now.
-	 * Otherwise the node is alive for sure, and its refcount says how
-	 * many requests hold it, including any submitted before we began.
-	 */
-	if (n->holders) {
-		rn = (void *)old;
-		refs = BPF_CORE_READ(rn, refs);
-		if (refs > (int)n->holders)
-			n->holders = refs;
-	}
-	ev_node(BSTEER_TEV_UNREG, old, n, w->source);
-	if (!n->holders)
-		node_free(old, n, w->source);
+	n->unreg_ns = w->stamp;
+	n->holders = 0;
+	w->removed++;
 	return 0;
 }
 
-/* Pass 2: a live entry the shadow does not have: a node came. */
+/* Pass 2: requests in flight that pinned a node just let go of. */
+static long count_holder(void *map, __u64 *key, struct bsteer_tuse *u,
+			 struct walk *w)
+{
+	struct bsteer_tnode *n;
+
+	if (u->ctx != w->ctx || !u->node)
+		return 0;
+	n = bpf_map_lookup_elem(&tnodes, &u->node);
+	if (n && n->unreg_ns == w->stamp)
+		n->holders = 1;
+	return 0;
+}
+
+/*
+ * Pass 3: each node let go of. With no holder the table's reference was
+ * the last: freed now. Otherwise it is alive for sure, and its refcount
+ * says how many requests hold it, any submitted before we began included.
+ */
+static long settle_removed(void *map, __u64 *key, struct bsteer_tnode *n,
+			   struct walk *w)
+{
+	struct io_rsrc_node *rn = (void *)*key;
+	int refs;
+
+	if (n->ctx != w->ctx || n->unreg_ns != w->stamp)
+		return 0;
+	if (n->holders) {
+		refs = BPF_CORE_READ(rn, refs);
+		/* 0: the holder we knew of was queued and never pinned it. */
+		n->holders = refs > 0 && refs <= BSTEER_TRACE_USES ? refs : 0;
+	}
+	ev_node(BSTEER_TEV_UNREG, *key, n, w->source);
+	if (!n->holders)
+		node_free(*key, n, w->source);
+	return 0;
+}
+
+/* Pass 4: a live entry the shadow does not have: a node came. */
 static long walk_added(__u64 i, void *data)
 {
 	struct walk *w = data;
@@ -394,6 +420,7 @@ static __always_inline __u32 table_sync(void *ctx, struct bsteer_tring *r,
 {
 	struct walk w = {
 		.ctx = (__u64)ctx,
+		.stamp = bpf_ktime_get_ns(),
 		.nr = table_nr(ctx),
 		.pid = r->pid,
 		.source = source,
@@ -405,6 +432,10 @@ static __always_inline __u32 table_sync(void *ctx, struct bsteer_tring *r,
 	if (span > BSTEER_IO_MAX_REG_BUFFERS)
 		span = BSTEER_IO_MAX_REG_BUFFERS;
 	bpf_loop(span, walk_removed, &w, 0);
+	if (w.removed) {
+		bpf_for_each_map_elem(&tuses, count_holder, &w, 0);
+		bpf_for_each_map_elem(&tnodes, settle_removed, &w, 0);
+	}
 	bpf_loop(span, walk_added, &w, 0);
 	r->nr = w.nr;
 	return w.filled;
@@ -563,14 +594,17 @@ static __always_inline void ev_xcheck(__u64 req, struct bsteer_tuse *u,
 }
 
 /* A holder of @node let go; the last one of an unregistered node frees it. */
-static __always_inline void holder_put(__u64 node)
+static __always_inline void holder_drop(__u64 node, struct bsteer_tnode *n)
 {
-	struct bsteer_tnode *n = bpf_map_lookup_elem(&tnodes, &node);
-
 	if (!n || !n->holders)
 		return;
 	if (__sync_sub_and_fetch(&n->holders, 1) == 0 && n->unreg_ns)
 		node_free(node, n, BSTEER_TSRC_UNREGISTER);
+}
+
+static __always_inline void holder_put(__u64 node)
+{
+	holder_drop(node, bpf_map_lookup_elem(&tnodes, &node));
 }
 
 /* bsteer instances: the executor leases a slot before it submits on it. */
@@ -593,11 +627,12 @@ static __always_inline void xcheck_submit(__u64 req, struct bsteer_tuse *u)
 SEC("tp_btf/io_uring_submit_req")
 int BPF_PROG(trace_submit, struct io_kiocb *req)
 {
+	struct io_rsrc_node **nodes;
 	struct bsteer_tuse u = {}, *old;
 	struct bsteer_tring *r;
-	struct bsteer_tnode *n;
 	__u64 key = (__u64)req;
 	void *ring = req->ctx;
+	__u32 nr;
 
 	r = ring_track(ring);
 	if (!r)
@@ -605,13 +640,6 @@ int BPF_PROG(trace_submit, struct io_kiocb *req)
 	ring_discover(ring, r);
 	if (!uses_fixed_buffer(req))
 		return 0;
-	old = bpf_map_lookup_elem(&tuses, &key);
-	if (old) {
-		/* Recycled with no completion seen (CQ overflow): say so. */
-		tstat_inc(BSTEER_TS_LOST);
-		ev_use(BSTEER_TEV_USE, key, old, old->node, 0, BSTEER_TEVF_LOST);
-		holder_put(old->node);
-	}
 	u.ctx = (__u64)ring;
 	u.submit_ns = bpf_ktime_get_ns();
 	u.user_data = req->cqe.user_data;
@@ -620,20 +648,26 @@ int BPF_PROG(trace_submit, struct io_kiocb *req)
 	u.index = req->buf_index;
 	u.opcode = req->opcode;
 	u.len = rw_len(req);
-	u.node = table_node(ring, u.index, table_nr(ring));
-	if (u.node) {
-		n = bpf_map_lookup_elem(&tnodes, &u.node);
-		if (n)
-			__sync_fetch_and_add(&n->holders, 1);
-		else
-			u.node = 0;
+	/* req->ctx is a BTF pointer: direct loads, no helper calls. */
+	nr = req->ctx->buf_table.nr;
+	if (u.index < nr && u.index < BSTEER_IO_MAX_REG_BUFFERS) {
+		nodes = req->ctx->buf_table.nodes;
+		bpf_probe_read_kernel(&u.node, sizeof(u.node), &nodes[u.index]);
 	}
 	if (xcheck)
 		xcheck_submit(key, &u);
-	if (bpf_map_update_elem(&tuses, &key, &u, BPF_ANY)) {
-		tstat_inc(BSTEER_TS_USES_FULL);
-		holder_put(u.node);
+	if (!bpf_map_update_elem(&tuses, &key, &u, BPF_NOEXIST))
+		return 0;
+	old = bpf_map_lookup_elem(&tuses, &key);
+	if (old) {
+		/* Recycled with no completion seen (CQ overflow): say so. */
+		tstat_inc(BSTEER_TS_LOST);
+		ev_use(BSTEER_TEV_USE, key, old, old->node, 0, BSTEER_TEVF_LOST);
+		holder_put(old->node);
+		*old = u;
+		return 0;
 	}
+	tstat_inc(BSTEER_TS_USES_FULL);
 	return 0;
 }
 
@@ -648,12 +682,19 @@ int BPF_PROG(trace_async, struct io_kiocb *req, int rw)
 	return 0;
 }
 
-/* Has the task that submitted @req begun to exit? */
-static __always_inline bool owner_exiting(struct io_kiocb *req)
+/* Has the task that submitted @req (of process @pid) begun to exit? */
+static __always_inline bool owner_exiting(struct io_kiocb *req, __u32 pid)
 {
-	struct task_struct *t = BPF_CORE_READ(req, tctx, task);
+	struct task_struct *t;
 	unsigned int sflags;
 
+	/* Most completions run in the owner's own context: no probe reads. */
+	if (cur_tgid() == pid) {
+		t = bpf_get_current_task_btf();
+		return (t->flags & BSTEER_PF_EXITING) ||
+		       (t->signal->flags & BSTEER_SIGNAL_GROUP_EXIT);
+	}
+	t = BPF_CORE_READ(req, tctx, task);
 	if (!t)
 		return false;
 	if (BPF_CORE_READ(t, flags) & BSTEER_PF_EXITING)
@@ -694,7 +735,7 @@ static __always_inline struct bsteer_tnode *node_late(__u64 node, __u64 ctx,
 SEC("tp_btf/io_uring_complete")
 int BPF_PROG(trace_complete, void *ring, void *reqp, struct io_uring_cqe *cqe)
 {
-	struct io_kiocb *req = reqp;
+	struct io_kiocb *req;
 	__u64 key = (__u64)reqp, rk = (__u64)ring, node = 0;
 	struct bsteer_tuse *u, none = {};
 	struct bsteer_tnode *n = NULL;
@@ -706,9 +747,10 @@ int BPF_PROG(trace_complete, void *ring, void *reqp, struct io_uring_cqe *cqe)
 	/* No request: an auxiliary CQE (multishot, msg_ring, buffer tags). */
 	if (!reqp)
 		return 0;
-	/* Only a pointer here (the prototype says void *): read, not deref. */
-	if (BPF_CORE_READ(req, flags) & REQ_F_BUF_NODE)
-		node = (__u64)BPF_CORE_READ(req, buf_node);
+	/* The prototype says void *: cast it for direct loads. */
+	req = BSTEER_CAST(struct io_kiocb, reqp);
+	if (req->flags & REQ_F_BUF_NODE)
+		node = (__u64)req->buf_node;
 	u = bpf_map_lookup_elem(&tuses, &key);
 	if (!u && !node)
 		return 0;
@@ -720,8 +762,8 @@ int BPF_PROG(trace_complete, void *ring, void *reqp, struct io_uring_cqe *cqe)
 		none.ctx = rk;
 		none.pid = r->pid;
 		none.user_data = cqe->user_data;
-		none.index = BPF_CORE_READ(req, buf_index);
-		none.opcode = BPF_CORE_READ(req, opcode);
+		none.index = req->buf_index;
+		none.opcode = req->opcode;
 		none.flags = BSTEER_TEVF_NOSUBMIT;
 		u = &none;
 	}
@@ -732,7 +774,7 @@ int BPF_PROG(trace_complete, void *ring, void *reqp, struct io_uring_cqe *cqe)
 			if (r)
 				n = node_late(node, rk, u->index, r);
 		}
-		if (owner_exiting(req))
+		if (owner_exiting(req, u->pid))
 			flags |= BSTEER_TEVF_HELD;
 		ev_use(BSTEER_TEV_USE, key, u, node, cqe->res, flags);
 		if (n)
@@ -745,17 +787,19 @@ int BPF_PROG(trace_complete, void *ring, void *reqp, struct io_uring_cqe *cqe)
 		if (m && m->gen != u->slot_gen)
 			ev_xcheck(key, u, BSTEER_XC_RELEASED);
 	}
-	if (u == &none) {
-		/* Counted by the refcount read at unregister, if it was. */
-		if (n && n->unreg_ns)
-			holder_put(node);
-		return 0;
-	}
 	/* A first CQE of more (SEND_ZC): the notification holds the buffer. */
-	if ((cqe->flags & IORING_CQE_F_MORE) && node)
+	if (u != &none && (cqe->flags & IORING_CQE_F_MORE) && node)
 		return 0;
-	holder_put(u->node);
-	bpf_map_delete_elem(&tuses, &key);
+	/*
+	 * Holders are counted once the table has let go (at unregister, from
+	 * the refcount): this one is gone now. One whose buffer was imported
+	 * late from a node other than the one it named at submit counts on
+	 * the node it really held.
+	 */
+	if (n && n->unreg_ns)
+		holder_drop(node, n);
+	if (u != &none)
+		bpf_map_delete_elem(&tuses, &key);
 	return 0;
 }
 
