@@ -9,7 +9,8 @@
 #  - one table registration of 16 buffers (and 16 register events);
 #  - 16 release events once fio is gone, none before its last use;
 #  - no event dropped, no leak reported.
-# Then the live table and the histograms of a short run, without --json.
+# Then the live table and the histograms of a short run, without --json,
+# and a run whose reader stalls: the events lost are counted and named.
 . "$(dirname "$0")/lib.sh"
 need_root
 for t in fio python3; do
@@ -81,4 +82,21 @@ check "the table has fio's buffers" grep -qE "^[0-9]+ +fio +0 +[0-9]+ +[0-9.]+" 
 check "the leak report is printed" grep -q "registered and never used: 0" "$T/table.txt"
 check "the latency histogram is printed" grep -q "usecs *: count" "$T/table.txt"
 check "the bytes histogram has the 4K uses" grep -qE "4096 -> 8191 +: [1-9]" "$T/table.txt"
+
+# Drops are counted, never hidden: a 1 MiB ring buffer and a reader that
+# stalls for 2 s (the JSON goes into a pipe nobody reads yet).
+"$BSTEER" trace --json --ringbuf 1 -- fio "${FIOARGS[@]}" --runtime=1 --time_based \
+	--output="$T/fio3.json" 2>"$T/drop.err" | { sleep 2; cat >"$T/drop.json"; }
+check "the lost events are named on stderr" grep -q "events lost: the ring buffer was full" "$T/drop.err"
+check "every use is either an event or a drop" python3 - "$T/drop.json" "$T/fio3.json" <<'PY'
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+ios = json.load(open(sys.argv[2]))["jobs"][0]["read"]["total_ios"]
+s = ev[-1]
+uses = sum(1 for e in ev if e["event"] == "use")
+print(f"{uses} use events, {s['dropped']} dropped, {ios} IOs")
+# Besides uses, only the 16 registrations, the table, 16 releases and the
+# exits could have been dropped.
+sys.exit(0 if s["dropped"] > 0 and ios <= uses + s["dropped"] <= ios + 40 else 1)
+PY
 finish
