@@ -41,6 +41,9 @@ static const char usage[] =
 "Measure the cost of one bsteer policy decision, per path, in one run:\n"
 "  nop         plain io_uring NOPs in batches of 64 (SINGLE_ISSUER|\n"
 "              DEFER_TASKRUN), with no bsteer instance loaded: the baseline\n"
+"  foreign     the same NOPs on the same ring while an instance with its\n"
+"              hooks is loaded: what bsteer costs other programs' rings\n"
+"              (its issue and completion hooks run, and filter them out)\n"
 "  hook        bsteer requests decided by the completion hook (the tail\n"
 "              call into the passthrough policy inside io_uring_enter)\n"
 "  fallback64  the same with the completion hook detached: the engine runs\n"
@@ -51,7 +54,7 @@ static const char usage[] =
 "answers (type NONE: completed with -EOPNOTSUPP, no ops). NS/DECISION is\n"
 "wall time (CLOCK_MONOTONIC) over requests: the NOP, the decision and the\n"
 "engine's bookkeeping. DELTA_VS_NOP is a mode's median minus nop's.\n"
-"Modes run interleaved, nop hook fallback64 fallback1, once per round;\n"
+"Modes run interleaved, nop foreign hook fallback64 fallback1, once per round;\n"
 "each round loads a fresh instance (hookbench-PID-hook, then\n"
 "hookbench-PID-fb) and removes it again. The decision counters of the\n"
 "instance confirm which path decided. Needs root and bpffs.\n"
@@ -73,6 +76,7 @@ static const char usage[] =
 
 enum mode {
 	M_NOP,
+	M_FOREIGN,
 	M_HOOK,
 	M_FB64,
 	M_FB1,
@@ -81,6 +85,7 @@ enum mode {
 
 static const char *const mode_names[M__MAX] = {
 	[M_NOP]		= "nop",
+	[M_FOREIGN]	= "foreign",
 	[M_HOOK]	= "hook",
 	[M_FB64]	= "fallback64",
 	[M_FB1]		= "fallback1",
@@ -425,7 +430,10 @@ static int one_round(struct bench *b, struct io_uring *ring,
 	err = bench_open(b, true);
 	if (err)
 		return err;
-	err = measure(b, &res[M_HOOK], round);
+	/* The baseline ring is not the instance's: its hooks only filter. */
+	err = measure_nop(ring, &res[M_FOREIGN], round);
+	if (!err)
+		err = measure(b, &res[M_HOOK], round);
 	bench_close(b);
 	if (err)
 		return err;
@@ -570,7 +578,7 @@ static void print_json(const struct result *res, __u32 rounds, int cpu,
 		for (i = 0; i < rounds; i++)
 			json_dbl(&j, NULL, r->ns[i]);
 		json_end_arr(&j);
-		if (m != M_NOP) {
+		if (m >= M_HOOK) {
 			json_u64(&j, "decisions_hook", r->dec_hook);
 			json_u64(&j, "decisions_fallback", r->dec_fb);
 			json_u64(&j, "fallback_runs", r->fb_runs);

@@ -31,5 +31,8 @@ expect_error "is the source" "$T/src" --to "$T/existing" --to "$T/src"
 expect_error "given twice" "$T/src" --to "$T/existing" --to "$T/existing"
 expect_error "unknown policy" "$T/src" --to "$T/existing" --policy nosuch
 expect_error "invalid instance name" "$T/src" --to "$T/existing" --instance "a/b"
+head -c 5000 /dev/urandom >"$T/odd"
+expect_error "direct needs a size that is a multiple of 4096" "$T/odd" --to "$T/existing" --direct
+expect_error "direct needs SRC to be a file" - --to "$T/existing" --direct </dev/null
 check "help shows examples" sh -c "'$BSTEER' copy --help | grep -q EXAMPLES"
 finish

@@ -30,6 +30,14 @@ head -c 5000000 /dev/urandom >"$T/odd"
 check "passthrough copy of an odd size" cmp -s "$T/odd" "$T/one"
 check "default policy for one target" [ "$(json "$T/one.json" policy)" = passthrough ]
 
+# O_DIRECT on the source and both legs: the same bytes, none through the
+# page cache of the outputs.
+"$BSTEER" copy "$T/src" --to "$T/d1" --to "$T/d2" --direct --json >"$T/direct.json" ||
+	fail "direct copy exited $?"
+check "--direct copy, leg 1" cmp -s "$T/src" "$T/d1"
+check "--direct copy, leg 2" cmp -s "$T/src" "$T/d2"
+check "--direct is reported" [ "$(json "$T/direct.json" direct)" = true ]
+
 head -c 3000000 "$T/src" | "$BSTEER" copy - --to "$T/p1" --to "$T/p2" --json \
 	>"$T/pipe.json" || fail "pipe copy exited $?"
 head -c 3000000 "$T/src" >"$T/expect"

@@ -56,6 +56,9 @@ static const char copy_usage[] =
 "  -d, --depth N         chunks in flight (default 16)\n"
 "  -i, --instance NAME   pin under /sys/fs/bpf/bsteer/NAME (default copy-PID)\n"
 "      --fsync           flush every target through the policy at the end\n"
+"      --direct          O_DIRECT on SRC and every DST (bypass the page\n"
+"                        cache); SRC must be a file or block device whose\n"
+"                        size is a multiple of 4096\n"
 "      --no-hook         leave the completion hook detached (fallback only)\n"
 "      --no-progress     no progress line, even on a terminal\n"
 "  -j, --json            print the summary as one JSON object\n"
@@ -66,6 +69,7 @@ static const char copy_usage[] =
 "  bsteer copy disk.img --to /backup/disk.img\n"
 "  bsteer copy disk.img --to a.img --to b.img --policy mirror --json\n"
 "  bsteer copy big.img --to out.img --slot-size 1M --depth 32 --fsync\n"
+"  bsteer copy /dev/vdb --to /dev/vdc --to /dev/vdd --direct\n"
 "  producer | bsteer copy - --to a.img --to b.img --instance live\n";
 
 struct copy {
@@ -247,7 +251,8 @@ static int run_copy(struct copy *c, bool fsync_end)
 	return err;
 }
 
-static void report(struct copy *c, bool json, const char *policy, bool fsync_end)
+static void report(struct copy *c, bool json, const char *policy, bool fsync_end,
+		   bool direct)
 {
 	struct bsteer_instance *in = c->in;
 	__u64 *st = in->stats;
@@ -273,6 +278,7 @@ static void report(struct copy *c, bool json, const char *policy, bool fsync_end
 		json_u64(&j, "slot_size", c->slot_size);
 		json_u64(&j, "depth", c->depth);
 		json_bool(&j, "fsync", fsync_end);
+		json_bool(&j, "direct", direct);
 		json_u64(&j, "decisions_hook", hook);
 		json_u64(&j, "decisions_fallback", fb);
 		json_dbl(&j, "hook_ratio", ratio);
@@ -391,16 +397,20 @@ static int check_args(struct copy *c, __u64 slot_size, __u64 depth)
 	return 0;
 }
 
-static int open_src(struct copy *c)
+static int open_src(struct copy *c, bool direct)
 {
+	int flags = O_RDONLY | O_CLOEXEC | (direct ? O_DIRECT : 0);
 	struct stat st;
 
-	c->src_fd = strcmp(c->src, "-") ? open(c->src, O_RDONLY | O_CLOEXEC) :
-					  dup(0);
+	c->src_fd = strcmp(c->src, "-") ? open(c->src, flags) : dup(0);
 	if (c->src_fd < 0 || fstat(c->src_fd, &st)) {
-		fprintf(stderr, "bsteer copy: cannot open %s: %s\n", c->src,
-			strerror(errno));
+		fprintf(stderr, "bsteer copy: cannot open %s%s: %s\n", c->src,
+			direct ? " with O_DIRECT" : "", strerror(errno));
 		return -errno;
+	}
+	if (direct && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		fprintf(stderr, "bsteer copy: --direct needs SRC to be a file or a block device\n");
+		return -EINVAL;
 	}
 	if (S_ISREG(st.st_mode)) {
 		c->size = st.st_size;
@@ -412,6 +422,12 @@ static int open_src(struct copy *c)
 		c->size = end;
 	} else {
 		c->stream = true;
+	}
+	/* Every transfer is then whole blocks, which O_DIRECT needs. */
+	if (direct && c->size % 4096) {
+		fprintf(stderr, "bsteer copy: --direct needs a size that is a multiple of 4096 (%s is %llu bytes)\n",
+			c->src, (unsigned long long)c->size);
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -425,6 +441,7 @@ int cmd_copy(int argc, char **argv)
 		{ "depth", required_argument, NULL, 'd' },
 		{ "instance", required_argument, NULL, 'i' },
 		{ "fsync", no_argument, NULL, 'F' },
+		{ "direct", no_argument, NULL, 'D' },
 		{ "no-hook", no_argument, NULL, 'N' },
 		{ "no-progress", no_argument, NULL, 'P' },
 		{ "json", no_argument, NULL, 'j' },
@@ -438,7 +455,7 @@ int cmd_copy(int argc, char **argv)
 	__u64 slot_size = DEF_SLOT, depth = DEF_DEPTH;
 	const char *policy = NULL;
 	char name[BSTEER_NAME_MAX + 1], pname[64];
-	bool json = false, fsync_end = false, no_progress = false;
+	bool json = false, fsync_end = false, no_progress = false, direct = false;
 	int opt, err, i, rc = 1;
 
 	c = calloc(1, sizeof(*c));
@@ -485,6 +502,9 @@ int cmd_copy(int argc, char **argv)
 		case 'F':
 			fsync_end = true;
 			break;
+		case 'D':
+			direct = true;
+			break;
 		case 'N':
 			io.no_complete_hook = true;
 			break;
@@ -519,7 +539,7 @@ int cmd_copy(int argc, char **argv)
 		policy = c->ndst > 1 ? "mirror" : "passthrough";
 	c->slot_size = slot_size;
 	c->depth = depth;
-	if (open_src(c))
+	if (open_src(c, direct))
 		goto out;
 
 	/* Before anything is pinned, so a signal always leads to cleanup. */
@@ -546,10 +566,12 @@ int cmd_copy(int argc, char **argv)
 	/* Only now, with everything checked and loaded, touch the outputs. */
 	for (i = 0; i < c->ndst; i++) {
 		c->dst_fd[i] = open(c->dst[i], O_WRONLY | O_CREAT | O_TRUNC |
-					       O_CLOEXEC, 0644);
+					       O_CLOEXEC | (direct ? O_DIRECT : 0),
+				    0644);
 		if (c->dst_fd[i] < 0) {
-			fprintf(stderr, "bsteer copy: cannot open %s: %s\n",
-				c->dst[i], strerror(errno));
+			fprintf(stderr, "bsteer copy: cannot open %s%s: %s\n",
+				c->dst[i], direct ? " with O_DIRECT" : "",
+				strerror(errno));
 			goto out;
 		}
 	}
@@ -579,7 +601,7 @@ int cmd_copy(int argc, char **argv)
 		fprintf(stderr, "bsteer copy: interrupted after %llu bytes\n",
 			(unsigned long long)c->done_bytes);
 	bsteer_policy_name(policy, pname, sizeof(pname));
-	report(c, json, pname, fsync_end);
+	report(c, json, pname, fsync_end, direct);
 	rc = c->error || exiting ? 1 : 0;
 out:
 	if (c->in)
