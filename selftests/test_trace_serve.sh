@@ -25,13 +25,15 @@ start_serve "$S" --instance "$INST" --threads 2 --export "d=$T/disk" || finish
 URI="nbd+unix:///d?socket=$S"
 D=/sys/fs/bpf/bsteer/$INST
 
+# The counts are compared exactly, so the ring buffer is large enough
+# (64 MiB) for the consumer to fall behind on a busy machine.
 load() {	# load SECS OUT: 4K random reads and writes, 2 connections
 	fio --name=l --ioengine=nbd --uri="$URI" --rw=randrw --bs=4k --iodepth=16 \
 		--numjobs=2 --size=64M --runtime="$1" --time_based --group_reporting \
 		--output-format=json --output="$2" >/dev/null 2>&1
 }
 
-"$BSTEER" trace -p "$SERVE" --json >"$T/trace.json" 2>"$T/trace.err" &
+"$BSTEER" trace -p "$SERVE" --json --ringbuf 64 >"$T/trace.json" 2>"$T/trace.err" &
 TR=$!
 PIDS+=($TR)
 wait_for 10 grep -q ready "$T/trace.err" || fail "the tracer did not start: $(cat "$T/trace.err")"

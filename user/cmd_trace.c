@@ -1094,6 +1094,26 @@ static bool map_empty(int fd)
 	return bpf_map_get_next_key(fd, NULL, &k) != 0;
 }
 
+/*
+ * Processes that exited before the exit hook could see them (between the
+ * start and the attach, or a child added from /proc as it died) would keep
+ * the trace waiting for ever: drop the ones that are gone.
+ */
+static void prune_pids(int fd)
+{
+	__u32 key, next, *pk = NULL, gone[64];
+	int n = 0, i;
+
+	while (!bpf_map_get_next_key(fd, pk, &next) && n < 64) {
+		key = next;
+		pk = &key;
+		if (kill((pid_t)key, 0) && errno == ESRCH)
+			gone[n++] = key;
+	}
+	for (i = 0; i < n; i++)
+		bpf_map_delete_elem(fd, &gone[i]);
+}
+
 /* Start @argv stopped at a pipe; it execs when the tracer is ready. */
 static int spawn(char **argv, int *gate)
 {
@@ -1334,6 +1354,8 @@ int cmd_trace(int argc, char **argv)
 			child = -child;
 		if (now >= next_ns) {
 			refresh(&s, now, true);
+			if (npids)
+				prune_pids(fdp);
 			next_ns = now + (__u64)(interval * 1e9);
 		}
 		if (end_ns && now >= end_ns)
