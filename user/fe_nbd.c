@@ -817,8 +817,14 @@ static void reply_next(struct bsteer_server *s, struct conn *c)
 		conn_fail(s, c, "submission queue full");
 		return;
 	}
+	/*
+	 * With more replies queued behind this one the stream stays busy:
+	 * let TCP put the header in the same segment as the data linked after
+	 * it (MSG_MORE). Alone, it goes at once, so QD1 waits for nothing.
+	 */
 	io_uring_prep_send(sqe, BSTEER_FRONTEND_FILE(c->idx), r->hdr, r->hdr_len,
-			   MSG_WAITALL | MSG_NOSIGNAL);
+			   MSG_WAITALL | MSG_NOSIGNAL |
+			   (r->io && c->head ? MSG_MORE : 0));
 	sqe->flags |= IOSQE_FIXED_FILE;
 	io_uring_sqe_set_data64(sqe, ud_make(UD_SEND, c->idx));
 	c->sends++;
