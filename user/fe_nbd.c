@@ -98,6 +98,7 @@ struct conn {
 	__u32 sends;		/* our SQEs out for the reply */
 	bool structured;	/* structured replies negotiated */
 	bool meta_alloc;	/* base:allocation selected */
+	bool tcp;		/* a TCP socket (not AF_UNIX) */
 };
 
 struct req_info {
@@ -824,7 +825,7 @@ static void reply_next(struct bsteer_server *s, struct conn *c)
 	 */
 	io_uring_prep_send(sqe, BSTEER_FRONTEND_FILE(c->idx), r->hdr, r->hdr_len,
 			   MSG_WAITALL | MSG_NOSIGNAL |
-			   (r->io && c->head ? MSG_MORE : 0));
+			   (c->tcp && r->io && c->head ? MSG_MORE : 0));
 	sqe->flags |= IOSQE_FIXED_FILE;
 	io_uring_sqe_set_data64(sqe, ud_make(UD_SEND, c->idx));
 	c->sends++;
@@ -1244,10 +1245,12 @@ static void on_accept(struct bsteer_server *s, int fd)
 	struct conn *c = NULL;
 	struct nego ng = {};
 	int i, one = 1;
+	bool tcp;
 
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* Only a TCP socket takes it. */
+	tcp = !setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	ex = negotiate(s, fd, &ng);
 	if (!ex) {
 		close(fd);
@@ -1271,6 +1274,7 @@ static void on_accept(struct bsteer_server *s, int fd)
 	c->ex = ex;
 	c->structured = ng.structured;
 	c->meta_alloc = ng.meta_alloc;
+	c->tcp = tcp;
 	bsteer_stat_add(s->in, BSTEER_ST_CONNS_OPEN, 1);
 	bsteer_stat_add(s->in, BSTEER_ST_CONNS_TOTAL, 1);
 	if (s->verbose)
