@@ -11,7 +11,8 @@
 #    WRITE_FIXED on the second, a clone into a second ring; every buffer
 #    released at the rings' teardown;
 #  kill: a READ_FIXED in flight when the process is SIGKILLed is reported
-#    as held at exit.
+#    as held at exit;
+#  -c NAME: only the program of that name is traced.
 . "$(dirname "$0")/lib.sh"
 need_root
 command -v python3 >/dev/null || skip "python3 not installed"
@@ -112,6 +113,24 @@ ok &= len(use) == 1 and use[0]["at_exit"] and use[0]["res"] < 0
 ok &= len(rels) == 1 and rels[0]["ts_ns"] >= use[0]["ts_ns"]
 print("held:", held, "use:", use, "releases:", len(rels))
 sys.exit(0 if ok else 1)
+PY
+
+# By command name (-c): the program run by itself; the trace sees its
+# table and nothing of any other process.
+"$BSTEER" trace -c trace_prog --json -d 3 >"$T/comm.json" 2>"$T/comm.err" &
+TR=$!
+PIDS+=($TR)
+wait_for 10 grep -q ready "$T/comm.err" || fail "-c: the tracer did not start"
+"$PROG" inflight >/dev/null
+wait "$TR"
+check "-c: the tracer exited 0" [ $? -eq 0 ]
+check "-c: the named program's buffers, and no one else's" python3 - "$T/comm.json" <<'PY'
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+tables = [e for e in ev if e["event"] == "table"]
+comms = {e.get("comm") for e in ev if e["event"] in ("register", "use", "release")}
+print("tables:", [(e["comm"], e["entries"]) for e in tables], "comms:", comms)
+sys.exit(0 if len(tables) == 1 and tables[0]["entries"] == 2 and comms == {"trace_prog"} else 1)
 PY
 
 # Bad input: a clear message and a non-zero exit, nothing traced.
