@@ -231,17 +231,21 @@ static __always_inline __u32 table_nr(void *ctx)
 	return nr > BSTEER_IO_MAX_REG_BUFFERS ? BSTEER_IO_MAX_REG_BUFFERS : nr;
 }
 
-/* Entry @idx of the ring's live table (a node pointer, or 0). */
-static __always_inline __u64 table_node(void *ctx, __u32 idx, __u32 nr)
+static __always_inline __u64 table_nodes(void *ctx)
 {
 	struct io_ring_ctx *c = ctx;
-	struct io_rsrc_node **nodes;
+
+	return (__u64)BPF_CORE_READ(c, buf_table.nodes);
+}
+
+/* Entry @idx of a live table of @nr (a node pointer, or 0). */
+static __always_inline __u64 table_node(__u64 nodes, __u32 idx, __u32 nr)
+{
 	__u64 node = 0;
 
 	if (idx >= nr)
 		return 0;
-	nodes = BPF_CORE_READ(c, buf_table.nodes);
-	bpf_probe_read_kernel(&node, sizeof(node), &nodes[idx]);
+	bpf_probe_read_kernel(&node, sizeof(node), (void *)(nodes + (__u64)idx * 8));
 	return node;
 }
 
@@ -306,6 +310,7 @@ static __always_inline void node_fill(struct bsteer_tnode *n, __u64 node)
 
 struct walk {
 	__u64 ctx;
+	__u64 nodes;		/* the live table's node array, read once */
 	__u64 stamp;		/* this walk's time: marks what it removed */
 	__u32 nr;		/* live entries */
 	__u32 removed;
@@ -328,7 +333,7 @@ static long walk_removed(__u64 i, void *data)
 	if (!sh)
 		return 0;
 	old = *sh;
-	live = table_node((void *)w->ctx, k.index, w->nr);
+	live = table_node(w->nodes, k.index, w->nr);
 	if (old == live)
 		return 0;
 	bpf_map_delete_elem(&tshadow, &k);
@@ -387,7 +392,7 @@ static long walk_added(__u64 i, void *data)
 	struct bsteer_tnode fresh = {}, *n;
 	__u64 live, *sh;
 
-	live = table_node((void *)w->ctx, k.index, w->nr);
+	live = table_node(w->nodes, k.index, w->nr);
 	if (!live)
 		return 0;
 	w->filled++;
@@ -421,6 +426,7 @@ static __always_inline __u32 table_sync(void *ctx, struct bsteer_tring *r,
 	struct walk w = {
 		.ctx = (__u64)ctx,
 		.stamp = bpf_ktime_get_ns(),
+		.nodes = table_nodes(ctx),
 		.nr = table_nr(ctx),
 		.pid = r->pid,
 		.source = source,

@@ -368,16 +368,23 @@ static void lb_str(struct lbuf *l, const char *s)
 	}
 }
 
-static void lb_u64(struct lbuf *l, unsigned long long v)
+/* @v in @base (10 or 16), most significant digit first. */
+static void lb_digits(struct lbuf *l, unsigned long long v, unsigned int base)
 {
+	static const char dg[] = "0123456789abcdef";
 	char t[24];
 	int i = 0;
 
 	do
-		t[i++] = '0' + v % 10;
-	while ((v /= 10));
+		t[i++] = dg[v % base];
+	while ((v /= base));
 	while (i && l->n < sizeof(l->b) - 1)
 		l->b[l->n++] = t[--i];
+}
+
+static void lb_u64(struct lbuf *l, unsigned long long v)
+{
+	lb_digits(l, v, 10);
 }
 
 static void lb_i64(struct lbuf *l, long long v)
@@ -410,16 +417,8 @@ static void lb_fixed(struct lbuf *l, unsigned long long v, int digits)
 
 static void lb_hex(struct lbuf *l, unsigned long long v)
 {
-	static const char hx[] = "0123456789abcdef";
-	char t[20];
-	int i = 0;
-
 	lb_str(l, "\"0x");
-	do
-		t[i++] = hx[v & 15];
-	while ((v >>= 4));
-	while (i && l->n < sizeof(l->b) - 1)
-		l->b[l->n++] = t[--i];
+	lb_digits(l, v, 16);
 	lb_str(l, "\"");
 }
 
