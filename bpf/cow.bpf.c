@@ -118,7 +118,8 @@ static __always_inline void cow_unlock(struct bsteer_pctx *p)
 static __always_inline int cow_lock(struct bsteer_pctx *p)
 {
 	__u64 c0, c1, got[COW_LOCK_WORDS] = {}, *busy, *bits, m, old;
-	__u32 i, j, w;
+	__u32 i, j, w, taken = 0;
+	int err = 0;
 
 	cow_chunks(p, &c0, &c1);
 	if (c1 / 64 - c0 / 64 >= COW_LOCK_WORDS)
@@ -129,42 +130,69 @@ static __always_inline int cow_lock(struct bsteer_pctx *p)
 			break;
 		busy = bpf_map_lookup_elem(&cow_busy, &w);
 		bits = bpf_map_lookup_elem(&cow_bitmap, &w);
-		if (!busy || !bits)
-			return -EIO;
+		if (!busy || !bits) {
+			err = -EIO;
+			break;
+		}
 		m = cow_mask(c0, c1, w) & ~*bits;
 		old = __sync_fetch_and_or(busy, m);
 		got[i] = m & ~old;
-		if (!(old & m))
-			continue;
-		/* Someone else fills one of them: give back what we took. */
-		for (j = 0; j < COW_LOCK_WORDS; j++) {
-			if (j > i)
-				break;
-			w = c0 / 64 + j;
-			busy = bpf_map_lookup_elem(&cow_busy, &w);
-			if (busy)
-				__sync_fetch_and_and(busy, ~got[j]);
+		taken = i + 1;
+		if (old & m) {
+			err = -EAGAIN;
+			break;
 		}
-		return -EAGAIN;
 	}
-	p->req->pstate[0] |= COW_LOCKED;
+	if (!err) {
+		p->req->pstate[0] |= COW_LOCKED;
+		return 0;
+	}
+	/*
+	 * Someone else fills one of them: give back what we took. (Out of
+	 * the loop above, so that the verifier walks the two loops one after
+	 * the other, not one inside the other.)
+	 */
+	for (j = 0; j < COW_LOCK_WORDS && j < taken; j++) {
+		w = c0 / 64 + j;
+		busy = bpf_map_lookup_elem(&cow_busy, &w);
+		if (busy)
+			__sync_fetch_and_and(busy, ~got[j]);
+	}
+	return err;
+}
+
+struct cow_run {
+	__u64 c, chunk, run, len;
+	int in;
+};
+
+/* bpf_loop step i: chunk c + 1 + i extends the run, or ends it (1). */
+static long cow_run_one(__u32 i, void *arg)
+{
+	struct cow_run *r = arg;
+
+	if (r->run >= r->len || cow_present(r->c + 1 + i) != r->in)
+		return 1;
+	r->run += r->chunk;
 	return 0;
 }
 
-/* A read piece: a run of chunks that all live in the same leg. */
+/*
+ * A read piece: a run of chunks that all live in the same leg. The run is
+ * walked with bpf_loop, so the verifier checks one step instead of
+ * COW_MAX_RUN of them for every piece of every decision.
+ */
 static __always_inline int cow_piece(struct bsteer_pctx *p, __u64 pos,
 				     __u32 *target, __u64 *toff, __u32 *len)
 {
 	__u64 chunk = cow_chunk(p), at = p->req->offset + pos;
 	__u64 c = at / chunk, run = (c + 1) * chunk - at;
 	int in = cow_present(c);
-	__u32 i;
+	struct cow_run r = { .c = c, .chunk = chunk, .run = run, .len = *len,
+			     .in = in };
 
-	for (i = 1; i < COW_MAX_RUN && run < *len; i++) {
-		if (cow_present(c + i) != in)
-			break;
-		run += chunk;
-	}
+	bpf_loop(COW_MAX_RUN - 1, cow_run_one, &r, 0);
+	run = r.run;
 	if (*len > run)
 		*len = run;
 	*target = bsteer_leg(p, in ? 1 : 0);
