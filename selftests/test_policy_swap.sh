@@ -25,10 +25,12 @@ COPY=$!
 exec 3>"$T/fifo"
 
 size() { stat -c %s "$1" 2>/dev/null || echo 0; }
+# A function, so that wait_for looks at the file each time.
+a_holds() { [ "$(size "$T/a")" -ge "$1" ]; }
 phase() {	# phase N: feed 1 MiB and wait until leg a has it
 	cat "$T/p$1" >&3
-	wait_for 20 [ "$(size "$T/a")" -ge $(($1 * MiB)) ] ||
-		fail "phase $1 data never reached leg a"
+	wait_for 20 a_holds $(($1 * MiB)) ||
+		fail "phase $1 data never reached leg a (it holds $(size "$T/a") bytes)"
 }
 
 phase 1

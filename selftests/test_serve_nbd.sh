@@ -203,8 +203,11 @@ check "stat: 256 MiB written by clients" [ "$(json "$T/stat.json" counters.clien
 check "stat: 256 MiB read by clients" [ "$(json "$T/stat.json" counters.client_bytes_read)" -ge $((256 << 20)) ]
 check "stat: writes and reads by type" sh -c "[ $(json "$T/stat.json" counters.client_writes) -gt 1000 ] && [ $(json "$T/stat.json" counters.client_reads) -gt 1000 ]"
 check "stat: error replies counted" [ "$(json "$T/stat.json" counters.client_errors)" -ge 5 ]
-open_conns() { "$BSTEER" stat "$INST" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["counters"]["connections_open"])'; }
-check "stat: no connection left open" wait_for 5 [ "$(open_conns)" = 0 ]
+# A function, so that wait_for asks again each time (not one expansion).
+no_open_conns() {
+	[ "$("$BSTEER" stat "$INST" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["counters"]["connections_open"])')" = 0 ]
+}
+check "stat: no connection left open" wait_for 5 no_open_conns
 
 stop_serve
 check "pins removed" [ ! -e "/sys/fs/bpf/bsteer/$INST" ]
