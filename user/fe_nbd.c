@@ -1370,11 +1370,26 @@ static int listen_on(struct bsteer_server *s, int i, const char *spec)
 			return -ENAMETOOLONG;
 		}
 		strcpy(a.sun_path, spec + 5);
+		struct stat st;
+
 		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd < 0)
 			return -errno;
-		unlink(a.sun_path);
-		if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 128)) {
+		/* A socket file nobody answers on is stale; a live one is not ours. */
+		if (!connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+			bsteer_set_err("cannot listen on %s: another server is listening there",
+				       spec);
+			close(fd);
+			return -EADDRINUSE;
+		}
+		close(fd);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -errno;
+		if (!lstat(a.sun_path, &st) && S_ISSOCK(st.st_mode))
+			unlink(a.sun_path);
+		if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 128) ||
+		    lstat(a.sun_path, &st)) {
 			int err = -errno;
 
 			bsteer_set_err("cannot listen on %s: %s", spec, strerror(-err));
@@ -1383,6 +1398,8 @@ static int listen_on(struct bsteer_server *s, int i, const char *spec)
 		}
 		chmod(a.sun_path, 0600);
 		snprintf(s->unix_path[i], sizeof(s->unix_path[i]), "%s", a.sun_path);
+		s->unix_dev[i] = st.st_dev;
+		s->unix_ino[i] = st.st_ino;
 	} else if (!strncmp(spec, "tcp:", 4)) {
 		struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
 					  .ai_flags = AI_PASSIVE }, *ai;
@@ -1462,8 +1479,14 @@ static void nbd_unlisten(struct bsteer_server *s)
 		if (s->lfd[i] >= 0)
 			close(s->lfd[i]);
 		s->lfd[i] = -1;
-		if (s->unix_path[i][0])
-			unlink(s->unix_path[i]);
+		/* A server started on the same path since then keeps its socket. */
+		if (s->unix_path[i][0]) {
+			struct stat st;
+
+			if (!lstat(s->unix_path[i], &st) && st.st_dev == s->unix_dev[i] &&
+			    st.st_ino == s->unix_ino[i])
+				unlink(s->unix_path[i]);
+		}
 		s->unix_path[i][0] = 0;
 	}
 }

@@ -84,6 +84,8 @@ struct bsteer_server {
 	int nlisten;
 	int lfd[SERVE_MAX_LISTEN];
 	char unix_path[SERVE_MAX_LISTEN][108];
+	/* The socket file we bound: removed at exit only if it is still ours. */
+	__u64 unix_dev[SERVE_MAX_LISTEN], unix_ino[SERVE_MAX_LISTEN];
 	int tfd[BSTEER_MAX_TARGETS];	/* every export's targets, in order */
 	__u32 ntfd;
 	struct bsteer_nbd_info tinfo[BSTEER_MAX_TARGETS]; /* upstream targets */
