@@ -83,7 +83,8 @@ CLI_OBJS := \
 TESTS := \
 	test_bad_policy \
 	test_lease \
-	test_nbd_parser
+	test_nbd_parser \
+	test_prefixed_send
 
 BPF_OBJS  := $(patsubst %,$(OUTPUT)/bpf/%.bpf.o,$(BPF_APPS))
 SKELS     := $(patsubst %,$(OUTPUT)/%.skel.h,$(BPF_APPS))

@@ -34,6 +34,14 @@
 #define BSTEER_CFG_WORDS	16	/* policy configuration words */
 #define BSTEER_POLICY_IDS	16	/* map "policy_stats": decisions by id */
 #define BSTEER_NO_SLOT		0xffffffffu
+/*
+ * Map "slots" holds slot i at (slot_size + BSTEER_SLOT_HEADROOM) * i: the
+ * headroom, then the slot_size bytes of data that ops address (slot_off 0
+ * is the first data byte). Registered buffer i covers both, so a frontend
+ * can put a reply header right before the data and send the two with one
+ * op. Policies never see the headroom.
+ */
+#define BSTEER_SLOT_HEADROOM	4096u
 #define BSTEER_OFF_STREAM	(~0ull)	/* offset of a pipe or socket */
 
 /*

@@ -88,7 +88,7 @@ static int run_one(const struct scenario *sc, const char *dir)
 		fprintf(stderr, "%s\n", bsteer_errbuf());
 		goto out;
 	}
-	memset(in->pool, 0x5a, (size_t)NSLOTS * SLOT);
+	memset(in->pool, 0x5a, (size_t)NSLOTS * (SLOT + BSTEER_SLOT_HEADROOM));
 	if (!ASSERT_EQ(bsteer_engine_init(&e, in, 0, &cb), 0, "engine init"))
 		goto out;
 	engine = true;
@@ -112,13 +112,18 @@ static int run_one(const struct scenario *sc, const char *dir)
 		ASSERT_TRUE(in->stats[BSTEER_ST_OPS_SUBMITTED] <= sc->max_ops,
 			    "no more ops than the budget");
 	}
+	/* Headroom and data of every other slot; the headroom of our own. */
 	for (i = 0; i < NSLOTS; i++) {
+		unsigned char *h = bsteer_slot_data(in, i) - BSTEER_SLOT_HEADROOM;
+
+		ASSERT_TRUE(all_bytes(h, BSTEER_SLOT_HEADROOM, 0x5a),
+			    "slot headroom untouched");
 		if (i == s)
 			continue;
-		ASSERT_TRUE(all_bytes(in->pool + (size_t)i * SLOT, SLOT, 0x5a),
+		ASSERT_TRUE(all_bytes(bsteer_slot_data(in, i), SLOT, 0x5a),
 			    "other slots untouched");
 	}
-	ASSERT_TRUE(all_bytes(in->pool + (size_t)s * SLOT, SLOT, 0xcd),
+	ASSERT_TRUE(all_bytes(bsteer_slot_data(in, s), SLOT, 0xcd),
 		    "own slot holds the payload");
 	if (pread(tfd, buf, SLOT * 3, 0) != SLOT * 3)
 		goto out;

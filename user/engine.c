@@ -113,7 +113,7 @@ int bsteer_slot_lend(struct bsteer_engine *e, __u32 req, bsteer_release_fn fn,
 	m->owner = req;
 	m->ring = e->id;
 	m->dir = BSTEER_DIR_FILL;
-	m->lease_ns = bsteer_now_ns();
+	m->lease_ns = e->now_ns;
 	e->in->reqs[req].slot = s;
 	e->req_slot[req - e->req_base] = s;
 	bsteer_stat_add(e->in, BSTEER_ST_SLOT_LEASES, 1);
@@ -187,7 +187,7 @@ int bsteer_req_alloc(struct bsteer_engine *e, __u8 type, __u64 offset,
 	rq->flags = 0;
 	rq->tbase = 0;
 	rq->tcount = e->ntargets;
-	rq->start_ns = bsteer_now_ns();
+	rq->start_ns = e->now_ns;
 	rq->pstate[0] = rq->pstate[1] = 0;
 	for (i = 0; i < BSTEER_REQ_OPS; i++) {
 		rq->ops[i].state = BSTEER_OPS_FREE;
@@ -390,8 +390,11 @@ static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
 	void *buf = NULL;
 	int err;
 
+	/* Only the frontend's own ops (and their rest) start in the headroom. */
+	if (!frontend)
+		o->prefix = 0;
 	if (slot != BSTEER_NO_SLOT)
-		buf = e->in->pool + (size_t)slot * e->in->slot_size + slot_off;
+		buf = bsteer_slot_data(e->in, slot) + slot_off - o->prefix;
 	if (!frontend && opcode != BSTEER_OP_WAIT && file < e->ntargets &&
 	    (__atomic_load_n(&e->in->targets[file].flags, __ATOMIC_ACQUIRE) &
 	     BSTEER_TGT_FAILED))
@@ -429,8 +432,9 @@ static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
 	return 0;
 }
 
-int bsteer_frontend_op(struct bsteer_engine *e, __u32 r, __u8 opcode,
-		       __u32 file, __u32 slot, __u32 len, __u64 offset)
+static int frontend_op(struct bsteer_engine *e, __u32 r, __u8 opcode,
+		       __u32 file, __u32 slot, __u32 prefix, __u32 len,
+		       __u64 offset)
 {
 	struct bsteer_req *rq = &e->in->reqs[r];
 	struct bsteer_req_op *o = NULL;
@@ -451,8 +455,9 @@ int bsteer_frontend_op(struct bsteer_engine *e, __u32 r, __u8 opcode,
 	o->flags = BSTEER_OPF_FRONTEND;
 	o->target = file;
 	o->slot = slot;
+	/* The hooks see prefix and data as one run from slot_off 0. */
 	o->slot_off = 0;
-	o->len = len;
+	o->len = prefix + len;
 	o->done = 0;
 	o->offset = offset;
 	rq->inflight++;
@@ -463,7 +468,26 @@ int bsteer_frontend_op(struct bsteer_engine *e, __u32 r, __u8 opcode,
 		sp(e, slot)->dir = BSTEER_DIR_DRAIN;
 		e->in->meta[slot].dir = BSTEER_DIR_DRAIN;
 	}
-	return submit_op(e, r, i, opcode, file, slot, 0, len, offset, true);
+	opp(e, r, i)->prefix = prefix;
+	return submit_op(e, r, i, opcode, file, slot, 0, prefix + len, offset,
+			 true);
+}
+
+int bsteer_frontend_op(struct bsteer_engine *e, __u32 r, __u8 opcode,
+		       __u32 file, __u32 slot, __u32 len, __u64 offset)
+{
+	return frontend_op(e, r, opcode, file, slot, 0, len, offset);
+}
+
+int bsteer_frontend_send_prefixed(struct bsteer_engine *e, __u32 r,
+				  __u32 file, __u32 slot, __u32 prefix,
+				  __u32 len)
+{
+	if (slot == BSTEER_NO_SLOT || prefix > BSTEER_SLOT_HEADROOM ||
+	    len > e->in->slot_size || prefix > e->in->slot_size - len)
+		return -EINVAL;
+	return frontend_op(e, r, BSTEER_OP_WRITE, file, slot, prefix, len,
+			   BSTEER_OFF_STREAM);
 }
 
 /* ---- the executor ---- */
@@ -917,6 +941,7 @@ int bsteer_engine_run_timeout(struct bsteer_engine *e, unsigned wait_nr,
 	} else {
 		ret = io_uring_submit_and_wait(&e->ring, wait_nr);
 	}
+	e->now_ns = bsteer_now_ns();
 	if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY &&
 	    ret != -ETIME)
 		return ret;
@@ -945,6 +970,7 @@ int bsteer_engine_init(struct bsteer_engine *e, struct bsteer_instance *in,
 	e->in = in;
 	e->id = id;
 	e->twin_fd = -1;
+	e->now_ns = bsteer_now_ns();
 	if (cb)
 		e->cb = *cb;
 	e->slot_count = in->nslots / in->nrings;
@@ -1017,8 +1043,8 @@ int bsteer_engine_init(struct bsteer_engine *e, struct bsteer_instance *in,
 		goto fail;
 	}
 	for (i = 0; i < in->nslots; i++) {
-		iov[i].iov_base = in->pool + (size_t)i * in->slot_size;
-		iov[i].iov_len = in->slot_size;
+		iov[i].iov_base = bsteer_slot_data(in, i) - BSTEER_SLOT_HEADROOM;
+		iov[i].iov_len = BSTEER_SLOT_HEADROOM + in->slot_size;
 	}
 	err = io_uring_register_buffers(&e->ring, iov, in->nslots);
 	free(iov);

@@ -767,13 +767,42 @@ static int send_part(struct bsteer_server *s, struct conn *c, struct reply *r)
 	int err;
 
 	rinfo(s, req)->reply_c = c;
-	c->send_ns = bsteer_now_ns();
+	c->send_ns = s->e.now_ns;
 	err = bsteer_frontend_op(&s->e, req, BSTEER_OP_WRITE,
 				 BSTEER_FRONTEND_FILE(c->idx), rq->slot, rq->len,
 				 BSTEER_OFF_STREAM);
 	if (err)
 		rinfo(s, req)->reply_c = NULL;
 	return err;
+}
+
+/*
+ * A READ reply in one socket op: the header goes into the headroom right
+ * before part 0's data and both leave from the slot in one WRITE_FIXED,
+ * where a header SEND and a data write would be two. 0, or -EINVAL if
+ * it does not fit (then the two ops do it).
+ */
+static int send_with_header(struct bsteer_server *s, struct conn *c,
+			    struct reply *r)
+{
+	struct io *io = r->io;
+	__u32 req = io->req[0];
+	struct bsteer_req *rq = &s->in->reqs[req];
+	int err;
+
+	if (r->hdr_len > BSTEER_SLOT_HEADROOM || rq->len > s->in->slot_size ||
+	    r->hdr_len > s->in->slot_size - rq->len)
+		return -EINVAL;
+	memcpy(bsteer_slot_data(s->in, rq->slot) - r->hdr_len, r->hdr, r->hdr_len);
+	r->part = 0;
+	rinfo(s, req)->reply_c = c;
+	err = bsteer_frontend_send_prefixed(&s->e, req, BSTEER_FRONTEND_FILE(c->idx),
+					    rq->slot, r->hdr_len, rq->len);
+	if (err) {
+		rinfo(s, req)->reply_c = NULL;
+		return err;
+	}
+	return 0;
 }
 
 static void reply_done(struct bsteer_server *s, struct conn *c, bool ok)
@@ -806,8 +835,10 @@ static void reply_next(struct bsteer_server *s, struct conn *c)
 	if (!c->head)
 		c->tail = NULL;
 	c->sending = r;
-	c->send_ns = bsteer_now_ns();
+	c->send_ns = s->e.now_ns;
 
+	if (r->io && !send_with_header(s, c, r))
+		return;
 	bsteer_engine_reserve(&s->e, 2);
 	sqe = io_uring_get_sqe(&s->e.ring);
 	if (!sqe) {

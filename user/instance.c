@@ -264,7 +264,8 @@ static int size_maps(struct core_bpf *skel, const struct bsteer_instance_opts *o
 	size_t i;
 	int err;
 
-	err = bpf_map__set_value_size(skel->maps.slots, o->slot_size);
+	err = bpf_map__set_value_size(skel->maps.slots,
+				      o->slot_size + BSTEER_SLOT_HEADROOM);
 	for (i = 0; !err && i < sizeof(sz) / sizeof(sz[0]); i++)
 		err = bpf_map__set_max_entries(sz[i].map, sz[i].entries);
 	return err;

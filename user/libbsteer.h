@@ -142,7 +142,7 @@ struct bsteer_instance {
 	__u32 nreqs;
 	bool pinned;
 	/* Map memory, shared with the BPF programs. */
-	unsigned char *pool;
+	unsigned char *pool;		/* see BSTEER_SLOT_HEADROOM */
 	struct bsteer_slot *meta;
 	__u32 *freelist;
 	struct bsteer_req *reqs;
@@ -160,6 +160,14 @@ struct bsteer_instance {
 	size_t map_len[BSTEER_MAP__MAX];
 	void *map_mem[BSTEER_MAP__MAX];
 };
+
+/* The first data byte of @slot (its headroom is the bytes just before). */
+static inline unsigned char *bsteer_slot_data(const struct bsteer_instance *in,
+					      __u32 slot)
+{
+	return in->pool + (size_t)slot * (in->slot_size + BSTEER_SLOT_HEADROOM) +
+	       BSTEER_SLOT_HEADROOM;
+}
 
 /* Route libbpf's messages: all of them with @verbose, else warnings to errbuf. */
 void bsteer_libbpf_setup(bool verbose);
@@ -250,6 +258,7 @@ struct bsteer_op_priv {
 	__u8 opcode;
 	__u32 slot_off;
 	__u32 len;
+	__u32 prefix;			/* headroom bytes before slot_off 0 */
 	__s32 res;			/* what its completion returned */
 	struct __kernel_timespec wait;	/* BSTEER_OP_WAIT's timeout */
 };
@@ -288,6 +297,12 @@ struct bsteer_engine {
 	bool verbose;
 	struct bsteer_engine_stats st;
 	struct bsteer_upstreams *up;	/* NBD upstream targets, or NULL */
+	/*
+	 * CLOCK_MONOTONIC when the last wait returned: what the requests of
+	 * one batch are stamped with (one clock read per batch, not four
+	 * per request).
+	 */
+	__u64 now_ns;
 };
 
 int bsteer_engine_init(struct bsteer_engine *e, struct bsteer_instance *in,
@@ -355,6 +370,14 @@ __u32 bsteer_reqs_free(struct bsteer_engine *e);
 /* Start the frontend's op of a request (payload receive, or arrival NOP). */
 int bsteer_frontend_op(struct bsteer_engine *e, __u32 req, __u8 opcode,
 		       __u32 file, __u32 slot, __u32 len, __u64 offset);
+/*
+ * Send @prefix bytes the frontend wrote into @slot's headroom, right before
+ * its data, and then @len bytes of data, as one stream write to @file.
+ * -EINVAL if the prefix does not fit the headroom or the two the slot.
+ */
+int bsteer_frontend_send_prefixed(struct bsteer_engine *e, __u32 req,
+				  __u32 file, __u32 slot, __u32 prefix,
+				  __u32 len);
 /* Submit, wait for @wait_nr completions, execute every decision. */
 int bsteer_engine_run(struct bsteer_engine *e, unsigned wait_nr);
 /* The same, waiting at most @timeout_ms (-1: no limit). */
