@@ -19,16 +19,20 @@
 # round: iperf3 over loopback TCP, the ceiling for sequential reads.
 #
 # Usage: bench/nbd.sh [--quick] [--rounds N] [--runtime SECS] [--size SIZE]
-#                     [--fs tmpfs|disk] [--out DIR]
+#                     [--fs tmpfs|disk|both] [--threads N] [--out DIR]
 #   --quick   1 round, 3 s, 4K randread QD32 and 256K read QD8 (< 3 min)
 #   default   3 rounds, 10 s, every workload below, image on tmpfs
+#   --fs both   tmpfs, then ext4 (/var/tmp): DIR/tmpfs and DIR/disk
+#   --threads   bsteer's worker threads, one ring each (default: the CPUs,
+#               as nbdkit's thread pool can use them all)
 # Workloads: 4K randread QD1 and QD32, 4K randwrite QD32, 256K read and
 # write QD8, 4K randread QD32 with 2 jobs (2 connections).
 # Writes DIR/results.md, DIR/results.csv and DIR/chart.png (default DIR:
 # bench/results/YYYYmmdd-HHMMSS).
 set -u
 cd "$(dirname "$0")/.."
-ROUNDS=3 RUNTIME=10 SIZE=1G FS=tmpfs QUICK=0 OUT=
+ROUNDS=3 RUNTIME=10 SIZE=1G FS=tmpfs QUICK=0 OUT= THREADS=$(nproc)
+ARGS=("$@")
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) QUICK=1; ROUNDS=1; RUNTIME=3; SIZE=256M; shift ;;
@@ -36,20 +40,29 @@ while [ $# -gt 0 ]; do
 	--runtime) RUNTIME=$2; shift 2 ;;
 	--size) SIZE=$2; shift 2 ;;
 	--fs) FS=$2; shift 2 ;;
+	--threads) THREADS=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
-	-h|--help) sed -n '3,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '3,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench/nbd.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
 	esac
 done
 for t in fio nbdkit qemu-nbd nbdinfo iperf3 gnuplot; do
 	command -v $t >/dev/null || { echo "bench/nbd.sh: $t not installed (make deps)" >&2; exit 1; }
 done
+case $THREADS in ''|*[!0-9]*|0) echo "bench/nbd.sh: --threads takes a positive number" >&2; exit 2 ;; esac
 [ -x build/bsteer ] || make -s || exit 1
+if [ "$FS" = both ]; then
+	OUT=${OUT:-bench/results/$(date +%Y%m%d-%H%M%S)}
+	for f in tmpfs disk; do
+		"$0" "${ARGS[@]}" --fs $f --out "$OUT/$f" || exit
+	done
+	exit 0
+fi
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 case $FS in
 tmpfs) BASE=/dev/shm ;;
 disk) BASE=/var/tmp ;;
-*) echo "bench/nbd.sh: --fs takes tmpfs or disk" >&2; exit 2 ;;
+*) echo "bench/nbd.sh: --fs takes tmpfs, disk or both" >&2; exit 2 ;;
 esac
 OUT=${OUT:-bench/results/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT" || exit 1
@@ -70,7 +83,7 @@ fi
 SERVERS="nbdkit qemu-nbd bsteer bsteer-mirror"
 TRANSPORTS="unix tcp"
 PORT=$((20000 + $$ % 20000))
-echo "bench/nbd.sh: image $SIZE on $FS, $ROUNDS round(s) of ${RUNTIME}s, $(nproc) CPUs, $(uname -r)" >&2
+echo "bench/nbd.sh: image $SIZE on $FS, $ROUNDS round(s) of ${RUNTIME}s, bsteer --threads $THREADS, $(nproc) CPUs, $(uname -r)" >&2
 head -c "$SIZE" /dev/urandom >"$D/img" || exit 1
 cp "$D/img" "$D/img2"
 
@@ -94,6 +107,7 @@ start() {	# start SERVER TRANSPORT
 		local legs="$D/img"
 		[ "$1" = bsteer-mirror ] && legs="$D/img,$D/img2"
 		build/bsteer serve --listen "$l" --export "d=$legs" --instance "bench-$$" \
+			--threads "$THREADS" \
 			>"$D/server.log" 2>&1 & ;;
 	esac
 	SERVER=$!
@@ -194,9 +208,9 @@ done
 echo >&2
 
 /usr/bin/python3 - "$OUT" "$FS" "$SIZE" "$ROUNDS" "$RUNTIME" "$(nproc)" "$(uname -r)" \
-	"$(awk -F: '/model name/ { print $2; exit }' /proc/cpuinfo | sed 's/^ //')" <<'PY'
+	"$(awk -F: '/model name/ { print $2; exit }' /proc/cpuinfo | sed 's/^ //')" "$THREADS" <<'PY'
 import csv, statistics, sys
-out, fs, size, rounds, runtime, cpus, kernel, model = sys.argv[1:9]
+out, fs, size, rounds, runtime, cpus, kernel, model, threads = sys.argv[1:10]
 rows = list(csv.DictReader(open(out + "/results.csv")))
 ceil = [float(x) for x in open(out + "/iperf3.txt").read().split()]
 servers = ["nbdkit", "qemu-nbd", "bsteer", "bsteer-mirror"]
@@ -209,8 +223,8 @@ def med(tr, w, s, f):
     v = [float(r[f]) for r in rows if (r["transport"], r["workload"], r["server"]) == (tr, w, s)]
     return (statistics.median(v), min(v), max(v)) if v else (0, 0, 0)
 md = ["# bench/nbd.sh results", "",
-      "Image %s on %s, %s round(s) of %s s per run, fio nbd engine; %s CPUs (%s), kernel %s."
-      % (size, fs, rounds, runtime, cpus, model, kernel),
+      "Image %s on %s, %s round(s) of %s s per run, fio nbd engine; %s CPUs (%s), kernel %s; "
+      "bsteer serve --threads %s." % (size, fs, rounds, runtime, cpus, model, kernel, threads),
       "iperf3 loopback TCP ceiling: median %.0f MiB/s (min %.0f, max %.0f)."
       % (statistics.median(ceil), min(ceil), max(ceil)) if ceil else "", "",
       "Medians over the rounds (min-max); `x` columns are ratios to nbdkit in the same run.", "",
