@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #
 # bench/all.sh: the full benchmark run behind BENCHMARKS.md, one bench
-# after the other on a quiet machine (about 70 minutes on 2 CPUs):
+# after the other on a quiet machine (about an hour on 2 CPUs):
 #   nbd.sh --fs both    NBD serving, image on tmpfs and on ext4
 #   hooks.sh            decision cost per request, and on other rings
 #   copy.sh             bsteer copy against cp and dd

@@ -257,6 +257,8 @@ set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set xtics rotate by -30
+set rmargin 12
+set bmargin 9
 set yrange [0:*]
 set grid ytics
 set key top left
