@@ -25,13 +25,16 @@
 #   --fs both   tmpfs, then ext4 (/var/tmp): DIR/tmpfs and DIR/disk
 #   --threads   bsteer's worker threads, one ring each (default: the CPUs,
 #               as nbdkit's thread pool can use them all)
+#   --workloads W1,W2   only these of the workloads below
 # Workloads: 4K randread QD1 and QD32, 4K randwrite QD32, 256K read and
-# write QD8, 4K randread QD32 with 2 jobs (2 connections).
+# write QD8, 4K randread QD32 with 2 jobs (2 connections); by name:
+# randread-4k-qd1 randread-4k-qd32 randwrite-4k-qd32 read-256k-qd8
+# write-256k-qd8 randread-4k-qd32-2j
 # Writes DIR/results.md, DIR/results.csv and DIR/chart.png (default DIR:
 # bench/results/YYYYmmdd-HHMMSS).
 set -u
 cd "$(dirname "$0")/.."
-ROUNDS=3 RUNTIME=10 SIZE=1G FS=tmpfs QUICK=0 OUT= THREADS=$(nproc)
+ROUNDS=3 RUNTIME=10 SIZE=1G FS=tmpfs QUICK=0 OUT= THREADS=$(nproc) WL=
 ARGS=("$@")
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -41,8 +44,9 @@ while [ $# -gt 0 ]; do
 	--size) SIZE=$2; shift 2 ;;
 	--fs) FS=$2; shift 2 ;;
 	--threads) THREADS=$2; shift 2 ;;
+	--workloads) WL=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
-	-h|--help) sed -n '3,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '3,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench/nbd.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -80,6 +84,15 @@ if [ $QUICK = 1 ]; then
 else
 	WORKLOADS="randread-4k-qd1 randread-4k-qd32 randwrite-4k-qd32 read-256k-qd8 write-256k-qd8 randread-4k-qd32-2j"
 fi
+if [ -n "$WL" ]; then
+	for w in ${WL//,/ }; do
+		case " randread-4k-qd1 randread-4k-qd32 randwrite-4k-qd32 read-256k-qd8 write-256k-qd8 randread-4k-qd32-2j " in
+		*" $w "*) ;;
+		*) echo "bench/nbd.sh: unknown workload $w (see --help)" >&2; exit 2 ;;
+		esac
+	done
+	WORKLOADS=${WL//,/ }
+fi
 SERVERS="nbdkit qemu-nbd bsteer bsteer-mirror"
 TRANSPORTS="unix tcp"
 PORT=$((20000 + $$ % 20000))
@@ -100,7 +113,9 @@ start() {	# start SERVER TRANSPORT
 		nbdkit -f --exit-with-parent $l -e d file "$D/img" >"$D/server.log" 2>&1 & ;;
 	qemu-nbd)
 		[ "$2" = unix ] && l="-k $D/s.sock" || l="-b 127.0.0.1 -p $PORT"
-		qemu-nbd -t -x d -f raw --cache=writeback --aio=io_uring $l "$D/img" \
+		# --shared: qemu-nbd takes one client at a time unless told; the
+		# -2j rows would then run their two jobs one after the other.
+		qemu-nbd -t -x d -f raw --cache=writeback --aio=io_uring --shared=8 $l "$D/img" \
 			>"$D/server.log" 2>&1 & ;;
 	bsteer|bsteer-mirror)
 		[ "$2" = unix ] && l="unix:$D/s.sock" || l="tcp:127.0.0.1:$PORT"
