@@ -758,8 +758,12 @@ static void io_free(struct bsteer_server *s, struct io *io)
 	free(io);
 }
 
-/* Send part @r->part of a READ's data, from its slot. */
-static int send_part(struct bsteer_server *s, struct conn *c, struct reply *r)
+/*
+ * Send part @r->part of a READ's data from its slot, after @prefix bytes
+ * of header the caller put in the slot's headroom (0: data only).
+ */
+static int send_part(struct bsteer_server *s, struct conn *c, struct reply *r,
+		     __u32 prefix)
 {
 	struct io *io = r->io;
 	__u32 req = io->req[r->part];
@@ -768,9 +772,8 @@ static int send_part(struct bsteer_server *s, struct conn *c, struct reply *r)
 
 	rinfo(s, req)->reply_c = c;
 	c->send_ns = s->e.now_ns;
-	err = bsteer_frontend_op(&s->e, req, BSTEER_OP_WRITE,
-				 BSTEER_FRONTEND_FILE(c->idx), rq->slot, rq->len,
-				 BSTEER_OFF_STREAM);
+	err = bsteer_frontend_send_prefixed(&s->e, req, BSTEER_FRONTEND_FILE(c->idx),
+					    rq->slot, prefix, rq->len);
 	if (err)
 		rinfo(s, req)->reply_c = NULL;
 	return err;
@@ -785,24 +788,14 @@ static int send_part(struct bsteer_server *s, struct conn *c, struct reply *r)
 static int send_with_header(struct bsteer_server *s, struct conn *c,
 			    struct reply *r)
 {
-	struct io *io = r->io;
-	__u32 req = io->req[0];
-	struct bsteer_req *rq = &s->in->reqs[req];
-	int err;
+	struct bsteer_req *rq = &s->in->reqs[r->io->req[0]];
 
 	if (r->hdr_len > BSTEER_SLOT_HEADROOM || rq->len > s->in->slot_size ||
 	    r->hdr_len > s->in->slot_size - rq->len)
 		return -EINVAL;
 	memcpy(bsteer_slot_data(s->in, rq->slot) - r->hdr_len, r->hdr, r->hdr_len);
 	r->part = 0;
-	rinfo(s, req)->reply_c = c;
-	err = bsteer_frontend_send_prefixed(&s->e, req, BSTEER_FRONTEND_FILE(c->idx),
-					    rq->slot, r->hdr_len, rq->len);
-	if (err) {
-		rinfo(s, req)->reply_c = NULL;
-		return err;
-	}
-	return 0;
+	return send_part(s, c, r, r->hdr_len);
 }
 
 static void reply_done(struct bsteer_server *s, struct conn *c, bool ok)
@@ -865,7 +858,7 @@ static void reply_next(struct bsteer_server *s, struct conn *c)
 	/* The data goes out from the slots, part by part, after the header. */
 	sqe->flags |= IOSQE_IO_LINK;
 	r->part = 0;
-	if (send_part(s, c, r)) {
+	if (send_part(s, c, r, 0)) {
 		/* The header goes alone and the stream is now broken. */
 		io_free(s, r->io);
 		r->io = NULL;
@@ -1215,7 +1208,7 @@ static void nbd_op_done(struct bsteer_server *s, __u32 r, __u32 op, int res)
 		ri->reply_c = NULL;
 		r = c->sending;
 		if (res >= 0 && r && r->io && ++r->part < r->io->nparts) {
-			if (!send_part(s, c, r))
+			if (!send_part(s, c, r, 0))
 				return;
 			res = -EIO;
 		}
