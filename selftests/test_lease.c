@@ -36,6 +36,11 @@ int main(void)
 		return test_skip("needs root and kernel BTF");
 	test_instance_name(name, sizeof(name), "lease");
 	o.name = name;
+	/* Slots are laid out as the kernel lays out array values: 8-aligned. */
+	o.slot_size = 4100;
+	ASSERT_TRUE(bsteer_instance_open(&o, &err) == NULL && err == -EINVAL,
+		    "slot size not a multiple of 8 refused");
+	o.slot_size = 4096;
 	in = bsteer_instance_open(&o, &err);
 	if (!ASSERT_TRUE(in != NULL, "instance open")) {
 		fprintf(stderr, "%s\n", bsteer_errbuf());

@@ -338,6 +338,12 @@ struct bsteer_instance *bsteer_instance_open(const struct bsteer_instance_opts *
 		*errp = -EINVAL;
 		return NULL;
 	}
+	/* The kernel lays array values out 8-byte aligned: so must slots be. */
+	if (!o->slot_size || o->slot_size % 8) {
+		bsteer_set_err("bad slot size %u (a positive multiple of 8)", o->slot_size);
+		*errp = -EINVAL;
+		return NULL;
+	}
 	in = calloc(1, sizeof(*in));
 	if (!in) {
 		*errp = -ENOMEM;
