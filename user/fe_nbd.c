@@ -1396,11 +1396,12 @@ static int listen_on(struct bsteer_server *s, int i, const char *spec)
 		strcpy(a.sun_path, spec + 5);
 		struct stat st;
 
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		/* Non-blocking: a live server with a full backlog must not hang us. */
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 		if (fd < 0)
 			return -errno;
 		/* A socket file nobody answers on is stale; a live one is not ours. */
-		if (!connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+		if (!connect(fd, (struct sockaddr *)&a, sizeof(a)) || errno == EAGAIN) {
 			bsteer_set_err("cannot listen on %s: another server is listening there",
 				       spec);
 			close(fd);
