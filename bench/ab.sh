@@ -4,21 +4,24 @@
 # bench/ab.sh: two bsteer binaries (say, main and a change built with
 # make OUTPUT=build-exp) serving the same image to the same fio job, in
 # turns (A B, A B, ...), so a change is judged against its own baseline
-# in one run. Per run: fio IOPS and the server's CPU per IO (utime+stime
-# of all its threads over the middle of the run).
+# in one run. Per run: fio IOPS, the server's CPU per IO (utime+stime
+# of all its threads over the middle of the run) and its context switches
+# per IO (voluntary + involuntary, all threads, io-wq workers included).
 #
 # Usage: bench/ab.sh A_BIN B_BIN [--rounds N] [--transport unix|tcp]
 #                    [--qd N] [--bs SIZE] [--rw randread|randwrite|read|write]
-#                    [--runtime SECS]
-#   defaults: 3 rounds, tcp, QD32, 4k randread, 5 s, a 1 GiB image on tmpfs
-# Example:
+#                    [--runtime SECS] [--a-args ARGS] [--b-args ARGS]
+#   defaults: 3 rounds, tcp, QD32, 4k randread, 5 s, a 1 GiB image on tmpfs;
+#   --a-args/--b-args: more bsteer serve options for A or B (word-split)
+# Examples:
 #   make OUTPUT=build-exp && bench/ab.sh build/bsteer build-exp/bsteer --qd 1
+#   bench/ab.sh build/bsteer build/bsteer --a-args "--mapped-reads off"
 set -u
 cd "$(dirname "$0")/.."
-[ $# -ge 2 ] || { sed -n '3,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 2 ] || { sed -n '3,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 A=$1 B=$2
 shift 2
-ROUNDS=3 TR=tcp QD=32 BS=4k RW=randread RUNTIME=5
+ROUNDS=3 TR=tcp QD=32 BS=4k RW=randread RUNTIME=5 A_ARGS= B_ARGS=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rounds) ROUNDS=$2; shift 2 ;;
@@ -27,7 +30,9 @@ while [ $# -gt 0 ]; do
 	--bs) BS=$2; shift 2 ;;
 	--rw) RW=$2; shift 2 ;;
 	--runtime) RUNTIME=$2; shift 2 ;;
-	-h|--help) sed -n '3,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--a-args) A_ARGS=$2; shift 2 ;;
+	--b-args) B_ARGS=$2; shift 2 ;;
+	-h|--help) sed -n '3,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench/ab.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 done
@@ -55,12 +60,18 @@ if [ "$TR" = unix ]; then
 else
 	L=tcp:127.0.0.1:$PORT U="nbd://127.0.0.1:$PORT/d"
 fi
-echo "bench/ab.sh: $RW $BS QD$QD over $TR, $ROUNDS round(s) of ${RUNTIME}s; A=$A B=$B" >&2
+echo "bench/ab.sh: $RW $BS QD$QD over $TR, $ROUNDS round(s) of ${RUNTIME}s; A=$A $A_ARGS B=$B $B_ARGS" >&2
 
-run() {	# run LABEL BIN
-	local u0 u1 t0 t1
+switches() {	# the server's context switches so far, all its threads
+	cat /proc/$SERVER/task/*/status 2>/dev/null |
+		awk '/^(non)?voluntary_ctxt_switches/ { n += $2 } END { print n + 0 }'
+}
+
+run() {	# run LABEL BIN [SERVE_ARGS...]
+	local u0 u1 t0 t1 c0 c1 label=$1 bin=$2
+	shift 2
 	rm -f "$D/s.sock" "$D/serve.log"
-	"$2" serve --listen "$L" --instance "ab-$$" --export "d=$D/img" >"$D/serve.log" 2>&1 &
+	"$bin" serve --listen "$L" --instance "ab-$$" --export "d=$D/img" "$@" >"$D/serve.log" 2>&1 &
 	SERVER=$!
 	for _ in $(seq 100); do
 		grep -q "listening on" "$D/serve.log" 2>/dev/null && break
@@ -71,34 +82,37 @@ run() {	# run LABEL BIN
 		--output="$D/fio.json" >/dev/null 2>&1 &
 	local fio=$!
 	sleep 0.5
-	u0=$(awk '{print $14 + $15}' /proc/$SERVER/stat); t0=$(date +%s.%N)
+	u0=$(awk '{print $14 + $15}' /proc/$SERVER/stat); t0=$(date +%s.%N); c0=$(switches)
 	sleep $((RUNTIME - 1))
-	u1=$(awk '{print $14 + $15}' /proc/$SERVER/stat); t1=$(date +%s.%N)
-	wait $fio || { echo "bench/ab.sh: fio failed against $1" >&2; exit 1; }
+	u1=$(awk '{print $14 + $15}' /proc/$SERVER/stat); t1=$(date +%s.%N); c1=$(switches)
+	wait $fio || { echo "bench/ab.sh: fio failed against $label" >&2; exit 1; }
 	kill "$SERVER"; wait "$SERVER" 2>/dev/null; SERVER=
-	python3 - "$D/fio.json" "$1" "$u0" "$u1" "$t0" "$t1" "$(getconf CLK_TCK)" <<'PY'
+	python3 - "$D/fio.json" "$label" "$u0" "$u1" "$t0" "$t1" "$(getconf CLK_TCK)" \
+		"$c0" "$c1" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))["jobs"][0]
 io = j["read"] if j["read"]["total_ios"] else j["write"]
-label, u0, u1, t0, t1, hz = sys.argv[2], *map(float, sys.argv[3:])
+label, u0, u1, t0, t1, hz, c0, c1 = sys.argv[2], *map(float, sys.argv[3:])
 n = io["iops"] * (t1 - t0)
-print(f"{label} {io['iops']:.0f} {(u1 - u0) / hz / n * 1e6:.2f}")
+print(f"{label} {io['iops']:.0f} {(u1 - u0) / hz / n * 1e6:.2f} {(c1 - c0) / n:.3f}")
 PY
 }
 
 for r in $(seq "$ROUNDS"); do
-	run A "$A"
-	run B "$B"
-done | tee "$D/runs" | awk '{printf "  %s  %9.0f IOPS  %6.2f us CPU per IO\n", $1, $2, $3}' >&2
+	# shellcheck disable=SC2086 # the extra options are meant to split
+	run A "$A" $A_ARGS
+	# shellcheck disable=SC2086
+	run B "$B" $B_ARGS
+done | tee "$D/runs" |
+	awk '{printf "  %s  %9.0f IOPS  %6.2f us CPU per IO  %6.3f switches per IO\n", $1, $2, $3, $4}' >&2
 python3 - "$D/runs" <<'PY'
 import statistics, sys
 v = {"A": [], "B": []}
 for line in open(sys.argv[1]):
-    k, iops, cpu = line.split()
-    v[k].append((float(iops), float(cpu)))
-ma = statistics.median(i for i, _ in v["A"]); mb = statistics.median(i for i, _ in v["B"])
-ca = statistics.median(c for _, c in v["A"]); cb = statistics.median(c for _, c in v["B"])
-print(f"A: IOPS median {ma:.0f}, CPU {ca:.2f} us/IO")
-print(f"B: IOPS median {mb:.0f}, CPU {cb:.2f} us/IO")
-print(f"B/A: IOPS {mb / ma:.3f}x, CPU per IO {cb / ca:.3f}x")
+    k, iops, cpu, cs = line.split()
+    v[k].append((float(iops), float(cpu), float(cs)))
+med = {k: [statistics.median(r[i] for r in v[k]) for i in range(3)] for k in v}
+for k in "AB":
+    print(f"{k}: IOPS median {med[k][0]:.0f}, CPU {med[k][1]:.2f} us/IO, {med[k][2]:.3f} switches/IO")
+print(f"B/A: IOPS {med['B'][0] / med['A'][0]:.3f}x, CPU per IO {med['B'][1] / med['A'][1]:.3f}x")
 PY

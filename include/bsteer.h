@@ -457,6 +457,7 @@ enum bsteer_stat {
 	BSTEER_ST_FE_BYTES_WRITTEN,	/* payload received from clients */
 	BSTEER_ST_PARSED_HOOK,		/* headers parsed in the completion hook */
 	BSTEER_ST_PARSED_FALLBACK,	/* ... by the parser's syscall twin */
+	BSTEER_ST_INLINE_OPS,		/* target ops done by the ring's thread */
 	BSTEER_ST__MAX,
 };
 

@@ -31,7 +31,7 @@ static const char serve_usage[] =
 "                    [--export NAME=TARGET[,TARGET...][,ro][,policy=P][,KEY=VALUE...]]...\n"
 "                    [--threads N] [--instance NAME] [--slots N] [--slot-size SIZE]\n"
 "                    [--allow-remote] [--upstream-timeout SECS] [--reply-timeout SECS]\n"
-"                    [--json-log] [-v]\n"
+"                    [--inline-io auto|off] [--json-log] [-v]\n"
 "\n"
 "Serve exports to NBD clients. Each request's payload lands in a borrowed\n"
 "buffer slot and the BPF policy decides, at io_uring's completion hook,\n"
@@ -65,6 +65,11 @@ static const char serve_usage[] =
 "      --reply-timeout SECS\n"
 "                        a client that leaves a reply unread this long is\n"
 "                        dropped, freeing its slots (default 30)\n"
+"      --inline-io auto|off\n"
+"                        auto (default): a target file that io_uring cannot\n"
+"                        do I/O on without a worker thread (tmpfs) is served\n"
+"                        by the ring's own thread: reads copy from its page\n"
+"                        cache, writes are pwrite(); off: all via io_uring\n"
 "      --json-log        log lines as JSON objects\n"
 "  -c, --config FILE     read options from FILE first (see README)\n"
 "  -v, --verbose         log every connection; libbpf diagnostics\n"
@@ -742,7 +747,12 @@ static void *worker_main(void *arg)
 		goto out;
 	engine = true;
 	s->e.verbose = s->verbose;
+	s->e.inline_io = !s->no_inline_io;
 	err = bsteer_engine_files(&s->e, s->tfd, s->ntfd, NULL, 0);
+	for (t = 0; !err && s->verbose && !s->ring && t < s->ntfd; t++)
+		if (bsteer_engine_inline(&s->e, t))
+			serve_log(s, "target %u: served inline by the ring's thread (io_uring would need a worker)",
+				  t);
 	if (!err)
 		err = attach_upstreams(s);
 	if (err)
@@ -785,6 +795,7 @@ int cmd_serve(int argc, char **argv)
 		{ "upstream-timeout", required_argument, NULL, 'U' },
 		{ "reply-timeout", required_argument, NULL, 'T' },
 		{ "json-log", no_argument, NULL, 'J' },
+		{ "inline-io", required_argument, NULL, 'M' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -893,6 +904,14 @@ int cmd_serve(int argc, char **argv)
 		}
 		case 'J':
 			s->json_log = true;
+			break;
+		case 'M':
+			if (strcmp(optarg, "auto") && strcmp(optarg, "off")) {
+				fprintf(stderr, "bsteer serve: --inline-io takes auto or off, not '%s'\n",
+					optarg);
+				goto out;
+			}
+			s->no_inline_io = !strcmp(optarg, "off");
 			break;
 		case 'v':
 			s->verbose = io.verbose = true;

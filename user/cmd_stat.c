@@ -69,6 +69,7 @@ static const char *const stat_names[BSTEER_ST__MAX] = {
 	[BSTEER_ST_FE_BYTES_WRITTEN]	= "client_bytes_written",
 	[BSTEER_ST_PARSED_HOOK]		= "headers_parsed_hook",
 	[BSTEER_ST_PARSED_FALLBACK]	= "headers_parsed_fallback",
+	[BSTEER_ST_INLINE_OPS]		= "inline_ops",
 };
 
 struct view {

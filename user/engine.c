@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -365,6 +366,77 @@ static int prep_sqe(struct bsteer_engine *e, struct bsteer_op_priv *o,
 	return 0;
 }
 
+/* ---- inline targets (see inline_io in libbsteer.h) ---- */
+
+/*
+ * Serve target @t's file @fd inline if io_uring could not do its I/O
+ * without a worker: preadv2(RWF_NOWAIT) fails with EOPNOTSUPP for exactly
+ * the files (no FMODE_NOWAIT) whose reads and writes io_uring punts.
+ */
+static void inl_open(struct bsteer_engine *e, __u32 t, int fd)
+{
+	struct iovec v;
+	struct stat st;
+	char byte;
+
+	if (t >= BSTEER_MAX_TARGETS)
+		return;
+	e->inl_fd[t] = -1;
+	if (!e->inline_io || fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode))
+		return;
+	v.iov_base = &byte;
+	v.iov_len = 1;
+	if (preadv2(fd, &v, 1, 0, RWF_NOWAIT) >= 0 || errno != EOPNOTSUPP)
+		return;
+	e->inl_fd[t] = fd;
+}
+
+/*
+ * Carry out a policy op on an inline target here and now, with the plain
+ * syscall (a read of a hole copies zeroes and allocates nothing, as with
+ * io_uring). A NOP then posts the result under the op's user_data, so
+ * that the hook and the policy see the op complete as ever.
+ */
+static int inl_op(struct bsteer_engine *e, __u32 t, __u8 opcode, void *buf,
+		  __u32 len, __u64 offset, __u64 ud)
+{
+	struct io_uring_sqe *sqe = bsteer_engine_sqe(e);
+	int fd = e->inl_fd[t], res;
+
+	if (!sqe)
+		return -EBUSY;
+	switch (opcode) {
+	case BSTEER_OP_READ:
+		res = pread(fd, buf, len, offset);
+		break;
+	case BSTEER_OP_WRITE:
+		res = pwrite(fd, buf, len, offset);
+		break;
+	case BSTEER_OP_FSYNC:
+		res = fsync(fd);
+		break;
+	case BSTEER_OP_FDATASYNC:
+		res = fdatasync(fd);
+		break;
+	default:		/* PUNCH, ZERO: see inline_opcode() */
+		res = fallocate(fd, FALLOC_FL_KEEP_SIZE |
+				(opcode == BSTEER_OP_PUNCH ? FALLOC_FL_PUNCH_HOLE :
+				 FALLOC_FL_ZERO_RANGE), offset, len);
+		break;
+	}
+	bsteer_stat_add(e->in, BSTEER_ST_INLINE_OPS, 1);
+	bsteer_prep_nop_result(sqe, res < 0 ? -errno : res);
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
+static bool inline_opcode(__u8 opcode)
+{
+	return opcode == BSTEER_OP_READ || opcode == BSTEER_OP_WRITE ||
+	       opcode == BSTEER_OP_FSYNC || opcode == BSTEER_OP_FDATASYNC ||
+	       opcode == BSTEER_OP_PUNCH || opcode == BSTEER_OP_ZERO;
+}
+
 static int fail_fast(struct bsteer_engine *e, __u64 ud)
 {
 	struct io_uring_sqe *sqe = bsteer_engine_sqe(e);
@@ -405,6 +477,9 @@ static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
 		 * policy sees as that leg's error.
 		 */
 		err = fail_fast(e, ud);
+	else if (!frontend && bsteer_engine_inline(e, file) && inline_opcode(opcode) &&
+		 (buf || (opcode != BSTEER_OP_READ && opcode != BSTEER_OP_WRITE)))
+		err = inl_op(e, file, opcode, buf, len, offset, ud);
 	else if (!frontend && opcode != BSTEER_OP_WAIT && upstream_is(e, file))
 		err = upstream_op(e, file, o - e->op, ud, opcode, buf, slot,
 				  len, offset);
@@ -967,6 +1042,8 @@ int bsteer_engine_init(struct bsteer_engine *e, struct bsteer_instance *in,
 	int err;
 
 	memset(e, 0, sizeof(*e));
+	for (i = 0; i < BSTEER_MAX_TARGETS; i++)
+		e->inl_fd[i] = -1;
 	e->in = in;
 	e->id = id;
 	e->twin_fd = -1;
@@ -1079,6 +1156,8 @@ int bsteer_engine_files(struct bsteer_engine *e, const int *targets,
 	for (i = 0; i < nfrontend; i++)
 		fds[BSTEER_FRONTEND_FILE(i)] = frontend[i];
 	e->ntargets = ntargets;
+	for (i = 0; i < ntargets; i++)
+		inl_open(e, i, targets[i]);
 	err = io_uring_register_files(&e->ring, fds, NFILES);
 	free(fds);
 	if (err)
@@ -1093,7 +1172,10 @@ int bsteer_engine_target_file(struct bsteer_engine *e, __u32 t, int fd)
 	if (t >= e->ntargets)
 		return -EINVAL;
 	err = io_uring_register_files_update(&e->ring, t, &fd, 1);
-	return err < 0 ? err : 0;
+	if (err < 0)
+		return err;
+	inl_open(e, t, fd);	/* the new file's own kind decides */
+	return 0;
 }
 
 int bsteer_engine_frontend_file(struct bsteer_engine *e, __u32 k, int fd)

@@ -303,10 +303,27 @@ struct bsteer_engine {
 	 * per request).
 	 */
 	__u64 now_ns;
+	/*
+	 * Inline targets (set inline_io before bsteer_engine_files): a
+	 * target file that io_uring cannot do I/O on without a worker thread
+	 * (no FMODE_NOWAIT: tmpfs, for one) is served by this thread itself.
+	 * A policy op on it is the plain syscall (pread() into the slot,
+	 * pwrite() from it, fsync, fallocate), done at once; then a NOP posts
+	 * the result under the op's user_data, and the hook and the policy
+	 * see the op complete as ever. No io-wq, no context switch, the same
+	 * one copy.
+	 */
+	bool inline_io;
+	int inl_fd[BSTEER_MAX_TARGETS];	/* -1: io_uring does its I/O */
 };
 
 int bsteer_engine_init(struct bsteer_engine *e, struct bsteer_instance *in,
 		       __u32 ring_id, const struct bsteer_frontend_cb *cb);
+/* Is target @t served inline (see inline_io)? */
+static inline bool bsteer_engine_inline(const struct bsteer_engine *e, __u32 t)
+{
+	return t < BSTEER_MAX_TARGETS && e->inl_fd[t] >= 0;
+}
 void bsteer_engine_fini(struct bsteer_engine *e);
 /*
  * Files: targets[0..ntargets) are legs; frontend files (sources, client

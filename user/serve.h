@@ -96,6 +96,7 @@ struct bsteer_server {
 	__u32 reply_timeout_ms;	/* a client's unread reply: drop it after */
 	bool allow_remote;	/* listen beyond loopback */
 	bool json_log;
+	bool no_inline_io;	/* --inline-io off */
 	bool verbose;
 	bool quiet;		/* no log lines (the fuzzer) */
 };

@@ -1,0 +1,106 @@
+#!/bin/bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#
+# Inline targets (bsteer serve --inline-io): a target on tmpfs, whose I/O
+# io_uring would hand to io-wq, is served by the ring's own thread: reads
+# copy from its page cache, writes are pwrite(), FLUSH and TRIM the plain
+# syscalls. The bytes must be the file's at every offset, a write must be
+# seen by the next read, a file that shrinks under the server must give the
+# client an error (not kill the server), and --inline-io off must go
+# through io_uring again.
+. "$(dirname "$0")/lib.sh"
+need_root
+for t in nbdsh nbdcopy; do
+	command -v $t >/dev/null || skip "$t not installed"
+done
+SHM=$(mktemp -d /dev/shm/bsteer-test.XXXXXX) || skip "no /dev/shm"
+trap 'cleanup; rm -rf "$SHM"' EXIT
+truncate -s 64M "$SHM/a.img"
+truncate -s 64M "$T/disk.img"
+# Only a file that io_uring cannot read without blocking is mapped.
+python3 - "$SHM/a.img" <<'PY' || skip "tmpfs reads need no worker on this kernel"
+import errno, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+try:
+    os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
+except OSError as e:
+    sys.exit(0 if e.errno == errno.EOPNOTSUPP else 1)
+sys.exit(1)
+PY
+
+S=$T/nbd.sock
+INST=$(instance inline)
+counter() { "$BSTEER" stat "$INST" --json >"$T/stat.json" && json "$T/stat.json" "counters.$1"; }
+
+start_serve "$S" --instance "$INST" -v --export "shm=$SHM/a.img" \
+	--export "disk=$T/disk.img" || finish
+U="nbd+unix:///shm?socket=$S"
+check "the tmpfs target is inline" grep -q "target 0: served inline" "$T/serve.log"
+check "the ext4 target is not" sh -c "! grep -q 'target 1: served inline' '$T/serve.log'"
+
+head -c 64M /dev/urandom >"$T/src"
+nbdcopy "$T/src" "$U" || fail "nbdcopy in"
+check "written inline" cmp -s "$T/src" "$SHM/a.img"
+check "the writes were inline ops" [ "$(counter inline_ops)" -ge $(((64 << 20) / (1 << 20))) ]
+n=$(counter inline_ops)
+nbdcopy "$U" "$T/out" || fail "nbdcopy out"
+check "read back equal" cmp -s "$T/src" "$T/out"
+check "so were the reads" [ "$(counter inline_ops)" -gt "$n" ]
+n=$(counter inline_ops)
+
+nbdsh -u "$U" -c "
+import random
+random.seed(7)
+img = open('$SHM/a.img', 'rb')
+for i in range(200):
+    off = random.randrange(0, (64 << 20) // 512) * 512
+    ln = random.randrange(1, 257) * 512
+    ln = min(ln, (64 << 20) - off)
+    img.seek(off)
+    assert h.pread(ln, off) == img.read(ln), (off, ln)
+# A write is what the next read sees: one page cache for both paths.
+for i in range(50):
+    off = random.randrange(0, (64 << 20) // 4096) * 4096
+    data = bytes([i]) * 8192 if off + 8192 <= (64 << 20) else bytes([i]) * 4096
+    h.pwrite(data, off)
+    assert h.pread(len(data), off) == data, off
+h.flush()
+h.trim(1 << 20, 8 << 20)
+assert h.pread(1 << 20, 8 << 20) == bytes(1 << 20)
+" || fail "random reads equal the file; writes seen by the next read; trim"
+check "those were inline too" [ "$(counter inline_ops)" -gt $((n + 300)) ]
+check "no error reply" [ "$(counter client_errors)" = 0 ]
+check "the trim punched the file" python3 -c "import os,sys
+fd = os.open('$SHM/a.img', os.O_RDONLY)
+sys.exit(os.lseek(fd, 8 << 20, os.SEEK_DATA) < 9 << 20)"
+
+# The file shrinks under the server: past the new end a read is an error,
+# the same one as through io_uring (below).
+shrink() {
+	truncate -s 32M "$SHM/a.img"
+	nbdsh -u "$U" -c "
+try:
+    h.pread(4096, 48 << 20)
+except nbd.Error as e:
+    assert e.errno == 'EIO', e.errno
+else:
+    raise SystemExit('a read past the end of a shrunk file succeeded')
+assert h.pread(4096, 0) == open('$SHM/a.img', 'rb').read(4096)
+" || fail "$1: a read past a shrunk file's end fails with EIO, the rest still reads"
+	check "$1: the server is still up" kill -0 "$SERVE"
+}
+shrink inline
+stop_serve
+
+truncate -s 64M "$SHM/a.img"
+start_serve "$S" --instance "$INST" --inline-io off --export "shm=$SHM/a.img" || finish
+nbdcopy "$U" "$T/out2" || fail "nbdcopy out, through io_uring"
+check "same bytes through io_uring" cmp -s "$SHM/a.img" "$T/out2"
+check "--inline-io off: no inline op" [ "$(counter inline_ops)" = 0 ]
+shrink io_uring
+stop_serve
+
+"$BSTEER" serve --inline-io sometimes >"$T/bad.log" 2>&1
+check "a bad --inline-io value is refused" [ $? -ne 0 ]
+check "... and named" grep -q "inline-io takes auto or off" "$T/bad.log"
+finish
