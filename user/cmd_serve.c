@@ -31,7 +31,7 @@ static const char serve_usage[] =
 "                    [--export NAME=TARGET[,TARGET...][,ro][,policy=P][,KEY=VALUE...]]...\n"
 "                    [--threads N] [--instance NAME] [--slots N] [--slot-size SIZE]\n"
 "                    [--allow-remote] [--upstream-timeout SECS] [--reply-timeout SECS]\n"
-"                    [--inline-io auto|off] [--json-log] [-v]\n"
+"                    [--inline-io auto|off] [--no-hook] [--json-log] [-v]\n"
 "\n"
 "Serve exports to NBD clients. Each request's payload lands in a borrowed\n"
 "buffer slot and the BPF policy decides, at io_uring's completion hook,\n"
@@ -70,6 +70,9 @@ static const char serve_usage[] =
 "                        do I/O on without a worker thread (tmpfs) is served\n"
 "                        by the ring's own thread: reads copy from its page\n"
 "                        cache, writes are pwrite(); off: all via io_uring\n"
+"      --no-hook         leave the completion hook detached: every header and\n"
+"                        decision goes to the syscall twins (slower; a test\n"
+"                        of the fallback path)\n"
 "      --json-log        log lines as JSON objects\n"
 "  -c, --config FILE     read options from FILE first (see README)\n"
 "  -v, --verbose         log every connection; libbpf diagnostics\n"
@@ -796,6 +799,7 @@ int cmd_serve(int argc, char **argv)
 		{ "reply-timeout", required_argument, NULL, 'T' },
 		{ "json-log", no_argument, NULL, 'J' },
 		{ "inline-io", required_argument, NULL, 'M' },
+		{ "no-hook", no_argument, NULL, 'N' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -904,6 +908,9 @@ int cmd_serve(int argc, char **argv)
 		}
 		case 'J':
 			s->json_log = true;
+			break;
+		case 'N':
+			io.no_complete_hook = true;
 			break;
 		case 'M':
 			if (strcmp(optarg, "auto") && strcmp(optarg, "off")) {

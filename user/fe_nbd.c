@@ -1292,6 +1292,15 @@ static void on_accept(struct bsteer_server *s, int fd)
 		return;
 	}
 	memset(c, 0, sizeof(*c));
+	/*
+	 * The last connection on this index left its last parse behind,
+	 * stamped with a user_data this one's header receives start over
+	 * from (hdr_seq 1, 2, ...). When the hook has parsed a header, the
+	 * stamp is fresh; when it has not (the fallback), a stale one that
+	 * matched would hand this connection the other's last request.
+	 */
+	__atomic_store_n(&s->in->fe_req[bsteer_hdr_index(s->ring, i)].stamp, 0,
+			 __ATOMIC_RELEASE);
 	c->used = true;
 	c->fd = fd;
 	c->idx = i;
