@@ -315,6 +315,13 @@ static bool target_op(const struct bsteer_engine *e,
 }
 
 /* Write the SQE for an op on a local file (or a frontend's socket). */
+/* fallocate()'s mode for BSTEER_OP_PUNCH and BSTEER_OP_ZERO. */
+static int falloc_mode(__u8 opcode)
+{
+	return FALLOC_FL_KEEP_SIZE | (opcode == BSTEER_OP_PUNCH ?
+				      FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE);
+}
+
 static int prep_sqe(struct bsteer_engine *e, struct bsteer_op_priv *o,
 		    __u8 opcode, __u32 file, __u32 slot, void *buf, __u32 len,
 		    __u64 offset, __u64 ud)
@@ -346,10 +353,7 @@ static int prep_sqe(struct bsteer_engine *e, struct bsteer_op_priv *o,
 		break;
 	case BSTEER_OP_PUNCH:
 	case BSTEER_OP_ZERO:
-		io_uring_prep_fallocate(sqe, file, FALLOC_FL_KEEP_SIZE |
-					(opcode == BSTEER_OP_PUNCH ?
-					 FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE),
-					offset, len);
+		io_uring_prep_fallocate(sqe, file, falloc_mode(opcode), offset, len);
 		sqe->flags |= IOSQE_FIXED_FILE;
 		break;
 	case BSTEER_OP_WAIT:
@@ -419,9 +423,7 @@ static int inl_op(struct bsteer_engine *e, __u32 t, __u8 opcode, void *buf,
 		res = fdatasync(fd);
 		break;
 	default:		/* PUNCH, ZERO: see inline_opcode() */
-		res = fallocate(fd, FALLOC_FL_KEEP_SIZE |
-				(opcode == BSTEER_OP_PUNCH ? FALLOC_FL_PUNCH_HOLE :
-				 FALLOC_FL_ZERO_RANGE), offset, len);
+		res = fallocate(fd, falloc_mode(opcode), offset, len);
 		break;
 	}
 	bsteer_stat_add(e->in, BSTEER_ST_INLINE_OPS, 1);

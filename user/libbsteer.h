@@ -307,12 +307,11 @@ struct bsteer_engine {
 	 * Inline targets (set inline_io before bsteer_engine_files): a
 	 * target file that io_uring cannot do I/O on without a worker thread
 	 * (no FMODE_NOWAIT: tmpfs, for one) is served by this thread itself.
-	 * A policy op on it is the plain syscall (pread() into the slot, for
+	 * A policy op on it is the plain syscall (pread() into the slot for
 	 * reads of up to 64 KiB; pwrite() from it, fsync, fallocate), done at
-	 * once; then a NOP posts
-	 * the result under the op's user_data, and the hook and the policy
-	 * see the op complete as ever. No io-wq, no context switch, the same
-	 * one copy.
+	 * once; then a NOP posts the result under the op's user_data, and the
+	 * hook and the policy see the op complete as ever. No io-wq, no
+	 * context switch, the same one copy.
 	 */
 	bool inline_io;
 	int inl_fd[BSTEER_MAX_TARGETS];	/* -1: io_uring does its I/O */
