@@ -458,6 +458,8 @@ enum bsteer_stat {
 	BSTEER_ST_PARSED_HOOK,		/* headers parsed in the completion hook */
 	BSTEER_ST_PARSED_FALLBACK,	/* ... by the parser's syscall twin */
 	BSTEER_ST_INLINE_OPS,		/* target ops done by the ring's thread */
+	BSTEER_ST_FE_SENDV,		/* vectored sends of several replies */
+	BSTEER_ST_FE_SEND_BATCHED,	/* ... and the replies they carried */
 	BSTEER_ST__MAX,
 };
 

@@ -70,6 +70,8 @@ static const char *const stat_names[BSTEER_ST__MAX] = {
 	[BSTEER_ST_PARSED_HOOK]		= "headers_parsed_hook",
 	[BSTEER_ST_PARSED_FALLBACK]	= "headers_parsed_fallback",
 	[BSTEER_ST_INLINE_OPS]		= "inline_ops",
+	[BSTEER_ST_FE_SENDV]		= "vectored_sends",
+	[BSTEER_ST_FE_SEND_BATCHED]	= "replies_batched",
 };
 
 struct view {

@@ -6,8 +6,9 @@
  * slot, a READ's data is sent straight from one.
  *
  * Per connection, requests are read in stream order (the next header is
- * armed once the previous payload is in), and replies go out one at a
- * time (header, then data, linked), so that they never interleave.
+ * armed once the previous payload is in), and replies go out in order,
+ * one socket op at a time, so that they never interleave. Replies that
+ * queue up while one is out leave together in one vectored send.
  */
 #include <arpa/inet.h>
 #include <endian.h>
@@ -38,7 +39,7 @@
 
 /* user_data of the frontend's own SQEs: magic 0xb6, kind, index. */
 #define UD_MAGIC		0xb6ull
-enum { UD_ACCEPT = 1, UD_SEND = 3 };
+enum { UD_ACCEPT = 1, UD_SEND = 3, UD_SENDV = 4 };
 
 static __u64 ud_make(int kind, __u32 idx)
 {
@@ -47,6 +48,10 @@ static __u64 ud_make(int kind, __u32 idx)
 
 #define MAX_PARTS		64
 #define MAX_IO			(32u << 20)
+
+/* A vectored send: up to SEND_IOV pieces, SEND_MAX bytes past the first reply. */
+#define SEND_IOV		64
+#define SEND_MAX		(1u << 20)
 
 /*
  * One client request. READ and WRITE take one slot per part (a part is
@@ -94,8 +99,12 @@ struct conn {
 	__u32 slots;		/* slots its requests hold */
 	__u64 send_ns;		/* the reply being sent last moved then */
 	struct reply *head, *tail;
-	struct reply *sending;	/* reply whose header/data is out */
+	struct reply *sending;	/* first of the replies being sent */
+	__u32 nsending;		/* ... linked by next, this many */
 	__u32 sends;		/* our SQEs out for the reply */
+	__u32 sendv_len;	/* bytes the vectored send carries */
+	struct iovec *iov;	/* its pieces (SEND_IOV), from the first */
+	struct msghdr msg;
 	bool structured;	/* structured replies negotiated */
 	bool meta_alloc;	/* base:allocation selected */
 	bool tcp;		/* a TCP socket (not AF_UNIX) */
@@ -120,6 +129,7 @@ struct nbd {
 	struct conn conns[MAX_CONNS];
 	struct req_info *ri;	/* per request of the engine */
 	__u32 nstalled;
+	__u64 to_send[MAX_CONNS / 64];	/* connections with replies to start */
 	bool stopping;
 	__u64 scanned_ns;	/* last look for replies nobody reads */
 };
@@ -563,7 +573,7 @@ struct export *nbd_negotiate(struct bsteer_server *s, int fd, bool *structured)
 /* ---- transmission ---- */
 
 static void conn_maybe_close(struct bsteer_server *s, struct conn *c);
-static void reply_next(struct bsteer_server *s, struct conn *c);
+static void want_send(struct bsteer_server *s, struct conn *c);
 static int recv_part(struct bsteer_server *s, struct io *io);
 
 static void arm_header(struct bsteer_server *s, struct conn *c)
@@ -622,7 +632,7 @@ static void enqueue(struct bsteer_server *s, struct conn *c, struct reply *r)
 	else
 		c->head = r;
 	c->tail = r;
-	reply_next(s, c);
+	want_send(s, c);
 }
 
 static struct reply *reply_alloc(struct bsteer_server *s, struct conn *c,
@@ -798,18 +808,22 @@ static int send_with_header(struct bsteer_server *s, struct conn *c,
 	return send_part(s, c, r, r->hdr_len);
 }
 
+/* The replies being sent are out (or never will be): let them go. */
 static void reply_done(struct bsteer_server *s, struct conn *c, bool ok)
 {
-	struct reply *r = c->sending;
+	struct reply *r = c->sending, *next;
 
-	if (r->io)
-		io_free(s, r->io);
+	for (; c->nsending; c->nsending--, r = next) {
+		next = r->next;
+		if (r->io)
+			io_free(s, r->io);
+		c->reqs--;
+		free(r);
+	}
 	c->sending = NULL;
-	c->reqs--;
-	free(r);
 	if (!ok)
 		conn_fail(s, c, "reply could not be sent");
-	reply_next(s, c);
+	want_send(s, c);
 	if (c->capped) {
 		c->capped = false;
 		arm_header(s, c);
@@ -817,6 +831,73 @@ static void reply_done(struct bsteer_server *s, struct conn *c, bool ok)
 	conn_maybe_close(s, c);
 }
 
+/* Pieces and bytes of reply @r in a vectored send; false if it has none. */
+static bool reply_iov(struct bsteer_server *s, const struct reply *r,
+		      struct iovec *iov, __u32 *niov, __u32 *bytes)
+{
+	__u32 i, n = r->io ? r->io->nparts : 0;
+
+	if (*niov + 1 + n > SEND_IOV)
+		return false;
+	iov[(*niov)++] = (struct iovec){ (void *)r->hdr, r->hdr_len };
+	*bytes += r->hdr_len;
+	for (i = 0; i < n; i++) {
+		const struct bsteer_req *rq = &s->in->reqs[r->io->req[i]];
+
+		iov[(*niov)++] = (struct iovec){ bsteer_slot_data(s->in, rq->slot),
+						 rq->len };
+		*bytes += rq->len;
+	}
+	return true;
+}
+
+/*
+ * Send the replies queued on @c, as many as fit, in one SENDMSG (the data
+ * straight from the slots). 0, or -EAGAIN if fewer than two fit (the
+ * single-reply path sends the head then).
+ */
+static int send_vectored(struct bsteer_server *s, struct conn *c)
+{
+	struct reply *r = c->head, *last = NULL;
+	struct io_uring_sqe *sqe;
+	__u32 n = 0, niov = 0, bytes = 0;
+
+	if (!r->next)
+		return -EAGAIN;
+	if (!c->iov && !(c->iov = calloc(SEND_IOV, sizeof(*c->iov))))
+		return -EAGAIN;
+	for (; r && (!n || bytes < SEND_MAX); r = r->next, n++) {
+		if (!reply_iov(s, r, c->iov, &niov, &bytes))
+			break;
+		last = r;
+	}
+	if (n < 2)
+		return -EAGAIN;
+	bsteer_engine_reserve(&s->e, 1);
+	sqe = io_uring_get_sqe(&s->e.ring);
+	if (!sqe)
+		return -EAGAIN;
+	c->msg = (struct msghdr){ .msg_iov = c->iov, .msg_iovlen = niov };
+	io_uring_prep_sendmsg(sqe, BSTEER_FRONTEND_FILE(c->idx), &c->msg,
+			      MSG_WAITALL | MSG_NOSIGNAL |
+			      (c->tcp && last->next ? MSG_MORE : 0));
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_sqe_set_data64(sqe, ud_make(UD_SENDV, c->idx));
+	c->sends++;
+	c->sending = c->head;
+	c->nsending = n;
+	c->sendv_len = bytes;
+	c->head = last->next;
+	if (!c->head)
+		c->tail = NULL;
+	last->next = NULL;
+	c->send_ns = s->e.now_ns;
+	bsteer_stat_add(s->in, BSTEER_ST_FE_SENDV, 1);
+	bsteer_stat_add(s->in, BSTEER_ST_FE_SEND_BATCHED, n);
+	return 0;
+}
+
+/* Start the next reply (or replies) of @c, unless one is out already. */
 static void reply_next(struct bsteer_server *s, struct conn *c)
 {
 	struct io_uring_sqe *sqe;
@@ -824,10 +905,14 @@ static void reply_next(struct bsteer_server *s, struct conn *c)
 
 	if (c->sending || !r)
 		return;
+	if (!send_vectored(s, c))
+		return;
 	c->head = r->next;
 	if (!c->head)
 		c->tail = NULL;
+	r->next = NULL;
 	c->sending = r;
+	c->nsending = 1;
 	c->send_ns = s->e.now_ns;
 
 	if (r->io && !send_with_header(s, c, r))
@@ -836,7 +921,9 @@ static void reply_next(struct bsteer_server *s, struct conn *c)
 	sqe = io_uring_get_sqe(&s->e.ring);
 	if (!sqe) {
 		c->sending = NULL;
-		c->head = r;	/* try again when a completion frees room */
+		c->nsending = 0;
+		r->next = c->head;	/* try again when a completion frees room */
+		c->head = r;
 		if (!c->tail)
 			c->tail = r;
 		conn_fail(s, c, "submission queue full");
@@ -863,6 +950,34 @@ static void reply_next(struct bsteer_server *s, struct conn *c)
 		io_free(s, r->io);
 		r->io = NULL;
 		conn_fail(s, c, "cannot send read data");
+	}
+}
+
+/*
+ * Replies are started after the completions at hand are all seen, so that
+ * those that became ready together leave together (the ring submits
+ * nothing before then anyway).
+ */
+static void want_send(struct bsteer_server *s, struct conn *c)
+{
+	if (c->head && !c->sending)
+		priv(s)->to_send[c->idx / 64] |= 1ull << (c->idx % 64);
+}
+
+static void start_sends(struct bsteer_server *s)
+{
+	struct nbd *n = priv(s);
+	__u32 w;
+
+	for (w = 0; w < MAX_CONNS / 64; w++) {
+		while (n->to_send[w]) {
+			int b = __builtin_ctzll(n->to_send[w]);
+			struct conn *c = &n->conns[w * 64 + b];
+
+			n->to_send[w] &= n->to_send[w] - 1;
+			if (c->used)
+				reply_next(s, c);
+		}
 	}
 }
 
@@ -1232,6 +1347,7 @@ static void conn_free(struct bsteer_server *s, struct conn *c)
 	bsteer_stat_add(s->in, BSTEER_ST_CONNS_CLOSED, 1);
 	bsteer_engine_frontend_file(&s->e, c->idx, -1);
 	close(c->fd);
+	free(c->iov);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -1376,7 +1492,11 @@ static void nbd_cqe(struct bsteer_server *s, const struct io_uring_cqe *cqe)
 	c = &priv(s)->conns[idx];
 	if (!c->used)
 		return;
-	if (kind == UD_SEND) {
+	if (kind == UD_SENDV) {
+		c->sends--;
+		if (c->sending)
+			reply_done(s, c, cqe->res == (int)c->sendv_len);
+	} else if (kind == UD_SEND) {
 		c->sends--;
 		if (c->sending && cqe->res != (int)c->sending->hdr_len) {
 			/* The linked data op is cancelled; its completion ends it. */
@@ -1580,7 +1700,7 @@ static void nbd_tick(struct bsteer_server *s)
 		if (!c->used || !c->stalled)
 			continue;
 		if (!bsteer_reqs_free(&s->e) || !bsteer_slots_free(&s->e))
-			return;
+			break;
 		c->stalled = false;
 		n->nstalled--;
 		if (c->closing) {
@@ -1590,6 +1710,7 @@ static void nbd_tick(struct bsteer_server *s)
 		on_header(s, c, &c->pending);
 		arm_header(s, c);
 	}
+	start_sends(s);
 }
 
 static void nbd_stop(struct bsteer_server *s)
