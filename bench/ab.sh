@@ -11,17 +11,20 @@
 # Usage: bench/ab.sh A_BIN B_BIN [--rounds N] [--transport unix|tcp]
 #                    [--qd N] [--bs SIZE] [--rw randread|randwrite|read|write]
 #                    [--runtime SECS] [--a-args ARGS] [--b-args ARGS]
+#                    [--dir DIR] [--mirror]
 #   defaults: 3 rounds, tcp, QD32, 4k randread, 5 s, a 1 GiB image on tmpfs;
 #   --a-args/--b-args: more bsteer serve options for A or B (word-split)
+#   --dir: where the image goes (default /dev/shm; /var/tmp for ext4)
+#   --mirror: a second leg, a copy of the image beside it (a mirror)
 # Examples:
 #   make OUTPUT=build-exp && bench/ab.sh build/bsteer build-exp/bsteer --qd 1
-#   bench/ab.sh build/bsteer build/bsteer --a-args "--mapped-reads off"
+#   bench/ab.sh build/bsteer build/bsteer --a-args "--splice off"
 set -u
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { sed -n '3,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 A=$1 B=$2
 shift 2
-ROUNDS=3 TR=tcp QD=32 BS=4k RW=randread RUNTIME=5 A_ARGS= B_ARGS=
+ROUNDS=3 TR=tcp QD=32 BS=4k RW=randread RUNTIME=5 A_ARGS= B_ARGS= DIR=/dev/shm MIRROR=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rounds) ROUNDS=$2; shift 2 ;;
@@ -32,6 +35,8 @@ while [ $# -gt 0 ]; do
 	--runtime) RUNTIME=$2; shift 2 ;;
 	--a-args) A_ARGS=$2; shift 2 ;;
 	--b-args) B_ARGS=$2; shift 2 ;;
+	--dir) DIR=$2; shift 2 ;;
+	--mirror) MIRROR=1; shift ;;
 	-h|--help) sed -n '3,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench/ab.sh: unknown option $1" >&2; exit 2 ;;
 	esac
@@ -45,7 +50,7 @@ case "$ROUNDS$QD$RUNTIME" in
 esac
 [ "$RUNTIME" -ge 3 ] || { echo "bench/ab.sh: --runtime must be at least 3" >&2; exit 2; }
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
-D=$(mktemp -d /dev/shm/bsteer-ab.XXXXXX)
+D=$(mktemp -d "$DIR/bsteer-ab.XXXXXX") || exit 1
 SERVER=
 cleanup() {
 	[ -n "$SERVER" ] && { kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null; }
@@ -54,6 +59,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 head -c 1G /dev/urandom >"$D/img" || exit 1
+LEGS=$D/img
+[ -n "$MIRROR" ] && { cp "$D/img" "$D/img2" || exit 1; LEGS=$D/img,$D/img2; }
 PORT=$((22000 + $$ % 20000))
 if [ "$TR" = unix ]; then
 	L=unix:$D/s.sock U="nbd+unix:///d?socket=$D/s.sock"
@@ -71,7 +78,7 @@ run() {	# run LABEL BIN [SERVE_ARGS...]
 	local u0 u1 t0 t1 c0 c1 label=$1 bin=$2
 	shift 2
 	rm -f "$D/s.sock" "$D/serve.log"
-	"$bin" serve --listen "$L" --instance "ab-$$" --export "d=$D/img" "$@" >"$D/serve.log" 2>&1 &
+	"$bin" serve --listen "$L" --instance "ab-$$" --export "d=$LEGS" "$@" >"$D/serve.log" 2>&1 &
 	SERVER=$!
 	for _ in $(seq 100); do
 		grep -q "listening on" "$D/serve.log" 2>/dev/null && break

@@ -266,8 +266,8 @@ static __always_inline void mirror_arrival(struct bsteer_pctx *p)
 		break;
 	case BSTEER_REQ_READ:
 		leg = mirror_read_leg(p);
-		if (leg < 0 || bsteer_emit(p, BSTEER_OP_READ, leg, rq->slot, 0,
-					   rq->len, rq->offset))
+		if (leg < 0 || bsteer_emit_reply(p, leg, rq->slot, rq->len,
+						 rq->offset))
 			bsteer_note_error(p, -EIO);
 		break;
 	case BSTEER_REQ_RESYNC:

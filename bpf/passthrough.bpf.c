@@ -19,8 +19,8 @@ static __always_inline void passthrough_arrival(struct bsteer_pctx *p)
 					  rq->slot, 0, p->res, rq->offset);
 		break;
 	case BSTEER_REQ_READ:
-		err = bsteer_emit(p, BSTEER_OP_READ, bsteer_leg(p, 0), rq->slot,
-				  0, rq->len, rq->offset);
+		err = bsteer_emit_reply(p, bsteer_leg(p, 0), rq->slot, rq->len,
+					rq->offset);
 		break;
 	case BSTEER_REQ_FLUSH:
 		err = bsteer_emit(p, BSTEER_OP_FSYNC, bsteer_leg(p, 0),

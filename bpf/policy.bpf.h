@@ -132,6 +132,28 @@ static __always_inline int bsteer_emit(struct bsteer_pctx *p, __u8 opcode,
 }
 
 /*
+ * A READ whose bytes only go back to the client (BSTEER_OPF_REPLY): the
+ * executor may splice them from the page cache to the socket without a
+ * copy, so the slot's memory need not hold them, and nothing may use
+ * them after (no WRITE from the slot).
+ */
+static __always_inline int bsteer_emit_reply(struct bsteer_pctx *p,
+					     __u32 target, __u32 slot,
+					     __u32 len, __u64 offset)
+{
+	struct bsteer_dop *dop;
+	int err;
+
+	err = bsteer_emit(p, BSTEER_OP_READ, target, slot, 0, len, offset);
+	if (err)
+		return err;
+	dop = &p->dec->ops[(p->dec->nops - 1) & (BSTEER_DEC_OPS - 1)];
+	dop->flags |= BSTEER_OPF_REPLY;
+	p->req->ops[dop->op & (BSTEER_REQ_OPS - 1)].flags |= BSTEER_OPF_REPLY;
+	return 0;
+}
+
+/*
  * The slot's payload is complete: from now on it may only be read. The
  * executor seals it before it submits this decision's ops.
  */

@@ -218,6 +218,13 @@ enum bsteer_opcode {
 
 /* Per-op flags (request op record and decision op). */
 #define BSTEER_OPF_FRONTEND	0x1	/* issued by the frontend, not policy */
+/*
+ * A READ whose data only goes to the client in the reply, and nowhere
+ * else: the executor may keep it out of the slot's memory (in a pipe
+ * that the reply is spliced from), so no copy is made. The policy must
+ * not use the slot's bytes afterwards.
+ */
+#define BSTEER_OPF_REPLY	0x2
 
 enum bsteer_op_state {
 	BSTEER_OPS_FREE		= 0,
@@ -460,6 +467,7 @@ enum bsteer_stat {
 	BSTEER_ST_INLINE_OPS,		/* target ops done by the ring's thread */
 	BSTEER_ST_FE_SENDV,		/* vectored sends of several replies */
 	BSTEER_ST_FE_SEND_BATCHED,	/* ... and the replies they carried */
+	BSTEER_ST_SPLICED_READS,	/* reads into a slot's pipe, not its memory */
 	BSTEER_ST__MAX,
 };
 

@@ -31,7 +31,8 @@ static const char serve_usage[] =
 "                    [--export NAME=TARGET[,TARGET...][,ro][,policy=P][,KEY=VALUE...]]...\n"
 "                    [--threads N] [--instance NAME] [--slots N] [--slot-size SIZE]\n"
 "                    [--allow-remote] [--upstream-timeout SECS] [--reply-timeout SECS]\n"
-"                    [--inline-io auto|off] [--no-hook] [--json-log] [-v]\n"
+"                    [--inline-io auto|off] [--splice auto|off] [--no-hook]\n"
+"                    [--json-log] [-v]\n"
 "\n"
 "Serve exports to NBD clients. Each request's payload lands in a borrowed\n"
 "buffer slot and the BPF policy decides, at io_uring's completion hook,\n"
@@ -70,6 +71,11 @@ static const char serve_usage[] =
 "                        do I/O on without a worker thread (tmpfs) is served\n"
 "                        by the ring's own thread: pread() for reads of up\n"
 "                        to 64K, pwrite() for writes; off: all via io_uring\n"
+"      --splice auto|off auto (default): a read over 64K that the policy\n"
+"                        marks as the reply's (passthrough, mirror) goes from\n"
+"                        the page cache to the client's socket through a pipe\n"
+"                        per slot (splice), with no copy in the server; off:\n"
+"                        it is copied into the slot and sent from there\n"
 "      --no-hook         leave the completion hook detached: every header and\n"
 "                        decision goes to the syscall twins (slower; a test\n"
 "                        of the fallback path)\n"
@@ -751,6 +757,8 @@ static void *worker_main(void *arg)
 	engine = true;
 	s->e.verbose = s->verbose;
 	s->e.inline_io = !s->no_inline_io;
+	if (!s->no_splice && bsteer_engine_splice(&s->e) && !s->ring)
+		serve_log(s, "spliced reads are off: %s", bsteer_errbuf());
 	err = bsteer_engine_files(&s->e, s->tfd, s->ntfd, NULL, 0);
 	for (t = 0; !err && s->verbose && !s->ring && t < s->ntfd; t++)
 		if (bsteer_engine_inline(&s->e, t))
@@ -799,6 +807,7 @@ int cmd_serve(int argc, char **argv)
 		{ "reply-timeout", required_argument, NULL, 'T' },
 		{ "json-log", no_argument, NULL, 'J' },
 		{ "inline-io", required_argument, NULL, 'M' },
+		{ "splice", required_argument, NULL, 'Z' },
 		{ "no-hook", no_argument, NULL, 'N' },
 		{ "config", required_argument, NULL, 'c' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -911,6 +920,14 @@ int cmd_serve(int argc, char **argv)
 			break;
 		case 'N':
 			io.no_complete_hook = true;
+			break;
+		case 'Z':
+			if (strcmp(optarg, "auto") && strcmp(optarg, "off")) {
+				fprintf(stderr, "bsteer serve: --splice takes auto or off, not '%s'\n",
+					optarg);
+				goto out;
+			}
+			s->no_splice = !strcmp(optarg, "off");
 			break;
 		case 'M':
 			if (strcmp(optarg, "auto") && strcmp(optarg, "off")) {

@@ -72,6 +72,7 @@ static const char *const stat_names[BSTEER_ST__MAX] = {
 	[BSTEER_ST_INLINE_OPS]		= "inline_ops",
 	[BSTEER_ST_FE_SENDV]		= "vectored_sends",
 	[BSTEER_ST_FE_SEND_BATCHED]	= "replies_batched",
+	[BSTEER_ST_SPLICED_READS]	= "spliced_reads",
 };
 
 struct view {

@@ -72,6 +72,124 @@ static void slot_push_free(struct bsteer_engine *e, __u32 slot)
 	bsteer_stat_add(e->in, BSTEER_ST_SLOT_RELEASES, 1);
 }
 
+/* ---- spliced reads (see splice_reads in libbsteer.h) ---- */
+
+/* Empty a slot's pipe of data no reply took (an error, a cut stream). */
+static void pipe_drain(struct bsteer_slot_priv *p)
+{
+	char buf[16384];
+
+	while (read(p->pipe[0], buf, sizeof(buf)) > 0)
+		;
+	p->pipe_fill = 0;
+}
+
+static void pipes_close(struct bsteer_engine *e)
+{
+	__u32 i;
+
+	e->splice_reads = false;
+	for (i = 0; e->slot && i < e->slot_count; i++) {
+		struct bsteer_slot_priv *p = &e->slot[i];
+
+		if (p->pipe[0] >= 0)
+			close(p->pipe[0]);
+		if (p->pipe[1] >= 0)
+			close(p->pipe[1]);
+		p->pipe[0] = p->pipe[1] = -1;
+		p->pipe_fill = 0;
+	}
+}
+
+int bsteer_engine_splice(struct bsteer_engine *e)
+{
+	__u32 i, want = e->in->slot_size;
+	int err;
+
+	for (i = 0; i < e->slot_count; i++) {
+		struct bsteer_slot_priv *p = &e->slot[i];
+
+		/* Non-blocking: a drain, or a miscount, never waits here. */
+		if (pipe2(p->pipe, O_NONBLOCK | O_CLOEXEC)) {
+			err = -errno;
+			p->pipe[0] = p->pipe[1] = -1;
+			goto fail;
+		}
+		err = fcntl(p->pipe[1], F_SETPIPE_SZ, want);
+		if (err < 0 || (__u32)err < want) {
+			err = err < 0 ? -errno : -ENOSPC;
+			goto fail;
+		}
+	}
+	e->splice_reads = true;
+	return 0;
+fail:
+	bsteer_set_err("cannot give slot %u a pipe of %u bytes: %s",
+		       e->slot_base + i, want, strerror(-err));
+	pipes_close(e);
+	return err;
+}
+
+int bsteer_slot_pipe(struct bsteer_engine *e, __u32 slot, __u32 *len)
+{
+	struct bsteer_slot_priv *p;
+
+	if (!slot_mine(e, slot))
+		return -1;
+	p = sp(e, slot);
+	if (p->pipe[0] < 0 || !p->pipe_fill)
+		return -1;
+	*len = p->pipe_fill;
+	return p->pipe[0];
+}
+
+void bsteer_slot_pipe_sent(struct bsteer_engine *e, __u32 slot, __u32 len)
+{
+	struct bsteer_slot_priv *p;
+
+	if (!slot_mine(e, slot))
+		return;
+	p = sp(e, slot);
+	p->pipe_fill -= len < p->pipe_fill ? len : p->pipe_fill;
+}
+
+/*
+ * Does policy op READ of @len at @slot_off go into the slot's pipe? Only
+ * a reply's read, long enough to pay for the pipe, from a local file, and
+ * only in order: the pipe is a stream, so it must start where the pipe's
+ * data ends, with nothing else in flight on the slot.
+ */
+static bool splice_op(struct bsteer_engine *e, __u8 opcode, __u32 flags,
+		      __u32 file, __u32 slot, __u32 slot_off, __u32 len)
+{
+	struct bsteer_slot_priv *p;
+
+	if (!e->splice_reads || opcode != BSTEER_OP_READ ||
+	    !(flags & BSTEER_OPF_REPLY) || !slot_mine(e, slot) ||
+	    file >= e->ntargets || upstream_is(e, file))
+		return false;
+	p = sp(e, slot);
+	if (p->pipe_fill)	/* the rest of a short splice, whatever its size */
+		return slot_off == p->pipe_fill && !p->inflight;
+	return len > BSTEER_SPLICE_ABOVE && !slot_off && !p->inflight;
+}
+
+/* A slot's data goes to its pipe, or is there: what may not touch it. */
+static const char *check_piped(struct bsteer_engine *e, const struct bsteer_dop *d)
+{
+	struct bsteer_slot_priv *p = sp(e, d->slot);
+
+	if (!p->pipe_fill && !p->piping)
+		return NULL;
+	if (d->opcode == BSTEER_OP_WRITE)
+		return "write from a slot whose data is in its pipe (a reply's read)";
+	if (d->opcode == BSTEER_OP_READ &&
+	    !splice_op(e, d->opcode, d->flags, d->target, d->slot, d->slot_off,
+		       d->len))
+		return "read into a slot out of its pipe's order";
+	return NULL;
+}
+
 /* A released slot's last op is done: hand a lent buffer back. */
 static void slot_returned(struct bsteer_engine *e, __u32 slot)
 {
@@ -101,6 +219,8 @@ int bsteer_slot_lend(struct bsteer_engine *e, __u32 req, bsteer_release_fn fn,
 	/* Freed by BPF before we reaped its last completion: not yet. */
 	if (p->state != BSTEER_SLOT_FREE || p->inflight)
 		return -ENOBUFS;
+	if (p->pipe_fill)	/* a reply that never went out */
+		pipe_drain(p);
 	r->free_top--;
 	p->state = BSTEER_SLOT_LEASED;
 	p->gen++;
@@ -450,6 +570,42 @@ static bool inline_opcode(__u8 opcode, __u32 len)
 	       opcode == BSTEER_OP_PUNCH || opcode == BSTEER_OP_ZERO;
 }
 
+/*
+ * A reply's read into the slot's pipe: the page cache's pages are lent to
+ * the pipe, not copied. On an inline target the splice is done here (the
+ * pipe holds a slot's worth, so it cannot block), and a NOP posts its
+ * result; otherwise io-wq does it (io_uring always punts a SPLICE).
+ */
+static int splice_in(struct bsteer_engine *e, struct bsteer_op_priv *o,
+		     __u32 t, struct bsteer_slot_priv *p, __u32 len,
+		     __u64 offset, __u64 ud)
+{
+	struct io_uring_sqe *sqe = bsteer_engine_sqe(e);
+	loff_t off = offset;
+	ssize_t res;
+
+	if (!sqe)
+		return -EBUSY;
+	o->piped = !bsteer_engine_inline(e, t);
+	if (o->piped) {
+		io_uring_prep_splice(sqe, t, offset, p->pipe[1], -1, len,
+				     SPLICE_F_FD_IN_FIXED);
+	} else {
+		res = splice(e->inl_fd[t], &off, p->pipe[1], NULL, len,
+			     SPLICE_F_NONBLOCK);
+		if (res > 0)
+			p->pipe_fill += res;
+		else if (res < 0)
+			res = -errno;
+		if (res < 0)
+			pipe_drain(p);
+		bsteer_prep_nop_result(sqe, res);
+	}
+	bsteer_stat_add(e->in, BSTEER_ST_SPLICED_READS, 1);
+	io_uring_sqe_set_data64(sqe, ud);
+	return 0;
+}
+
 static int fail_fast(struct bsteer_engine *e, __u64 ud)
 {
 	struct io_uring_sqe *sqe = bsteer_engine_sqe(e);
@@ -467,14 +623,17 @@ static int fail_fast(struct bsteer_engine *e, __u64 ud)
  */
 static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
 		     __u32 file, __u32 slot, __u32 slot_off, __u32 len,
-		     __u64 offset, bool frontend)
+		     __u64 offset, __u32 flags, bool frontend)
 {
 	struct bsteer_req *rq = &e->in->reqs[r];
 	struct bsteer_op_priv *o = opp(e, r, op);
 	__u64 ud = bsteer_ud(r, rq->gen, op, rq->ops[op].seq);
+	bool piped = !frontend && splice_op(e, opcode, flags, file, slot,
+					    slot_off, len);
 	void *buf = NULL;
 	int err;
 
+	o->piped = 0;
 	/* Only the frontend's own ops (and their rest) start in the headroom. */
 	if (!frontend)
 		o->prefix = 0;
@@ -490,6 +649,8 @@ static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
 		 * policy sees as that leg's error.
 		 */
 		err = fail_fast(e, ud);
+	else if (piped)
+		err = splice_in(e, o, file, sp(e, slot), len, offset, ud);
 	else if (!frontend && bsteer_engine_inline(e, file) &&
 		 inline_opcode(opcode, len) &&
 		 (buf || (opcode != BSTEER_OP_READ && opcode != BSTEER_OP_WRITE)))
@@ -508,6 +669,8 @@ static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
 	o->slot_off = slot_off;
 	o->len = len;
 	o->res = 0;
+	if (o->piped)
+		sp(e, slot)->piping++;
 	if (slot != BSTEER_NO_SLOT) {
 		sp(e, slot)->inflight++;
 		__atomic_fetch_add(&e->in->meta[slot].inflight, 1, __ATOMIC_RELEASE);
@@ -558,7 +721,7 @@ static int frontend_op(struct bsteer_engine *e, __u32 r, __u8 opcode,
 		e->in->meta[slot].dir = BSTEER_DIR_DRAIN;
 	}
 	opp(e, r, i)->prefix = prefix;
-	return submit_op(e, r, i, opcode, file, slot, 0, prefix + len, offset,
+	return submit_op(e, r, i, opcode, file, slot, 0, prefix + len, offset, 0,
 			 true);
 }
 
@@ -647,7 +810,7 @@ static const char *check_op(struct bsteer_engine *e, __u32 r, __u32 cqe_op,
 		return "read into a slot sealed for draining";
 	if (d->opcode == BSTEER_OP_WRITE && !(p->dir & BSTEER_DIR_DRAIN))
 		return "write from a slot not sealed";
-	return NULL;
+	return check_piped(e, d);
 }
 
 static const char *check_decision(struct bsteer_engine *e, __u32 r,
@@ -744,7 +907,7 @@ static void execute(struct bsteer_engine *e, __u32 r, __u64 ud,
 			submit_op(e, r, d.ops[0].op, d.ops[0].opcode,
 				  d.ops[0].target, d.ops[0].slot,
 				  d.ops[0].slot_off, d.ops[0].len,
-				  d.ops[0].offset, true);
+				  d.ops[0].offset, d.ops[0].flags, true);
 		else
 			reject_pending_ops(e, r);
 		req_maybe_free(e, r);
@@ -769,7 +932,7 @@ static void execute(struct bsteer_engine *e, __u32 r, __u64 ud,
 		bool fe = o->target >= e->ntargets;
 
 		if (submit_op(e, r, o->op, o->opcode, o->target, o->slot,
-			      o->slot_off, o->len, o->offset, fe)) {
+			      o->slot_off, o->len, o->offset, o->flags, fe)) {
 			why = "submission queue unavailable";
 			goto bad;
 		}
@@ -977,6 +1140,17 @@ static void reap_one(struct bsteer_engine *e, const struct io_uring_cqe *cqe)
 	/* The kernel is done with the op's buffer, whatever the policy says. */
 	opp(e, r, bsteer_ud_op(ud))->res = cqe->res;
 	slot = opp(e, r, bsteer_ud_op(ud))->slot;
+	if (opp(e, r, bsteer_ud_op(ud))->piped && slot_mine(e, slot)) {
+		struct bsteer_slot_priv *p = sp(e, slot);
+
+		opp(e, r, bsteer_ud_op(ud))->piped = 0;
+		if (p->piping)
+			p->piping--;
+		if (cqe->res > 0)
+			p->pipe_fill += cqe->res;
+		else if (cqe->res < 0)
+			pipe_drain(p);
+	}
 	if (slot_mine(e, slot) && sp(e, slot)->inflight &&
 	    !--sp(e, slot)->inflight && sp(e, slot)->state == BSTEER_SLOT_RELEASING) {
 		/* The core puts it back on the free stack for the same op. */
@@ -1075,6 +1249,8 @@ int bsteer_engine_init(struct bsteer_engine *e, struct bsteer_instance *in,
 	e->req_slot = calloc(e->req_count, sizeof(*e->req_slot));
 	e->req_issued = calloc(e->req_count, sizeof(*e->req_issued));
 	e->slot = calloc(e->slot_count, sizeof(*e->slot));
+	for (i = 0; e->slot && i < e->slot_count; i++)
+		e->slot[i].pipe[0] = e->slot[i].pipe[1] = -1;
 	e->op = calloc((size_t)e->req_count * BSTEER_REQ_OPS, sizeof(*e->op));
 	if (!e->req_stack || !e->submitted || !e->req_state || !e->req_keep ||
 	    !e->req_slot || !e->req_issued ||
@@ -1220,6 +1396,7 @@ void bsteer_engine_fini(struct bsteer_engine *e)
 		e->ring_ok = false;
 	}
 	upstream_fini(e);
+	pipes_close(e);
 	if (e->twin_fd >= 0)
 		close(e->twin_fd);
 	e->twin_fd = -1;

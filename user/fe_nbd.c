@@ -39,7 +39,7 @@
 
 /* user_data of the frontend's own SQEs: magic 0xb6, kind, index. */
 #define UD_MAGIC		0xb6ull
-enum { UD_ACCEPT = 1, UD_SEND = 3, UD_SENDV = 4 };
+enum { UD_ACCEPT = 1, UD_SEND = 3, UD_SENDV = 4, UD_SPLICE = 5 };
 
 static __u64 ud_make(int kind, __u32 idx)
 {
@@ -103,6 +103,8 @@ struct conn {
 	__u32 nsending;		/* ... linked by next, this many */
 	__u32 sends;		/* our SQEs out for the reply */
 	__u32 sendv_len;	/* bytes the vectored send carries */
+	__u32 chain;		/* ops of a spliced reply still out */
+	__u64 chain_len, chain_sent;	/* its bytes: all, and sent so far */
 	struct iovec *iov;	/* its pieces (SEND_IOV), from the first */
 	struct msghdr msg;
 	bool structured;	/* structured replies negotiated */
@@ -831,14 +833,118 @@ static void reply_done(struct bsteer_server *s, struct conn *c, bool ok)
 	conn_maybe_close(s, c);
 }
 
+/* Is part @i of READ @io in its slot's pipe (spliced)? -1: partly, an error. */
+static int part_piped(struct bsteer_server *s, const struct io *io, __u32 i,
+		      int *fd)
+{
+	const struct bsteer_req *rq = &s->in->reqs[io->req[i]];
+	__u32 len;
+
+	*fd = bsteer_slot_pipe(&s->e, rq->slot, &len);
+	if (*fd < 0)
+		return 0;
+	return len == rq->len ? 1 : -1;
+}
+
+/*
+ * A READ reply with data in the slots' pipes (see splice_reads): the
+ * header, then each part, spliced from its pipe (or sent from its slot),
+ * linked so that they leave in order. 0, or -EAGAIN if no part is in a
+ * pipe, or -EIO.
+ */
+static int send_spliced(struct bsteer_server *s, struct conn *c,
+			struct reply *r)
+{
+	struct io *io = r->io;
+	struct io_uring_sqe *sqe;
+	__u32 i, file = BSTEER_FRONTEND_FILE(c->idx);
+	int fd, any = 0;
+
+	for (i = 0; i < io->nparts; i++) {
+		int k = part_piped(s, io, i, &fd);
+
+		if (k < 0)
+			return -EIO;
+		any |= k;
+	}
+	if (!any)
+		return -EAGAIN;
+	bsteer_engine_reserve(&s->e, 1 + io->nparts);
+	sqe = io_uring_get_sqe(&s->e.ring);
+	if (!sqe)
+		return -EIO;
+	io_uring_prep_send(sqe, file, r->hdr, r->hdr_len,
+			   MSG_WAITALL | MSG_NOSIGNAL | MSG_MORE);
+	sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_LINK;
+	io_uring_sqe_set_data64(sqe, ud_make(UD_SPLICE, c->idx));
+	c->chain = 1;
+	c->chain_len = r->hdr_len;
+	for (i = 0; i < io->nparts; i++) {
+		const struct bsteer_req *rq = &s->in->reqs[io->req[i]];
+		bool last = i + 1 == io->nparts;
+
+		sqe = io_uring_get_sqe(&s->e.ring);
+		if (!sqe) {	/* reserved above: cannot happen */
+			c->chain_len = ~0ull;	/* what went out fails */
+			break;
+		}
+		if (part_piped(s, io, i, &fd) > 0)
+			io_uring_prep_splice(sqe, fd, -1, file, -1, rq->len,
+					     last ? 0 : SPLICE_F_MORE);
+		else
+			io_uring_prep_send(sqe, file,
+					   bsteer_slot_data(s->in, rq->slot),
+					   rq->len, MSG_WAITALL | MSG_NOSIGNAL |
+					   (last ? 0 : MSG_MORE));
+		sqe->flags |= IOSQE_FIXED_FILE | (last ? 0 : IOSQE_IO_LINK);
+		io_uring_sqe_set_data64(sqe, ud_make(UD_SPLICE, c->idx));
+		c->chain++;
+		c->chain_len += rq->len;
+	}
+	c->sends += c->chain;
+	c->chain_sent = 0;
+	return 0;
+}
+
+/* A spliced reply's op is back; the reply is over with its last. */
+static void spliced_cqe(struct bsteer_server *s, struct conn *c, int res)
+{
+	struct io *io;
+	__u32 i;
+	int fd;
+
+	c->sends--;
+	if (res > 0)
+		c->chain_sent += res;
+	if (--c->chain || !c->sending)
+		return;
+	io = c->sending->io;
+	if (c->chain_sent != c->chain_len) {
+		reply_done(s, c, false);
+		return;
+	}
+	/* Out: the pipes are empty, and the slots can go. */
+	for (i = 0; io && i < io->nparts; i++) {
+		if (part_piped(s, io, i, &fd) > 0)
+			bsteer_slot_pipe_sent(&s->e, s->in->reqs[io->req[i]].slot,
+					      s->in->reqs[io->req[i]].len);
+	}
+	reply_done(s, c, true);
+}
+
 /* Pieces and bytes of reply @r in a vectored send; false if it has none. */
 static bool reply_iov(struct bsteer_server *s, const struct reply *r,
 		      struct iovec *iov, __u32 *niov, __u32 *bytes)
 {
 	__u32 i, n = r->io ? r->io->nparts : 0;
+	int fd;
 
 	if (*niov + 1 + n > SEND_IOV)
 		return false;
+	/* Spliced data cannot share a send with memory. */
+	for (i = 0; i < n; i++)
+		if (part_piped(s, r->io, i, &fd))
+			return false;
 	iov[(*niov)++] = (struct iovec){ (void *)r->hdr, r->hdr_len };
 	*bytes += r->hdr_len;
 	for (i = 0; i < n; i++) {
@@ -915,6 +1021,16 @@ static void reply_next(struct bsteer_server *s, struct conn *c)
 	c->nsending = 1;
 	c->send_ns = s->e.now_ns;
 
+	if (r->io) {
+		int err = send_spliced(s, c, r);
+
+		if (!err)
+			return;
+		if (err != -EAGAIN) {
+			reply_done(s, c, false);
+			return;
+		}
+	}
 	if (r->io && !send_with_header(s, c, r))
 		return;
 	bsteer_engine_reserve(&s->e, 2);
@@ -1396,6 +1512,12 @@ static void on_accept(struct bsteer_server *s, int fd)
 		close(fd);
 		return;
 	}
+	/*
+	 * Past the handshake, a send that blocks is io-wq's splice of a
+	 * reply: a client slow to read is --reply-timeout's to judge.
+	 */
+	tv.tv_sec = 0;
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	for (i = 0; i < MAX_CONNS; i++) {
 		if (!n->conns[i].used) {
 			c = &n->conns[i];
@@ -1492,7 +1614,9 @@ static void nbd_cqe(struct bsteer_server *s, const struct io_uring_cqe *cqe)
 	c = &priv(s)->conns[idx];
 	if (!c->used)
 		return;
-	if (kind == UD_SENDV) {
+	if (kind == UD_SPLICE) {
+		spliced_cqe(s, c, cqe->res);
+	} else if (kind == UD_SENDV) {
 		c->sends--;
 		if (c->sending)
 			reply_done(s, c, cqe->res == (int)c->sendv_len);

@@ -245,9 +245,11 @@ struct bsteer_slot_priv {
 	__u32 inflight;			/* SQEs out on the slot */
 	__u8 state;			/* enum bsteer_slot_state */
 	__u8 dir;			/* BSTEER_DIR_* */
-	__u16 pad;
+	__u16 piping;			/* io_uring SPLICEs into its pipe */
 	bsteer_release_fn release;	/* lent buffer: who gets it back */
 	void *release_arg;
+	int pipe[2];			/* see splice_reads; -1: none */
+	__u32 pipe_fill;		/* bytes of its data in the pipe */
 };
 
 /* What the executor put in flight for (request, op). */
@@ -260,6 +262,7 @@ struct bsteer_op_priv {
 	__u32 len;
 	__u32 prefix;			/* headroom bytes before slot_off 0 */
 	__s32 res;			/* what its completion returned */
+	__u8 piped;			/* an io_uring SPLICE into the pipe */
 	struct __kernel_timespec wait;	/* BSTEER_OP_WAIT's timeout */
 };
 
@@ -315,6 +318,14 @@ struct bsteer_engine {
 	 */
 	bool inline_io;
 	int inl_fd[BSTEER_MAX_TARGETS];	/* -1: io_uring does its I/O */
+	/*
+	 * Spliced reads (bsteer_engine_splice): each slot also has a pipe.
+	 * A policy READ longer than BSTEER_SPLICE_ABOVE marked
+	 * BSTEER_OPF_REPLY is spliced from the target's page cache into the
+	 * pipe instead of being copied into the slot, and the frontend
+	 * splices the pipe into its socket: the server copies nothing.
+	 */
+	bool splice_reads;
 };
 
 int bsteer_engine_init(struct bsteer_engine *e, struct bsteer_instance *in,
@@ -374,6 +385,19 @@ void bsteer_req_put(struct bsteer_engine *e, __u32 req);
 /* Give back a request that never started an op. */
 void bsteer_req_abandon(struct bsteer_engine *e, __u32 req);
 int bsteer_slot_lease(struct bsteer_engine *e, __u32 req, __u32 *slot);
+/*
+ * Give every slot of the ring a pipe that holds a slot's worth, and turn
+ * spliced reads on (see splice_reads). 0, or -errno (then they stay off).
+ */
+#define BSTEER_SPLICE_ABOVE	(64u << 10)
+int bsteer_engine_splice(struct bsteer_engine *e);
+/*
+ * The pipe holding @slot's data, or -1 if its data is in the slot. @len
+ * gets how many bytes the pipe holds. bsteer_slot_pipe_sent(): the
+ * frontend spliced @len of them out.
+ */
+int bsteer_slot_pipe(struct bsteer_engine *e, __u32 slot, __u32 *len);
+void bsteer_slot_pipe_sent(struct bsteer_engine *e, __u32 slot, __u32 len);
 /*
  * Lease a slot whose memory a device lends (a ublk or AF_XDP frontend):
  * @fn runs once the owner released it and its last op completed, before
