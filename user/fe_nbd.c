@@ -49,7 +49,7 @@ static __u64 ud_make(int kind, __u32 idx)
 #define MAX_PARTS		64
 #define MAX_IO			(32u << 20)
 
-/* A vectored send: up to SEND_IOV pieces, SEND_MAX bytes past the first reply. */
+/* A vectored send: up to SEND_IOV pieces; no reply joins past SEND_MAX bytes. */
 #define SEND_IOV		64
 #define SEND_MAX		(1u << 20)
 
