@@ -49,6 +49,7 @@ TEST_PROGS := \
 	bad_len \
 	bad_loop \
 	bad_owner \
+	bad_reply \
 	bad_slot \
 	bad_target \
 	bad_verifier \
@@ -84,7 +85,8 @@ TESTS := \
 	test_bad_policy \
 	test_lease \
 	test_nbd_parser \
-	test_prefixed_send
+	test_prefixed_send \
+	test_splice_contract
 
 BPF_OBJS  := $(patsubst %,$(OUTPUT)/bpf/%.bpf.o,$(BPF_APPS))
 SKELS     := $(patsubst %,$(OUTPUT)/%.skel.h,$(BPF_APPS))

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -566,6 +567,22 @@ static void log_failed_legs(struct bsteer_server *s, __u32 *seen)
 	}
 }
 
+/*
+ * A server's descriptors: the clients' sockets, and two per slot for the
+ * spliced reads' pipes (256 with the defaults and --threads 2, more than
+ * a 1024 soft limit leaves room for at --slots 512). The soft limit goes
+ * up to the hard one, as servers do.
+ */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 static int serve_loop(struct bsteer_server *s)
 {
 	__u64 deadline = 0;
@@ -975,6 +992,7 @@ int cmd_serve(int argc, char **argv)
 	policy = sp.name;
 
 	install_signals();
+	raise_fd_limit();
 	io.name = name;
 	io.policy = policy;
 	io.nrings = threads;
