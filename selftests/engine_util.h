@@ -29,6 +29,24 @@ static inline void done_log_cb(void *arg, struct bsteer_engine *e, __u32 r,
 	d->n++;
 }
 
+/*
+ * A complete callback that keeps the finished request and its slot, as
+ * the NBD frontend does to send a reply from it (bsteer_req_put() later).
+ */
+struct kept {
+	int n, err;
+};
+
+static inline void keep_cb(void *arg, struct bsteer_engine *e, __u32 r,
+			   int err)
+{
+	struct kept *k = arg;
+
+	k->n++;
+	k->err = err;
+	bsteer_req_keep(e, r);
+}
+
 /* Run the engine until nothing is in flight, for at most @secs seconds. */
 static inline int run_idle(struct bsteer_engine *e, double secs)
 {

@@ -14,20 +14,6 @@
 #define LEN	(128 * 1024)
 #define HDR	16
 
-struct kept {
-	int n, err;
-};
-
-/* Keep the finished request's slot, as the NBD frontend does for a reply. */
-static void keep_cb(void *arg, struct bsteer_engine *e, __u32 r, int err)
-{
-	struct kept *k = arg;
-
-	k->n++;
-	k->err = err;
-	bsteer_req_keep(e, r);
-}
-
 int main(void)
 {
 	struct bsteer_instance_opts o = {

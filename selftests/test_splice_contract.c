@@ -14,19 +14,6 @@
 #define SLOT	(256 * 1024)
 #define LEN	(128 * 1024)
 
-struct kept {
-	int n, err;
-};
-
-static void keep_cb(void *arg, struct bsteer_engine *e, __u32 r, int err)
-{
-	struct kept *k = arg;
-
-	k->n++;
-	k->err = err;
-	bsteer_req_keep(e, r);
-}
-
 static unsigned char data[LEN], got[LEN], after[LEN];
 
 static void run(const char *policy, bool hostile)
