@@ -753,6 +753,31 @@ static int attach_upstreams(struct bsteer_server *s)
 	return 0;
 }
 
+/*
+ * "listening on" is the server's word that it is ready (tests and tools
+ * wait for it), so it is said once every worker has its ring, buffers and
+ * files set up, or has given up.
+ */
+static pthread_mutex_t ready_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ready_cond = PTHREAD_COND_INITIALIZER;
+static __u32 workers_settled;
+
+static void worker_settled(void)
+{
+	pthread_mutex_lock(&ready_lock);
+	workers_settled++;
+	pthread_cond_broadcast(&ready_cond);
+	pthread_mutex_unlock(&ready_lock);
+}
+
+static void wait_workers(__u32 n)
+{
+	pthread_mutex_lock(&ready_lock);
+	while (workers_settled < n)
+		pthread_cond_wait(&ready_cond, &ready_lock);
+	pthread_mutex_unlock(&ready_lock);
+}
+
 /* One worker: its own ring, its share of slots and requests, its clients. */
 static void *worker_main(void *arg)
 {
@@ -789,10 +814,13 @@ static void *worker_main(void *arg)
 	if (err)
 		goto out;
 	started = true;
+	worker_settled();
 	err = serve_loop(s);
 	if (!err)
 		err = flush_all(s);
 out:
+	if (!started)
+		worker_settled();
 	if (err && !started)
 		serve_log(s, "worker %u: %s", s->ring, *bsteer_errbuf() ?
 			  bsteer_errbuf() : strerror(-err));
@@ -1026,10 +1054,6 @@ int cmd_serve(int argc, char **argv)
 			  (unsigned long long)s->exports[k].size,
 			  s->exports[k].ntargets,
 			  s->exports[k].rdonly ? ", read-only" : "", policy);
-	for (k = 0; k < s->nlisten; k++)
-		serve_log(s, "listening on %s (instance %s, %llu thread%s)",
-			  s->listen[k], name, (unsigned long long)threads,
-			  threads > 1 ? "s" : "");
 
 	w = calloc(threads, sizeof(*w));
 	if (!w)
@@ -1044,6 +1068,11 @@ int cmd_serve(int argc, char **argv)
 		}
 		started++;
 	}
+	wait_workers(started);
+	for (k = 0; !exiting && k < s->nlisten; k++)
+		serve_log(s, "listening on %s (instance %s, %llu thread%s)",
+			  s->listen[k], name, (unsigned long long)threads,
+			  threads > 1 ? "s" : "");
 	rc = 0;
 	for (i = 0; i < started; i++) {
 		pthread_join(tid[i], NULL);
