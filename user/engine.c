@@ -411,8 +411,10 @@ void bsteer_req_put(struct bsteer_engine *e, __u32 r)
  */
 void bsteer_engine_reserve(struct bsteer_engine *e, unsigned n)
 {
-	if (io_uring_sq_space_left(&e->ring) < n)
+	if (io_uring_sq_space_left(&e->ring) < n) {
 		io_uring_submit(&e->ring);
+		e->last_sqe = NULL;	/* submitted: no longer ours to change */
+	}
 }
 
 struct io_uring_sqe *bsteer_engine_sqe(struct bsteer_engine *e)
@@ -421,6 +423,7 @@ struct io_uring_sqe *bsteer_engine_sqe(struct bsteer_engine *e)
 
 	if (!sqe) {
 		io_uring_submit(&e->ring);
+		e->last_sqe = NULL;
 		sqe = io_uring_get_sqe(&e->ring);
 	}
 	return sqe;
@@ -487,6 +490,7 @@ static int prep_sqe(struct bsteer_engine *e, struct bsteer_op_priv *o,
 		break;
 	}
 	io_uring_sqe_set_data64(sqe, ud);
+	e->last_sqe = sqe;
 	return 0;
 }
 
@@ -643,6 +647,7 @@ static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
 	int err;
 
 	o->piped = 0;
+	e->last_sqe = NULL;	/* prep_sqe() sets it: only that SQE may be linked */
 	/* Only the frontend's own ops (and their rest) start in the headroom. */
 	if (!frontend)
 		o->prefix = 0;
@@ -738,6 +743,15 @@ int bsteer_frontend_op(struct bsteer_engine *e, __u32 r, __u8 opcode,
 		       __u32 file, __u32 slot, __u32 len, __u64 offset)
 {
 	return frontend_op(e, r, opcode, file, slot, 0, len, offset);
+}
+
+int bsteer_frontend_link_next(struct bsteer_engine *e)
+{
+	if (!e->last_sqe)
+		return -EINVAL;
+	e->last_sqe->flags |= IOSQE_IO_LINK;
+	e->last_sqe = NULL;
+	return 0;
 }
 
 int bsteer_frontend_send_prefixed(struct bsteer_engine *e, __u32 r,
@@ -1221,6 +1235,7 @@ int bsteer_engine_run_timeout(struct bsteer_engine *e, unsigned wait_nr,
 		ret = io_uring_submit_and_wait(&e->ring, wait_nr);
 	}
 	e->now_ns = bsteer_now_ns();
+	e->last_sqe = NULL;
 	if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY &&
 	    ret != -ETIME)
 		return ret;

@@ -91,6 +91,8 @@ struct conn {
 	__u32 hdr_seq;		/* stamps this connection's header receives */
 	struct bsteer_blkreq pending;	/* a parsed header waiting (stalled) */
 	bool hdr_armed;		/* a header receive is out */
+	bool hdr_linked;	/* ... linked behind the last payload receive */
+	bool hdr_waiting;	/* a header is in, its payload's end not yet seen */
 	bool payload;		/* a payload receive is out */
 	bool closing;		/* no new requests; close when drained */
 	bool stalled;		/* pending waits for a slot or a request */
@@ -578,20 +580,12 @@ static void conn_maybe_close(struct bsteer_server *s, struct conn *c);
 static void want_send(struct bsteer_server *s, struct conn *c);
 static int recv_part(struct bsteer_server *s, struct io *io);
 
-static void arm_header(struct bsteer_server *s, struct conn *c)
+static void prep_header(struct bsteer_server *s, struct conn *c)
 {
-	struct io_uring_sqe *sqe;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&s->e.ring);
 
-	if (c->closing || c->hdr_armed || c->payload || c->stalled)
-		return;
-	if (c->reqs >= CONN_MAX_REQS) {
-		c->capped = true;	/* reply_done arms it again */
-		return;
-	}
-	bsteer_engine_reserve(&s->e, 1);
-	sqe = io_uring_get_sqe(&s->e.ring);
 	if (!sqe) {
-		c->closing = true;
+		c->closing = true;	/* cannot happen after the reserve */
 		return;
 	}
 	/* Into map memory, where the hook's parser reads it in place. */
@@ -602,6 +596,34 @@ static void arm_header(struct bsteer_server *s, struct conn *c)
 	io_uring_sqe_set_data64(sqe, bsteer_parse_ud(BSTEER_PARSER_NBD, s->ring,
 						     c->idx, ++c->hdr_seq));
 	c->hdr_armed = true;
+}
+
+static void arm_header(struct bsteer_server *s, struct conn *c)
+{
+	if (c->closing || c->hdr_armed || c->hdr_waiting || c->payload || c->stalled)
+		return;
+	if (c->reqs >= CONN_MAX_REQS) {
+		c->capped = true;	/* reply_done arms it again */
+		return;
+	}
+	bsteer_engine_reserve(&s->e, 1);
+	prep_header(s, c);
+}
+
+/*
+ * The payload receive just submitted (two SQEs reserved before it) is its
+ * request's last: the next header follows it in the stream, so receive
+ * it right behind, linked, rather than a loop turn later. A payload read
+ * that comes up short cancels it; it is armed again once the rest is in.
+ */
+static void arm_header_after_payload(struct bsteer_server *s, struct conn *c)
+{
+	if (c->closing || c->hdr_armed || c->stalled || c->reqs >= CONN_MAX_REQS)
+		return;		/* the payload's completion arms it, or not */
+	if (bsteer_frontend_link_next(&s->e))
+		return;
+	prep_header(s, c);
+	c->hdr_linked = true;
 }
 
 /* Stop taking requests from this connection; it closes once drained. */
@@ -1394,6 +1416,7 @@ static int recv_part(struct bsteer_server *s, struct io *io)
 	struct bsteer_req *rq = &s->in->reqs[req];
 	int err;
 
+	bsteer_engine_reserve(&s->e, 2);	/* the payload and the next header */
 	err = bsteer_frontend_op(&s->e, req, BSTEER_OP_READ,
 				 BSTEER_FRONTEND_FILE(c->idx), rq->slot, rq->len,
 				 BSTEER_OFF_STREAM);
@@ -1404,6 +1427,8 @@ static int recv_part(struct bsteer_server *s, struct io *io)
 	io->payload_out = true;
 	c->payload = true;
 	bsteer_stat_add(s->in, BSTEER_ST_FE_BYTES_WRITTEN, rq->len);
+	if (io->recv_next == io->nparts)
+		arm_header_after_payload(s, c);
 	return 0;
 }
 
@@ -1427,6 +1452,10 @@ static void nbd_op_done(struct bsteer_server *s, __u32 r, __u32 op, int res)
 			/* The rest is received even if the request was refused. */
 			if (recv_part(s, io))
 				io_break(s, io, "cannot receive a payload");
+		} else if (c->hdr_waiting) {
+			c->hdr_waiting = false;
+			if (!c->closing)
+				on_header(s, c, &s->in->fe_req[bsteer_hdr_index(s->ring, c->idx)]);
 		} else {
 			arm_header(s, c);
 		}
@@ -1571,6 +1600,15 @@ static void on_header_cqe(struct bsteer_server *s, const struct io_uring_cqe *cq
 	if (!c->used)
 		return;
 	c->hdr_armed = false;
+	if (c->hdr_linked) {
+		c->hdr_linked = false;
+		/* The payload before it came up short: its rest goes on, alone. */
+		if (cqe->res == -ECANCELED && !c->closing) {
+			if (!c->payload)
+				arm_header(s, c);
+			goto out;
+		}
+	}
 	if (cqe->res == 0 || c->closing) {
 		conn_fail(s, c, NULL);	/* a clean hang-up */
 		goto out;
@@ -1580,6 +1618,16 @@ static void on_header_cqe(struct bsteer_server *s, const struct io_uring_cqe *cq
 	    (bsteer_parse_fallback(s->in, ud, cqe->res) ||
 	     __atomic_load_n(&p->stamp, __ATOMIC_ACQUIRE) != ud)) {
 		conn_fail(s, c, "the header parser did not answer");
+		goto out;
+	}
+	/*
+	 * The payload before it is in (its completion came first), but the
+	 * engine has not told us yet (a decision left to the batched
+	 * fallback): the request waits for that, so that one payload is out
+	 * at a time.
+	 */
+	if (c->payload) {
+		c->hdr_waiting = true;
 		goto out;
 	}
 	on_header(s, c, p);
