@@ -73,6 +73,38 @@ static inline void test_prog_path(char *out, size_t len, const char *name)
 	snprintf(out, len, "%s/progs/%s.bpf.o", dirname(exe), name);
 }
 
+/*
+ * Open the instance @o describes, under a name made of @tag and our pid,
+ * with @policy (a built-in policy, or a test program's name: NAME.bpf.o
+ * in build/selftests/progs), and start ring 0's engine @e on it. 0 once
+ * both are up; otherwise the failure is asserted and -1 returned, and an
+ * instance that did open is in *@in for the caller to close.
+ */
+static inline int test_engine_open(struct bsteer_instance_opts *o, const char *tag,
+				   const char *policy, struct bsteer_instance **in,
+				   struct bsteer_engine *e,
+				   const struct bsteer_frontend_cb *cb)
+{
+	static char name[64], prog[PATH_MAX];
+	int err;
+
+	if (bsteer_policy_find(policy))
+		snprintf(prog, sizeof(prog), "%s", policy);
+	else
+		test_prog_path(prog, sizeof(prog), policy);
+	test_instance_name(name, sizeof(name), tag);
+	o->name = name;
+	o->policy = prog;
+	*in = bsteer_instance_open(o, &err);
+	if (!ASSERT_TRUE(*in != NULL, "instance open")) {
+		fprintf(stderr, "%s\n", bsteer_errbuf());
+		return -1;
+	}
+	if (!ASSERT_EQ(bsteer_engine_init(e, *in, 0, cb), 0, "engine init"))
+		return -1;
+	return 0;
+}
+
 /* Can this process load BPF at all? If not, the test skips. */
 static inline bool bpf_usable(void)
 {

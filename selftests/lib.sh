@@ -20,7 +20,7 @@ cleanup() {
 	for p in "${PIDS[@]}"; do
 		wait "$p" 2>/dev/null
 	done
-	rm -rf "$T"
+	rm -rf "$T" ${SHM:+"$SHM"}
 }
 trap cleanup EXIT
 
@@ -32,6 +32,18 @@ skip() {
 
 need_root() {
 	[ "$(id -u)" = 0 ] || skip "needs root for BPF"
+}
+
+need_tools() {	# need_tools TOOL...: skip unless every one is installed
+	local t
+	for t in "$@"; do	# a program, not a function of ours (nbdsh below)
+		type -P "$t" >/dev/null || [ -x "/usr/bin/$t" ] || skip "$t not installed (make deps)"
+	done
+}
+
+# A scratch folder on tmpfs, $SHM, removed on exit with $T.
+shm_dir() {
+	SHM=$(mktemp -d /dev/shm/bsteer-test.XXXXXX) || skip "no /dev/shm"
 }
 
 fail() {

@@ -49,7 +49,7 @@ static bool all_bytes(const unsigned char *p, size_t n, unsigned char v)
 
 static int run_one(const struct scenario *sc, const char *dir)
 {
-	char name[64], prog[PATH_MAX], spath[PATH_MAX], tpath[PATH_MAX];
+	char spath[PATH_MAX], tpath[PATH_MAX];
 	struct bsteer_instance_opts o = {
 		.kind = "test", .nslots = NSLOTS, .slot_size = SLOT,
 		.nrings = 1, .nreqs = 8, .ntargets = 1,
@@ -59,15 +59,11 @@ static int run_one(const struct scenario *sc, const char *dir)
 	struct bsteer_instance *in = NULL;
 	struct bsteer_engine e = {};
 	static unsigned char buf[SLOT * 4];
-	int sfd = -1, tfd = -1, err, failed_before = test_failures;
+	int sfd = -1, tfd = -1, failed_before = test_failures;
 	bool engine = false;
 	__u32 r, s, i;
 
 	fprintf(stderr, "-- %s\n", sc->policy);
-	if (bsteer_policy_find(sc->policy))
-		snprintf(prog, sizeof(prog), "%s", sc->policy);
-	else
-		test_prog_path(prog, sizeof(prog), sc->policy);
 	snprintf(spath, sizeof(spath), "%s/src-%s", dir, sc->policy);
 	snprintf(tpath, sizeof(tpath), "%s/tgt-%s", dir, sc->policy);
 	sfd = open(spath, O_RDWR | O_CREAT | O_TRUNC, 0600);
@@ -80,18 +76,10 @@ static int run_one(const struct scenario *sc, const char *dir)
 	    pwrite(tfd, buf + SLOT, SLOT * 3, 0) != SLOT * 3)
 		goto out;
 
-	test_instance_name(name, sizeof(name), sc->policy);
-	o.name = name;
-	o.policy = prog;
-	in = bsteer_instance_open(&o, &err);
-	if (!ASSERT_TRUE(in != NULL, "instance open")) {
-		fprintf(stderr, "%s\n", bsteer_errbuf());
-		goto out;
-	}
-	memset(in->pool, 0x5a, (size_t)NSLOTS * (SLOT + BSTEER_SLOT_HEADROOM));
-	if (!ASSERT_EQ(bsteer_engine_init(&e, in, 0, &cb), 0, "engine init"))
+	if (test_engine_open(&o, sc->policy, sc->policy, &in, &e, &cb))
 		goto out;
 	engine = true;
+	memset(in->pool, 0x5a, (size_t)NSLOTS * (SLOT + BSTEER_SLOT_HEADROOM));
 	if (!ASSERT_EQ(bsteer_engine_files(&e, &tfd, 1, &sfd, 1), 0, "files"))
 		goto out;
 

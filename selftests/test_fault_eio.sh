@@ -9,7 +9,7 @@
 #    acknowledged write is on the healthy leg, and reads go on from it.
 . "$(dirname "$0")/lib.sh"
 need_root
-command -v nbdkit >/dev/null || skip "nbdkit not installed (make deps)"
+need_tools nbdkit
 
 uri() { echo "nbd+unix:///$1?socket=$T/s.sock"; }
 

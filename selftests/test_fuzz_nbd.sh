@@ -6,7 +6,7 @@
 # selftests/fuzz/nbd/. Any crash, sanitizer report or broken invariant
 # fails the test; the input that did it is kept in the test's log.
 . "$(dirname "$0")/lib.sh"
-command -v clang-19 >/dev/null || skip "clang-19 not installed (make deps)"
+need_tools clang-19
 SECS=${FUZZ_SECS:-60}
 make -s fuzz >"$T/build.log" 2>&1 || { cat "$T/build.log" >&2; fail "make fuzz"; finish; }
 mkdir "$T/corpus"

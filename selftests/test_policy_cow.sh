@@ -7,7 +7,7 @@
 # equal to what the client saw.
 . "$(dirname "$0")/lib.sh"
 need_root
-command -v nbdcopy >/dev/null || skip "nbdcopy not installed"
+need_tools nbdcopy
 
 S=$T/nbd.sock
 INST=$(instance cow)

@@ -5,8 +5,8 @@
 # byte for byte, then swapped in again with bsteer policy swap.
 . "$(dirname "$0")/lib.sh"
 need_root
-command -v nbdcopy >/dev/null || skip "nbdcopy not installed"
-command -v clang-19 >/dev/null || skip "clang-19 not installed"
+need_tools nbdcopy
+need_tools clang-19
 
 DOC=docs/policies.md
 # The fenced block after a marker line.

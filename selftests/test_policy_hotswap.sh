@@ -8,9 +8,7 @@
 # must have taken requests. A swap to stripe (another layout) is refused.
 . "$(dirname "$0")/lib.sh"
 need_root
-for t in fio bpftool nbdcopy; do
-	command -v $t >/dev/null || skip "$t not installed"
-done
+need_tools fio bpftool nbdcopy
 
 S=$T/nbd.sock
 INST=$(instance hotswap)

@@ -7,8 +7,8 @@
 # fail with EIO.
 . "$(dirname "$0")/lib.sh"
 need_root
-command -v nbdcopy >/dev/null || skip "nbdcopy not installed"
-command -v bpftool >/dev/null || skip "bpftool not installed"
+need_tools nbdcopy
+need_tools bpftool
 
 S=$T/nbd.sock
 INST=$(instance redirect)

@@ -6,7 +6,7 @@
 # A swap to a policy of another layout is refused, with the reason.
 . "$(dirname "$0")/lib.sh"
 need_root
-command -v nbdcopy >/dev/null || skip "nbdcopy not installed"
+need_tools nbdcopy
 
 S=$T/nbd.sock
 INST=$(instance stripe)

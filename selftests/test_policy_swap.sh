@@ -11,7 +11,7 @@
 # pinned maps are inspected with bpftool and bsteer stat.
 . "$(dirname "$0")/lib.sh"
 need_root
-command -v bpftool >/dev/null || skip "bpftool not installed"
+need_tools bpftool
 
 MiB=$((1 << 20))
 INST=$(instance swap)

@@ -17,7 +17,7 @@
 int main(void)
 {
 	struct bsteer_instance_opts o = {
-		.kind = "test", .policy = "passthrough", .nslots = 2,
+		.kind = "test", .nslots = 2,
 		.slot_size = SLOT, .nrings = 1, .nreqs = 8, .ntargets = 1,
 	};
 	struct kept k = {};
@@ -26,8 +26,8 @@ int main(void)
 	struct bsteer_engine e = {};
 	static unsigned char data[LEN], got[HDR + LEN];
 	unsigned char hdr[HDR];
-	char name[64], path[] = "/tmp/bsteer-prefixed.XXXXXX";
-	int sv[2] = { -1, -1 }, tfd = -1, err, rc = TEST_FAIL, small = 4096;
+	char path[] = "/tmp/bsteer-prefixed.XXXXXX";
+	int sv[2] = { -1, -1 }, tfd = -1, rc = TEST_FAIL, small = 4096;
 	size_t have = 0;
 	bool engine = false;
 	__u64 end;
@@ -49,14 +49,7 @@ int main(void)
 	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
 	fcntl(sv[1], F_SETFL, O_NONBLOCK);
 
-	test_instance_name(name, sizeof(name), "prefixed");
-	o.name = name;
-	in = bsteer_instance_open(&o, &err);
-	if (!ASSERT_TRUE(in != NULL, "instance open")) {
-		fprintf(stderr, "%s\n", bsteer_errbuf());
-		goto out;
-	}
-	if (!ASSERT_EQ(bsteer_engine_init(&e, in, 0, &cb), 0, "engine init"))
+	if (test_engine_open(&o, "prefixed", "passthrough", &in, &e, &cb))
 		goto out;
 	engine = true;
 	if (!ASSERT_EQ(bsteer_engine_files(&e, &tfd, 1, &sv[0], 1), 0, "files"))

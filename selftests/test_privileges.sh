@@ -10,7 +10,7 @@
 #  - a read-only export refuses writes (EPERM).
 . "$(dirname "$0")/lib.sh"
 need_root
-command -v setpriv >/dev/null || skip "setpriv not installed"
+need_tools setpriv
 # nobody must reach the binary and a source file.
 chmod 755 "$T"
 head -c 1M /dev/urandom >"$T/src"

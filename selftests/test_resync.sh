@@ -11,7 +11,7 @@
 #  - requests that cannot be served are refused with the reason.
 . "$(dirname "$0")/lib.sh"
 need_root
-command -v nbdkit >/dev/null || skip "nbdkit not installed (make deps)"
+need_tools nbdkit
 SMALL=
 cleanup_mount() {
 	local p

@@ -9,7 +9,7 @@
 # along, keeps reading and writing correctly between every attack.
 . "$(dirname "$0")/lib.sh"
 need_root
-command -v nbdsh >/dev/null || skip "nbdsh not installed"
+need_tools nbdsh
 
 S=$T/nbd.sock
 INST=$(instance bad)

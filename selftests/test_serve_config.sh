@@ -5,7 +5,7 @@
 # clear error naming the file and line for a bad setting.
 . "$(dirname "$0")/lib.sh"
 need_root
-command -v nbdinfo >/dev/null || skip "nbdinfo not installed"
+need_tools nbdinfo
 
 S=$T/nbd.sock
 INST=$(instance conf)

@@ -8,9 +8,7 @@
 # by fio with verification, both legs equal afterwards.
 . "$(dirname "$0")/lib.sh"
 need_root
-for t in nbdcopy fio; do
-	command -v $t >/dev/null || skip "$t not installed"
-done
+need_tools nbdcopy fio
 
 S=$T/nbd.sock
 INST=$(instance fallback)

@@ -10,11 +10,8 @@
 # through io_uring again.
 . "$(dirname "$0")/lib.sh"
 need_root
-for t in nbdsh nbdcopy; do
-	command -v $t >/dev/null || skip "$t not installed"
-done
-SHM=$(mktemp -d /dev/shm/bsteer-test.XXXXXX) || skip "no /dev/shm"
-trap 'cleanup; rm -rf "$SHM"' EXIT
+need_tools nbdsh nbdcopy
+shm_dir
 truncate -s 64M "$SHM/a.img"
 truncate -s 64M "$T/disk.img"
 # Only a file that io_uring cannot read without blocking is mapped.

@@ -7,9 +7,7 @@
 # cases. Every decision must come from the completion hook.
 . "$(dirname "$0")/lib.sh"
 need_root
-for t in nbdinfo nbdcopy nbdsh qemu-img qemu-io fio; do
-	command -v $t >/dev/null || skip "$t not installed"
-done
+need_tools nbdinfo nbdcopy nbdsh qemu-img qemu-io fio
 
 S=$T/nbd.sock
 INST=$(instance serve)

@@ -14,8 +14,7 @@
 #    upstream stop the server at start with a message that says which.
 . "$(dirname "$0")/lib.sh"
 need_root
-command -v nbdkit >/dev/null || skip "nbdkit not installed (make deps)"
-command -v nbdcopy >/dev/null || skip "nbdcopy not installed (make deps)"
+need_tools nbdkit nbdcopy
 
 # start_kit NAME ARGS...: nbdkit on $T/NAME.sock in the foreground of a
 # background job; KIT holds its PID.

@@ -13,11 +13,8 @@
 # that goes away mid-reply must give its slots back.
 . "$(dirname "$0")/lib.sh"
 need_root
-for t in nbdsh nbdcopy; do
-	command -v $t >/dev/null || skip "$t not installed"
-done
-SHM=$(mktemp -d /dev/shm/bsteer-test.XXXXXX) || skip "no /dev/shm"
-trap 'cleanup; rm -rf "$SHM"' EXIT
+need_tools nbdsh nbdcopy
+shm_dir
 MB=$((1 << 20))
 truncate -s 64M "$SHM/a.img" "$T/d.img" "$T/m1.img" "$T/m2.img"
 

@@ -26,16 +26,12 @@ static void run(const char *policy, bool hostile)
 	struct bsteer_frontend_cb cb = { .complete = keep_cb, .arg = &k };
 	struct bsteer_instance *in = NULL;
 	struct bsteer_engine e = {};
-	char name[64], prog[PATH_MAX], path[] = "/tmp/bsteer-splice.XXXXXX";
-	int tfd, pfd, err;
+	char path[] = "/tmp/bsteer-splice.XXXXXX";
+	int tfd, pfd;
 	bool engine = false;
 	__u32 r, slot, slot2, len = 0;
 
 	fprintf(stderr, "-- %s\n", policy);
-	if (bsteer_policy_find(policy))
-		snprintf(prog, sizeof(prog), "%s", policy);
-	else
-		test_prog_path(prog, sizeof(prog), policy);
 	/* The file (ext4 under /tmp): the data, then a range nothing may write. */
 	tfd = mkstemp(path);
 	if (!ASSERT_TRUE(tfd >= 0, "target file"))
@@ -46,18 +42,10 @@ static void run(const char *policy, bool hostile)
 	    !ASSERT_EQ(pwrite(tfd, after, LEN, LEN), LEN, "guard written"))
 		goto out;
 
-	test_instance_name(name, sizeof(name), policy);
-	o.name = name;
-	o.policy = prog;
-	in = bsteer_instance_open(&o, &err);
-	if (!ASSERT_TRUE(in != NULL, "instance open")) {
-		fprintf(stderr, "%s\n", bsteer_errbuf());
-		goto out;
-	}
-	memset(in->pool, 0x5a, (size_t)2 * (SLOT + BSTEER_SLOT_HEADROOM));
-	if (!ASSERT_EQ(bsteer_engine_init(&e, in, 0, &cb), 0, "engine init"))
+	if (test_engine_open(&o, policy, policy, &in, &e, &cb))
 		goto out;
 	engine = true;
+	memset(in->pool, 0x5a, (size_t)2 * (SLOT + BSTEER_SLOT_HEADROOM));
 	if (!ASSERT_EQ(bsteer_engine_splice(&e), 0, "pipes for the slots") ||
 	    !ASSERT_EQ(bsteer_engine_files(&e, &tfd, 1, NULL, 0), 0, "files"))
 		goto out;

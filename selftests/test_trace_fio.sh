@@ -13,9 +13,7 @@
 # and a run whose reader stalls: the events lost are counted and named.
 . "$(dirname "$0")/lib.sh"
 need_root
-for t in fio python3; do
-	command -v $t >/dev/null || skip "$t not installed"
-done
+need_tools fio python3
 
 head -c 64M /dev/urandom >"$T/data"
 FIOARGS=(--name=rr --ioengine=io_uring --fixedbufs --registerfiles

@@ -15,7 +15,7 @@
 #  -c NAME: only the program of that name is traced.
 . "$(dirname "$0")/lib.sh"
 need_root
-command -v python3 >/dev/null || skip "python3 not installed"
+need_tools python3
 PROG=$PWD/$BUILD/selftests/trace_prog
 
 run() {	# run MODE [STATUS]: the program's lines in $T/MODE.txt, the trace in $T/MODE.json

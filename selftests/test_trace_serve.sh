@@ -14,9 +14,7 @@
 # while fio runs gives cross-check errors and exit status 1.
 . "$(dirname "$0")/lib.sh"
 need_root
-for t in fio python3 bpftool; do
-	command -v $t >/dev/null || skip "$t not installed"
-done
+need_tools fio python3 bpftool
 
 INST=$(instance trace)
 S=$T/s.sock

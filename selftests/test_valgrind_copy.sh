@@ -7,7 +7,7 @@
 # libbpf's own partly initialised bpf() attrs.
 . "$(dirname "$0")/lib.sh"
 need_root
-command -v valgrind >/dev/null || skip "valgrind not installed (make deps)"
+need_tools valgrind
 head -c 8M /dev/urandom >"$T/src"
 vg() {
 	valgrind -q --error-exitcode=99 --leak-check=full \

@@ -838,6 +838,17 @@ out:
 	return NULL;
 }
 
+/* An "auto|off" switch: *@off is set for "off"; anything else is refused. */
+static int parse_auto_off(const char *name, const char *arg, bool *off)
+{
+	if (strcmp(arg, "auto") && strcmp(arg, "off")) {
+		fprintf(stderr, "bsteer serve: %s takes auto or off, not '%s'\n", name, arg);
+		return -1;
+	}
+	*off = !strcmp(arg, "off");
+	return 0;
+}
+
 int cmd_serve(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -967,20 +978,12 @@ int cmd_serve(int argc, char **argv)
 			io.no_complete_hook = true;
 			break;
 		case 'Z':
-			if (strcmp(optarg, "auto") && strcmp(optarg, "off")) {
-				fprintf(stderr, "bsteer serve: --splice takes auto or off, not '%s'\n",
-					optarg);
+			if (parse_auto_off("--splice", optarg, &s->no_splice))
 				goto out;
-			}
-			s->no_splice = !strcmp(optarg, "off");
 			break;
 		case 'M':
-			if (strcmp(optarg, "auto") && strcmp(optarg, "off")) {
-				fprintf(stderr, "bsteer serve: --inline-io takes auto or off, not '%s'\n",
-					optarg);
+			if (parse_auto_off("--inline-io", optarg, &s->no_inline_io))
 				goto out;
-			}
-			s->no_inline_io = !strcmp(optarg, "off");
 			break;
 		case 'v':
 			s->verbose = io.verbose = true;
