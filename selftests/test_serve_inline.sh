@@ -7,7 +7,8 @@
 # syscalls. The bytes must be the file's at every offset, a write must be
 # seen by the next read, a file that shrinks under the server must give the
 # client an error (not kill the server), and --inline-io off must go
-# through io_uring again.
+# through io_uring again. With --inline-io all, small one-leg writes to
+# ext4 are pwrite()s as well, checked the same way.
 . "$(dirname "$0")/lib.sh"
 need_root
 need_tools nbdsh nbdcopy
@@ -97,7 +98,42 @@ check "--inline-io off: no inline op" [ "$(counter inline_ops)" = 0 ]
 shrink io_uring
 stop_serve
 
+# --inline-io all: one-leg writes of up to 64 KiB to ext4 (which io_uring
+# punts) are pwrite()s too; larger ones, and a mirror's legs, are not.
+truncate -s 64M "$T/m1.img" "$T/m2.img"
+start_serve "$S" --instance "$INST" -v --inline-io all --export "disk=$T/disk.img" \
+	--export "m=$T/m1.img,$T/m2.img" || finish
+U="nbd+unix:///disk?socket=$S"
+check "all: the ext4 target's small writes are inline" \
+	grep -q "target 0: its small one-leg writes are done by the ring" "$T/serve.log"
+check "all: its reads are not" sh -c "! grep -q 'target 0: served inline' '$T/serve.log'"
+nbdsh -u "$U" -c "
+import random
+random.seed(11)
+want = {}
+for i in range(100):
+    off = random.randrange(0, (64 << 20) // 4096) * 4096
+    ln = min(random.choice((4096, 16384, 65536)), (64 << 20) - off)
+    data = bytes([i + 1]) * ln
+    h.pwrite(data, off)
+    for o in range(off, off + ln, 4096):
+        want[o] = data[:4096]
+h.flush()
+for o, d in want.items():
+    assert h.pread(4096, o) == d, o
+" || fail "all: small writes to ext4 read back"
+n=$(counter inline_ops)
+check "all: those writes were inline" [ "$n" -ge 100 ]
+nbdcopy --request-size=262144 "$T/src" "$U" || fail "all: 256K writes"
+nbdcopy "$U" "$T/out3" || fail "all: nbdcopy out"
+check "all: 256K writes land" cmp -s "$T/src" "$T/out3"
+check "all: 256K writes were not inline" [ "$(counter inline_ops)" = "$n" ]
+nbdcopy --request-size=4096 "$T/src" "nbd+unix:///m?socket=$S" || fail "all: mirror writes"
+check "all: both legs written" sh -c "cmp -s '$T/src' '$T/m1.img' && cmp -s '$T/src' '$T/m2.img'"
+check "all: a mirror's legs were not inline" [ "$(counter inline_ops)" = "$n" ]
+stop_serve
+
 "$BSTEER" serve --inline-io sometimes >"$T/bad.log" 2>&1
 check "a bad --inline-io value is refused" [ $? -ne 0 ]
-check "... and named" grep -q "inline-io takes auto or off" "$T/bad.log"
+check "... and named" grep -q "inline-io takes auto, all or off" "$T/bad.log"
 finish

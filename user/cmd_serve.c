@@ -32,7 +32,7 @@ static const char serve_usage[] =
 "                    [--export NAME=TARGET[,TARGET...][,ro][,policy=P][,KEY=VALUE...]]...\n"
 "                    [--threads N] [--instance NAME] [--slots N] [--slot-size SIZE]\n"
 "                    [--allow-remote] [--upstream-timeout SECS] [--reply-timeout SECS]\n"
-"                    [--inline-io auto|off] [--splice auto|off] [--no-hook]\n"
+"                    [--inline-io auto|all|off] [--splice auto|off] [--no-hook]\n"
 "                    [--json-log] [-v]\n"
 "\n"
 "Serve exports to NBD clients. Each request's payload lands in a borrowed\n"
@@ -67,11 +67,16 @@ static const char serve_usage[] =
 "      --reply-timeout SECS\n"
 "                        a client that leaves a reply unread this long is\n"
 "                        dropped, freeing its slots (default 30)\n"
-"      --inline-io auto|off\n"
+"      --inline-io auto|all|off\n"
 "                        auto (default): a target file that io_uring cannot\n"
 "                        do I/O on without a worker thread (tmpfs) is served\n"
 "                        by the ring's own thread: pread() for reads of up\n"
-"                        to 64K, pwrite() for writes; off: all via io_uring\n"
+"                        to 64K, pwrite() for writes; all: also one-leg\n"
+"                        writes of up to 64K to a file whose buffered writes\n"
+"                        io_uring hands to a worker (ext4): no context switch,\n"
+"                        but a write that waits for the journal or for dirty\n"
+"                        pages to drain holds up the thread's other clients;\n"
+"                        off: all via io_uring\n"
 "      --splice auto|off auto (default): a read over 64K that the policy\n"
 "                        marks as the reply's (passthrough, mirror) goes from\n"
 "                        the page cache to the client's socket through a pipe\n"
@@ -799,12 +804,16 @@ static void *worker_main(void *arg)
 	engine = true;
 	s->e.verbose = s->verbose;
 	s->e.inline_io = !s->no_inline_io;
+	s->e.inline_writes = s->inline_writes;
 	if (!s->no_splice && bsteer_engine_splice(&s->e) && !s->ring)
 		serve_log(s, "spliced reads are off: %s", bsteer_errbuf());
 	err = bsteer_engine_files(&s->e, s->tfd, s->ntfd, NULL, 0);
 	for (t = 0; !err && s->verbose && !s->ring && t < s->ntfd; t++)
 		if (bsteer_engine_inline(&s->e, t))
 			serve_log(s, "target %u: served inline by the ring's thread (io_uring would need a worker)",
+				  t);
+		else if (s->e.inl_wr_fd[t] >= 0)
+			serve_log(s, "target %u: its small one-leg writes are done by the ring's thread (io_uring would need a worker)",
 				  t);
 	if (!err)
 		err = attach_upstreams(s);
@@ -838,14 +847,20 @@ out:
 	return NULL;
 }
 
-/* An "auto|off" switch: *@off is set for "off"; anything else is refused. */
-static int parse_auto_off(const char *name, const char *arg, bool *off)
+/*
+ * An "auto|off" switch, or "auto|all|off" if @all is given: *@off is set
+ * for "off", *@all for "all"; anything else is refused.
+ */
+static int parse_auto_off(const char *name, const char *arg, bool *off, bool *all)
 {
-	if (strcmp(arg, "auto") && strcmp(arg, "off")) {
-		fprintf(stderr, "bsteer serve: %s takes auto or off, not '%s'\n", name, arg);
+	if (strcmp(arg, "auto") && strcmp(arg, "off") && (!all || strcmp(arg, "all"))) {
+		fprintf(stderr, "bsteer serve: %s takes auto%s or off, not '%s'\n", name,
+			all ? ", all" : "", arg);
 		return -1;
 	}
 	*off = !strcmp(arg, "off");
+	if (all)
+		*all = !strcmp(arg, "all");
 	return 0;
 }
 
@@ -978,11 +993,12 @@ int cmd_serve(int argc, char **argv)
 			io.no_complete_hook = true;
 			break;
 		case 'Z':
-			if (parse_auto_off("--splice", optarg, &s->no_splice))
+			if (parse_auto_off("--splice", optarg, &s->no_splice, NULL))
 				goto out;
 			break;
 		case 'M':
-			if (parse_auto_off("--inline-io", optarg, &s->no_inline_io))
+			if (parse_auto_off("--inline-io", optarg, &s->no_inline_io,
+					   &s->inline_writes))
 				goto out;
 			break;
 		case 'v':

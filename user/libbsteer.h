@@ -319,6 +319,15 @@ struct bsteer_engine {
 	bool inline_io;
 	int inl_fd[BSTEER_MAX_TARGETS];	/* -1: io_uring does its I/O */
 	/*
+	 * Also (set with inline_io, before the files): a one-leg WRITE of up
+	 * to 64 KiB to a file whose buffered writes io_uring would punt
+	 * (ext4) is a pwrite() here. Such a write can sleep on the journal or
+	 * on dirty-page throttling, and the ring's other clients wait with
+	 * it: the caller's choice.
+	 */
+	bool inline_writes;
+	int inl_wr_fd[BSTEER_MAX_TARGETS];	/* -1: not so */
+	/*
 	 * Spliced reads (bsteer_engine_splice): each slot also has a pipe.
 	 * A policy READ longer than BSTEER_SPLICE_ABOVE marked
 	 * BSTEER_OPF_REPLY is spliced from the target's page cache into the

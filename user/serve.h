@@ -97,6 +97,7 @@ struct bsteer_server {
 	bool allow_remote;	/* listen beyond loopback */
 	bool json_log;
 	bool no_inline_io;	/* --inline-io off */
+	bool inline_writes;	/* --inline-io all */
 	bool no_splice;		/* --splice off */
 	bool verbose;
 	bool quiet;		/* no log lines (the fuzzer) */
