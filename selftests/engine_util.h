@@ -105,6 +105,20 @@ static inline int test_engine_open(struct bsteer_instance_opts *o, const char *t
 	return 0;
 }
 
+/*
+ * Request *@r: a READ of @len bytes at 0 into a leased *@slot, brought to
+ * the policy by an arrival NOP, then the engine run until idle.
+ */
+static inline void test_read_request(struct bsteer_engine *e, __u32 len,
+				     __u32 *r, __u32 *slot)
+{
+	ASSERT_EQ(bsteer_req_alloc(e, BSTEER_REQ_READ, 0, len, r), 0, "alloc");
+	ASSERT_EQ(bsteer_slot_lease(e, *r, slot), 0, "lease");
+	ASSERT_EQ(bsteer_frontend_op(e, *r, BSTEER_OP_NOP, 0, BSTEER_NO_SLOT, 0, 0),
+		  0, "arrival");
+	ASSERT_EQ(run_idle(e, 5), 0, "run to idle");
+}
+
 /* Can this process load BPF at all? If not, the test skips. */
 static inline bool bpf_usable(void)
 {

@@ -56,11 +56,7 @@ int main(void)
 		goto out;
 
 	/* A READ of the target into a slot, decided by passthrough. */
-	ASSERT_EQ(bsteer_req_alloc(&e, BSTEER_REQ_READ, 0, LEN, &r), 0, "alloc");
-	ASSERT_EQ(bsteer_slot_lease(&e, r, &slot), 0, "lease");
-	ASSERT_EQ(bsteer_frontend_op(&e, r, BSTEER_OP_NOP, 0, BSTEER_NO_SLOT, 0, 0),
-		  0, "arrival");
-	ASSERT_EQ(run_idle(&e, 5), 0, "read to idle");
+	test_read_request(&e, LEN, &r, &slot);
 	if (!ASSERT_EQ(k.n, 1, "request finished") || !ASSERT_EQ(k.err, 0, "read ok"))
 		goto out;
 	ASSERT_EQ(memcmp(bsteer_slot_data(in, slot), data, LEN), 0, "slot holds the data");

@@ -50,11 +50,7 @@ static void run(const char *policy, bool hostile)
 	    !ASSERT_EQ(bsteer_engine_files(&e, &tfd, 1, NULL, 0), 0, "files"))
 		goto out;
 
-	ASSERT_EQ(bsteer_req_alloc(&e, BSTEER_REQ_READ, 0, LEN, &r), 0, "alloc");
-	ASSERT_EQ(bsteer_slot_lease(&e, r, &slot), 0, "lease");
-	ASSERT_EQ(bsteer_frontend_op(&e, r, BSTEER_OP_NOP, 0, BSTEER_NO_SLOT, 0, 0),
-		  0, "arrival");
-	ASSERT_EQ(run_idle(&e, 5), 0, "run to idle");
+	test_read_request(&e, LEN, &r, &slot);
 	if (!ASSERT_EQ(k.n, 1, "request finished"))
 		goto out;
 	ASSERT_EQ(in->stats[BSTEER_ST_SPLICED_READS], 1, "the read was spliced");

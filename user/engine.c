@@ -411,10 +411,8 @@ void bsteer_req_put(struct bsteer_engine *e, __u32 r)
  */
 void bsteer_engine_reserve(struct bsteer_engine *e, unsigned n)
 {
-	if (io_uring_sq_space_left(&e->ring) < n) {
+	if (io_uring_sq_space_left(&e->ring) < n)
 		io_uring_submit(&e->ring);
-		e->last_sqe = NULL;	/* submitted: no longer ours to change */
-	}
 }
 
 struct io_uring_sqe *bsteer_engine_sqe(struct bsteer_engine *e)
@@ -423,7 +421,6 @@ struct io_uring_sqe *bsteer_engine_sqe(struct bsteer_engine *e)
 
 	if (!sqe) {
 		io_uring_submit(&e->ring);
-		e->last_sqe = NULL;
 		sqe = io_uring_get_sqe(&e->ring);
 	}
 	return sqe;
@@ -447,7 +444,7 @@ static int falloc_mode(__u8 opcode)
 
 static int prep_sqe(struct bsteer_engine *e, struct bsteer_op_priv *o,
 		    __u8 opcode, __u32 file, __u32 slot, void *buf, __u32 len,
-		    __u64 offset, __u64 ud)
+		    __u64 offset, __u64 ud, bool link)
 {
 	struct io_uring_sqe *sqe;
 
@@ -490,7 +487,8 @@ static int prep_sqe(struct bsteer_engine *e, struct bsteer_op_priv *o,
 		break;
 	}
 	io_uring_sqe_set_data64(sqe, ud);
-	e->last_sqe = sqe;
+	if (link)
+		sqe->flags |= IOSQE_IO_LINK;
 	return 0;
 }
 
@@ -584,6 +582,7 @@ static int inl_op(struct bsteer_engine *e, __u32 t, __u8 opcode, void *buf,
  */
 #define OPF_FANOUT	0x80000000u	/* engine's own: one of such writes */
 #define OPF_LEGS	0x40000000u	/* engine's own: one of several writes */
+#define OPF_LINK	0x20000000u	/* engine's own: link the next SQE to it */
 
 /*
  * inline_writes, on ext4, 4K writes (bench/ab.sh --b-args "--inline-io
@@ -678,7 +677,6 @@ static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
 	int err;
 
 	o->piped = 0;
-	e->last_sqe = NULL;	/* prep_sqe() sets it: only that SQE may be linked */
 	/* Only the frontend's own ops (and their rest) start in the headroom. */
 	if (!frontend)
 		o->prefix = 0;
@@ -705,7 +703,8 @@ static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
 		err = upstream_op(e, file, o - e->op, ud, opcode, buf, slot,
 				  len, offset);
 	else
-		err = prep_sqe(e, o, opcode, file, slot, buf, len, offset, ud);
+		err = prep_sqe(e, o, opcode, file, slot, buf, len, offset, ud,
+			       frontend && (flags & OPF_LINK));
 	if (err)
 		return err;
 	o->slot = slot;
@@ -732,7 +731,7 @@ static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
 
 static int frontend_op(struct bsteer_engine *e, __u32 r, __u8 opcode,
 		       __u32 file, __u32 slot, __u32 prefix, __u32 len,
-		       __u64 offset)
+		       __u64 offset, __u32 flags)
 {
 	struct bsteer_req *rq = &e->in->reqs[r];
 	struct bsteer_req_op *o = NULL;
@@ -767,23 +766,20 @@ static int frontend_op(struct bsteer_engine *e, __u32 r, __u8 opcode,
 		e->in->meta[slot].dir = BSTEER_DIR_DRAIN;
 	}
 	opp(e, r, i)->prefix = prefix;
-	return submit_op(e, r, i, opcode, file, slot, 0, prefix + len, offset, 0,
-			 true);
+	return submit_op(e, r, i, opcode, file, slot, 0, prefix + len, offset,
+			 flags, true);
 }
 
 int bsteer_frontend_op(struct bsteer_engine *e, __u32 r, __u8 opcode,
 		       __u32 file, __u32 slot, __u32 len, __u64 offset)
 {
-	return frontend_op(e, r, opcode, file, slot, 0, len, offset);
+	return frontend_op(e, r, opcode, file, slot, 0, len, offset, 0);
 }
 
-int bsteer_frontend_link_next(struct bsteer_engine *e)
+int bsteer_frontend_op_linked(struct bsteer_engine *e, __u32 r, __u8 opcode,
+			      __u32 file, __u32 slot, __u32 len, __u64 offset)
 {
-	if (!e->last_sqe)
-		return -EINVAL;
-	e->last_sqe->flags |= IOSQE_IO_LINK;
-	e->last_sqe = NULL;
-	return 0;
+	return frontend_op(e, r, opcode, file, slot, 0, len, offset, OPF_LINK);
 }
 
 int bsteer_frontend_send_prefixed(struct bsteer_engine *e, __u32 r,
@@ -794,7 +790,7 @@ int bsteer_frontend_send_prefixed(struct bsteer_engine *e, __u32 r,
 	    len > e->in->slot_size || prefix > e->in->slot_size - len)
 		return -EINVAL;
 	return frontend_op(e, r, BSTEER_OP_WRITE, file, slot, prefix, len,
-			   BSTEER_OFF_STREAM);
+			   BSTEER_OFF_STREAM, 0);
 }
 
 /* ---- the executor ---- */
@@ -962,7 +958,7 @@ static void execute(struct bsteer_engine *e, __u32 r, __u64 ud,
 			submit_op(e, r, d.ops[0].op, d.ops[0].opcode,
 				  d.ops[0].target, d.ops[0].slot,
 				  d.ops[0].slot_off, d.ops[0].len,
-				  d.ops[0].offset, d.ops[0].flags, true);
+				  d.ops[0].offset, d.ops[0].flags & ~OPF_LINK, true);
 		else
 			reject_pending_ops(e, r);
 		req_maybe_free(e, r);
@@ -990,7 +986,7 @@ static void execute(struct bsteer_engine *e, __u32 r, __u64 ud,
 	for (i = 0; i < d.nops; i++) {
 		const struct bsteer_dop *o = &d.ops[i];
 		bool fe = o->target >= e->ntargets;
-		__u32 flags = o->flags & ~(OPF_FANOUT | OPF_LEGS);
+		__u32 flags = o->flags & ~(OPF_FANOUT | OPF_LEGS | OPF_LINK);
 
 		if (fanout > 1 && o->opcode == BSTEER_OP_WRITE &&
 		    o->len > INLINE_READ_MAX)
@@ -1271,7 +1267,6 @@ int bsteer_engine_run_timeout(struct bsteer_engine *e, unsigned wait_nr,
 		ret = io_uring_submit_and_wait(&e->ring, wait_nr);
 	}
 	e->now_ns = bsteer_now_ns();
-	e->last_sqe = NULL;
 	if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY &&
 	    ret != -ETIME)
 		return ret;

@@ -611,19 +611,12 @@ static void arm_header(struct bsteer_server *s, struct conn *c)
 }
 
 /*
- * The payload receive just submitted (two SQEs reserved before it) is its
- * request's last: the next header follows it in the stream, so receive
- * it right behind, linked, rather than a loop turn later. A payload read
- * that comes up short cancels it; it is armed again once the rest is in.
+ * May the next header's receive go right behind a payload receive, linked?
+ * Otherwise the payload's completion arms it, or not.
  */
-static void arm_header_after_payload(struct bsteer_server *s, struct conn *c)
+static bool header_may_follow(const struct conn *c)
 {
-	if (c->closing || c->hdr_armed || c->stalled || c->reqs >= CONN_MAX_REQS)
-		return;		/* the payload's completion arms it, or not */
-	if (bsteer_frontend_link_next(&s->e))
-		return;
-	prep_header(s, c);
-	c->hdr_linked = true;
+	return !c->closing && !c->hdr_armed && !c->stalled && c->reqs < CONN_MAX_REQS;
 }
 
 /* Stop taking requests from this connection; it closes once drained. */
@@ -1414,21 +1407,30 @@ static int recv_part(struct bsteer_server *s, struct io *io)
 	struct conn *c = io->c;
 	__u32 req = io->req[io->recv_next++];
 	struct bsteer_req *rq = &s->in->reqs[req];
+	/*
+	 * The last part's payload is followed in the stream by the next
+	 * header: receive that right behind it, linked, rather than a loop
+	 * turn later. A payload read that comes up short cancels it; it is
+	 * armed again once the rest is in.
+	 */
+	bool link = io->recv_next == io->nparts && header_may_follow(c);
 	int err;
 
 	bsteer_engine_reserve(&s->e, 2);	/* the payload and the next header */
-	err = bsteer_frontend_op(&s->e, req, BSTEER_OP_READ,
-				 BSTEER_FRONTEND_FILE(c->idx), rq->slot, rq->len,
-				 BSTEER_OFF_STREAM);
+	err = (link ? bsteer_frontend_op_linked : bsteer_frontend_op)
+		(&s->e, req, BSTEER_OP_READ, BSTEER_FRONTEND_FILE(c->idx),
+		 rq->slot, rq->len, BSTEER_OFF_STREAM);
 	if (err)
 		return err;
+	if (link) {
+		prep_header(s, c);
+		c->hdr_linked = true;
+	}
 	rinfo(s, req)->payload_c = c;
 	rinfo(s, req)->payload_io = io;
 	io->payload_out = true;
 	c->payload = true;
 	bsteer_stat_add(s->in, BSTEER_ST_FE_BYTES_WRITTEN, rq->len);
-	if (io->recv_next == io->nparts)
-		arm_header_after_payload(s, c);
 	return 0;
 }
 

@@ -335,7 +335,6 @@ struct bsteer_engine {
 	 * splices the pipe into its socket: the server copies nothing.
 	 */
 	bool splice_reads;
-	struct io_uring_sqe *last_sqe;	/* the last op's, until the next submit */
 };
 
 int bsteer_engine_init(struct bsteer_engine *e, struct bsteer_instance *in,
@@ -422,13 +421,14 @@ __u32 bsteer_reqs_free(struct bsteer_engine *e);
 int bsteer_frontend_op(struct bsteer_engine *e, __u32 req, __u8 opcode,
 		       __u32 file, __u32 slot, __u32 len, __u64 offset);
 /*
- * Link the frontend op just submitted to the next SQE the caller prepares
+ * The same, with the next SQE the caller prepares linked behind it
  * (IOSQE_IO_LINK): that one starts only once the op is done, and is
  * cancelled (-ECANCELED) if the op fails or comes up short (its rest then
- * goes out alone, as ever). Reserve both SQEs before the op: a submission
- * in between would cut the link. -EINVAL if there is no op to link.
+ * goes out alone, as ever). Reserve both SQEs first: a submission in
+ * between would cut the link.
  */
-int bsteer_frontend_link_next(struct bsteer_engine *e);
+int bsteer_frontend_op_linked(struct bsteer_engine *e, __u32 req, __u8 opcode,
+			      __u32 file, __u32 slot, __u32 len, __u64 offset);
 /*
  * Send @prefix bytes the frontend wrote into @slot's headroom, right before
  * its data, and then @len bytes of data, as one stream write to @file.
