@@ -604,8 +604,10 @@ static __always_inline void holder_drop(__u64 node, struct bsteer_tnode *n)
 {
 	if (!n || !n->holders)
 		return;
-	if (__sync_sub_and_fetch(&n->holders, 1) == 0 && n->unreg_ns)
+	if (__sync_sub_and_fetch(&n->holders, 1) == 0 && n->unreg_ns) {
+		n->flags |= BSTEER_TEVF_OUTLIVED;
 		node_free(node, n, BSTEER_TSRC_UNREGISTER);
+	}
 }
 
 static __always_inline void holder_put(__u64 node)

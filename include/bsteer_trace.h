@@ -72,6 +72,8 @@ enum bsteer_tev_source {
 #define BSTEER_TEVF_BSTEER	0x20	/* on a ring of a bsteer instance */
 #define BSTEER_TEVF_SPARSE	0x40	/* TABLE: registered sparse */
 #define BSTEER_TEVF_DISCOVERED	0x80	/* registered before the trace began */
+#define BSTEER_TEVF_OUTLIVED	0x100	/* FREE: unregistered while requests held
+					 * it, freed at the last one's completion */
 
 /* Cross-check failures (event res). */
 enum bsteer_xcheck {
