@@ -13,10 +13,10 @@ ARCH       := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 
 CFLAGS     ?= -g -O2
 CFLAGS     += -Wall -Wextra -Werror -Wno-format-truncation -std=gnu11 -D_GNU_SOURCE \
-	      -Iinclude -I$(OUTPUT) -Iuser $(EXTRA_CFLAGS)
+	      -Iinclude -I$(OUTPUT) -Iuser -MMD -MP $(EXTRA_CFLAGS)
 LDLIBS     += -lbpf -luring -lelf -lz -lpthread
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall \
-	      -Wno-unused-function -I. -Iinclude -Ibpf
+	      -Wno-unused-function -I. -Iinclude -Ibpf/core
 
 ifeq ($(V),1)
 Q =
@@ -26,18 +26,24 @@ Q = @
 msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
 endif
 
-# The core hooks and the policies built into the binary.
-BPF_APPS := \
-	core \
+# BPF programs, by folder: bpf/core/ (the hooks and the headers every
+# program shares), bpf/frontend/ (header parsers), bpf/policy/ (the
+# policies built into the binary), bpf/trace/ (the lifetime tracer). Each
+# is built to build/bpf/NAME.bpf.o and build/NAME.skel.h.
+BPF_CORE     := core
+BPF_FRONTEND := nbd
+BPF_POLICY   := \
 	cow \
 	mirror \
-	mirror_lif \
-	mirror_rr \
-	nbd \
 	passthrough \
 	redirect \
-	stripe \
-	trace
+	stripe
+BPF_TRACE    := trace
+# Variants built from another program's source (see below).
+BPF_VARIANTS := \
+	mirror_lif \
+	mirror_rr
+BPF_APPS := $(BPF_CORE) $(BPF_FRONTEND) $(BPF_POLICY) $(BPF_TRACE) $(BPF_VARIANTS)
 
 # Policies that selftests load from files; they misbehave on purpose.
 TEST_PROGS := \
@@ -56,30 +62,33 @@ TEST_PROGS := \
 	stale \
 	stale_slot
 
+# Userspace, by folder: core/ (instance, loader, slot pool, executor,
+# ring, server), frontend/, target/, policy/ (the policies' userspace
+# halves), trace/ (the tracer), cli/ (the command line).
 LIB_OBJS := \
-	abi_check \
-	be_file \
-	be_nbd \
-	cowmap \
-	engine \
-	fe_nbd \
-	instance \
-	policies \
-	resync \
-	serve \
-	trace \
-	upstream \
-	util
+	core/abi_check \
+	core/engine \
+	core/instance \
+	core/resync \
+	core/server \
+	core/util \
+	frontend/nbd \
+	policy/cowmap \
+	policy/policies \
+	target/file \
+	target/nbd \
+	target/nbd_client \
+	trace/tracer
 
 CLI_OBJS := \
-	cmd_copy \
-	cmd_cow \
-	cmd_policy \
-	cmd_resync \
-	cmd_serve \
-	cmd_stat \
-	cmd_trace \
-	main
+	cli/copy \
+	cli/cow \
+	cli/main \
+	cli/policy \
+	cli/resync \
+	cli/serve \
+	cli/stat \
+	cli/trace
 
 TESTS := \
 	test_bad_policy \
@@ -96,8 +105,7 @@ TEST_BPF  := $(patsubst %,$(OUTPUT)/selftests/progs/%.bpf.o,$(TEST_PROGS))
 TEST_BINS := $(patsubst %,$(OUTPUT)/selftests/%,$(TESTS))
 # Programs the shell tests run (not tests themselves: no test_ prefix).
 TEST_HELPERS := $(patsubst %,$(OUTPUT)/selftests/%,trace_prog)
-BPF_HDRS  := $(wildcard bpf/*.bpf.h) $(wildcard include/*.h) vmlinux.h
-USER_HDRS := $(wildcard user/*.h) $(wildcard include/*.h)
+BPF_HDRS  := $(wildcard bpf/core/*.bpf.h) $(wildcard include/*.h) vmlinux.h
 
 .DELETE_ON_ERROR:
 .SECONDARY: $(SKELS) $(BPF_OBJS)
@@ -105,20 +113,23 @@ USER_HDRS := $(wildcard user/*.h) $(wildcard include/*.h)
 
 all: $(BIN) $(TEST_BPF) $(TEST_BINS) $(TEST_HELPERS)
 
-$(OUTPUT) $(OUTPUT)/bpf $(OUTPUT)/user $(OUTPUT)/selftests $(OUTPUT)/selftests/progs:
+$(OUTPUT) $(OUTPUT)/bpf $(OUTPUT)/selftests $(OUTPUT)/selftests/progs:
 	$(Q)mkdir -p $@
 
-$(OUTPUT)/bpf/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) | $(OUTPUT)/bpf
-	$(call msg,BPF,$@)
-	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+define bpf_rule
+$(OUTPUT)/bpf/%.bpf.o: bpf/$(1)/%.bpf.c $(BPF_HDRS) | $(OUTPUT)/bpf
+	$$(call msg,BPF,$$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $$< -o $$@
+endef
+$(foreach d,core frontend policy trace,$(eval $(call bpf_rule,$(d))))
 
 # Mirror variants: one source, a different default read mode each.
-$(OUTPUT)/bpf/mirror_rr.bpf.o: bpf/mirror.bpf.c $(BPF_HDRS) | $(OUTPUT)/bpf
+$(OUTPUT)/bpf/mirror_rr.bpf.o: bpf/policy/mirror.bpf.c $(BPF_HDRS) | $(OUTPUT)/bpf
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -DMIRROR_NAME=mirror_rr \
 		-DMIRROR_ID=BSTEER_POL_MIRROR_RR -DMIRROR_READ=MIRROR_READ_RR -c $< -o $@
 
-$(OUTPUT)/bpf/mirror_lif.bpf.o: bpf/mirror.bpf.c $(BPF_HDRS) | $(OUTPUT)/bpf
+$(OUTPUT)/bpf/mirror_lif.bpf.o: bpf/policy/mirror.bpf.c $(BPF_HDRS) | $(OUTPUT)/bpf
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -DMIRROR_NAME=mirror_lif \
 		-DMIRROR_ID=BSTEER_POL_MIRROR_LIF -DMIRROR_READ=MIRROR_READ_LIF -c $< -o $@
@@ -131,9 +142,14 @@ $(OUTPUT)/%.skel.h: $(OUTPUT)/bpf/%.bpf.o | $(OUTPUT)
 	$(call msg,GEN-SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name $(subst -,_,$*)_bpf > $@
 
-$(OUTPUT)/user/%.o: user/%.c $(USER_HDRS) $(SKELS) | $(OUTPUT)/user
+# Header dependencies come from -MMD (build/user/**/*.d); the skeletons
+# are made first, so that the first build finds the ones it includes.
+$(OUTPUT)/user/%.o: user/%.c | $(SKELS)
 	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+-include $(shell find $(OUTPUT)/user $(OUTPUT)/selftests $(OUTPUT)/bench -name '*.d' 2>/dev/null)
 
 $(LIB): $(patsubst %,$(OUTPUT)/user/%.o,$(LIB_OBJS))
 	$(call msg,AR,$@)
@@ -143,7 +159,7 @@ $(BIN): $(patsubst %,$(OUTPUT)/user/%.o,$(CLI_OBJS)) $(LIB)
 	$(call msg,BINARY,$@)
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
-$(OUTPUT)/selftests/%: selftests/%.c $(wildcard selftests/*.h) $(LIB) | $(OUTPUT)/selftests
+$(OUTPUT)/selftests/%: selftests/%.c $(LIB) | $(OUTPUT)/selftests
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -Iselftests $< $(LIB) $(LDLIBS) -o $@
 
@@ -158,7 +174,7 @@ bench: $(BENCH_BINS)
 $(OUTPUT)/bench:
 	$(Q)mkdir -p $@
 
-$(OUTPUT)/bench/%: bench/%.c $(USER_HDRS) $(LIB) | $(OUTPUT)/bench
+$(OUTPUT)/bench/%: bench/%.c $(LIB) | $(OUTPUT)/bench
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 

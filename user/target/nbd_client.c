@@ -32,7 +32,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "compat.h"
-#include "upstream.h"
+#include "target/nbd_client.h"
 #include "nbd_proto.h"
 
 #define UP_TIMEOUT_MS	30000	/* unless the caller sets one */

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <unistd.h>
-#include "cowmap.h"
+#include "policy/cowmap.h"
 
 void cowmap_path(const char *overlay, char *out, size_t len)
 {

@@ -22,7 +22,7 @@
 #include <bpf/libbpf.h>
 #include "libbsteer.h"
 #include "compat.h"
-#include "upstream.h"
+#include "target/nbd_client.h"
 #include "core.skel.h"
 
 #define SQ_ENTRIES	256

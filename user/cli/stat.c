@@ -8,7 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
-#include "cmd.h"
+#include "cli/cli.h"
 #include "libbsteer.h"
 
 static const char stat_usage[] =

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
-#include "cmd.h"
+#include "cli/cli.h"
 #include "libbsteer.h"
 
 static const char resync_usage[] =

@@ -13,10 +13,10 @@
 #include <sys/stat.h>
 #include <pthread.h>
 #include <unistd.h>
-#include "cmd.h"
+#include "cli/cli.h"
 #include <bpf/bpf.h>
 #include "serve.h"
-#include "cowmap.h"
+#include "policy/cowmap.h"
 
 #define DEF_LISTEN	"tcp:127.0.0.1:10809"
 #define DEF_DIR		"bsteer-data"

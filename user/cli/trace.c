@@ -16,9 +16,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
-#include "cmd.h"
+#include "cli/cli.h"
 #include "libbsteer.h"
-#include "trace.h"
+#include "trace/trace.h"
 
 static const char trace_usage[] =
 "USAGE: bsteer trace [-p PID]... [-c COMM] [OPTIONS] [-- COMMAND [ARGS...]]\n"

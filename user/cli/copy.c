@@ -13,7 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "cmd.h"
+#include "cli/cli.h"
 #include "libbsteer.h"
 
 #define MAX_DST		8

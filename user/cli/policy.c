@@ -9,7 +9,7 @@
 #include <sys/mman.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include "cmd.h"
+#include "cli/cli.h"
 #include "libbsteer.h"
 
 static const char policy_usage[] =

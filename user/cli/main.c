@@ -2,7 +2,7 @@
 /* bsteer: the command line. Each subcommand lives in user/cmd_*.c. */
 #include <stdio.h>
 #include <string.h>
-#include "cmd.h"
+#include "cli/cli.h"
 
 static const struct bsteer_cmd cmds[] = {
 	{ "serve", "serve block devices to NBD clients, steered by BPF", cmd_serve },

@@ -13,7 +13,7 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include "libbsteer.h"
-#include "trace.h"
+#include "trace/trace.h"
 #include "trace.skel.h"
 
 struct bsteer_tracer {

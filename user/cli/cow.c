@@ -12,8 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <linux/falloc.h>
-#include "cmd.h"
-#include "cowmap.h"
+#include "cli/cli.h"
+#include "policy/cowmap.h"
 
 static const char cow_usage[] =
 "USAGE: bsteer cow status BASE OVERLAY [--map PATH] [--json]\n"
