@@ -16,7 +16,7 @@ CFLAGS     += -Wall -Wextra -Werror -Wno-format-truncation -std=gnu11 -D_GNU_SOU
 	      -Iinclude -I$(OUTPUT) -Iuser -MMD -MP $(EXTRA_CFLAGS)
 LDLIBS     += -lbpf -luring -lelf -lz -lpthread
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall \
-	      -Wno-unused-function -I. -Iinclude -Ibpf/core
+	      -Wno-unused-function -I. -Iinclude -Ibpf
 
 ifeq ($(V),1)
 Q =
@@ -26,10 +26,10 @@ Q = @
 msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
 endif
 
-# BPF programs, by folder: bpf/core/ (the hooks and the headers every
-# program shares), bpf/frontend/ (header parsers), bpf/policy/ (the
-# policies built into the binary), bpf/trace/ (the lifetime tracer). Each
-# is built to build/bpf/NAME.bpf.o and build/NAME.skel.h.
+# BPF programs: bpf/ holds the core hooks and the headers every program
+# shares; the modules are in bpf/frontend/ (header parsers), bpf/policy/
+# (the policies built into the binary) and bpf/trace/ (the lifetime
+# tracer). Each is built to build/bpf/NAME.bpf.o and build/NAME.skel.h.
 BPF_CORE     := core
 BPF_FRONTEND := nbd
 BPF_POLICY   := \
@@ -67,18 +67,36 @@ TEST_PROGS := \
 # halves), trace/ (the tracer), cli/ (the command line).
 LIB_OBJS := \
 	core/abi_check \
-	core/engine \
+	core/copy \
+	core/exec \
 	core/instance \
+	core/loader \
+	core/modules \
+	core/pins \
+	core/pool \
+	core/request \
 	core/resync \
+	core/ring \
 	core/server \
+	core/uring \
 	core/util \
-	frontend/nbd \
+	frontend/nbd_conn \
+	frontend/nbd_negotiate \
+	frontend/nbd_reply \
+	frontend/nbd_request \
+	frontend/registry \
+	policy/cfg \
+	policy/cow \
 	policy/cowmap \
-	policy/policies \
+	policy/redirect \
+	policy/registry \
 	target/file \
+	target/file_inline \
 	target/nbd \
 	target/nbd_client \
-	trace/tracer
+	target/registry \
+	trace/tracer \
+	wire/nbd_wire
 
 CLI_OBJS := \
 	cli/copy \
@@ -87,6 +105,7 @@ CLI_OBJS := \
 	cli/policy \
 	cli/resync \
 	cli/serve \
+	cli/signals \
 	cli/stat \
 	cli/trace
 
@@ -105,23 +124,24 @@ TEST_BPF  := $(patsubst %,$(OUTPUT)/selftests/progs/%.bpf.o,$(TEST_PROGS))
 TEST_BINS := $(patsubst %,$(OUTPUT)/selftests/%,$(TESTS))
 # Programs the shell tests run (not tests themselves: no test_ prefix).
 TEST_HELPERS := $(patsubst %,$(OUTPUT)/selftests/%,trace_prog)
-BPF_HDRS  := $(wildcard bpf/core/*.bpf.h) $(wildcard include/*.h) vmlinux.h
+BPF_HDRS  := $(wildcard bpf/*.bpf.h) $(wildcard include/*.h) vmlinux.h
 
 .DELETE_ON_ERROR:
 .SECONDARY: $(SKELS) $(BPF_OBJS)
 .PHONY: all clean test test-asan asan fuzz deps vmlinux run
 
-all: $(BIN) $(TEST_BPF) $(TEST_BINS) $(TEST_HELPERS)
+all: $(BIN) $(BPF_OBJS) $(TEST_BPF) $(TEST_BINS) $(TEST_HELPERS)
 
 $(OUTPUT) $(OUTPUT)/bpf $(OUTPUT)/selftests $(OUTPUT)/selftests/progs:
 	$(Q)mkdir -p $@
 
 define bpf_rule
-$(OUTPUT)/bpf/%.bpf.o: bpf/$(1)/%.bpf.c $(BPF_HDRS) | $(OUTPUT)/bpf
+$(OUTPUT)/bpf/%.bpf.o: bpf/$(1)%.bpf.c $(BPF_HDRS) | $(OUTPUT)/bpf
 	$$(call msg,BPF,$$@)
 	$(Q)$(CLANG) $(BPF_CFLAGS) -c $$< -o $$@
 endef
-$(foreach d,core frontend policy trace,$(eval $(call bpf_rule,$(d))))
+$(eval $(call bpf_rule,))
+$(foreach d,frontend policy trace,$(eval $(call bpf_rule,$(d)/)))
 
 # Mirror variants: one source, a different default read mode each.
 $(OUTPUT)/bpf/mirror_rr.bpf.o: bpf/policy/mirror.bpf.c $(BPF_HDRS) | $(OUTPUT)/bpf

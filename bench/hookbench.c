@@ -108,7 +108,8 @@ struct result {
 
 struct bench {
 	struct bsteer_instance *in;
-	struct bsteer_engine e;
+	struct bsteer_engine *e;
+	int owner;
 	bool engine_ok;
 	char name[BSTEER_NAME_MAX + 1];
 	int null_fd;
@@ -246,11 +247,10 @@ static int nop_run(struct io_uring *ring, __u64 n)
 
 /* ---- the bsteer modes ---- */
 
-static void on_complete(void *arg, struct bsteer_engine *e, __u32 req, int err)
+static void on_complete(void *arg, __u32 req, int err)
 {
 	struct bench *b = arg;
 
-	(void)e;
 	(void)req;
 	b->completed++;
 	/* passthrough has nothing to do for type NONE: that is the answer. */
@@ -261,7 +261,7 @@ static void on_complete(void *arg, struct bsteer_engine *e, __u32 req, int err)
 static void bench_close(struct bench *b)
 {
 	if (b->engine_ok)
-		bsteer_engine_fini(&b->e);
+		bsteer_engine_free(b->e);
 	b->engine_ok = false;
 	bsteer_instance_close(b->in);
 	b->in = NULL;
@@ -280,7 +280,7 @@ static int bench_open(struct bench *b, bool hook)
 		.ntargets = 1,
 		.no_complete_hook = !hook,
 	};
-	struct bsteer_frontend_cb cb = { .complete = on_complete, .arg = b };
+	static const struct bsteer_owner_ops cb = { .complete = on_complete };
 	int err;
 
 	snprintf(b->name, sizeof(b->name), "hookbench-%d-%s", (int)getpid(),
@@ -291,14 +291,15 @@ static int bench_open(struct bench *b, bool hook)
 			b->name, bsteer_errbuf());
 		return err;
 	}
-	err = bsteer_engine_init(&b->e, b->in, 0, &cb);
+	b->e = bsteer_engine_new(b->in, 0, NULL, &err);
 	if (err) {
 		fprintf(stderr, "hookbench: cannot start the engine: %s\n",
 			bsteer_errbuf());
 		goto fail;
 	}
 	b->engine_ok = true;
-	err = bsteer_engine_files(&b->e, &b->null_fd, 1, NULL, 0);
+	b->owner = bsteer_engine_owner(b->e, &cb, b);
+	err = bsteer_engine_files(b->e, &b->null_fd, 1, NULL, 0);
 	if (err) {
 		fprintf(stderr, "hookbench: %s\n", bsteer_errbuf());
 		goto fail;
@@ -312,7 +313,7 @@ fail:
 /* Start @n requests, @batch at a time, and run each batch until idle. */
 static int bench_run(struct bench *b, __u64 n, __u32 batch)
 {
-	struct bsteer_engine *e = &b->e;
+	struct bsteer_engine *e = b->e;
 	__u64 started = 0;
 	__u32 i, k, r;
 	int err;
@@ -320,7 +321,7 @@ static int bench_run(struct bench *b, __u64 n, __u32 batch)
 	while (started < n) {
 		k = n - started < batch ? n - started : batch;
 		for (i = 0; i < k; i++) {
-			err = bsteer_req_alloc(e, BSTEER_REQ_NONE, 0, 0, &r);
+			err = bsteer_req_alloc(e, b->owner, BSTEER_REQ_NONE, 0, 0, &r);
 			if (err) {
 				/*
 				 * The engine is idle between batches, so every
@@ -328,7 +329,7 @@ static int bench_run(struct bench *b, __u64 n, __u32 batch)
 				 */
 				fprintf(stderr, "hookbench: cannot start a request: %s (%u of %u request records free while idle)\n",
 					strerror(-err), bsteer_reqs_free(e),
-					e->req_count);
+					bsteer_engine_reqs(e));
 				return err;
 			}
 			err = bsteer_frontend_op(e, r, BSTEER_OP_NOP, 0,

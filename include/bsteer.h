@@ -19,7 +19,7 @@
 #include <linux/types.h>
 #endif
 
-#define BSTEER_ABI_VERSION	1
+#define BSTEER_ABI_VERSION	2
 
 /* Sizes. Changing one changes the ABI version. */
 #define BSTEER_MAX_SLOTS	16384	/* io_uring's cap on registered buffers */
@@ -83,27 +83,60 @@ static inline __u32 bsteer_ud_gen(__u64 ud)
 }
 
 /*
+ * Tags: the top byte of every user_data on a ring of ours says whose the
+ * completion is. The hook decides on BSTEER_UD_REQ (an op of a request)
+ * and parses BSTEER_UD_PARSE (a frontend header); the rest are
+ * userspace's own and the hook leaves them alone: BSTEER_UD_OWNER, an SQE
+ * of whoever started requests (a frontend, a copy), with its owner id in
+ * the next byte; BSTEER_UD_TARGET, an SQE of a target module, with the
+ * target index in the next byte; BSTEER_UD_ENGINE, the engine's own (its
+ * cancels), whose completions nobody reads.
+ */
+enum bsteer_ud_tag {
+	BSTEER_UD_REQ		= BSTEER_UD_MAGIC,	/* 0xb5 */
+	BSTEER_UD_OWNER		= 0xb6,
+	BSTEER_UD_PARSE		= 0xb7,
+	BSTEER_UD_TARGET	= 0xb9,
+	BSTEER_UD_ENGINE	= 0xba,
+};
+
+static inline __u32 bsteer_ud_tag(__u64 ud) { return ud >> 56; }
+
+/* A tagged user_data: tag, an 8-bit id (owner or target), 48 bits of its own. */
+static inline __u64 bsteer_ud_tagged(__u32 tag, __u32 id, __u64 low)
+{
+	return ((__u64)(tag & 0xff) << 56) | ((__u64)(id & 0xff) << 48) |
+	       (low & 0xffffffffffffull);
+}
+static inline __u32 bsteer_ud_id(__u64 ud) { return (ud >> 48) & 0xff; }
+static inline __u64 bsteer_ud_low(__u64 ud) { return ud & 0xffffffffffffull; }
+
+/*
  * Frontend headers. A frontend receives each protocol header into entry
  * BSTEER_HDR(ring, conn) of map "fe_hdr", with user_data
  * bsteer_parse_ud(parser, ring, conn, seq). The completion hook sees that
- * magic and tail-calls parser @parser (map "parsers"), which writes the
- * generic request into the same entry of map "fe_req", stamped with the
- * user_data. The frontend checks the stamp and re-checks the fields.
+ * tag and tail-calls parser @parser (map "parsers": one entry per
+ * frontend, by its id), which writes the generic request into the same
+ * entry of map "fe_req", stamped with the user_data. The frontend checks
+ * the stamp and re-checks the fields.
  */
-#define BSTEER_PARSE_MAGIC	0xb7ull
-/*
- * Top bytes of user_data that userspace keeps to itself, never decided by
- * the hook: 0xb6 the NBD frontend's SQEs, 0xb9 the upstream client's.
- */
-#define BSTEER_UP_MAGIC		0xb9ull
+#define BSTEER_PARSE_MAGIC	BSTEER_UD_PARSE
+#define BSTEER_FRONTEND_IDS	8	/* entries of "parsers"; frontend ids */
 #define BSTEER_HDR_CONNS	1024	/* header entries per ring */
-#define BSTEER_HDR_SIZE		32	/* bytes per header entry */
-#define BSTEER_PARSER_NBD	0
+#define BSTEER_HDR_SIZE		512	/* bytes per header entry */
+/*
+ * Counters a frontend keeps: map "fe_stats", BSTEER_FE_COUNTERS words per
+ * frontend id. The first two are its parser's (headers parsed by the hook,
+ * by the syscall twin); the frontend names the rest.
+ */
+#define BSTEER_FE_COUNTERS	32
+#define BSTEER_FE_PARSED_HOOK	0
+#define BSTEER_FE_PARSED_TWIN	1
 
 static inline __u64 bsteer_parse_ud(__u32 parser, __u32 ring, __u32 conn,
 				    __u32 seq)
 {
-	return (BSTEER_PARSE_MAGIC << 56) | ((__u64)(parser & 0xff) << 48) |
+	return ((__u64)BSTEER_PARSE_MAGIC << 56) | ((__u64)(parser & 0xff) << 48) |
 	       ((__u64)(ring & 0xff) << 40) | ((__u64)(seq & 0xffffff) << 16) |
 	       (conn & 0xffff);
 }
@@ -393,6 +426,8 @@ struct bsteer_info {
 	char  policy[32];
 	char  kind[16];		/* "copy", "serve" */
 	char  layout[32];	/* data layout the targets hold (see policies) */
+	__u32 frontends;	/* bit i: frontend id i serves (map "fe_stats") */
+	__u32 pad0;
 };
 
 /*
@@ -449,24 +484,9 @@ enum bsteer_stat {
 	BSTEER_ST_BUDGET,		/* requests stopped by the op budget */
 	BSTEER_ST_TARGETS_FAILED,
 	BSTEER_ST_RINGS,		/* rings discovered at io_uring_create */
-	/* Frontend counters (bsteer serve). */
-	BSTEER_ST_CONNS_OPEN,		/* connections now open */
-	BSTEER_ST_CONNS_TOTAL,		/* connections negotiated */
-	BSTEER_ST_CONNS_CLOSED,		/* ... and closed since */
-	BSTEER_ST_FE_READ,		/* client requests, by type */
-	BSTEER_ST_FE_WRITE,
-	BSTEER_ST_FE_FLUSH,
-	BSTEER_ST_FE_TRIM,
-	BSTEER_ST_FE_ZERO,
-	BSTEER_ST_FE_OTHER,		/* cache, block status, unknown */
-	BSTEER_ST_FE_ERRORS,		/* replies carrying an error */
-	BSTEER_ST_FE_BYTES_READ,	/* payload sent to clients */
-	BSTEER_ST_FE_BYTES_WRITTEN,	/* payload received from clients */
 	BSTEER_ST_PARSED_HOOK,		/* headers parsed in the completion hook */
 	BSTEER_ST_PARSED_FALLBACK,	/* ... by the parser's syscall twin */
 	BSTEER_ST_INLINE_OPS,		/* target ops done by the ring's thread */
-	BSTEER_ST_FE_SENDV,		/* vectored sends of several replies */
-	BSTEER_ST_FE_SEND_BATCHED,	/* ... and the replies they carried */
 	BSTEER_ST_SPLICED_READS,	/* reads into a slot's pipe, not its memory */
 	BSTEER_ST__MAX,
 };

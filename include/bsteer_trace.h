@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * bsteer trace ABI: what bpf/trace.bpf.c hands to `bsteer trace`.
+ * bsteer trace ABI: what bpf/trace/trace.bpf.c hands to `bsteer trace`.
  *
  * The tracer follows io_uring's registered (fixed) buffers in any process,
  * from tracepoints alone (tp_btf): the io_uring tracepoints carry no buffer

@@ -10,18 +10,20 @@
 #include "libbsteer.h"
 #include "test.h"
 
+/* The engine of the test, and the owner id its requests are started with. */
+static struct bsteer_engine *test_e;
+static int test_owner;
+
 struct done_log {
 	int n;
 	int err[64];
 	__u32 req[64];
 };
 
-static inline void done_log_cb(void *arg, struct bsteer_engine *e, __u32 r,
-			       int err)
+static inline void done_log_cb(void *arg, __u32 r, int err)
 {
 	struct done_log *d = arg;
 
-	(void)e;
 	if (d->n < 64) {
 		d->err[d->n] = err;
 		d->req[d->n] = r;
@@ -37,14 +39,27 @@ struct kept {
 	int n, err;
 };
 
-static inline void keep_cb(void *arg, struct bsteer_engine *e, __u32 r,
-			   int err)
+static inline void keep_cb(void *arg, __u32 r, int err)
 {
 	struct kept *k = arg;
 
 	k->n++;
 	k->err = err;
-	bsteer_req_keep(e, r);
+	bsteer_req_keep(test_e, r);
+}
+
+/* Engine @e of ring 0 on @in, its requests' ends going to @cb with @arg. */
+static inline struct bsteer_engine *test_engine_new(struct bsteer_instance *in,
+						    const struct bsteer_owner_ops *cb,
+						    void *arg)
+{
+	int err;
+
+	test_e = bsteer_engine_new(in, 0, NULL, &err);
+	if (!test_e)
+		return NULL;
+	test_owner = bsteer_engine_owner(test_e, cb, arg);
+	return test_e;
 }
 
 /* Run the engine until nothing is in flight, for at most @secs seconds. */
@@ -82,8 +97,8 @@ static inline void test_prog_path(char *out, size_t len, const char *name)
  */
 static inline int test_engine_open(struct bsteer_instance_opts *o, const char *tag,
 				   const char *policy, struct bsteer_instance **in,
-				   struct bsteer_engine *e,
-				   const struct bsteer_frontend_cb *cb)
+				   struct bsteer_engine **e,
+				   const struct bsteer_owner_ops *cb, void *arg)
 {
 	static char name[64], prog[PATH_MAX];
 	int err;
@@ -100,7 +115,8 @@ static inline int test_engine_open(struct bsteer_instance_opts *o, const char *t
 		fprintf(stderr, "%s\n", bsteer_errbuf());
 		return -1;
 	}
-	if (!ASSERT_EQ(bsteer_engine_init(e, *in, 0, cb), 0, "engine init"))
+	*e = test_engine_new(*in, cb, arg);
+	if (!ASSERT_TRUE(*e != NULL, "engine init"))
 		return -1;
 	return 0;
 }
@@ -112,7 +128,8 @@ static inline int test_engine_open(struct bsteer_instance_opts *o, const char *t
 static inline void test_read_request(struct bsteer_engine *e, __u32 len,
 				     __u32 *r, __u32 *slot)
 {
-	ASSERT_EQ(bsteer_req_alloc(e, BSTEER_REQ_READ, 0, len, r), 0, "alloc");
+	ASSERT_EQ(bsteer_req_alloc(e, test_owner, BSTEER_REQ_READ, 0, len, r), 0,
+		  "alloc");
 	ASSERT_EQ(bsteer_slot_lease(e, *r, slot), 0, "lease");
 	ASSERT_EQ(bsteer_frontend_op(e, *r, BSTEER_OP_NOP, 0, BSTEER_NO_SLOT, 0, 0),
 		  0, "arrival");

@@ -21,7 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include "serve.h"
+#include "frontend/nbd.h"
 #include "nbd_proto.h"
 
 #define FUZZ_MAX_INPUT	(64 << 10)
@@ -33,10 +33,9 @@ static struct bsteer_server *server(void)
 	if (s)
 		return s;
 	s = calloc(1, sizeof(*s));
-	/* What the handshake reads of the instance and the ring: slot sizes. */
+	/* What the handshake reads of the instance: the slot size (64 per ring). */
 	s->in = calloc(1, sizeof(*s->in));
 	s->in->slot_size = 1 << 20;
-	s->e.slot_count = 64;
 	s->quiet = true;
 	s->nexports = 2;
 	snprintf(s->exports[0].name, sizeof(s->exports[0].name), "disk");
@@ -65,7 +64,7 @@ static void handshake(const uint8_t *d, size_t n)
 	shutdown(sv[0], SHUT_WR);
 	/* Reply bytes pile up in sv[0]; drain them between inputs. */
 	fcntl(sv[0], F_SETFL, O_NONBLOCK);
-	nbd_negotiate(server(), sv[1], &structured);
+	nbd_negotiate(server(), 64, sv[1], &structured);
 	close(sv[1]);
 	close(sv[0]);
 }
@@ -84,7 +83,7 @@ static uint64_t get(const uint8_t **d, size_t *n, size_t bytes)
 
 static void request(const uint8_t *d, size_t n)
 {
-	struct export ex = {};
+	struct bsteer_export ex = {};
 	uint16_t type = get(&d, &n, 2);
 	uint64_t off = get(&d, &n, 8);
 	uint32_t len = get(&d, &n, 4), nerr = get(&d, &n, 1) & 1 ? NBD_EINVAL : 0;

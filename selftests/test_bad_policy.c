@@ -55,9 +55,10 @@ static int run_one(const struct scenario *sc, const char *dir)
 		.nrings = 1, .nreqs = 8, .ntargets = 1,
 	};
 	struct done_log log = {};
-	struct bsteer_frontend_cb cb = { .complete = done_log_cb, .arg = &log };
+	struct bsteer_owner_ops cb = { .complete = done_log_cb };
+	void *cb_arg = &log;
 	struct bsteer_instance *in = NULL;
-	struct bsteer_engine e = {};
+	struct bsteer_engine *e = NULL;
 	static unsigned char buf[SLOT * 4];
 	int sfd = -1, tfd = -1, failed_before = test_failures;
 	bool engine = false;
@@ -76,18 +77,18 @@ static int run_one(const struct scenario *sc, const char *dir)
 	    pwrite(tfd, buf + SLOT, SLOT * 3, 0) != SLOT * 3)
 		goto out;
 
-	if (test_engine_open(&o, sc->policy, sc->policy, &in, &e, &cb))
+	if (test_engine_open(&o, sc->policy, sc->policy, &in, &e, &cb, cb_arg))
 		goto out;
 	engine = true;
 	memset(in->pool, 0x5a, (size_t)NSLOTS * (SLOT + BSTEER_SLOT_HEADROOM));
-	if (!ASSERT_EQ(bsteer_engine_files(&e, &tfd, 1, &sfd, 1), 0, "files"))
+	if (!ASSERT_EQ(bsteer_engine_files(e, &tfd, 1, &sfd, 1), 0, "files"))
 		goto out;
 
-	ASSERT_EQ(bsteer_req_alloc(&e, BSTEER_REQ_WRITE, 0, SLOT, &r), 0, "alloc");
-	ASSERT_EQ(bsteer_slot_lease(&e, r, &s), 0, "lease");
-	ASSERT_EQ(bsteer_frontend_op(&e, r, BSTEER_OP_READ, BSTEER_FRONTEND_FILE(0),
+	ASSERT_EQ(bsteer_req_alloc(e, test_owner, BSTEER_REQ_WRITE, 0, SLOT, &r), 0, "alloc");
+	ASSERT_EQ(bsteer_slot_lease(e, r, &s), 0, "lease");
+	ASSERT_EQ(bsteer_frontend_op(e, r, BSTEER_OP_READ, BSTEER_FRONTEND_FILE(0),
 				     s, SLOT, 0), 0, "payload read");
-	if (!ASSERT_EQ(run_idle(&e, 5), 0, "run to idle"))
+	if (!ASSERT_EQ(run_idle(e, 5), 0, "run to idle"))
 		goto out;
 
 	ASSERT_EQ(log.n, 1, "request completed");
@@ -120,12 +121,12 @@ static int run_one(const struct scenario *sc, const char *dir)
 					 "target unchanged");
 	ASSERT_TRUE(all_bytes(buf + SLOT, SLOT * 2, 0xab),
 		    "target beyond the request unchanged");
-	ASSERT_EQ(bsteer_slots_leaked(&e), 0, "no slot leaked");
-	ASSERT_EQ(bsteer_reqs_free(&e), 8, "request record returned");
+	ASSERT_EQ(bsteer_slots_leaked(e), 0, "no slot leaked");
+	ASSERT_EQ(bsteer_reqs_free(e), 8, "request record returned");
 	ASSERT_EQ(in->stats[BSTEER_ST_VIOLATIONS], 0, "no violation reached the kernel");
 out:
 	if (engine)
-		bsteer_engine_fini(&e);
+		bsteer_engine_free(e);
 	bsteer_instance_close(in);
 	if (sfd >= 0)
 		close(sfd);

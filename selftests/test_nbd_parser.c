@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * The NBD header parser (bpf/nbd.bpf.c), run through its SEC("syscall")
+ * The NBD header parser (bpf/frontend/nbd.bpf.c), run through its SEC("syscall")
  * twin with BPF_PROG_RUN on headers written into map memory: every field
  * of a valid request, and each way a header can be wrong.
  */
@@ -41,6 +41,7 @@ int main(void)
 		.kind = "test", .nslots = 2, .slot_size = 4096, .nrings = 1,
 		.nreqs = 4, .ntargets = 0,
 	};
+	int nbd = bsteer_frontend_id(bsteer_frontend_find("nbd"));
 	struct bsteer_instance *in;
 	char name[64];
 	size_t i;
@@ -50,6 +51,9 @@ int main(void)
 		return test_skip("needs root and kernel BTF");
 	test_instance_name(name, sizeof(name), "parser");
 	o.name = name;
+	if (!ASSERT_TRUE(nbd >= 0, "the nbd frontend is registered"))
+		return TEST_FAIL;
+	o.frontends = 1u << nbd;
 	in = bsteer_instance_open(&o, &err);
 	if (!ASSERT_TRUE(in != NULL, "instance open")) {
 		fprintf(stderr, "%s\n", bsteer_errbuf());
@@ -60,7 +64,7 @@ int main(void)
 		__u32 conn = 7 + i, idx = bsteer_hdr_index(0, conn);
 		unsigned char *h = in->fe_hdr + (size_t)idx * BSTEER_HDR_SIZE;
 		const struct bsteer_blkreq *r = &in->fe_req[idx];
-		__u64 ud = bsteer_parse_ud(BSTEER_PARSER_NBD, 0, conn, i + 1);
+		__u64 ud = bsteer_parse_ud(nbd, 0, conn, i + 1);
 		__u64 cookie = 0x1122334455667788ull + i, v64;
 		__u32 v32;
 		__u16 v16;

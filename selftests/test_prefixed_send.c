@@ -21,9 +21,10 @@ int main(void)
 		.slot_size = SLOT, .nrings = 1, .nreqs = 8, .ntargets = 1,
 	};
 	struct kept k = {};
-	struct bsteer_frontend_cb cb = { .complete = keep_cb, .arg = &k };
+	struct bsteer_owner_ops cb = { .complete = keep_cb };
+	void *cb_arg = &k;
 	struct bsteer_instance *in = NULL;
-	struct bsteer_engine e = {};
+	struct bsteer_engine *e = NULL;
 	static unsigned char data[LEN], got[HDR + LEN];
 	unsigned char hdr[HDR];
 	char path[] = "/tmp/bsteer-prefixed.XXXXXX";
@@ -49,33 +50,33 @@ int main(void)
 	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
 	fcntl(sv[1], F_SETFL, O_NONBLOCK);
 
-	if (test_engine_open(&o, "prefixed", "passthrough", &in, &e, &cb))
+	if (test_engine_open(&o, "prefixed", "passthrough", &in, &e, &cb, cb_arg))
 		goto out;
 	engine = true;
-	if (!ASSERT_EQ(bsteer_engine_files(&e, &tfd, 1, &sv[0], 1), 0, "files"))
+	if (!ASSERT_EQ(bsteer_engine_files(e, &tfd, 1, &sv[0], 1), 0, "files"))
 		goto out;
 
 	/* A READ of the target into a slot, decided by passthrough. */
-	test_read_request(&e, LEN, &r, &slot);
+	test_read_request(e, LEN, &r, &slot);
 	if (!ASSERT_EQ(k.n, 1, "request finished") || !ASSERT_EQ(k.err, 0, "read ok"))
 		goto out;
 	ASSERT_EQ(memcmp(bsteer_slot_data(in, slot), data, LEN), 0, "slot holds the data");
 
-	ASSERT_EQ(bsteer_frontend_send_prefixed(&e, r, BSTEER_FRONTEND_FILE(0), slot,
+	ASSERT_EQ(bsteer_frontend_send_prefixed(e, r, BSTEER_FRONTEND_FILE(0), slot,
 						BSTEER_SLOT_HEADROOM + 1, 512),
 		  -EINVAL, "prefix larger than the headroom refused");
-	ASSERT_EQ(bsteer_frontend_send_prefixed(&e, r, BSTEER_FRONTEND_FILE(0), slot,
+	ASSERT_EQ(bsteer_frontend_send_prefixed(e, r, BSTEER_FRONTEND_FILE(0), slot,
 						HDR, SLOT),
 		  -EINVAL, "prefix and data larger than the slot refused");
 
 	memcpy(bsteer_slot_data(in, slot) - HDR, hdr, HDR);
-	ASSERT_EQ(bsteer_frontend_send_prefixed(&e, r, BSTEER_FRONTEND_FILE(0), slot,
+	ASSERT_EQ(bsteer_frontend_send_prefixed(e, r, BSTEER_FRONTEND_FILE(0), slot,
 						HDR, LEN), 0, "prefixed send");
 	end = bsteer_now_ns() + 5000000000ull;
 	while (have < sizeof(got) && bsteer_now_ns() < end) {
 		ssize_t n;
 
-		bsteer_engine_run_timeout(&e, 0, 0);
+		bsteer_engine_run_timeout(e, 0, 0);
 		n = read(sv[1], got + have, sizeof(got) - have);
 		if (n > 0)
 			have += n;
@@ -85,16 +86,16 @@ int main(void)
 	ASSERT_EQ(have, sizeof(got), "header and data all arrived");
 	ASSERT_EQ(memcmp(got, hdr, HDR), 0, "the header first");
 	ASSERT_EQ(memcmp(got + HDR, data, LEN), 0, "then the data, unchanged");
-	ASSERT_EQ(run_idle(&e, 5), 0, "send to idle");
+	ASSERT_EQ(run_idle(e, 5), 0, "send to idle");
 	ASSERT_TRUE(in->stats[BSTEER_ST_OPS_SHORT] > 0, "the socket took it in pieces");
 	ASSERT_EQ(in->stats[BSTEER_ST_DEC_REJECTED], 0, "every rest accepted");
-	bsteer_req_put(&e, r);
+	bsteer_req_put(e, r);
 	ASSERT_EQ(in->meta[slot].state, BSTEER_SLOT_FREE, "slot free after the put");
-	ASSERT_EQ(bsteer_slots_leaked(&e), 0, "no slot leaked");
+	ASSERT_EQ(bsteer_slots_leaked(e), 0, "no slot leaked");
 	rc = test_failures ? TEST_FAIL : TEST_PASS;
 out:
 	if (engine)
-		bsteer_engine_fini(&e);
+		bsteer_engine_free(e);
 	bsteer_instance_close(in);
 	if (tfd >= 0)
 		close(tfd);

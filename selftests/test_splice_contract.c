@@ -23,9 +23,10 @@ static void run(const char *policy, bool hostile)
 		.nreqs = 8, .ntargets = 1,
 	};
 	struct kept k = {};
-	struct bsteer_frontend_cb cb = { .complete = keep_cb, .arg = &k };
+	struct bsteer_owner_ops cb = { .complete = keep_cb };
+	void *cb_arg = &k;
 	struct bsteer_instance *in = NULL;
-	struct bsteer_engine e = {};
+	struct bsteer_engine *e = NULL;
 	char path[] = "/tmp/bsteer-splice.XXXXXX";
 	int tfd, pfd;
 	bool engine = false;
@@ -42,22 +43,22 @@ static void run(const char *policy, bool hostile)
 	    !ASSERT_EQ(pwrite(tfd, after, LEN, LEN), LEN, "guard written"))
 		goto out;
 
-	if (test_engine_open(&o, policy, policy, &in, &e, &cb))
+	if (test_engine_open(&o, policy, policy, &in, &e, &cb, cb_arg))
 		goto out;
 	engine = true;
 	memset(in->pool, 0x5a, (size_t)2 * (SLOT + BSTEER_SLOT_HEADROOM));
-	if (!ASSERT_EQ(bsteer_engine_splice(&e), 0, "pipes for the slots") ||
-	    !ASSERT_EQ(bsteer_engine_files(&e, &tfd, 1, NULL, 0), 0, "files"))
+	if (!ASSERT_EQ(bsteer_engine_splice(e), 0, "pipes for the slots") ||
+	    !ASSERT_EQ(bsteer_engine_files(e, &tfd, 1, NULL, 0), 0, "files"))
 		goto out;
 
-	test_read_request(&e, LEN, &r, &slot);
+	test_read_request(e, LEN, &r, &slot);
 	if (!ASSERT_EQ(k.n, 1, "request finished"))
 		goto out;
 	ASSERT_EQ(in->stats[BSTEER_ST_SPLICED_READS], 1, "the read was spliced");
 	ASSERT_TRUE(bsteer_slot_data(in, slot)[0] == 0x5a &&
 		    !memcmp(bsteer_slot_data(in, slot), bsteer_slot_data(in, slot) + 1,
 			    LEN - 1), "the slot's memory was not written");
-	pfd = bsteer_slot_pipe(&e, slot, &len);
+	pfd = bsteer_slot_pipe(e, slot, &len);
 	if (hostile) {
 		ASSERT_EQ(k.err, -EIO, "the request failed");
 		ASSERT_GE(in->stats[BSTEER_ST_DEC_REJECTED], 1, "the write was refused");
@@ -70,21 +71,21 @@ static void run(const char *policy, bool hostile)
 		    ASSERT_EQ(len, LEN, "all of it")) {
 			ASSERT_EQ(read(pfd, got, LEN), LEN, "pipe read");
 			ASSERT_EQ(memcmp(got, data, LEN), 0, "the file's bytes");
-			bsteer_slot_pipe_sent(&e, slot, LEN);
+			bsteer_slot_pipe_sent(e, slot, LEN);
 		}
 	}
-	bsteer_req_put(&e, r);
+	bsteer_req_put(e, r);
 
 	/* The next lease of the same slot (LIFO) starts with an empty pipe. */
-	ASSERT_EQ(bsteer_req_alloc(&e, BSTEER_REQ_READ, 0, LEN, &r), 0, "alloc again");
-	ASSERT_EQ(bsteer_slot_lease(&e, r, &slot2), 0, "lease again");
+	ASSERT_EQ(bsteer_req_alloc(e, test_owner, BSTEER_REQ_READ, 0, LEN, &r), 0, "alloc again");
+	ASSERT_EQ(bsteer_slot_lease(e, r, &slot2), 0, "lease again");
 	ASSERT_EQ(slot2, slot, "the same slot");
-	ASSERT_EQ(bsteer_slot_pipe(&e, slot2, &len), -1, "its pipe is empty");
-	bsteer_req_abandon(&e, r);
-	ASSERT_EQ(bsteer_slots_leaked(&e), 0, "no slot leaked");
+	ASSERT_EQ(bsteer_slot_pipe(e, slot2, &len), -1, "its pipe is empty");
+	bsteer_req_abandon(e, r);
+	ASSERT_EQ(bsteer_slots_leaked(e), 0, "no slot leaked");
 out:
 	if (engine)
-		bsteer_engine_fini(&e);
+		bsteer_engine_free(e);
 	bsteer_instance_close(in);
 	close(tfd);
 }

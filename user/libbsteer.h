@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * libbsteer: the instance (loaded programs, pinned and mapped state), the
- * policy loader, and the per-thread engine that executes decisions.
+ * libbsteer, the public API: what frontends, targets, policies' userspace
+ * halves and the command line may use. The core (user/core/) implements
+ * it and names no protocol; modules plug in through the ops tables and
+ * registries below. Engine internals are in core/engine.h, for the core
+ * alone.
  *
  * Functions return 0 or -errno; those that return a pointer take int *err.
  * Only the CLI prints. A failing function may leave a one-line reason in
@@ -15,11 +18,49 @@
 #include <stdio.h>
 #include <stdint.h>
 #include <limits.h>
+#include <linux/falloc.h>
 #include "compat.h"
 #include "bsteer.h"
 
 #define BSTEER_PIN_ROOT		"/sys/fs/bpf/bsteer"
 #define BSTEER_NAME_MAX		32
+
+/* ---- errors, time, numbers, JSON, histograms ---- */
+
+const char *bsteer_errbuf(void);
+void bsteer_set_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+__u64 bsteer_now_ns(void);
+int bsteer_parse_size(const char *s, __u64 *out);
+void bsteer_human_bytes(double b, char *out, size_t len);
+int bsteer_proc_start_time(int pid, __u64 *out);
+/* 0, or -EPERM after telling @who which capabilities it lacks. */
+int bsteer_check_privileges(const char *who);
+
+struct bsteer_json {
+	FILE *f;
+	int depth;
+	bool first[16];
+};
+void json_begin(struct bsteer_json *j, FILE *f);
+void json_obj(struct bsteer_json *j, const char *key);
+void json_arr(struct bsteer_json *j, const char *key);
+void json_end_obj(struct bsteer_json *j);
+void json_end_arr(struct bsteer_json *j);
+void json_u64(struct bsteer_json *j, const char *key, unsigned long long v);
+void json_i64(struct bsteer_json *j, const char *key, long long v);
+void json_dbl(struct bsteer_json *j, const char *key, double v);
+void json_str(struct bsteer_json *j, const char *key, const char *v);
+void json_bool(struct bsteer_json *j, const char *key, bool v);
+void json_finish(struct bsteer_json *j);
+
+/* Log2 histograms, printed the way libbpf-tools print them. */
+#define BSTEER_HIST_SLOTS	48
+unsigned int bsteer_log2_slot(__u64 v);
+void bsteer_print_log2_hist(FILE *f, const __u64 *slots, const char *unit);
+/* @key: [{"lo":..,"hi":..,"count":..}, ...] for the non-empty slots. */
+void json_hist(struct bsteer_json *j, const char *key, const __u64 *slots);
+
+/* ---- the instance: loaded programs, pinned and mapped state ---- */
 
 /* Maps pinned for every instance, by name. Policies reuse them by name. */
 enum bsteer_map_id {
@@ -43,75 +84,12 @@ enum bsteer_map_id {
 	BSTEER_MAP_RING_CLAIM,
 	BSTEER_MAP_FE_HDR,
 	BSTEER_MAP_FE_REQ,
+	BSTEER_MAP_FE_STATS,
 	BSTEER_MAP_PARSERS,
 	BSTEER_MAP__MAX,
 };
 
 extern const char *const bsteer_map_names[BSTEER_MAP__MAX];
-
-const char *bsteer_errbuf(void);
-void bsteer_set_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* A policy's configuration word, by name (map "cfg"). */
-enum bsteer_cfg_kind {
-	BSTEER_CFG_U64,
-	BSTEER_CFG_SIZE,		/* bytes, a multiple of 4096 */
-	BSTEER_CFG_ENUM,		/* one of names[] */
-};
-
-struct bsteer_cfg_key {
-	const char *name;
-	__u32 word;			/* index in cfg.word[] */
-	enum bsteer_cfg_kind kind;
-	bool fixed;			/* part of the layout: set at start only */
-	const char *const *names;	/* BSTEER_CFG_ENUM */
-	__u64 def;			/* what 0 means to the policy */
-	const char *help;
-};
-
-#define BSTEER_PF_TABLE		0x1	/* steered by "redirect_table" */
-#define BSTEER_PF_BASE_RDONLY	0x2	/* leg 0 is never written */
-#define BSTEER_PF_NO_ZEROES	0x4	/* no WRITE_ZEROES */
-
-/* Policies built into the binary (user/policies.c). */
-struct bsteer_policy_desc {
-	const char *name;
-	const char *summary;
-	__u32 id;			/* enum bsteer_policy_id */
-	const void *(*elf_bytes)(size_t *sz);
-	const struct bsteer_cfg_key *keys;
-	__u32 min_legs, max_legs;
-	/* Export size from the legs' sizes under this layout. */
-	__u64 (*export_size)(const struct bsteer_cfg *cfg, const __u64 *sizes,
-			     __u32 n);
-	__u32 flags;			/* BSTEER_PF_* */
-};
-extern const struct bsteer_policy_desc bsteer_policies[];
-const struct bsteer_policy_desc *bsteer_policy_find(const char *name);
-const struct bsteer_cfg_key *bsteer_cfg_key_find(const struct bsteer_policy_desc *d,
-						 const char *key);
-int bsteer_cfg_parse(const struct bsteer_cfg_key *k, const char *val, __u64 *out);
-void bsteer_cfg_format(const struct bsteer_cfg_key *k, __u64 v, char *out,
-		       size_t len);
-/*
- * The data layout a policy (built-in name or .bpf.o path) declares with
- * BSTEER_LAYOUT(); "" if it declares none.
- */
-int bsteer_policy_layout(const char *spec, char *out, size_t len);
-/*
- * Apply one KEY=VALUE setting to a policy's cfg words (or, "map.N=RANGE",
- * "map.N=-", to the redirect table @table_fd). @live refuses changes to
- * keys that fix the data layout. "word.N=V" sets a raw word.
- */
-int bsteer_policy_setting(const struct bsteer_policy_desc *d,
-			  struct bsteer_cfg *cfg, int table_fd, const char *kv,
-			  bool live);
-/* Redirect ranges as text: START+LEN@LEG:OFFSET. */
-int bsteer_range_parse(const char *s, struct bsteer_range *r);
-void bsteer_range_format(const struct bsteer_range *r, char *out, size_t len);
-__u32 bsteer_table_count(int fd);
-/* The layout as an instance records it, given its most legs per export. */
-void bsteer_layout_norm(char *layout, size_t len, __u32 legs);
 
 struct bsteer_instance_opts {
 	const char *name;
@@ -123,6 +101,7 @@ struct bsteer_instance_opts {
 	__u32 nreqs;
 	__u32 ntargets;
 	__u32 legs;			/* most legs of one export (layout) */
+	__u32 frontends;		/* bit i: frontend id i, whose parser to install */
 	bool no_complete_hook;		/* leave the completion hook detached */
 	bool verbose;
 };
@@ -156,7 +135,8 @@ struct bsteer_instance {
 	struct bsteer_info *info;
 	unsigned char *fe_hdr;		/* BSTEER_HDR_SIZE per entry */
 	struct bsteer_blkreq *fe_req;
-	int parser_sys_fd[1];		/* twins, by BSTEER_PARSER_* */
+	__u64 *fe_stats;		/* BSTEER_FE_COUNTERS per frontend id */
+	int parser_sys_fd[BSTEER_FRONTEND_IDS];	/* the parsers' twins */
 	size_t map_len[BSTEER_MAP__MAX];
 	void *map_mem[BSTEER_MAP__MAX];
 };
@@ -169,14 +149,21 @@ static inline unsigned char *bsteer_slot_data(const struct bsteer_instance *in,
 	       BSTEER_SLOT_HEADROOM;
 }
 
+/* The header area of frontend connection @conn on ring @ring (fe_hdr). */
+static inline unsigned char *bsteer_hdr(const struct bsteer_instance *in,
+					__u32 ring, __u32 conn)
+{
+	return in->fe_hdr + (size_t)BSTEER_HDR_SIZE * bsteer_hdr_index(ring, conn);
+}
+
+void bsteer_stat_add(struct bsteer_instance *in, enum bsteer_stat s, __u64 v);
+
 /* Route libbpf's messages: all of them with @verbose, else warnings to errbuf. */
 void bsteer_libbpf_setup(bool verbose);
 /* The live instance owned by process @pid: 0 and its name, or -ENOENT. */
 int bsteer_instance_of_pid(int pid, char *name, size_t len);
 int bsteer_ensure_bpffs(void);
 int bsteer_name_valid(const char *name);
-/* 0, or -EPERM after telling @who which capabilities it lacks. */
-int bsteer_check_privileges(const char *who);
 struct bsteer_instance *bsteer_instance_open(const struct bsteer_instance_opts *o,
 					     int *err);
 void bsteer_instance_close(struct bsteer_instance *in);
@@ -189,6 +176,110 @@ struct bsteer_pins {
 int bsteer_pins_open(struct bsteer_pins *p, const char *name);
 void bsteer_pins_close(struct bsteer_pins *p);
 void *bsteer_map_mmap(int fd, size_t *len, bool writable);
+
+/*
+ * Parse a frontend header with its parser's syscall twin, when the hook did
+ * not (fe_req's stamp is not @ud). Returns 0 or -errno.
+ */
+int bsteer_parse_fallback(struct bsteer_instance *in, __u64 ud, __s32 res);
+
+/* ---- policies: the loader, and the built-in policies' descriptors ---- */
+
+/* A policy's configuration word, by name (map "cfg"). */
+enum bsteer_cfg_kind {
+	BSTEER_CFG_U64,
+	BSTEER_CFG_SIZE,		/* bytes, a multiple of 4096 */
+	BSTEER_CFG_ENUM,		/* one of names[] */
+};
+
+struct bsteer_cfg_key {
+	const char *name;
+	__u32 word;			/* index in cfg.word[] */
+	enum bsteer_cfg_kind kind;
+	bool fixed;			/* part of the layout: set at start only */
+	const char *const *names;	/* BSTEER_CFG_ENUM */
+	__u64 def;			/* what 0 means to the policy */
+	const char *help;
+};
+
+#define BSTEER_PF_BASE_RDONLY	0x1	/* leg 0 is never written */
+#define BSTEER_PF_NO_ZEROES	0x2	/* no WRITE_ZEROES */
+#define BSTEER_PF_REPLICAS	0x4	/* every leg holds the whole export */
+
+struct bsteer_export;
+struct bsteer_policy_run;
+
+/*
+ * A policy built into the binary: its BPF object, its settings, its layout
+ * rules, and its userspace half (the hooks, all optional), so that the
+ * server names no policy. user/policy/registry.c lists them.
+ */
+struct bsteer_policy_desc {
+	const char *name;
+	const char *summary;
+	__u32 id;			/* enum bsteer_policy_id */
+	const void *(*elf_bytes)(size_t *sz);
+	const struct bsteer_cfg_key *keys;
+	__u32 min_legs, max_legs;
+	/* Export size from the legs' sizes under this layout. */
+	__u64 (*export_size)(const struct bsteer_cfg *cfg, const __u64 *sizes,
+			     __u32 n);
+	__u32 flags;			/* BSTEER_PF_* */
+	/*
+	 * An export's KEY=VALUE that is not a cfg key (map=, cowmap=):
+	 * 0 taken, -ENOENT not this policy's, or -errno with a reason.
+	 */
+	int (*option)(struct bsteer_policy_run *p, const struct bsteer_export *ex,
+		      const char *kv);
+	/*
+	 * bsteer policy config on a running instance: KEY=VALUE of a key of
+	 * its own (-ENOENT: not one), and showing those (@j NULL: as text).
+	 */
+	int (*config)(struct bsteer_pins *pins, const char *key, const char *val);
+	void (*config_show)(struct bsteer_pins *pins, struct bsteer_json *j);
+	/* Before its legs open (@ex's fds are -1), and once they have. */
+	int (*legs_prepare)(struct bsteer_policy_run *p, struct bsteer_export *ex);
+	int (*legs_opened)(struct bsteer_policy_run *p, struct bsteer_export *ex,
+			   __u64 *sizes);
+	/* The instance exists: fill the policy's maps from its settings. */
+	int (*setup)(struct bsteer_policy_run *p, struct bsteer_instance *in,
+		     struct bsteer_export *exports, int nexports);
+	/* A FLUSH or FUA write finished: make the policy's own state stable. */
+	int (*sync)(struct bsteer_policy_run *p);
+	void (*close)(struct bsteer_policy_run *p);
+};
+
+/* A policy as a server runs it: the exports' settings, and its own state. */
+struct bsteer_policy_run {
+	const char *name;		/* built-in name, or a .bpf.o path */
+	const struct bsteer_policy_desc *d;	/* NULL: a .bpf.o file */
+	struct bsteer_cfg cfg;
+	__u64 size;			/* the export's size if set, 0: the legs' */
+	__u32 legs;			/* most legs of one export */
+	__u32 slot_size;		/* the instance's */
+	void *priv;			/* the userspace half's own */
+};
+
+extern const struct bsteer_policy_desc bsteer_policies[];
+const struct bsteer_policy_desc *bsteer_policy_find(const char *name);
+const struct bsteer_cfg_key *bsteer_cfg_key_find(const struct bsteer_policy_desc *d,
+						 const char *key);
+int bsteer_cfg_parse(const struct bsteer_cfg_key *k, const char *val, __u64 *out);
+void bsteer_cfg_format(const struct bsteer_cfg_key *k, __u64 v, char *out,
+		       size_t len);
+/*
+ * The data layout a policy (built-in name or .bpf.o path) declares with
+ * BSTEER_LAYOUT(); "" if it declares none.
+ */
+int bsteer_policy_layout(const char *spec, char *out, size_t len);
+/*
+ * Apply one KEY=VALUE setting to a policy's cfg words. @live refuses
+ * changes to keys that fix the data layout. "word.N=V" sets a raw word.
+ */
+int bsteer_policy_setting(const struct bsteer_policy_desc *d,
+			  struct bsteer_cfg *cfg, const char *kv, bool live);
+/* The layout as an instance records it, given its most legs per export. */
+void bsteer_layout_norm(char *layout, size_t len, __u32 legs);
 
 /*
  * Load a policy (built-in name, or path to a .bpf.o) against the maps in
@@ -204,186 +295,108 @@ int bsteer_policy_activate(const char *dir, const int *map_fd, const char *name)
 int bsteer_prog_in_array(int map_fd, char *out, size_t len, __u32 *id);
 /* The active policy's name, from the hook program's name (NAME_tp). */
 int bsteer_active_policy(int policy_map_fd, char *out, size_t len);
-/*
- * Parse a frontend header with the parser's syscall twin, when the hook did
- * not (fe_req's stamp is not @ud). Returns 0 or -errno.
- */
-int bsteer_parse_fallback(struct bsteer_instance *in, __u64 ud, __s32 res);
 /* Name of a policy spec ("mirror", or the file's base name without .bpf.o). */
 void bsteer_policy_name(const char *spec, char *out, size_t len);
 
-/* ---- engine: one ring, one thread ---- */
+/* ---- the engine: one ring, one thread ---- */
 
 struct bsteer_engine;
 
-struct bsteer_frontend_cb {
+struct bsteer_engine_opts {
+	bool verbose;
+	/*
+	 * Inline I/O: a target file that io_uring cannot do I/O on without
+	 * a worker thread (no FMODE_NOWAIT: tmpfs) is served by the ring's
+	 * own thread; with inline_writes, also small one-leg writes to a
+	 * file whose buffered writes io_uring would punt (ext4). The file
+	 * target reads these when it attaches.
+	 */
+	bool inline_io;
+	bool inline_writes;
+	/* Remote targets: no progress this long with ops out fails them. */
+	__u32 target_timeout_ms;
+};
+
+struct bsteer_engine *bsteer_engine_new(struct bsteer_instance *in,
+					__u32 ring, const struct bsteer_engine_opts *o,
+					int *err);
+void bsteer_engine_free(struct bsteer_engine *e);
+struct bsteer_instance *bsteer_engine_instance(const struct bsteer_engine *e);
+const struct bsteer_engine_opts *bsteer_engine_opts(const struct bsteer_engine *e);
+__u32 bsteer_engine_ring(const struct bsteer_engine *e);
+/* This ring's share of the slots, and of the request records. */
+__u32 bsteer_engine_slots(const struct bsteer_engine *e);
+__u32 bsteer_engine_reqs(const struct bsteer_engine *e);
+/* Request @req's place in this ring's share, 0 .. bsteer_engine_reqs() - 1. */
+__u32 bsteer_engine_req_index(const struct bsteer_engine *e, __u32 req);
+/* Ops per ring (requests times BSTEER_REQ_OPS), and an op's place among them. */
+__u32 bsteer_engine_nops(const struct bsteer_engine *e);
+/* The op index of completion @ud of ours on this ring, or -1. */
+int bsteer_engine_op_of(const struct bsteer_engine *e, __u64 ud);
+/*
+ * CLOCK_MONOTONIC when the last wait returned: what the requests of one
+ * batch are stamped with (one clock read per batch).
+ */
+__u64 bsteer_engine_now(const struct bsteer_engine *e);
+
+/*
+ * The one way to get an SQE: the next free one, after submitting what is
+ * queued if the queue is full. NULL only if even that fails.
+ */
+struct io_uring_sqe *bsteer_engine_sqe(struct bsteer_engine *e);
+/* Make room for @n SQEs, so that the next @n go in without a submit. */
+void bsteer_engine_reserve(struct bsteer_engine *e, unsigned n);
+
+/*
+ * Owners: whoever starts requests (a frontend, a copy, a rebuild, the
+ * final flush). The engine tells the owner of a request how it ended,
+ * and hands it the completions of its own SQEs: those it tagged with
+ * bsteer_owner_ud(), and the header receives of the parser it claims.
+ */
+struct bsteer_owner_ops {
 	/*
 	 * The policy finished a request: err is 0 or -errno; req->len holds
 	 * the payload. Runs before the request's lease is released, so it
 	 * may still send from the slot (bsteer_frontend_op).
 	 */
-	void (*complete)(void *arg, struct bsteer_engine *e, __u32 req, int err);
+	void (*complete)(void *arg, __u32 req, int err);
 	/* A frontend op is over (res: its last completion's result). */
-	void (*frontend_done)(void *arg, struct bsteer_engine *e, __u32 req,
-			      __u32 op, int res);
-	/* A completion of an SQE the frontend wrote itself. */
-	void (*cqe)(void *arg, struct bsteer_engine *e,
-		    const struct io_uring_cqe *cqe);
-	void *arg;
+	void (*op_done)(void *arg, __u32 req, __u32 op, int res);
+	/* A completion of one of its own SQEs. */
+	void (*cqe)(void *arg, const struct io_uring_cqe *cqe);
 };
 
-/* Called once a lent (foreign) buffer is back: released and no op holds it. */
-typedef void (*bsteer_release_fn)(void *arg, __u32 slot);
-
-/*
- * The engine's own record of each lease. The copy in slot_meta is what BPF
- * and observers see; a policy can write that one, so checks use this.
- */
-struct bsteer_slot_priv {
-	__u32 owner;			/* request holding the lease */
-	__u32 gen;
-	__u32 inflight;			/* SQEs out on the slot */
-	__u8 state;			/* enum bsteer_slot_state */
-	__u8 dir;			/* BSTEER_DIR_* */
-	__u16 piping;			/* io_uring SPLICEs into its pipe */
-	bsteer_release_fn release;	/* lent buffer: who gets it back */
-	void *release_arg;
-	int pipe[2];			/* see splice_reads; -1: none */
-	__u32 pipe_fill;		/* bytes of its data in the pipe */
-};
-
-/* What the executor put in flight for (request, op). */
-struct bsteer_op_priv {
-	__u32 slot;
-	__u16 target;
-	__u8 frontend;
-	__u8 opcode;
-	__u32 slot_off;
-	__u32 len;
-	__u32 prefix;			/* headroom bytes before slot_off 0 */
-	__s32 res;			/* what its completion returned */
-	__u8 piped;			/* an io_uring SPLICE into the pipe */
-	struct __kernel_timespec wait;	/* BSTEER_OP_WAIT's timeout */
-};
-
-struct bsteer_engine_stats {
-	__u64 executed;
-	__u64 rejected;
-	__u64 fallback;
-	__u64 missing;
-};
-
-struct bsteer_engine {
-	struct bsteer_instance *in;
-	struct io_uring ring;
-	bool ring_ok;
-	__u32 id;
-	__u32 slot_base, slot_count;
-	__u32 req_base, req_count;
-	__u32 *req_stack;
-	__u32 req_top;
-	/* Private state, indexed from slot_base / req_base. */
-	struct bsteer_slot_priv *slot;
-	struct bsteer_op_priv *op;	/* req_count * BSTEER_REQ_OPS */
-	__u8 *submitted;		/* per request: ops not yet answered */
-	__u8 *req_state;		/* enum bsteer_req_state */
-	__u8 *req_keep;			/* frontend still sends from it */
-	__u32 *req_slot;		/* the request's data lease */
-	__u16 *req_issued;		/* policy ops submitted, ever */
-	__u32 ntargets;
-	struct bsteer_frontend_cb cb;
-	struct bsteer_cqe pending[BSTEER_BATCH];
-	__u32 npending;
-	__u64 inflight_sqes;
-	int twin_fd;			/* active policy's syscall twin */
-	__u32 twin_id;
-	bool verbose;
-	struct bsteer_engine_stats st;
-	struct bsteer_upstreams *up;	/* NBD upstream targets, or NULL */
-	/*
-	 * CLOCK_MONOTONIC when the last wait returned: what the requests of
-	 * one batch are stamped with (one clock read per batch, not four
-	 * per request).
-	 */
-	__u64 now_ns;
-	/*
-	 * Inline targets (set inline_io before bsteer_engine_files): a
-	 * target file that io_uring cannot do I/O on without a worker thread
-	 * (no FMODE_NOWAIT: tmpfs, for one) is served by this thread itself.
-	 * A policy op on it is the plain syscall (pread() into the slot for
-	 * reads of up to 64 KiB; pwrite() from it, fsync, fallocate), done at
-	 * once; then a NOP posts the result under the op's user_data, and the
-	 * hook and the policy see the op complete as ever. No io-wq, no
-	 * context switch, the same one copy.
-	 */
-	bool inline_io;
-	int inl_fd[BSTEER_MAX_TARGETS];	/* -1: io_uring does its I/O */
-	/*
-	 * Also (set with inline_io, before the files): a one-leg WRITE of up
-	 * to 64 KiB to a file whose buffered writes io_uring would punt
-	 * (ext4) is a pwrite() here. Such a write can sleep on the journal or
-	 * on dirty-page throttling, and the ring's other clients wait with
-	 * it: the caller's choice.
-	 */
-	bool inline_writes;
-	int inl_wr_fd[BSTEER_MAX_TARGETS];	/* -1: not so */
-	/*
-	 * Spliced reads (bsteer_engine_splice): each slot also has a pipe.
-	 * A policy READ longer than BSTEER_SPLICE_ABOVE marked
-	 * BSTEER_OPF_REPLY is spliced from the target's page cache into the
-	 * pipe instead of being copied into the slot, and the frontend
-	 * splices the pipe into its socket: the server copies nothing.
-	 */
-	bool splice_reads;
-};
-
-int bsteer_engine_init(struct bsteer_engine *e, struct bsteer_instance *in,
-		       __u32 ring_id, const struct bsteer_frontend_cb *cb);
-/* Is target @t served inline (see inline_io)? */
-static inline bool bsteer_engine_inline(const struct bsteer_engine *e, __u32 t)
+#define BSTEER_OWNERS		16
+/* Register an owner: its id (>= 0), or -ENOSPC. */
+int bsteer_engine_owner(struct bsteer_engine *e, const struct bsteer_owner_ops *ops,
+			void *arg);
+/* Header receives tagged for parser @parser go to owner @owner. */
+int bsteer_engine_owner_parser(struct bsteer_engine *e, int owner, __u32 parser);
+static inline __u64 bsteer_owner_ud(int owner, __u64 low)
 {
-	return t < BSTEER_MAX_TARGETS && e->inl_fd[t] >= 0;
+	return bsteer_ud_tagged(BSTEER_UD_OWNER, owner, low);
 }
-void bsteer_engine_fini(struct bsteer_engine *e);
+
 /*
  * Files: targets[0..ntargets) are legs; frontend files (sources, client
  * sockets) follow at BSTEER_FRONTEND_FILE(k), k < BSTEER_FRONTEND_FILES.
+ * A target with no module attached is a plain file that io_uring reads
+ * and writes (bsteer_uring_target).
  */
 #define BSTEER_FRONTEND_FILES	1024
 #define BSTEER_FRONTEND_FILE(k)	(BSTEER_MAX_TARGETS + (k))
 int bsteer_engine_files(struct bsteer_engine *e, const int *targets,
 			__u32 ntargets, const int *frontend, __u32 nfrontend);
-/*
- * An upstream target: target @target's file is @fd, a connection to an NBD
- * server past its handshake (user/be_nbd.c). Ops on it become NBD requests
- * on this ring. Call after bsteer_engine_files(); again, with a new
- * connection, once the old one has failed and has nothing in flight.
- */
-struct bsteer_nbd_info {
-	__u64 size;
-	__u16 flags;		/* NBD transmission flags */
-	__u32 min_block;	/* 0 if the server did not say */
-	__u32 max_block;
-	/* Set by the caller: no progress this long with requests out fails
-	 * the connection (0: 30 s). */
-	__u32 timeout_ms;
-};
-int bsteer_engine_upstream(struct bsteer_engine *e, __u32 target, int fd,
-			   const struct bsteer_nbd_info *info);
-/* Is target @target's upstream connection still up? */
-bool bsteer_engine_upstream_alive(const struct bsteer_engine *e, __u32 target);
 /* Put @fd in place of target @t's file (a leg opened again). */
 int bsteer_engine_target_file(struct bsteer_engine *e, __u32 t, int fd);
 /* Put @fd (or -1 to clear) at frontend file @k. */
 int bsteer_engine_frontend_file(struct bsteer_engine *e, __u32 k, int fd);
-/* Make room for @n SQEs, so the next @n are written without a submit. */
-void bsteer_engine_reserve(struct bsteer_engine *e, unsigned n);
 /* Which targets a request's policy may use (default: all of them). */
 int bsteer_req_set_legs(struct bsteer_engine *e, __u32 req, __u32 base,
 			__u32 count);
 
-int bsteer_req_alloc(struct bsteer_engine *e, __u8 type, __u64 offset,
-		     __u32 len, __u32 *req);
+int bsteer_req_alloc(struct bsteer_engine *e, int owner, __u8 type,
+		     __u64 offset, __u32 len, __u32 *req);
 /*
  * From the complete callback: keep the request and its lease after the
  * policy finished it (to send a reply from the slot). bsteer_req_put()
@@ -396,7 +409,10 @@ void bsteer_req_abandon(struct bsteer_engine *e, __u32 req);
 int bsteer_slot_lease(struct bsteer_engine *e, __u32 req, __u32 *slot);
 /*
  * Give every slot of the ring a pipe that holds a slot's worth, and turn
- * spliced reads on (see splice_reads). 0, or -errno (then they stay off).
+ * spliced reads on: a policy READ longer than BSTEER_SPLICE_ABOVE marked
+ * BSTEER_OPF_REPLY, on a target that can splice, goes from the page cache
+ * into the pipe instead of the slot, and the frontend splices the pipe
+ * into its socket. 0, or -errno (then they stay off).
  */
 #define BSTEER_SPLICE_ABOVE	(64u << 10)
 int bsteer_engine_splice(struct bsteer_engine *e);
@@ -408,15 +424,17 @@ int bsteer_engine_splice(struct bsteer_engine *e);
 int bsteer_slot_pipe(struct bsteer_engine *e, __u32 slot, __u32 *len);
 void bsteer_slot_pipe_sent(struct bsteer_engine *e, __u32 slot, __u32 len);
 /*
- * Lease a slot whose memory a device lends (a ublk or AF_XDP frontend):
+ * Lease a slot whose memory a device lends (a FUSE ring entry's payload):
  * @fn runs once the owner released it and its last op completed, before
  * the slot can be leased again.
  */
+typedef void (*bsteer_release_fn)(void *arg, __u32 slot);
 int bsteer_slot_lend(struct bsteer_engine *e, __u32 req, bsteer_release_fn fn,
 		     void *arg, __u32 *slot);
 void bsteer_slot_release(struct bsteer_engine *e, __u32 slot);
 __u32 bsteer_slots_free(struct bsteer_engine *e);
 __u32 bsteer_reqs_free(struct bsteer_engine *e);
+__u32 bsteer_slots_leaked(struct bsteer_engine *e);
 /* Start the frontend's op of a request (payload receive, or arrival NOP). */
 int bsteer_frontend_op(struct bsteer_engine *e, __u32 req, __u8 opcode,
 		       __u32 file, __u32 slot, __u32 len, __u64 offset);
@@ -443,41 +461,279 @@ int bsteer_engine_run(struct bsteer_engine *e, unsigned wait_nr);
 int bsteer_engine_run_timeout(struct bsteer_engine *e, unsigned wait_nr,
 			      int timeout_ms);
 /* Ops in flight on this ring (SQEs submitted, CQEs not yet reaped). */
-static inline __u64 bsteer_engine_busy(const struct bsteer_engine *e)
-{
-	return e->inflight_sqes;
-}
-void bsteer_stat_add(struct bsteer_instance *in, enum bsteer_stat s, __u64 v);
-__u32 bsteer_slots_leaked(struct bsteer_engine *e);
+__u64 bsteer_engine_busy(const struct bsteer_engine *e);
 
-/* ---- small utilities ---- */
-__u64 bsteer_now_ns(void);
-int bsteer_parse_size(const char *s, __u64 *out);
-void bsteer_human_bytes(double b, char *out, size_t len);
-int bsteer_proc_start_time(int pid, __u64 *out);
+/* ---- targets: modules that carry out the policy's ops on a leg ---- */
 
-struct bsteer_json {
-	FILE *f;
-	int depth;
-	bool first[16];
+/* Hints the executor gives a target about an op's decision. */
+#define BSTEER_TIO_LEGS		0x1	/* one of several writes */
+#define BSTEER_TIO_FANOUT	0x2	/* one of several writes over BIG */
+#define BSTEER_TIO_BIG		(64u << 10)
+
+/* One op a policy sent to a target, for its module to carry out. */
+struct bsteer_target_io {
+	__u64 ud;		/* complete the op with a CQE of this user_data */
+	void *buf;		/* the slot's bytes at the op (READ, WRITE), or NULL */
+	__u32 slot;		/* the fixed buffer, or BSTEER_NO_SLOT */
+	__u32 len;
+	__u64 offset;
+	__u32 op;		/* the op's index (see bsteer_engine_nops) */
+	__u8 opcode;		/* BSTEER_OP_READ .. BSTEER_OP_ZERO */
+	__u8 hints;		/* BSTEER_TIO_* */
+	__u16 pad0;
 };
-void json_begin(struct bsteer_json *j, FILE *f);
-void json_obj(struct bsteer_json *j, const char *key);
-void json_arr(struct bsteer_json *j, const char *key);
-void json_end_obj(struct bsteer_json *j);
-void json_end_arr(struct bsteer_json *j);
-void json_u64(struct bsteer_json *j, const char *key, unsigned long long v);
-void json_i64(struct bsteer_json *j, const char *key, long long v);
-void json_dbl(struct bsteer_json *j, const char *key, double v);
-void json_str(struct bsteer_json *j, const char *key, const char *v);
-void json_bool(struct bsteer_json *j, const char *key, bool v);
-void json_finish(struct bsteer_json *j);
 
-/* Log2 histograms, printed the way libbpf-tools print them. */
-#define BSTEER_HIST_SLOTS	48
-unsigned int bsteer_log2_slot(__u64 v);
-void bsteer_print_log2_hist(FILE *f, const __u64 *slots, const char *unit);
-/* @key: [{"lo":..,"hi":..,"count":..}, ...] for the non-empty slots. */
-void json_hist(struct bsteer_json *j, const char *key, const __u64 *slots);
+/* A leg as the server opened it, once, before the workers start. */
+struct bsteer_leg {
+	const char *spec;
+	const struct bsteer_target_ops *ops;
+	int fd;			/* the main thread's file or connection */
+	__u64 size;
+	bool rdonly;
+	void *priv;		/* the module's, from open(); freed by close() */
+};
+
+/*
+ * A target module (the way kublk's targets are): the engine hands it the
+ * ops a policy sends to its target, and the completions of the SQEs it
+ * tagged with bsteer_target_ud(), and never names it. Every hook but
+ * match and open is optional.
+ */
+struct bsteer_target_ops {
+	const char *name;
+	/* Does this module take the target spec? */
+	bool (*match)(const char *spec);
+	/*
+	 * Main thread, at start: open the target, or connect and shake
+	 * hands. Fills leg->fd, leg->size, leg->priv; 0, or -errno with the
+	 * reason in bsteer_errbuf().
+	 */
+	int (*open)(struct bsteer_leg *leg);
+	void (*close)(struct bsteer_leg *leg);
+	/*
+	 * On a worker's thread, its ring ready: take target @t of engine @e.
+	 * @leg is the worker's (its fd registered as fixed file @t). It may
+	 * hand the target to another face of itself (bsteer_target_use).
+	 */
+	int (*attach)(struct bsteer_engine *e, __u32 t, const struct bsteer_leg *leg);
+	/* Carry out @io: write its SQEs, or do it and post its CQE. */
+	int (*submit)(struct bsteer_engine *e, __u32 t, const struct bsteer_target_io *io);
+	/* A READ into @pipe (the slot's, see bsteer_engine_splice). */
+	int (*splice)(struct bsteer_engine *e, __u32 t, const struct bsteer_target_io *io,
+		      int pipe);
+	void (*cqe)(struct bsteer_engine *e, __u32 t, const struct io_uring_cqe *cqe);
+	/* Before each submit: write queued SQEs; fail what hangs. */
+	void (*kick)(struct bsteer_engine *e, __u32 t);
+	/* Ops that only a timeout would end (the engine then wakes up). */
+	__u32 (*waiting)(struct bsteer_engine *e, __u32 t);
+	/*
+	 * A leg that failed: give target @t a new file or connection, of at
+	 * least @want bytes (bsteer resync). *@own_fd: what to close at exit.
+	 */
+	int (*reopen)(struct bsteer_engine *e, __u32 t, const struct bsteer_leg *leg,
+		      __u64 want, int *own_fd);
+	/* How it is served, in a sentence for -v (NULL: nothing to say). */
+	const char *(*about)(struct bsteer_engine *e, __u32 t);
+	/* Is the target's connection still up? (NULL: always.) */
+	bool (*alive)(struct bsteer_engine *e, __u32 t);
+	void (*detach)(struct bsteer_engine *e, __u32 t);
+	/* Each worker opens its own (a connection per ring). */
+	bool per_worker;
+};
+
+/* user/target/registry.c: every target module, first match wins. */
+extern const struct bsteer_target_ops *const bsteer_target_modules[];
+const struct bsteer_target_ops *bsteer_target_for(const char *spec);
+
+/*
+ * The core's own target: a file io_uring reads and writes with fixed
+ * buffers (READ_FIXED, WRITE_FIXED, fsync, fallocate, SPLICE). Modules
+ * hand it what they do not do themselves.
+ */
+extern const struct bsteer_target_ops bsteer_uring_target;
+/* Attach @ops to target @t (after bsteer_engine_files). */
+int bsteer_engine_attach(struct bsteer_engine *e, __u32 t,
+			 const struct bsteer_target_ops *ops,
+			 const struct bsteer_leg *leg);
+/* Switch target @t to @ops, keeping its file (a module picking a variant). */
+void bsteer_target_use(struct bsteer_engine *e, __u32 t,
+		       const struct bsteer_target_ops *ops);
+void *bsteer_target_priv(struct bsteer_engine *e, __u32 t);
+void bsteer_target_set_priv(struct bsteer_engine *e, __u32 t, void *priv);
+const struct bsteer_target_ops *bsteer_target_ops_of(struct bsteer_engine *e,
+						     __u32 t);
+static inline __u64 bsteer_target_ud(__u32 t, __u64 low)
+{
+	return bsteer_ud_tagged(BSTEER_UD_TARGET, t, low);
+}
+/* Post @io's completion with @res now (a NOP with an injected result). */
+int bsteer_target_complete(struct bsteer_engine *e, __u64 ud, int res);
+
+/* fallocate()'s mode for BSTEER_OP_PUNCH and BSTEER_OP_ZERO. */
+static inline int bsteer_falloc_mode(__u8 opcode)
+{
+	return FALLOC_FL_KEEP_SIZE | (opcode == BSTEER_OP_PUNCH ?
+				      FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE);
+}
+
+/* ---- the server: exports, frontends, workers ---- */
+
+#define BSTEER_MAX_EXPORTS	8
+
+struct bsteer_export {
+	char name[64];
+	char description[128];
+	struct bsteer_leg leg[BSTEER_MAX_TARGETS];
+	__u32 ntargets;
+	__u32 tbase;		/* first of its targets in the instance */
+	bool rdonly;
+	bool no_zeroes;		/* the policy cannot do WRITE_ZEROES */
+	bool no_extents;	/* leg 0 is not the export: all data */
+	char policy[64];
+	char *opts[16];		/* KEY=VALUE settings for the policy */
+	__u32 nopts;
+	__u64 size;
+	__u32 part_max;		/* request bytes per slot, 0: the slot size */
+};
+
+struct bsteer_server;
+struct bsteer_fe;
+
+/*
+ * A frontend module: turns a protocol into generic block requests. Found
+ * by name in user/frontend/registry.c; its place there is its id (its
+ * parser's slot in "parsers", its counters in "fe_stats").
+ */
+struct bsteer_frontend_ops {
+	const char *name;
+	/* Its BPF header parser: the object's bytes (a skeleton's), or NULL. */
+	const void *(*parser)(size_t *sz);
+	/* Its counters' names, in "fe_stats" after the parser's two; NULL ends. */
+	const char *const *counters;
+	/* Main thread, once: what the workers share (sockets, a mount). */
+	int (*setup)(struct bsteer_fe *fe);
+	void (*teardown)(struct bsteer_fe *fe);
+	/* Main thread: every worker has started (say where it serves). */
+	void (*ready)(struct bsteer_fe *fe);
+	/* Per worker, on its own thread, its engine ready: start serving. */
+	int (*start)(struct bsteer_fe *fe);
+	void (*cqe)(struct bsteer_fe *fe, const struct io_uring_cqe *cqe);
+	void (*complete)(struct bsteer_fe *fe, __u32 req, int err);
+	void (*op_done)(struct bsteer_fe *fe, __u32 req, __u32 op, int res);
+	/* After every turn of the event loop. */
+	void (*tick)(struct bsteer_fe *fe);
+	/* Stop taking requests; close what is idle. */
+	void (*stop)(struct bsteer_fe *fe);
+	/* Nothing left in flight: the server may exit. */
+	bool (*idle)(struct bsteer_fe *fe);
+	void (*fini)(struct bsteer_fe *fe);
+};
+
+/* A frontend in a server: the main thread's, copied to every worker. */
+struct bsteer_fe {
+	const struct bsteer_frontend_ops *ops;
+	struct bsteer_server *s;	/* the worker (or the main thread's) */
+	__u32 id;			/* its registry index */
+	int owner;			/* its owner id in the worker's engine */
+	const void *conf;		/* its options, as the CLI set them */
+	void *shared;			/* from setup() */
+	void *priv;			/* the worker's, from start() */
+};
+
+/* user/frontend/registry.c: every frontend module, NULL-terminated. */
+extern const struct bsteer_frontend_ops *const bsteer_frontend_modules[];
+const struct bsteer_frontend_ops *bsteer_frontend_find(const char *name);
+/* A frontend's id (registry index), or -1. */
+int bsteer_frontend_id(const struct bsteer_frontend_ops *ops);
+/* Its counter @i (after the parser's two): add @v. */
+void bsteer_fe_count(struct bsteer_fe *fe, __u32 i, __u64 v);
+
+#define BSTEER_SERVER_FRONTENDS	4
+
+/*
+ * One per worker thread: its engine and frontends' state, with a copy of
+ * the server's configuration.
+ */
+struct bsteer_server {
+	struct bsteer_engine *e;
+	__u32 ring;		/* this worker's ring */
+	int status;		/* the worker's result */
+	struct bsteer_instance *in;
+	struct bsteer_fe fe[BSTEER_SERVER_FRONTENDS];
+	int nfe;
+	struct bsteer_export exports[BSTEER_MAX_EXPORTS];
+	int nexports;
+	__u32 ntargets;		/* every export's legs, in order */
+	struct bsteer_policy_run *policy;
+	int resync_fd;		/* the pinned "resync" map, or -1 */
+	struct bsteer_resync_job *rs;	/* worker 0's leg rebuild */
+	int flush_owner;	/* the final flush's engine owner */
+	struct bsteer_engine_opts eo;
+	bool no_splice;		/* --splice off */
+	bool json_log;
+	bool verbose;
+	bool quiet;		/* no log lines (the fuzzer) */
+};
+
+struct bsteer_export *bsteer_export_find(struct bsteer_server *s, const char *name);
+/* NAME=TARGET[,TARGET...][,ro][,policy=P][,KEY=VALUE]; @spec is kept. */
+int bsteer_export_parse(struct bsteer_server *s, char *spec);
+/* The policy the exports ask for and its settings; then open every leg. */
+int bsteer_server_policy(struct bsteer_server *s, struct bsteer_policy_run *p,
+			 __u64 slot_size);
+int bsteer_server_open_legs(struct bsteer_server *s);
+void bsteer_server_close_legs(struct bsteer_server *s);
+/*
+ * Run the server: instance @io (its sizes set by the caller), the
+ * frontends' setup, @threads workers until SIGINT/SIGTERM (*@stop), then
+ * drain, the final flush, and every frontend's teardown. The return is
+ * the exit status: 0, or 1 with the reason logged.
+ */
+int bsteer_server_run(struct bsteer_server *s, struct bsteer_instance_opts *io,
+		      __u32 threads, volatile int *stop);
+
+/* One log line, plain or JSON. */
+void serve_log(struct bsteer_server *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Leg rebuilds (bsteer resync): worker 0 drives them from its loop. */
+int resync_pin(struct bsteer_server *s);
+void resync_tick(struct bsteer_server *s, bool stopping);
+void resync_fini(struct bsteer_server *s);
+
+/* ---- bsteer copy, the job (user/core/copy.c) ---- */
+
+/*
+ * A copy of @src_fd (registered as frontend file 0) to the engine's
+ * targets, through the policy. The caller fills the settings, runs it,
+ * and reads the result fields.
+ */
+struct bsteer_copy {
+	/* Settings. */
+	struct bsteer_engine *e;
+	struct bsteer_instance *in;
+	bool stream;		/* SRC has no size: read in order until EOF */
+	__u64 size;		/* bytes to copy (regular file or device) */
+	__u32 slot_size;
+	volatile int *stop;	/* set (by a signal): stop starting chunks */
+	/* Called now and then (and once at the end, @final) while it runs. */
+	void (*progress)(const struct bsteer_copy *c, bool final);
+	void *arg;
+	/* Results. */
+	__u64 done_bytes;
+	int error;		/* first failed chunk, or the stall's -EIO */
+	bool stalled;		/* nothing in flight and nothing could start */
+	__u64 t0;		/* when it started */
+	/* The job's own. */
+	int owner;
+	__u64 next_off;
+	bool eof, flushed;
+	__u32 stream_req;	/* request whose read is outstanding */
+	bool stream_busy;
+	__u64 t_last;
+};
+
+/* 0 once the copy ran its course (c->error says how), or -errno. */
+int bsteer_copy_run(struct bsteer_copy *c, bool fsync_end);
 
 #endif /* LIBBSTEER_H */

@@ -63,7 +63,7 @@ static __always_inline void nbd_parse(const __u8 *b, __s32 res,
 		out->error = -EINVAL;
 		return;
 	}
-	if (out->flags & ~NBD_CMDF_KNOWN)
+	if (out->flags & ~NBD_CMD_FLAG_KNOWN)
 		out->error = -EINVAL;
 	ranged = out->cmd != NBD_CMD_DISC && out->cmd != NBD_CMD_FLUSH;
 	if (ranged && (!out->len || out->offset + out->len < out->offset))

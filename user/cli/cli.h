@@ -1,8 +1,13 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-#ifndef BSTEER_CMD_H
-#define BSTEER_CMD_H
+/*
+ * The command line: one file per command (user/cli/NAME.c), each an
+ * options struct, a parse function and a call into libbsteer.
+ */
+#ifndef BSTEER_CLI_H
+#define BSTEER_CLI_H
 
 #include <signal.h>
+#include "libbsteer.h"
 
 struct bsteer_cmd {
 	const char *name;
@@ -22,4 +27,4 @@ int cmd_trace(int argc, char **argv);
 extern volatile sig_atomic_t exiting;
 void install_signals(void);
 
-#endif /* BSTEER_CMD_H */
+#endif /* BSTEER_CLI_H */

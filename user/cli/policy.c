@@ -10,7 +10,6 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "cli/cli.h"
-#include "libbsteer.h"
 
 static const char policy_usage[] =
 "USAGE: bsteer policy list [--json]\n"
@@ -324,14 +323,13 @@ static int policy_swap(const char *inst, const char *spec, bool force,
 }
 
 static void config_print(const struct bsteer_policy_desc *d,
-			 const struct bsteer_cfg *cfg, int table_fd,
+			 const struct bsteer_cfg *cfg, struct bsteer_pins *pins,
 			 const char *inst, const char *policy, bool json)
 {
 	const struct bsteer_cfg_key *k;
 	struct bsteer_json j;
-	struct bsteer_range r;
 	char v[64];
-	__u32 i, n = table_fd >= 0 ? bsteer_table_count(table_fd) : 0;
+	__u32 i;
 
 	if (json) {
 		json_begin(&j, stdout);
@@ -347,20 +345,8 @@ static void config_print(const struct bsteer_policy_desc *d,
 		for (i = 0; i < BSTEER_CFG_WORDS; i++)
 			json_u64(&j, NULL, cfg->word[i]);
 		json_end_arr(&j);
-		if (table_fd >= 0) {
-			json_arr(&j, "map");
-			for (i = 0; i < n; i++) {
-				if (bpf_map_lookup_elem(table_fd, &i, &r))
-					break;
-				json_obj(&j, NULL);
-				json_u64(&j, "start", r.start);
-				json_u64(&j, "len", r.len);
-				json_u64(&j, "leg", r.leg);
-				json_u64(&j, "offset", r.toff);
-				json_end_obj(&j);
-			}
-			json_end_arr(&j);
-		}
+		if (d && d->config_show)
+			d->config_show(pins, &j);
 		json_finish(&j);
 		return;
 	}
@@ -369,14 +355,25 @@ static void config_print(const struct bsteer_policy_desc *d,
 		bsteer_cfg_format(k, cfg->word[k->word] ?: k->def, v, sizeof(v));
 		printf("  %-8s %-16s %s\n", k->name, v, k->help);
 	}
-	for (i = 0; i < n; i++) {
-		if (bpf_map_lookup_elem(table_fd, &i, &r))
-			break;
-		bsteer_range_format(&r, v, sizeof(v));
-		printf("  map.%-4u %s\n", i, v);
+	if (d && d->config_show)
+		d->config_show(pins, NULL);
+}
+
+/* One KEY=VALUE: the policy's own key (its hook), or a cfg word. */
+static int config_set(const struct bsteer_policy_desc *d, struct bsteer_pins *p,
+		      struct bsteer_cfg *cfg, const char *kv)
+{
+	const char *eq = strchr(kv, '=');
+	char key[64];
+	int err;
+
+	if (d && d->config && eq && eq - kv < (int)sizeof(key)) {
+		snprintf(key, sizeof(key), "%.*s", (int)(eq - kv), kv);
+		err = d->config(p, key, eq + 1);
+		if (err != -ENOENT)
+			return err;
 	}
-	if (table_fd >= 0 && !n)
-		printf("  (redirect table empty: every request fails with EIO)\n");
+	return bsteer_policy_setting(d, cfg, kv, true);
 }
 
 static int policy_config(const char *inst, char **kv, int nkv, bool json)
@@ -385,10 +382,9 @@ static int policy_config(const char *inst, char **kv, int nkv, bool json)
 	struct bsteer_info inf = {};
 	struct bsteer_pins p;
 	struct bsteer_cfg *cfg;
-	char path[PATH_MAX + 32];
 	size_t len = 0;
 	__u32 zero = 0;
-	int i, rc = 0, table_fd;
+	int i, rc = 0;
 
 	if (bsteer_pins_open(&p, inst)) {
 		fprintf(stderr, "bsteer policy: %s\n", bsteer_errbuf());
@@ -396,8 +392,6 @@ static int policy_config(const char *inst, char **kv, int nkv, bool json)
 	}
 	bpf_map_lookup_elem(p.map_fd[BSTEER_MAP_INFO], &zero, &inf);
 	d = bsteer_policy_find(inf.policy);
-	snprintf(path, sizeof(path), "%s/redirect_table", p.dir);
-	table_fd = bpf_obj_get(path);
 	cfg = bsteer_map_mmap(p.map_fd[BSTEER_MAP_CFG], &len, true);
 	if (!cfg) {
 		fprintf(stderr, "bsteer policy: cannot map cfg: %s\n", strerror(errno));
@@ -405,19 +399,17 @@ static int policy_config(const char *inst, char **kv, int nkv, bool json)
 		goto out;
 	}
 	for (i = 0; i < nkv; i++) {
-		if (bsteer_policy_setting(d, cfg, table_fd, kv[i], true)) {
+		if (config_set(d, &p, cfg, kv[i])) {
 			fprintf(stderr, "bsteer policy: %s\n", bsteer_errbuf());
 			rc = 1;
 			goto out;
 		}
 	}
 	if (!nkv || json)
-		config_print(d, cfg, table_fd, inst, inf.policy, json);
+		config_print(d, cfg, &p, inst, inf.policy, json);
 out:
 	if (cfg)
 		munmap(cfg, len);
-	if (table_fd >= 0)
-		close(table_fd);
 	bsteer_pins_close(&p);
 	return rc;
 }

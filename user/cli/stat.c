@@ -9,7 +9,6 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include "cli/cli.h"
-#include "libbsteer.h"
 
 static const char stat_usage[] =
 "USAGE: bsteer stat INSTANCE [--json] [--interval SECS [--count N]]\n"
@@ -55,23 +54,9 @@ static const char *const stat_names[BSTEER_ST__MAX] = {
 	[BSTEER_ST_BUDGET]		= "op_budget_exceeded",
 	[BSTEER_ST_TARGETS_FAILED]	= "targets_failed",
 	[BSTEER_ST_RINGS]		= "rings",
-	[BSTEER_ST_CONNS_OPEN]		= "connections_open",
-	[BSTEER_ST_CONNS_TOTAL]		= "connections_total",
-	[BSTEER_ST_CONNS_CLOSED]	= "connections_closed",
-	[BSTEER_ST_FE_READ]		= "client_reads",
-	[BSTEER_ST_FE_WRITE]		= "client_writes",
-	[BSTEER_ST_FE_FLUSH]		= "client_flushes",
-	[BSTEER_ST_FE_TRIM]		= "client_trims",
-	[BSTEER_ST_FE_ZERO]		= "client_write_zeroes",
-	[BSTEER_ST_FE_OTHER]		= "client_other",
-	[BSTEER_ST_FE_ERRORS]		= "client_errors",
-	[BSTEER_ST_FE_BYTES_READ]	= "client_bytes_read",
-	[BSTEER_ST_FE_BYTES_WRITTEN]	= "client_bytes_written",
 	[BSTEER_ST_PARSED_HOOK]		= "headers_parsed_hook",
 	[BSTEER_ST_PARSED_FALLBACK]	= "headers_parsed_fallback",
 	[BSTEER_ST_INLINE_OPS]		= "inline_ops",
-	[BSTEER_ST_FE_SENDV]		= "vectored_sends",
-	[BSTEER_ST_FE_SEND_BATCHED]	= "replies_batched",
 	[BSTEER_ST_SPLICED_READS]	= "spliced_reads",
 };
 
@@ -86,6 +71,7 @@ static int view_open(struct view *v, const char *name)
 	static const int need[] = {
 		BSTEER_MAP_SLOT_META, BSTEER_MAP_TARGETS, BSTEER_MAP_STATS,
 		BSTEER_MAP_POLICY_STATS, BSTEER_MAP_CFG, BSTEER_MAP_INFO,
+		BSTEER_MAP_FE_STATS,
 	};
 	size_t i;
 	int err;
@@ -115,6 +101,60 @@ static void view_close(struct view *v)
 		if (v->mem[i])
 			munmap(v->mem[i], v->len[i]);
 	bsteer_pins_close(&v->pins);
+}
+
+/*
+ * Each frontend of the instance, with its counters: @fn(name, value) for
+ * every one, in the frontend's order.
+ */
+static void fe_counters(struct view *v, void (*fn)(void *, const char *, __u64),
+			void *arg)
+{
+	const struct bsteer_info *inf = v->mem[BSTEER_MAP_INFO];
+	const __u64 *c = v->mem[BSTEER_MAP_FE_STATS];
+	const struct bsteer_frontend_ops *fe;
+	__u32 id, i;
+
+	for (id = 0; id < BSTEER_FRONTEND_IDS && bsteer_frontend_modules[id]; id++) {
+		fe = bsteer_frontend_modules[id];
+		if (!(inf->frontends & (1u << id)))
+			continue;
+		for (i = 0; fe->counters && fe->counters[i] && i + 2 < BSTEER_FE_COUNTERS; i++)
+			fn(arg, fe->counters[i], c[id * BSTEER_FE_COUNTERS + 2 + i]);
+	}
+}
+
+static void fe_json(void *arg, const char *name, __u64 v)
+{
+	json_u64(arg, name, v);
+}
+
+static void fe_text(void *arg, const char *name, __u64 v)
+{
+	(void)arg;
+	printf("  %-22s %llu\n", name, (unsigned long long)v);
+}
+
+/* A frontend's counter by name (0 if no frontend of the instance has it). */
+struct fe_find {
+	const char *name;
+	__u64 v;
+};
+
+static void fe_match(void *arg, const char *name, __u64 v)
+{
+	struct fe_find *f = arg;
+
+	if (!strcmp(f->name, name))
+		f->v = v;
+}
+
+static __u64 fe_counter(struct view *v, const char *name)
+{
+	struct fe_find f = { .name = name };
+
+	fe_counters(v, fe_match, &f);
+	return f.v;
 }
 
 struct slot_count {
@@ -180,6 +220,7 @@ static void report(struct view *v, const char *name, bool json)
 		json_obj(&j, "counters");
 		for (i = 0; i < BSTEER_ST__MAX; i++)
 			json_u64(&j, stat_names[i], st[i]);
+		fe_counters(v, fe_json, &j);
 		json_end_obj(&j);
 		json_arr(&j, "decisions_by_policy_id");
 		for (i = 0; i < BSTEER_POLICY_IDS; i++)
@@ -205,22 +246,23 @@ static void report(struct view *v, const char *name, bool json)
 	printf("slots: %u of %u bytes: %u free, %u leased, %u releasing, %u in flight\n",
 	       inf->nslots, inf->slot_size, sc.free, sc.leased, sc.releasing,
 	       sc.busy);
-	if (st[BSTEER_ST_CONNS_TOTAL])
+	if (fe_counter(v, "connections_total"))
 		printf("connections: %llu open, %llu in all; requests: %llu read, %llu write, %llu flush, %llu trim, %llu zero, %llu other, %llu errors\n",
-		       (unsigned long long)st[BSTEER_ST_CONNS_OPEN],
-		       (unsigned long long)st[BSTEER_ST_CONNS_TOTAL],
-		       (unsigned long long)st[BSTEER_ST_FE_READ],
-		       (unsigned long long)st[BSTEER_ST_FE_WRITE],
-		       (unsigned long long)st[BSTEER_ST_FE_FLUSH],
-		       (unsigned long long)st[BSTEER_ST_FE_TRIM],
-		       (unsigned long long)st[BSTEER_ST_FE_ZERO],
-		       (unsigned long long)st[BSTEER_ST_FE_OTHER],
-		       (unsigned long long)st[BSTEER_ST_FE_ERRORS]);
+		       (unsigned long long)fe_counter(v, "connections_open"),
+		       (unsigned long long)fe_counter(v, "connections_total"),
+		       (unsigned long long)fe_counter(v, "client_reads"),
+		       (unsigned long long)fe_counter(v, "client_writes"),
+		       (unsigned long long)fe_counter(v, "client_flushes"),
+		       (unsigned long long)fe_counter(v, "client_trims"),
+		       (unsigned long long)fe_counter(v, "client_write_zeroes"),
+		       (unsigned long long)fe_counter(v, "client_other"),
+		       (unsigned long long)fe_counter(v, "client_errors"));
 	printf("decisions: %llu hook, %llu fallback (%.2f%% hook), %llu rejected\n",
 	       (unsigned long long)hook, (unsigned long long)fb, 100 * ratio,
 	       (unsigned long long)st[BSTEER_ST_DEC_REJECTED]);
 	for (i = 0; i < BSTEER_ST__MAX; i++)
 		printf("  %-22s %llu\n", stat_names[i], (unsigned long long)st[i]);
+	fe_counters(v, fe_text, NULL);
 	printf("%-4s %-10s %-14s %-8s %s\n", "TGT", "OPS", "BYTES", "ERRORS", "STATE");
 	for (i = 0; i < ntg; i++)
 		printf("%-4u %-10llu %-14llu %-8llu %s\n", i,

@@ -2,7 +2,7 @@
 /*
  * Rebuilding a mirror leg while clients write (bsteer resync), the server's
  * side. Worker 0 polls the pinned "resync" map; on a request it reopens the
- * leg if it had failed (a replaced file, a restarted NBD server), flags it
+ * leg if it had failed (a replaced file, a restarted server), flags it
  * BSTEER_TGT_RESYNC, and walks the export with BSTEER_REQ_RESYNC requests,
  * a few in flight. The policy does the copying and tells a stale copy from
  * a good one (-EAGAIN: a client write overlapped; that chunk goes again).
@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
-#include "serve.h"
+#include "libbsteer.h"
 
 #define RS_DEPTH	4		/* copies in flight */
 #define RS_CHUNK	(1u << 20)	/* bytes per copy, at most a slot */
@@ -24,10 +24,11 @@
 #define RS_PUBLISH_NS	100000000ull	/* and report progress */
 #define RS_MAX_REDO	100000		/* copies of one range before giving up */
 
-struct resync_job {
+struct bsteer_resync_job {
 	struct bsteer_resync st;
-	struct export *ex;
+	struct bsteer_export *ex;
 	__u32 t;			/* the leg's target index */
+	int owner;			/* its requests' owner in the engine */
 	__u32 chunk;
 	__u64 next;			/* next offset to copy */
 	__u64 redo[RS_DEPTH];		/* offsets to copy again */
@@ -64,7 +65,7 @@ int resync_pin(struct bsteer_server *s)
 	return 0;
 }
 
-static void publish(struct bsteer_server *s, struct resync_job *j)
+static void publish(struct bsteer_server *s, struct bsteer_resync_job *j)
 {
 	__u32 key = 0;
 
@@ -72,7 +73,7 @@ static void publish(struct bsteer_server *s, struct resync_job *j)
 	bpf_map_update_elem(s->resync_fd, &key, &j->st, BPF_ANY);
 }
 
-static void job_end(struct bsteer_server *s, struct resync_job *j, int err,
+static void job_end(struct bsteer_server *s, struct bsteer_resync_job *j, int err,
 		    const char *why)
 {
 	struct bsteer_target *tg = &s->in->targets[j->t];
@@ -98,66 +99,32 @@ static void job_end(struct bsteer_server *s, struct resync_job *j, int err,
 }
 
 /* A leg that failed gets a fresh file or connection before it is rebuilt. */
-static int reopen_leg(struct bsteer_server *s, struct resync_job *j,
+static int reopen_leg(struct bsteer_server *s, struct bsteer_resync_job *j,
 		      const char **why)
 {
-	struct export *ex = j->ex;
-	__u32 i = j->st.leg;
-	struct bsteer_nbd_info info = {};
-	__u64 size = 0;
-	int fd, err;
+	const struct bsteer_leg *leg = &j->ex->leg[j->st.leg];
+	int fd = -1, err;
 
-	/* A connection that still works is kept (the server's errors passed). */
-	if (ex->be[i]->connect && bsteer_engine_upstream_alive(&s->e, j->t))
-		return 0;
-	if (s->in->nrings > 1 && ex->be[i]->connect) {
-		*why = "an NBD leg is reconnected only with one worker thread";
+	if (s->in->nrings > 1 && leg->ops->per_worker) {
+		*why = "a leg with a connection per worker is reconnected only with one worker thread";
 		return -EOPNOTSUPP;
 	}
-	if (s->in->nrings > 1)
+	if (s->in->nrings > 1 || !leg->ops->reopen)
 		return 0;	/* rebuilt in place, on the file it has */
-	if (ex->be[i]->connect) {
-		fd = ex->be[i]->connect(ex->spec[i], false, &info);
-		size = info.size;
-	} else {
-		fd = ex->be[i]->open(ex->spec[i], false, &size);
-	}
-	if (fd < 0) {
-		*why = "cannot open the leg again";
-		return fd;
-	}
-	if (size < ex->size && !ex->be[i]->connect) {
-		struct stat st;
-
-		/* A new, empty file in place of the old one grows, sparsely. */
-		if (fstat(fd, &st) || !S_ISREG(st.st_mode) ||
-		    ftruncate(fd, ex->size)) {
-			close(fd);
-			*why = "the leg is smaller than the export";
-			return -ENOSPC;
-		}
-	} else if (size < ex->size) {
-		close(fd);
-		*why = "the leg is smaller than the export";
-		return -ENOSPC;
-	}
-	err = bsteer_engine_target_file(&s->e, j->t, fd);
-	if (!err && ex->be[i]->connect) {
-		info.timeout_ms = s->up_timeout_ms;
-		err = bsteer_engine_upstream(&s->e, j->t, fd, &info);
-	}
+	err = leg->ops->reopen(s->e, j->t, leg, j->ex->size, &fd);
 	if (err) {
-		close(fd);
-		*why = "cannot put the new file in the ring";
+		*why = bsteer_errbuf();
 		return err;
 	}
-	if (j->own_fd >= 0)
-		close(j->own_fd);
-	j->own_fd = fd;
+	if (fd >= 0) {
+		if (j->own_fd >= 0)
+			close(j->own_fd);
+		j->own_fd = fd;
+	}
 	return 0;
 }
 
-static void job_start(struct bsteer_server *s, struct resync_job *j,
+static void job_start(struct bsteer_server *s, struct bsteer_resync_job *j,
 		      const struct bsteer_resync *req)
 {
 	struct bsteer_target *tg;
@@ -172,7 +139,7 @@ static void job_start(struct bsteer_server *s, struct resync_job *j,
 	memcpy(j->st.export, req->export, sizeof(j->st.export));
 	j->st.export[sizeof(j->st.export) - 1] = 0;
 	j->st.state = BSTEER_RS_RUNNING;
-	j->ex = serve_export_find(s, j->st.export);
+	j->ex = bsteer_export_find(s, j->st.export);
 	j->next = 0;
 	j->nredo = 0;
 	j->inflight = 0;
@@ -210,8 +177,8 @@ static void job_start(struct bsteer_server *s, struct resync_job *j,
 	}
 	tg = &s->in->targets[j->t];
 	if (!err && ((tg->flags & BSTEER_TGT_FAILED) ||
-		     (j->ex->be[req->leg]->connect &&
-		      !bsteer_engine_upstream_alive(&s->e, j->t))))
+		     (j->ex->leg[req->leg].ops->alive &&
+		      !j->ex->leg[req->leg].ops->alive(s->e, j->t))))
 		err = reopen_leg(s, j, &why);
 	if (err) {
 		/* Nothing changed: the leg keeps the state it had. */
@@ -228,35 +195,35 @@ static void job_start(struct bsteer_server *s, struct resync_job *j,
 	__atomic_fetch_or(&tg->flags, BSTEER_TGT_RESYNC, __ATOMIC_RELEASE);
 	__atomic_fetch_and(&tg->flags, ~BSTEER_TGT_FAILED, __ATOMIC_RELEASE);
 	serve_log(s, "export '%s': rebuilding leg %u (%s) from the others",
-		  j->ex->name, req->leg, j->ex->spec[req->leg]);
+		  j->ex->name, req->leg, j->ex->leg[req->leg].spec);
 	publish(s, j);
 }
 
 /* One request on the export's legs; @slot for a copy. */
-static int issue(struct bsteer_server *s, struct resync_job *j, __u8 type,
+static int issue(struct bsteer_server *s, struct bsteer_resync_job *j, __u8 type,
 		 __u64 off, __u32 len, __u32 *out)
 {
 	__u32 r, slot;
 	int err;
 
-	err = bsteer_req_alloc(&s->e, type, off, len, &r);
+	err = bsteer_req_alloc(s->e, j->owner, type, off, len, &r);
 	if (err)
 		return err;
-	bsteer_req_set_legs(&s->e, r, j->ex->tbase, j->ex->ntargets);
-	if (type == BSTEER_REQ_RESYNC && (err = bsteer_slot_lease(&s->e, r, &slot))) {
-		bsteer_req_abandon(&s->e, r);
+	bsteer_req_set_legs(s->e, r, j->ex->tbase, j->ex->ntargets);
+	if (type == BSTEER_REQ_RESYNC && (err = bsteer_slot_lease(s->e, r, &slot))) {
+		bsteer_req_abandon(s->e, r);
 		return err;
 	}
-	err = bsteer_frontend_op(&s->e, r, BSTEER_OP_NOP, 0, BSTEER_NO_SLOT, 0, 0);
+	err = bsteer_frontend_op(s->e, r, BSTEER_OP_NOP, 0, BSTEER_NO_SLOT, 0, 0);
 	if (err) {
-		bsteer_req_abandon(&s->e, r);
+		bsteer_req_abandon(s->e, r);
 		return err;
 	}
 	*out = r;
 	return 0;
 }
 
-static void job_run(struct bsteer_server *s, struct resync_job *j)
+static void job_run(struct bsteer_server *s, struct bsteer_resync_job *j)
 {
 	__u32 r;
 
@@ -281,17 +248,11 @@ static void job_run(struct bsteer_server *s, struct resync_job *j)
 	}
 }
 
-bool resync_owns(struct bsteer_server *s, __u32 r)
+/* One of the job's requests ended (the engine calls its owner). */
+static void resync_complete(void *arg, __u32 r, int err)
 {
-	struct resync_job *j = s->rs;
-
-	return j && (s->in->reqs[r].type == BSTEER_REQ_RESYNC ||
-		     (j->flush_req == r && j->inflight));
-}
-
-void resync_complete(struct bsteer_server *s, __u32 r, int err)
-{
-	struct resync_job *j = s->rs;
+	struct bsteer_server *s = arg;
+	struct bsteer_resync_job *j = s->rs;
 	const struct bsteer_req *rq = &s->in->reqs[r];
 
 	j->inflight--;
@@ -321,7 +282,7 @@ void resync_complete(struct bsteer_server *s, __u32 r, int err)
 
 void resync_tick(struct bsteer_server *s, bool stopping)
 {
-	struct resync_job *j = s->rs;
+	struct bsteer_resync_job *j = s->rs;
 	struct bsteer_resync req;
 	__u64 now = bsteer_now_ns();
 	__u32 key = 0;
@@ -329,10 +290,15 @@ void resync_tick(struct bsteer_server *s, bool stopping)
 	if (s->ring || s->resync_fd < 0)
 		return;
 	if (!j) {
+		static const struct bsteer_owner_ops owner = {
+			.complete = resync_complete,
+		};
+
 		j = s->rs = calloc(1, sizeof(*j));
 		if (!j)
 			return;
 		j->own_fd = -1;
+		j->owner = bsteer_engine_owner(s->e, &owner, s);
 	}
 	if (j->active) {
 		if (stopping) {

@@ -1,10 +1,22 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* Shared pieces of bsteer serve: the backend registry, exports, logging. */
+/*
+ * The server: exports and their legs, the policy's userspace half, and the
+ * workers. Each worker thread runs one ring over its share of the slots
+ * and request records, with every frontend started on it; no request
+ * crosses threads. It names no protocol and no policy: frontends, targets
+ * and policies come through their ops tables.
+ */
+#include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "serve.h"
+#include <unistd.h>
+#include "libbsteer.h"
+
+#define DRAIN_SECS	30
 
 void serve_log(struct bsteer_server *s, const char *fmt, ...)
 {
@@ -30,21 +42,9 @@ void serve_log(struct bsteer_server *s, const char *fmt, ...)
 	}
 }
 
-const struct bsteer_backend_ops *bsteer_backend_for(const char *spec)
-{
-	static const struct bsteer_backend_ops *const backends[] = {
-		&nbd_backend,
-		&file_backend,
-	};
-	size_t i;
+/* ---- exports ---- */
 
-	for (i = 0; i < sizeof(backends) / sizeof(backends[0]); i++)
-		if (backends[i]->match(spec))
-			return backends[i];
-	return NULL;
-}
-
-struct export *serve_export_find(struct bsteer_server *s, const char *name)
+struct bsteer_export *bsteer_export_find(struct bsteer_server *s, const char *name)
 {
 	int i;
 
@@ -52,4 +52,677 @@ struct export *serve_export_find(struct bsteer_server *s, const char *name)
 		if (!strcmp(s->exports[i].name, name))
 			return &s->exports[i];
 	return NULL;
+}
+
+/* One ,TOKEN of an export spec: ro, policy=P, KEY=VALUE, or a target. */
+static int export_token(struct bsteer_export *ex, char *tok)
+{
+	if (!strcmp(tok, "ro")) {
+		ex->rdonly = true;
+	} else if (!strncmp(tok, "policy=", 7)) {
+		snprintf(ex->policy, sizeof(ex->policy), "%s", tok + 7);
+	} else if (strchr(tok, '=') && !strstr(tok, "://")) {
+		/* A policy setting: checked once the policy is known. */
+		if (ex->nopts == sizeof(ex->opts) / sizeof(ex->opts[0])) {
+			bsteer_set_err("export '%s': too many settings", ex->name);
+			return -EINVAL;
+		}
+		ex->opts[ex->nopts++] = tok;
+	} else if (ex->ntargets == BSTEER_MAX_TARGETS) {
+		bsteer_set_err("export '%s': too many targets", ex->name);
+		return -EINVAL;
+	} else {
+		ex->leg[ex->ntargets].fd = -1;
+		ex->leg[ex->ntargets++].spec = tok;
+	}
+	return 0;
+}
+
+int bsteer_export_parse(struct bsteer_server *s, char *spec)
+{
+	struct bsteer_export *ex = &s->exports[s->nexports];
+	char *eq = strchr(spec, '='), *tok, *save;
+	int err;
+
+	if (s->nexports == BSTEER_MAX_EXPORTS) {
+		bsteer_set_err("at most %d exports", BSTEER_MAX_EXPORTS);
+		return -EINVAL;
+	}
+	if (!eq || eq == spec || eq - spec >= (int)sizeof(ex->name)) {
+		bsteer_set_err("bad export '%s' (want NAME=TARGET[,TARGET...][,ro][,policy=P])",
+			       spec);
+		return -EINVAL;
+	}
+	*eq = 0;
+	snprintf(ex->name, sizeof(ex->name), "%s", spec);
+	if (bsteer_export_find(s, ex->name)) {
+		bsteer_set_err("export '%s' given twice", ex->name);
+		return -EINVAL;
+	}
+	for (tok = strtok_r(eq + 1, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		err = export_token(ex, tok);
+		if (err)
+			return err;
+	}
+	if (!ex->ntargets) {
+		bsteer_set_err("export '%s' has no target", ex->name);
+		return -EINVAL;
+	}
+	s->nexports++;
+	return 0;
+}
+
+/* ---- the policy the exports ask for ---- */
+
+/* One policy per instance: the one the exports name, or the default. */
+static int policy_pick(struct bsteer_server *s, struct bsteer_policy_run *p)
+{
+	int x;
+
+	for (x = 0; x < s->nexports; x++) {
+		struct bsteer_export *ex = &s->exports[x];
+
+		if (ex->ntargets > p->legs)
+			p->legs = ex->ntargets;
+		if (!ex->policy[0])
+			continue;
+		if (p->name && strcmp(p->name, ex->policy)) {
+			bsteer_set_err("exports ask for policies %s and %s; one instance runs one policy (start another instance)",
+				       p->name, ex->policy);
+			return -EINVAL;
+		}
+		p->name = ex->policy;
+	}
+	if (!p->name)
+		p->name = p->legs > 1 ? "mirror" : "passthrough";
+	p->d = bsteer_policy_find(p->name);
+	if (!p->d && !strchr(p->name, '/') && !strstr(p->name, ".o")) {
+		bsteer_set_err("unknown policy '%s' (see 'bsteer policy list', or give a path to a .bpf.o)",
+			       p->name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* An export's KEY=VALUE: the policy's own, size=, or a cfg word. */
+static int policy_option(struct bsteer_policy_run *p, struct bsteer_export *ex,
+			 const char *kv)
+{
+	int err = -ENOENT;
+
+	if (p->d && p->d->option)
+		err = p->d->option(p, ex, kv);
+	if (err != -ENOENT)
+		return err;
+	if (!strncmp(kv, "size=", 5)) {
+		if (bsteer_parse_size(kv + 5, &p->size) || !p->size || p->size % 512) {
+			bsteer_set_err("bad %s (a multiple of 512)", kv);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	return bsteer_policy_setting(p->d, &p->cfg, kv, false);
+}
+
+int bsteer_server_policy(struct bsteer_server *s, struct bsteer_policy_run *p,
+			 __u64 slot_size)
+{
+	const struct bsteer_cfg_key *k;
+	int x, err;
+	__u32 i;
+
+	memset(p, 0, sizeof(*p));
+	p->slot_size = slot_size;
+	err = policy_pick(s, p);
+	if (err)
+		return err;
+	for (x = 0; x < s->nexports; x++) {
+		struct bsteer_export *ex = &s->exports[x];
+
+		if (p->d && (ex->ntargets < p->d->min_legs ||
+			     ex->ntargets > p->d->max_legs)) {
+			bsteer_set_err("export '%s': policy %s takes %u..%u targets, not %u",
+				       ex->name, p->name, p->d->min_legs,
+				       p->d->max_legs, ex->ntargets);
+			return -EINVAL;
+		}
+		for (i = 0; i < ex->nopts; i++) {
+			err = policy_option(p, ex, ex->opts[i]);
+			if (err) {
+				bsteer_set_err("export '%s': %s", ex->name,
+					       bsteer_errbuf());
+				return err;
+			}
+		}
+	}
+	/* Layout settings are written down, so that nothing depends on defaults. */
+	for (k = p->d ? p->d->keys : NULL; k && k->name; k++)
+		if (k->fixed && !p->cfg.word[k->word])
+			p->cfg.word[k->word] = k->def;
+	s->policy = p;
+	return 0;
+}
+
+/* ---- legs ---- */
+
+static void export_describe(struct bsteer_export *ex, const struct bsteer_policy_run *p)
+{
+	if (ex->ntargets > 1)
+		snprintf(ex->description, sizeof(ex->description),
+			 "%s over %s and %u more", p->d ? p->d->name : p->name,
+			 ex->leg[0].spec, ex->ntargets - 1);
+	else
+		snprintf(ex->description, sizeof(ex->description), "%s",
+			 ex->leg[0].spec);
+}
+
+/* Open the legs of one export; *@sizes gets theirs. */
+static int export_open(struct bsteer_export *ex, const struct bsteer_policy_run *p,
+		       __u64 *sizes)
+{
+	bool base_ro = p->d && (p->d->flags & BSTEER_PF_BASE_RDONLY);
+	__u32 i;
+	int err;
+
+	for (i = 0; i < ex->ntargets; i++) {
+		struct bsteer_leg *leg = &ex->leg[i];
+
+		leg->rdonly = ex->rdonly || (base_ro && i == 0);
+		leg->ops = bsteer_target_for(leg->spec);
+		if (!leg->ops) {
+			bsteer_set_err("no target module for '%s'", leg->spec);
+			return -EINVAL;
+		}
+		bsteer_set_err("%s", "");
+		err = leg->ops->open(leg);
+		if (err) {
+			bsteer_set_err("export '%s': cannot open %s: %s", ex->name,
+				       leg->spec, *bsteer_errbuf() ? bsteer_errbuf() :
+				       strerror(-err));
+			return err;
+		}
+		sizes[i] = leg->size;
+	}
+	return 0;
+}
+
+/* The export's size under its policy's layout, from its legs'. */
+static int export_size(struct bsteer_export *ex, const struct bsteer_policy_run *p,
+		       const __u64 *sizes)
+{
+	__u32 i;
+
+	ex->size = p->d ? p->d->export_size(&p->cfg, sizes, ex->ntargets) : sizes[0];
+	for (i = 1; i < ex->ntargets && !p->d; i++)
+		if (sizes[i] < ex->size)
+			ex->size = sizes[i];
+	if (p->size)
+		ex->size = p->size;
+	if (!p->d || (p->d->flags & BSTEER_PF_REPLICAS))
+		for (i = 1; i < ex->ntargets; i++)
+			if (sizes[i] != sizes[0])
+				fprintf(stderr, "bsteer serve: export '%s': legs differ in size; serving the smallest\n",
+					ex->name);
+	if (!ex->size) {
+		bsteer_set_err("export '%s': its targets give it no size under policy %s",
+			       ex->name, p->name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Open every leg; exports take consecutive target indices. */
+int bsteer_server_open_legs(struct bsteer_server *s)
+{
+	struct bsteer_policy_run *p = s->policy;
+	__u64 sizes[BSTEER_MAX_TARGETS];
+	char layout[32] = "";
+	__u32 n = 0;
+	int k, err;
+
+	bsteer_policy_layout(p->name, layout, sizeof(layout));
+	for (k = 0; k < s->nexports; k++) {
+		struct bsteer_export *ex = &s->exports[k];
+
+		if (n + ex->ntargets > BSTEER_MAX_TARGETS) {
+			bsteer_set_err("more than %d targets in all", BSTEER_MAX_TARGETS);
+			return -EINVAL;
+		}
+		ex->tbase = n;
+		ex->no_extents = strcmp(layout, "replica") && strcmp(layout, "linear");
+		ex->no_zeroes = p->d && (p->d->flags & BSTEER_PF_NO_ZEROES);
+		export_describe(ex, p);
+		err = p->d && p->d->legs_prepare ? p->d->legs_prepare(p, ex) : 0;
+		if (!err)
+			err = export_open(ex, p, sizes);
+		if (!err && p->d && p->d->legs_opened)
+			err = p->d->legs_opened(p, ex, sizes);
+		if (!err)
+			err = export_size(ex, p, sizes);
+		if (err)
+			return err;
+		n += ex->ntargets;
+	}
+	s->ntargets = n;
+	return 0;
+}
+
+void bsteer_server_close_legs(struct bsteer_server *s)
+{
+	__u32 i;
+	int k;
+
+	for (k = 0; k < s->nexports; k++) {
+		struct bsteer_export *ex = &s->exports[k];
+
+		for (i = 0; i < ex->ntargets; i++)
+			if (ex->leg[i].ops && ex->leg[i].ops->close)
+				ex->leg[i].ops->close(&ex->leg[i]);
+	}
+}
+
+/* ---- a worker ---- */
+
+/* A frontend's requests ended: for the policy's state first, then the frontend. */
+static void fe_complete(void *arg, __u32 r, int err)
+{
+	struct bsteer_fe *fe = arg;
+	struct bsteer_server *s = fe->s;
+	const struct bsteer_req *rq = &s->in->reqs[r];
+	struct bsteer_policy_run *p = s->policy;
+
+	/* What a FLUSH or FUA promises covers the policy's own state too. */
+	if (!err && p && p->d && p->d->sync &&
+	    (rq->type == BSTEER_REQ_FLUSH || (rq->flags & BSTEER_REQF_FUA)) &&
+	    p->d->sync(p)) {
+		serve_log(s, "%s", bsteer_errbuf());
+		err = -EIO;
+	}
+	fe->ops->complete(fe, r, err);
+}
+
+static void fe_op_done(void *arg, __u32 r, __u32 op, int res)
+{
+	struct bsteer_fe *fe = arg;
+
+	fe->ops->op_done(fe, r, op, res);
+}
+
+static void fe_cqe(void *arg, const struct io_uring_cqe *cqe)
+{
+	struct bsteer_fe *fe = arg;
+
+	fe->ops->cqe(fe, cqe);
+}
+
+static const struct bsteer_owner_ops fe_owner = {
+	.complete = fe_complete,
+	.op_done = fe_op_done,
+	.cqe = fe_cqe,
+};
+
+static void flush_done(void *arg, __u32 r, int err)
+{
+	(void)r;
+	*(int *)arg = err ?: 1;
+}
+
+static const struct bsteer_owner_ops flush_owner = { .complete = flush_done };
+
+/*
+ * The last act: every export's targets flushed through the policy. An
+ * export whose flush fails is named; the others are still flushed.
+ */
+static int flush_all(struct bsteer_server *s)
+{
+	int k, done, err, first = 0, owner;
+	__u32 r;
+
+	owner = bsteer_engine_owner(s->e, &flush_owner, &done);
+	if (owner < 0)
+		return owner;
+	for (k = 0; k < s->nexports; k++) {
+		struct bsteer_export *ex = &s->exports[k];
+
+		if (ex->rdonly)
+			continue;
+		done = 0;
+		err = bsteer_req_alloc(s->e, owner, BSTEER_REQ_FLUSH, 0, 0, &r);
+		if (err)
+			return err;
+		bsteer_req_set_legs(s->e, r, ex->tbase, ex->ntargets);
+		err = bsteer_frontend_op(s->e, r, BSTEER_OP_NOP, 0, BSTEER_NO_SLOT,
+					 0, 0);
+		while (!err && !done)
+			err = bsteer_engine_run(s->e, 1);
+		if (err == -EINTR)
+			err = 0;
+		if (done < 0)
+			err = done;
+		if (err)
+			serve_log(s, "export '%s': the final flush failed: %s",
+				  ex->name, strerror(-err));
+		first = first ?: err;
+	}
+	return first;
+}
+
+/* A leg the policy marked failed gets one log line, from worker 0. */
+static void log_failed_legs(struct bsteer_server *s, __u32 *seen)
+{
+	__u32 t, i;
+	int k;
+
+	for (t = 0; t < s->ntargets; t++) {
+		const struct bsteer_target *tg = &s->in->targets[t];
+
+		if (!(tg->flags & BSTEER_TGT_FAILED) || (*seen & (1u << t)))
+			continue;
+		*seen |= 1u << t;
+		for (k = 0; k < s->nexports; k++) {
+			const struct bsteer_export *ex = &s->exports[k];
+
+			if (t < ex->tbase || t >= ex->tbase + ex->ntargets)
+				continue;
+			i = t - ex->tbase;
+			serve_log(s, "export '%s': leg %u (%s) marked failed after %s; the other legs carry on",
+				  ex->name, i, ex->leg[i].spec, tg->last_error ?
+				  strerror(-tg->last_error) : "an error");
+		}
+	}
+}
+
+static bool frontends_idle(struct bsteer_server *s)
+{
+	int k;
+
+	for (k = 0; k < s->nfe; k++)
+		if (!s->fe[k].ops->idle(&s->fe[k]))
+			return false;
+	return true;
+}
+
+static int serve_loop(struct bsteer_server *s, volatile int *stop)
+{
+	__u64 deadline = 0;
+	__u32 failed = 0;
+	int err, k;
+
+	while (1) {
+		if (*stop && !deadline) {
+			serve_log(s, "stopping: draining requests in flight");
+			for (k = 0; k < s->nfe; k++)
+				s->fe[k].ops->stop(&s->fe[k]);
+			deadline = bsteer_now_ns() + DRAIN_SECS * 1000000000ull;
+		}
+		if (deadline && frontends_idle(s) && !bsteer_engine_busy(s->e))
+			return 0;
+		if (deadline && bsteer_now_ns() > deadline) {
+			serve_log(s, "drain timed out with requests in flight");
+			return -ETIMEDOUT;
+		}
+		/* Wake up now and then: signals and the drain deadline. */
+		err = bsteer_engine_run_timeout(s->e, 1, 200);
+		if (err && err != -EINTR)
+			return err;
+		for (k = 0; k < s->nfe; k++)
+			if (s->fe[k].ops->tick)
+				s->fe[k].ops->tick(&s->fe[k]);
+		resync_tick(s, deadline != 0);
+		if (!s->ring)
+			log_failed_legs(s, &failed);
+	}
+}
+
+/*
+ * A worker's legs: worker 0 takes the main thread's; a module that wants
+ * a connection per ring gets its own on every other worker.
+ */
+static int worker_legs(struct bsteer_server *s, struct bsteer_leg *legs, int *fds)
+{
+	__u32 t = 0, i;
+	int k, err;
+
+	for (k = 0; k < s->nexports; k++) {
+		struct bsteer_export *ex = &s->exports[k];
+
+		for (i = 0; i < ex->ntargets; i++, t++) {
+			legs[t] = ex->leg[i];
+			if (s->ring && legs[t].ops->per_worker) {
+				/* The main thread has checked that it takes writes. */
+				legs[t].rdonly = true;
+				legs[t].priv = NULL;
+				err = legs[t].ops->open(&legs[t]);
+				if (err) {
+					legs[t].ops = NULL;
+					return err;
+				}
+			}
+			fds[t] = legs[t].fd;
+		}
+	}
+	return 0;
+}
+
+static void worker_legs_close(struct bsteer_server *s, struct bsteer_leg *legs)
+{
+	__u32 t;
+
+	for (t = 0; s->ring && t < s->ntargets; t++)
+		if (legs[t].ops && legs[t].ops->per_worker && legs[t].ops->close)
+			legs[t].ops->close(&legs[t]);
+}
+
+/* The engine and everything on it: legs, targets, frontends. */
+static int worker_setup(struct bsteer_server *s, struct bsteer_leg *legs)
+{
+	int fds[BSTEER_MAX_TARGETS], err, k;
+	__u32 t;
+
+	err = worker_legs(s, legs, fds);
+	if (err)
+		return err;
+	s->e = bsteer_engine_new(s->in, s->ring, &s->eo, &err);
+	if (!s->e)
+		return err;
+	if (!s->no_splice && bsteer_engine_splice(s->e) && !s->ring)
+		serve_log(s, "spliced reads are off: %s", bsteer_errbuf());
+	err = bsteer_engine_files(s->e, fds, s->ntargets, NULL, 0);
+	for (t = 0; !err && t < s->ntargets; t++) {
+		const struct bsteer_target_ops *ops;
+
+		err = bsteer_engine_attach(s->e, t, legs[t].ops, &legs[t]);
+		ops = bsteer_target_ops_of(s->e, t);
+		if (!err && s->verbose && !s->ring && ops->about && ops->about(s->e, t))
+			serve_log(s, "target %u: %s", t, ops->about(s->e, t));
+	}
+	for (k = 0; !err && k < s->nfe; k++) {
+		struct bsteer_fe *fe = &s->fe[k];
+
+		fe->s = s;
+		fe->owner = bsteer_engine_owner(s->e, &fe_owner, fe);
+		err = fe->owner < 0 ? fe->owner :
+		      bsteer_engine_owner_parser(s->e, fe->owner, fe->id);
+		if (!err)
+			err = fe->ops->start(fe);
+	}
+	return err;
+}
+
+/*
+ * "listening on" (a frontend's word that the server is ready) is said
+ * once every worker has its ring, buffers and files set up, or gave up.
+ */
+static pthread_mutex_t ready_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ready_cond = PTHREAD_COND_INITIALIZER;
+static __u32 workers_settled;
+static volatile int *stop_flag;
+
+static void worker_settled(void)
+{
+	pthread_mutex_lock(&ready_lock);
+	workers_settled++;
+	pthread_cond_broadcast(&ready_cond);
+	pthread_mutex_unlock(&ready_lock);
+}
+
+static void wait_workers(__u32 n)
+{
+	pthread_mutex_lock(&ready_lock);
+	while (workers_settled < n)
+		pthread_cond_wait(&ready_cond, &ready_lock);
+	pthread_mutex_unlock(&ready_lock);
+}
+
+/* One worker: its own ring, its share of slots and requests, its clients. */
+static void *worker_main(void *arg)
+{
+	struct bsteer_server *s = arg;
+	struct bsteer_leg legs[BSTEER_MAX_TARGETS] = {};
+	int err, k, started = 0;
+
+	err = worker_setup(s, legs);
+	started = !err;
+	worker_settled();
+	if (err)
+		serve_log(s, "worker %u: %s", s->ring, *bsteer_errbuf() ?
+			  bsteer_errbuf() : strerror(-err));
+	if (!err)
+		err = serve_loop(s, stop_flag);
+	if (!err)
+		err = flush_all(s);
+	if (err)
+		*stop_flag = 1;	/* one worker down takes the server down */
+	for (k = 0; started && k < s->nfe; k++)
+		s->fe[k].ops->fini(&s->fe[k]);
+	bsteer_engine_free(s->e);
+	s->e = NULL;
+	resync_fini(s);
+	worker_legs_close(s, legs);
+	s->status = err;
+	return NULL;
+}
+
+/* ---- the whole server ---- */
+
+static int frontends_setup(struct bsteer_server *s)
+{
+	int k, err;
+
+	for (k = 0; k < s->nfe; k++) {
+		s->fe[k].s = s;
+		err = s->fe[k].ops->setup ? s->fe[k].ops->setup(&s->fe[k]) : 0;
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+static void frontends_teardown(struct bsteer_server *s)
+{
+	int k;
+
+	for (k = 0; k < s->nfe; k++)
+		if (s->fe[k].ops->teardown)
+			s->fe[k].ops->teardown(&s->fe[k]);
+}
+
+/* The instance, with the frontends' parsers and the policy's maps filled. */
+static int server_instance(struct bsteer_server *s, struct bsteer_instance_opts *io)
+{
+	struct bsteer_policy_run *p = s->policy;
+	int err, k;
+	__u32 i;
+
+	io->frontends = 0;
+	for (k = 0; k < s->nfe; k++)
+		io->frontends |= 1u << s->fe[k].id;
+	io->policy = p->name;
+	io->ntargets = s->ntargets;
+	io->legs = p->legs;
+	s->in = bsteer_instance_open(io, &err);
+	if (!s->in)
+		return err;
+	for (i = 0; i < BSTEER_CFG_WORDS; i++)
+		__atomic_store_n(&s->in->cfg->word[i], p->cfg.word[i],
+				 __ATOMIC_RELEASE);
+	if (p->d && (p->d->flags & BSTEER_PF_BASE_RDONLY))
+		for (k = 0; k < s->nexports; k++)
+			s->in->targets[s->exports[k].tbase].flags |= BSTEER_TGT_RDONLY;
+	err = p->d && p->d->setup ? p->d->setup(p, s->in, s->exports, s->nexports) : 0;
+	if (err)
+		return err;
+	err = resync_pin(s);
+	if (err)
+		serve_log(s, "cannot pin the resync map (bsteer resync will not work): %s",
+			  strerror(-err));
+	return 0;
+}
+
+/* Start the workers; 0 if every one is up, with their threads in @tid. */
+static __u32 workers_start(struct bsteer_server *s, struct bsteer_server *w,
+			   pthread_t *tid, __u32 threads)
+{
+	__u32 i, started = 0;
+
+	for (i = 0; i < threads; i++) {
+		w[i] = *s;
+		w[i].ring = i;
+		if (pthread_create(&tid[i], NULL, worker_main, &w[i])) {
+			serve_log(s, "cannot start worker %u", i);
+			*stop_flag = 1;
+			break;
+		}
+		started++;
+	}
+	wait_workers(started);
+	return started;
+}
+
+int bsteer_server_run(struct bsteer_server *s, struct bsteer_instance_opts *io,
+		      __u32 threads, volatile int *stop)
+{
+	struct bsteer_server *w = NULL;
+	pthread_t tid[BSTEER_MAX_RINGS];
+	__u32 i, started = 0;
+	int rc = 1, k;
+
+	stop_flag = stop;
+	if (threads > BSTEER_MAX_RINGS || server_instance(s, io) || frontends_setup(s)) {
+		serve_log(s, "%s", bsteer_errbuf());
+		goto out;
+	}
+	for (k = 0; k < s->nexports; k++)
+		serve_log(s, "export '%s': %llu bytes on %u target(s)%s, policy %s",
+			  s->exports[k].name, (unsigned long long)s->exports[k].size,
+			  s->exports[k].ntargets, s->exports[k].rdonly ? ", read-only" : "",
+			  s->policy->name);
+	w = calloc(threads, sizeof(*w));
+	if (!w)
+		goto out;
+	started = workers_start(s, w, tid, threads);
+	for (k = 0; !*stop && k < s->nfe; k++)
+		if (s->fe[k].ops->ready)
+			s->fe[k].ops->ready(&s->fe[k]);
+	rc = started < threads;
+	for (i = 0; i < started; i++) {
+		pthread_join(tid[i], NULL);
+		if (w[i].status)
+			rc = 1;
+	}
+	if (s->policy->d && s->policy->d->sync && s->policy->d->sync(s->policy)) {
+		serve_log(s, "%s", bsteer_errbuf());
+		rc = 1;
+	}
+	serve_log(s, rc ? "stopped with an error" : "stopped");
+out:
+	free(w);
+	frontends_teardown(s);
+	if (s->policy->d && s->policy->d->close)
+		s->policy->d->close(s->policy);
+	if (s->resync_fd >= 0)
+		close(s->resync_fd);
+	bsteer_instance_close(s->in);
+	s->in = NULL;
+	return rc;
 }

@@ -19,13 +19,16 @@ const char *bsteer_errbuf(void)
 	return errbuf;
 }
 
+/* Formatted apart first: a message may quote the one it replaces. */
 void bsteer_set_err(const char *fmt, ...)
 {
+	char msg[sizeof(errbuf)];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(errbuf, sizeof(errbuf), fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	memcpy(errbuf, msg, sizeof(errbuf));
 }
 
 __u64 bsteer_now_ns(void)

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * The NBD backend: a target on another NBD server, named by a URI
+ * The NBD target: an export on another NBD server, named by a URI
  *
  *   nbd://HOST[:PORT][/EXPORT]          TCP (port 10809 by default)
  *   nbd+unix:///EXPORT?socket=PATH      a unix socket
  *
  * This file connects and runs the fixed-newstyle handshake (blocking, with
  * a timeout). What follows the handshake, the requests and replies, runs on
- * the worker's ring (user/upstream.c). Each worker connects on its own.
+ * the worker's ring (nbd_client.c). Each worker connects on its own.
  */
 #include <endian.h>
 #include <errno.h>
@@ -21,8 +21,8 @@
 #include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
-#include "serve.h"
-#include "nbd_proto.h"
+#include "target/nbd.h"
+#include "wire/nbd_wire.h"
 
 #define NBD_PORT		"10809"
 #define CONNECT_TIMEOUT_S	10
@@ -186,63 +186,32 @@ static int dial(const struct nbd_uri *u, char *why, size_t wlen)
 	return fd;
 }
 
-static int xfer(int fd, void *buf, size_t len, bool out)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = out ? send(fd, (char *)buf + done, len - done, MSG_NOSIGNAL) :
-				  recv(fd, (char *)buf + done, len - done, 0);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return errno == EAGAIN ? -ETIMEDOUT : -errno;
-		if (!n)
-			return -ECONNRESET;
-		done += n;
-	}
-	return 0;
-}
-
 static int send_opt(int fd, __u32 opt, const void *data, __u32 len)
 {
-	unsigned char h[16];
-	__u64 magic = htobe64(IHAVEOPT);
-	__u32 v;
+	unsigned char h[NBD_OPT_HDR_LEN];
 	int err;
 
-	memcpy(h, &magic, 8);
-	v = htobe32(opt);
-	memcpy(h + 8, &v, 4);
-	v = htobe32(len);
-	memcpy(h + 12, &v, 4);
-	err = xfer(fd, h, sizeof(h), true);
-	return err ?: (len ? xfer(fd, (void *)data, len, true) : 0);
+	nbd_opt_header(h, opt, len);
+	err = nbd_xfer(fd, h, sizeof(h), true);
+	return err ?: (len ? nbd_xfer(fd, (void *)data, len, true) : 0);
 }
 
 /* One option reply: its type and up to MAX_REPLY bytes of data. */
 static int recv_rep(int fd, __u32 opt, __u32 *type, unsigned char *data,
 		    __u32 *len)
 {
-	unsigned char h[20];
-	__u64 magic;
-	__u32 v;
-	int err = xfer(fd, h, sizeof(h), false);
+	unsigned char h[NBD_OPT_REPLY_HDR_LEN];
+	int err = nbd_xfer(fd, h, sizeof(h), false);
 
 	if (err)
 		return err;
-	memcpy(&magic, h, 8);
-	memcpy(&v, h + 8, 4);
-	if (be64toh(magic) != REPLY_MAGIC_OPT || be32toh(v) != opt)
+	if (nbd_get64(h) != NBD_OPT_REPLY_MAGIC || nbd_get32(h + 8) != opt)
 		return -EPROTO;
-	memcpy(&v, h + 12, 4);
-	*type = be32toh(v);
-	memcpy(&v, h + 16, 4);
-	*len = be32toh(v);
+	*type = nbd_get32(h + 12);
+	*len = nbd_get32(h + 16);
 	if (*len > MAX_REPLY)
 		return -EPROTO;
-	return xfer(fd, data, *len, false);
+	return nbd_xfer(fd, data, *len, false);
 }
 
 static const char *rep_err(__u32 type)
@@ -261,115 +230,101 @@ static const char *rep_err(__u32 type)
 	}
 }
 
+/* One NBD_REP_INFO of NBD_OPT_GO: the export's size and flags, block sizes. */
+static bool rep_info(const unsigned char *rep, __u32 len, struct nbd_leg *info)
+{
+	if (len >= 12 && nbd_get16(rep) == NBD_INFO_EXPORT) {
+		info->size = nbd_get64(rep + 2);
+		info->flags = nbd_get16(rep + 10);
+		return true;
+	}
+	if (len >= 14 && nbd_get16(rep) == NBD_INFO_BLOCK_SIZE) {
+		info->min_block = nbd_get32(rep + 2);
+		info->max_block = nbd_get32(rep + 10);
+	}
+	return false;
+}
+
 /* NBD_OPT_GO; returns -EOPNOTSUPP if the server predates it. */
-static int opt_go(int fd, const char *export, struct bsteer_nbd_info *info,
+static int opt_go(int fd, const char *export, struct nbd_leg *info,
 		  char *why, size_t wlen)
 {
 	unsigned char buf[4 + 256 + 2 + 2], rep[MAX_REPLY];
-	__u32 n = strlen(export), v, type, len;
-	__u16 w;
+	__u32 n = strlen(export), type, len;
 	bool have_export = false;
 	int err;
 
-	v = htobe32(n);
-	memcpy(buf, &v, 4);
+	nbd_put32(buf, n);
 	memcpy(buf + 4, export, n);
-	w = htobe16(1);			/* one info request: block sizes */
-	memcpy(buf + 4 + n, &w, 2);
-	w = htobe16(INFO_BLOCK_SIZE);
-	memcpy(buf + 6 + n, &w, 2);
-	err = send_opt(fd, OPT_GO, buf, n + 8);
+	nbd_put16(buf + 4 + n, 1);	/* one info request: block sizes */
+	nbd_put16(buf + 6 + n, NBD_INFO_BLOCK_SIZE);
+	err = send_opt(fd, NBD_OPT_GO, buf, n + 8);
 	while (!err) {
-		err = recv_rep(fd, OPT_GO, &type, rep, &len);
+		err = recv_rep(fd, NBD_OPT_GO, &type, rep, &len);
 		if (err)
 			break;
-		if (type == REP_ACK)
+		if (type == NBD_REP_ACK)
 			return have_export ? 0 : -EPROTO;
-		if (type == REP_ERR_UNSUP)
+		if (type == NBD_REP_ERR_UNSUP)
 			return -EOPNOTSUPP;
-		if (REP_IS_ERR(type)) {
+		if (NBD_REP_IS_ERR(type)) {
 			snprintf(why, wlen, "export '%s': %s", export, rep_err(type));
 			return (type & 0x7fffffff) == 6 ? -ENOENT : -EACCES;
 		}
-		if (type != REP_INFO || len < 2)
-			continue;
-		memcpy(&w, rep, 2);
-		if (be16toh(w) == INFO_EXPORT && len >= 12) {
-			__u64 size;
-
-			memcpy(&size, rep + 2, 8);
-			memcpy(&w, rep + 10, 2);
-			info->size = be64toh(size);
-			info->flags = be16toh(w);
-			have_export = true;
-		} else if (be16toh(w) == INFO_BLOCK_SIZE && len >= 14) {
-			memcpy(&v, rep + 2, 4);
-			info->min_block = be32toh(v);
-			memcpy(&v, rep + 10, 4);
-			info->max_block = be32toh(v);
-		}
+		if (type == NBD_REP_INFO)
+			have_export |= rep_info(rep, len, info);
 	}
 	return err;
 }
 
 /* The old way: NBD_OPT_EXPORT_NAME, which has no error reply. */
 static int opt_export_name(int fd, const char *export, bool zeroes,
-			   struct bsteer_nbd_info *info)
+			   struct nbd_leg *info)
 {
 	unsigned char rep[10 + 124];
-	__u64 size;
-	__u16 w;
-	int err = send_opt(fd, OPT_EXPORT_NAME, export, strlen(export));
+	int err = send_opt(fd, NBD_OPT_EXPORT_NAME, export, strlen(export));
 
-	err = err ?: xfer(fd, rep, 10 + (zeroes ? 124 : 0), false);
+	err = err ?: nbd_xfer(fd, rep, 10 + (zeroes ? 124 : 0), false);
 	if (err)
 		return err == -ECONNRESET ? -ENOENT : err;
-	memcpy(&size, rep, 8);
-	memcpy(&w, rep + 8, 2);
-	info->size = be64toh(size);
-	info->flags = be16toh(w);
+	info->size = nbd_get64(rep);
+	info->flags = nbd_get16(rep + 8);
 	return 0;
 }
 
-static int handshake(int fd, const char *export, struct bsteer_nbd_info *info,
+static int handshake(int fd, const char *export, struct nbd_leg *info,
 		     char *why, size_t wlen)
 {
-	unsigned char h[18];
-	__u64 magic;
+	unsigned char h[18], c[4];
 	__u16 sflags;
-	__u32 cflags;
-	int err = xfer(fd, h, sizeof(h), false);
+	int err = nbd_xfer(fd, h, sizeof(h), false);
 
 	if (err) {
 		snprintf(why, wlen, "no NBD greeting: %s", strerror(-err));
 		return err;
 	}
-	memcpy(&magic, h, 8);
-	if (be64toh(magic) != NBDMAGIC) {
+	if (nbd_get64(h) != NBD_MAGIC) {
 		snprintf(why, wlen, "not an NBD server");
 		return -EPROTO;
 	}
-	memcpy(&magic, h + 8, 8);
-	memcpy(&sflags, h + 16, 2);
-	sflags = be16toh(sflags);
-	if (be64toh(magic) != IHAVEOPT || !(sflags & FLAG_FIXED_NEWSTYLE)) {
+	sflags = nbd_get16(h + 16);
+	if (nbd_get64(h + 8) != NBD_IHAVEOPT || !(sflags & NBD_FLAG_FIXED_NEWSTYLE)) {
 		snprintf(why, wlen, "the server does not speak fixed newstyle NBD");
 		return -EPROTO;
 	}
-	cflags = htobe32(FLAG_FIXED_NEWSTYLE | (sflags & FLAG_NO_ZEROES));
-	err = xfer(fd, &cflags, 4, true);
+	nbd_put32(c, NBD_FLAG_FIXED_NEWSTYLE | (sflags & NBD_FLAG_NO_ZEROES));
+	err = nbd_xfer(fd, c, 4, true);
 	if (err)
 		return err;
 	err = opt_go(fd, export, info, why, wlen);
 	if (err == -EOPNOTSUPP)
-		err = opt_export_name(fd, export, !(sflags & FLAG_NO_ZEROES), info);
+		err = opt_export_name(fd, export, !(sflags & NBD_FLAG_NO_ZEROES), info);
 	if (err && !*why)
 		snprintf(why, wlen, "handshake failed: %s", strerror(-err));
 	return err;
 }
 
-static int nbd_connect(const char *spec, bool rdonly,
-		       struct bsteer_nbd_info *info)
+int nbd_connect(const char *spec, bool rdonly, struct nbd_leg *info)
 {
 	struct nbd_uri u;
 	char why[256] = "";
@@ -387,7 +342,7 @@ static int nbd_connect(const char *spec, bool rdonly,
 		return fd;
 	}
 	err = handshake(fd, u.export, info, why, sizeof(why));
-	if (!err && !rdonly && (info->flags & TF_READ_ONLY)) {
+	if (!err && !rdonly && (info->flags & NBD_FLAG_READ_ONLY)) {
 		snprintf(why, sizeof(why), "the upstream export is read-only (add ,ro to the export)");
 		err = -EROFS;
 	}
@@ -405,8 +360,84 @@ static int nbd_connect(const char *spec, bool rdonly,
 	return fd;
 }
 
-const struct bsteer_backend_ops nbd_backend = {
+/* ---- the ops table ---- */
+
+static int nbd_open(struct bsteer_leg *leg)
+{
+	struct nbd_leg *info = calloc(1, sizeof(*info));
+	int fd;
+
+	if (!info)
+		return -ENOMEM;
+	bsteer_set_err("%s", "");
+	fd = nbd_connect(leg->spec, leg->rdonly, info);
+	if (fd < 0) {
+		free(info);
+		return fd;
+	}
+	leg->fd = fd;
+	leg->size = info->size;
+	leg->priv = info;
+	return 0;
+}
+
+static void nbd_close(struct bsteer_leg *leg)
+{
+	if (leg->fd >= 0)
+		close(leg->fd);
+	leg->fd = -1;
+	free(leg->priv);
+	leg->priv = NULL;
+}
+
+/*
+ * A leg whose connection died: connect again, and put the new connection
+ * in the old one's place. A connection that still works is kept (the
+ * server's errors passed).
+ */
+static int nbd_reopen(struct bsteer_engine *e, __u32 t, const struct bsteer_leg *leg,
+		      __u64 want, int *own_fd)
+{
+	struct bsteer_leg fresh = { .spec = leg->spec, .ops = leg->ops, .fd = -1 };
+	int err;
+
+	if (nbd_client_alive(e, t))
+		return 0;
+	err = nbd_open(&fresh);
+	if (err) {
+		bsteer_set_err("cannot open the leg again");
+		return err;
+	}
+	if (fresh.size < want) {
+		nbd_close(&fresh);
+		bsteer_set_err("the leg is smaller than the export");
+		return -ENOSPC;
+	}
+	err = bsteer_engine_target_file(e, t, fresh.fd);
+	if (!err)
+		err = nbd_client_attach(e, t, &fresh);
+	if (err) {
+		nbd_close(&fresh);
+		bsteer_set_err("cannot put the new file in the ring");
+		return err;
+	}
+	free(fresh.priv);
+	*own_fd = fresh.fd;
+	return 0;
+}
+
+const struct bsteer_target_ops nbd_target = {
 	.name = "nbd",
 	.match = nbd_match,
-	.connect = nbd_connect,
+	.open = nbd_open,
+	.close = nbd_close,
+	.attach = nbd_client_attach,
+	.submit = nbd_client_submit,
+	.cqe = nbd_client_cqe,
+	.kick = nbd_client_kick,
+	.waiting = nbd_client_waiting,
+	.reopen = nbd_reopen,
+	.alive = nbd_client_alive,
+	.detach = nbd_client_detach,
+	.per_worker = true,
 };

@@ -45,10 +45,10 @@ struct {
 	__type(value, __u32);
 } policy_sys SEC(".maps");
 
-/* Frontend header parsers, by BSTEER_PARSER_* id. */
+/* Frontend header parsers, by frontend id. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, 8);
+	__uint(max_entries, BSTEER_FRONTEND_IDS);
 	__type(key, __u32);
 	__type(value, __u32);
 } parsers SEC(".maps");
@@ -187,40 +187,19 @@ int BPF_PROG(bsteer_complete, void *rctx, void *req, struct io_uring_cqe *cqe)
 	return 0;
 }
 
-/* Run when no twin is installed: keep the books and fail the requests. */
-static long nopolicy_one(__u32 i, void *data)
+/* With no policy installed, every request fails; the books are still kept. */
+static __always_inline void nopolicy_decide(struct bsteer_pctx *p)
 {
-	struct bsteer_fb *fb = data;
-	struct bsteer_pctx p = {};
-	struct bsteer_cqe *c = fb_cqe(fb, i);
-	int rc;
-
-	if (!c)
-		return 1;
-	rc = core_begin(&p, c->user_data, c->res, fb->ring);
-	if (rc == CORE_IGNORE)
-		return 0;
-	if (rc == CORE_POLICY) {
-		p.dec->flags |= BSTEER_DEC_DONE;
-		p.dec->error = -EOPNOTSUPP;
-	}
-	core_finish(&p, BSTEER_ST_DEC_FALLBACK, BSTEER_POL_NONE);
-	fb->decided++;
-	return 0;
+	p->dec->flags |= BSTEER_DEC_DONE;
+	p->dec->error = -EOPNOTSUPP;
 }
 
+BSTEER_FALLBACK_HOST(nopolicy, nopolicy_decide, BSTEER_POL_NONE)
+
+/* Run when no twin is installed: keep the books and fail the requests. */
 SEC("syscall")
 int bsteer_fallback(struct bsteer_fallback_args *args)
 {
-	struct bsteer_fb fb = { .ring = args->ring };
-	__u32 n = args->count;
-
-	if (!fb_owner(&fb))
-		return 0;
 	stat_inc(BSTEER_ST_NO_POLICY);
-	if (n > BSTEER_BATCH)
-		n = BSTEER_BATCH;
-	bpf_loop(n, nopolicy_one, &fb, 0);
-	args->decided = fb.decided;
-	return 0;
+	return nopolicy_fallback(args);
 }

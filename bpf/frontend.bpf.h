@@ -23,8 +23,21 @@ struct bsteer_hdr {
 
 BSTEER_MMAP_ARRAY(fe_hdr, struct bsteer_hdr, 1);
 BSTEER_MMAP_ARRAY(fe_req, struct bsteer_blkreq, 1);
+BSTEER_MMAP_ARRAY(fe_stats, __u64, BSTEER_FRONTEND_IDS * BSTEER_FE_COUNTERS);
+
+/* Count a header parsed, for the core and for its frontend. */
+static __always_inline void parse_count(__u32 stat, __u32 parser, __u32 which)
+{
+	__u32 k = (parser % BSTEER_FRONTEND_IDS) * BSTEER_FE_COUNTERS + which;
+	__u64 *c = bpf_map_lookup_elem(&fe_stats, &k);
+
+	stat_inc(stat);
+	if (c)
+		__sync_fetch_and_add(c, 1);
+}
 
 static __always_inline void parse_run(__u64 ud, __s32 res, __u32 stat,
+		__u32 which,
 		void (*parse)(const __u8 *, __s32, struct bsteer_blkreq *))
 {
 	__u32 idx = bsteer_hdr_index(bsteer_parse_ud_ring(ud),
@@ -46,7 +59,7 @@ static __always_inline void parse_run(__u64 ud, __s32 res, __u32 stat,
 	out->fatal = 0;
 	parse(h->b, res, out);
 	out->stamp = ud;	/* last: a half-parsed entry never matches */
-	stat_inc(stat);
+	parse_count(stat, bsteer_parse_ud_parser(ud), which);
 }
 
 #define BSTEER_PARSER(name)						\
@@ -59,7 +72,7 @@ int name##_tp(__u64 *ctx)						\
 	s = bpf_map_lookup_elem(&scratch, &zero);			\
 	if (s)								\
 		parse_run(s->user_data, s->res, BSTEER_ST_PARSED_HOOK,	\
-			  name##_parse);				\
+			  BSTEER_FE_PARSED_HOOK, name##_parse);		\
 	return 0;							\
 }									\
 									\
@@ -67,7 +80,8 @@ SEC("syscall")								\
 int name##_sys(struct bsteer_parse_args *args)			\
 {									\
 	parse_run(args->user_data, args->res,				\
-		  BSTEER_ST_PARSED_FALLBACK, name##_parse);		\
+		  BSTEER_ST_PARSED_FALLBACK, BSTEER_FE_PARSED_TWIN,	\
+		  name##_parse);					\
 	return 0;							\
 }
 

@@ -369,4 +369,46 @@ static __always_inline struct bsteer_cqe *fb_cqe(struct bsteer_fb *fb, __u32 i)
 	return bpf_map_lookup_elem(&batch, &key);
 }
 
+/*
+ * The fallback host of a decide function: NAME_fallback() runs @decide
+ * over the batch of completions the hook left unanswered (the engine's
+ * BPF_PROG_RUN of a SEC("syscall") program), with the same core
+ * bookkeeping as the hook. Policies (BSTEER_POLICY) and the core's
+ * no-policy fallback are both built on it.
+ */
+#define BSTEER_FALLBACK_HOST(name, decide, id)				\
+static long name##_one(__u32 i, void *data)				\
+{									\
+	struct bsteer_fb *fb = data;					\
+	struct bsteer_pctx p = {};					\
+	struct bsteer_cqe *c = fb_cqe(fb, i);				\
+	int rc;								\
+									\
+	if (!c)								\
+		return 1;						\
+	rc = core_begin(&p, c->user_data, c->res, fb->ring);		\
+	if (rc == CORE_IGNORE)						\
+		return 0;						\
+	if (rc == CORE_POLICY)						\
+		decide(&p);						\
+	core_finish(&p, BSTEER_ST_DEC_FALLBACK, id);			\
+	fb->decided++;							\
+	return 0;							\
+}									\
+									\
+static __always_inline int						\
+name##_fallback(struct bsteer_fallback_args *args)			\
+{									\
+	struct bsteer_fb fb = { .ring = args->ring };			\
+	__u32 n = args->count;						\
+									\
+	if (!fb_owner(&fb))						\
+		return 0;						\
+	if (n > BSTEER_BATCH)						\
+		n = BSTEER_BATCH;					\
+	bpf_loop(n, name##_one, &fb, 0);				\
+	args->decided = fb.decided;					\
+	return 0;							\
+}
+
 #endif /* BSTEER_BPF_H */

@@ -378,7 +378,7 @@ do {									\
 	bsteer_join(p);							\
 } while (0)
 
-/* The wrapper lets NAME be a macro itself (bpf/mirror.bpf.c). */
+/* The wrapper lets NAME be a macro itself (bpf/policy/mirror.bpf.c). */
 #define BSTEER_POLICY(name, id)	BSTEER_POLICY_(name, id)
 #define BSTEER_POLICY_(name, id)					\
 SEC("tp_btf/io_uring_complete")						\
@@ -401,38 +401,12 @@ int name##_tp(__u64 *ctx)						\
 	return 0;							\
 }									\
 									\
-static long name##_one(__u32 i, void *data)				\
-{									\
-	struct bsteer_fb *fb = data;					\
-	struct bsteer_pctx p = {};					\
-	struct bsteer_cqe *c = fb_cqe(fb, i);				\
-	int rc;								\
-									\
-	if (!c)								\
-		return 1;						\
-	rc = core_begin(&p, c->user_data, c->res, fb->ring);		\
-	if (rc == CORE_IGNORE)						\
-		return 0;						\
-	if (rc == CORE_POLICY)						\
-		name##_decide(&p);					\
-	core_finish(&p, BSTEER_ST_DEC_FALLBACK, id);			\
-	fb->decided++;							\
-	return 0;							\
-}									\
+BSTEER_FALLBACK_HOST(name, name##_decide, id)				\
 									\
 SEC("syscall")								\
 int name##_sys(struct bsteer_fallback_args *args)			\
 {									\
-	struct bsteer_fb fb = { .ring = args->ring };			\
-	__u32 n = args->count;						\
-									\
-	if (!fb_owner(&fb))						\
-		return 0;						\
-	if (n > BSTEER_BATCH)						\
-		n = BSTEER_BATCH;					\
-	bpf_loop(n, name##_one, &fb, 0);				\
-	args->decided = fb.decided;					\
-	return 0;							\
+	return name##_fallback(args);					\
 }
 
 #endif /* BSTEER_POLICY_BPF_H */

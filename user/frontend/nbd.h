@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The NBD frontend, as the rest of the tree sees it: its options (set by
+ * the command line), its ops table, and the pure pieces the fuzzer drives.
+ */
+#ifndef BSTEER_FRONTEND_NBD_H
+#define BSTEER_FRONTEND_NBD_H
+
+#include "libbsteer.h"
+
+#define NBD_MAX_LISTEN		8
+
+struct nbd_conf {
+	const char *listen[NBD_MAX_LISTEN];	/* tcp:HOST:PORT or unix:PATH */
+	int nlisten;
+	bool allow_remote;		/* listen beyond loopback */
+	__u32 reply_timeout_ms;		/* a client's unread reply: drop it after */
+};
+
+extern const struct bsteer_frontend_ops nbd_frontend;
+
+/*
+ * What the export decides about a request the parser accepted: the NBD
+ * error to answer with (@nerr, the parser's, if it had one), or -1 if the
+ * connection must go (a WRITE payload larger than we take: it cannot be
+ * drained without reading it). Nothing is leased before this says 0.
+ */
+int nbd_check_request(const struct bsteer_export *ex, __u32 max, __u16 type,
+		      __u64 off, __u32 len, __u32 nerr);
+/*
+ * The handshake alone, on a connected socket, for server @s whose rings
+ * have @slots slots each: the export chosen, or NULL (for the fuzzer).
+ */
+struct bsteer_export *nbd_negotiate(struct bsteer_server *s, __u32 slots, int fd,
+				    bool *structured);
+
+#endif /* BSTEER_FRONTEND_NBD_H */

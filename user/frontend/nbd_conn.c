@@ -1,0 +1,525 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The NBD frontend's connections: listening (once, for every worker),
+ * accepting and negotiating, a connection's life and its end, and the
+ * frontend's ops table.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include "frontend/nbd_priv.h"
+#include "nbd.skel.h"
+
+/* Stop taking requests from this connection; it closes once drained. */
+void nbd_conn_fail(struct nbd *n, struct conn *c, const char *why)
+{
+	struct io_uring_sqe *sqe;
+
+	if (!c->closing && why)
+		serve_log(n->s, "nbd: connection %u: %s; closing it", c->idx, why);
+	c->closing = true;
+	/* An error breaks the stream both ways; a hang-up only stops reading. */
+	shutdown(c->fd, SHUT_RD);
+	if (c->hdr_armed) {
+		/* shutdown() does not wake a receive on every socket kind. */
+		bsteer_engine_reserve(n->e, 1);
+		sqe = bsteer_engine_sqe(n->e);
+		if (sqe) {
+			io_uring_prep_cancel64(sqe, bsteer_parse_ud(n->fe->id, n->ring,
+								    c->idx, c->hdr_seq), 0);
+			io_uring_sqe_set_data64(sqe, 0);
+		}
+	}
+	nbd_conn_maybe_close(n, c);
+}
+
+static void conn_free(struct nbd *n, struct conn *c)
+{
+	struct reply *r, *next;
+
+	for (r = c->head; r; r = next) {
+		next = r->next;
+		if (r->io)
+			nbd_io_free(n, r->io);
+		free(r);
+	}
+	if (c->stalled)
+		n->nstalled--;
+	nbd_count(n, NBD_C_CONNS_OPEN, -1ull);
+	nbd_count(n, NBD_C_CONNS_CLOSED, 1);
+	bsteer_engine_frontend_file(n->e, c->idx, -1);
+	close(c->fd);
+	free(c->iov);
+	memset(c, 0, sizeof(*c));
+}
+
+/* Close once nothing of the connection is in flight or owed. */
+void nbd_conn_maybe_close(struct nbd *n, struct conn *c)
+{
+	if (!c->used || !c->closing)
+		return;
+	if (c->hdr_armed || c->payload || c->sends || c->sending || c->head ||
+	    c->reqs)
+		return;
+	conn_free(n, c);
+}
+
+static void arm_accept(struct nbd *n, int i)
+{
+	struct io_uring_sqe *sqe;
+
+	if (n->stopping || n->accept_armed[i])
+		return;
+	bsteer_engine_reserve(n->e, 1);
+	sqe = bsteer_engine_sqe(n->e);
+	if (!sqe)
+		return;
+	io_uring_prep_accept(sqe, n->sh->lfd[i], NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, nbd_ud(n, UD_ACCEPT, i));
+	n->accept_armed[i] = true;
+}
+
+/* A free connection slot whose file index takes @fd, or NULL. */
+static struct conn *conn_new(struct nbd *n, int fd)
+{
+	__u32 i;
+
+	for (i = 0; i < MAX_CONNS; i++)
+		if (!n->conns[i].used)
+			break;
+	if (i == MAX_CONNS || bsteer_engine_frontend_file(n->e, i, fd))
+		return NULL;
+	memset(&n->conns[i], 0, sizeof(n->conns[i]));
+	n->conns[i].idx = i;
+	/*
+	 * The last connection on this index left its last parse behind,
+	 * stamped with a user_data this one's header receives start over
+	 * from (hdr_seq 1, 2, ...). When the hook has parsed a header, the
+	 * stamp is fresh; when it has not (the fallback), a stale one that
+	 * matched would hand this connection the other's last request.
+	 */
+	__atomic_store_n(&n->in->fe_req[bsteer_hdr_index(n->ring, i)].stamp, 0,
+			 __ATOMIC_RELEASE);
+	return &n->conns[i];
+}
+
+static void on_accept(struct nbd *n, int fd)
+{
+	struct timeval tv = { .tv_sec = HANDSHAKE_TIMEOUT_S };
+	struct bsteer_export *ex;
+	struct nego ng = {};
+	struct conn *c;
+	int one = 1;
+	bool tcp;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	/* Only a TCP socket takes it. */
+	tcp = !setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	ex = nbd_negotiate_fd(n, fd, &ng);
+	if (!ex) {
+		close(fd);
+		return;
+	}
+	/*
+	 * Past the handshake, a send that blocks is io-wq's splice of a
+	 * reply: a client slow to read is --reply-timeout's to judge.
+	 */
+	tv.tv_sec = 0;
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	c = conn_new(n, fd);
+	if (!c) {
+		serve_log(n->s, "nbd: no room for another connection");
+		close(fd);
+		return;
+	}
+	c->used = true;
+	c->fd = fd;
+	c->ex = ex;
+	c->structured = ng.structured;
+	c->meta_alloc = ng.meta_alloc;
+	c->tcp = tcp;
+	nbd_count(n, NBD_C_CONNS_OPEN, 1);
+	nbd_count(n, NBD_C_CONNS_TOTAL, 1);
+	if (n->s->verbose)
+		serve_log(n->s, "nbd: connection %u to export '%s'", c->idx, ex->name);
+	nbd_arm_header(n, c);
+}
+
+/* A completion of one of the frontend's own SQEs (or a header receive). */
+static void nbd_cqe(struct bsteer_fe *fe, const struct io_uring_cqe *cqe)
+{
+	struct nbd *n = fe->priv;
+	__u64 low = bsteer_ud_low(cqe->user_data);
+	__u32 idx = low & 0xffffffff;
+	int kind = (low >> 40) & 0xff;
+	struct conn *c;
+
+	if (bsteer_parse_ud_is(cqe->user_data)) {
+		nbd_header_cqe(n, cqe);
+		return;
+	}
+	if (kind == UD_ACCEPT) {
+		if (idx >= NBD_MAX_LISTEN)
+			return;
+		n->accept_armed[idx] = false;
+		if (cqe->res >= 0)
+			on_accept(n, cqe->res);
+		arm_accept(n, idx);
+		return;
+	}
+	if (idx >= MAX_CONNS)
+		return;
+	c = &n->conns[idx];
+	if (!c->used)
+		return;
+	nbd_reply_cqe(n, c, kind, cqe->res);
+	nbd_conn_maybe_close(n, c);
+}
+
+/* ---- listening: once per server, before the workers start ---- */
+
+/* A socket file nobody answers on is stale; a live one is not ours. */
+static int unix_in_use(const struct sockaddr_un *a, const char *spec)
+{
+	/* Non-blocking: a live server with a full backlog must not hang us. */
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+	if (fd < 0)
+		return -errno;
+	if (!connect(fd, (const struct sockaddr *)a, sizeof(*a)) || errno == EAGAIN) {
+		bsteer_set_err("cannot listen on %s: another server is listening there",
+			       spec);
+		close(fd);
+		return -EADDRINUSE;
+	}
+	close(fd);
+	return 0;
+}
+
+static int listen_unix(struct nbd_shared *sh, int i, const char *spec)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd, err;
+
+	if (strlen(spec + 5) >= sizeof(a.sun_path)) {
+		bsteer_set_err("unix socket path too long: %s", spec + 5);
+		return -ENAMETOOLONG;
+	}
+	strcpy(a.sun_path, spec + 5);
+	err = unix_in_use(&a, spec);
+	if (err)
+		return err;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (!lstat(a.sun_path, &st) && S_ISSOCK(st.st_mode))
+		unlink(a.sun_path);
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 128) ||
+	    lstat(a.sun_path, &st)) {
+		err = -errno;
+		bsteer_set_err("cannot listen on %s: %s", spec, strerror(-err));
+		close(fd);
+		return err;
+	}
+	chmod(a.sun_path, 0600);
+	snprintf(sh->unix_path[i], sizeof(sh->unix_path[i]), "%s", a.sun_path);
+	sh->unix_dev[i] = st.st_dev;
+	sh->unix_ino[i] = st.st_ino;
+	sh->lfd[i] = fd;
+	return 0;
+}
+
+static bool is_loopback(const struct addrinfo *ai)
+{
+	if (ai->ai_family == AF_INET)
+		return (ntohl(((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr) >> 24) == 127;
+	if (ai->ai_family == AF_INET6)
+		return IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr);
+	return false;
+}
+
+static int listen_tcp(struct nbd_shared *sh, int i, const char *spec,
+		      bool allow_remote)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+	const char *port = strrchr(spec + 4, ':');
+	struct addrinfo *ai;
+	char host[256];
+	int fd, rc, one = 1;
+
+	if (!port || port - (spec + 4) >= (int)sizeof(host)) {
+		bsteer_set_err("bad listen address '%s' (want tcp:HOST:PORT)", spec);
+		return -EINVAL;
+	}
+	memcpy(host, spec + 4, port - (spec + 4));
+	host[port - (spec + 4)] = 0;
+	rc = getaddrinfo(*host ? host : NULL, port + 1, &hints, &ai);
+	if (rc) {
+		bsteer_set_err("cannot resolve %s: %s", spec, gai_strerror(rc));
+		return -EINVAL;
+	}
+	if (!allow_remote && !is_loopback(ai)) {
+		freeaddrinfo(ai);
+		bsteer_set_err("%s is not a loopback address; add --allow-remote to listen there",
+			       spec);
+		return -EPERM;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		rc = -errno;
+		freeaddrinfo(ai);
+		return rc;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 128)) {
+		rc = -errno;
+		bsteer_set_err("cannot listen on %s: %s", spec, strerror(-rc));
+		freeaddrinfo(ai);
+		close(fd);
+		return rc;
+	}
+	freeaddrinfo(ai);
+	sh->lfd[i] = fd;
+	return 0;
+}
+
+static void nbd_teardown(struct bsteer_fe *fe)
+{
+	struct nbd_shared *sh = fe->shared;
+	struct stat st;
+	int i;
+
+	if (!sh)
+		return;
+	for (i = 0; i < NBD_MAX_LISTEN; i++) {
+		if (sh->lfd[i] >= 0)
+			close(sh->lfd[i]);
+		/* A server started on the same path since then keeps its socket. */
+		if (sh->unix_path[i][0] && !lstat(sh->unix_path[i], &st) &&
+		    st.st_dev == sh->unix_dev[i] && st.st_ino == sh->unix_ino[i])
+			unlink(sh->unix_path[i]);
+	}
+	free(sh);
+	fe->shared = NULL;
+}
+
+/* The listening sockets every worker accepts on. */
+static int nbd_setup(struct bsteer_fe *fe)
+{
+	const struct nbd_conf *conf = fe->conf;
+	struct nbd_shared *sh = calloc(1, sizeof(*sh));
+	int i, err = 0;
+
+	if (!sh)
+		return -ENOMEM;
+	fe->shared = sh;
+	for (i = 0; i < NBD_MAX_LISTEN; i++)
+		sh->lfd[i] = -1;
+	for (i = 0; !err && i < conf->nlisten; i++) {
+		const char *spec = conf->listen[i];
+
+		if (!strncmp(spec, "unix:", 5)) {
+			err = listen_unix(sh, i, spec);
+		} else if (!strncmp(spec, "tcp:", 4)) {
+			err = listen_tcp(sh, i, spec, conf->allow_remote);
+		} else {
+			bsteer_set_err("bad listen address '%s' (want tcp:HOST:PORT or unix:PATH)",
+				       spec);
+			err = -EINVAL;
+		}
+	}
+	return err;
+}
+
+/*
+ * "listening on" is the server's word that it is ready (tests and tools
+ * wait for it): said once every worker has its ring set up.
+ */
+static void nbd_ready(struct bsteer_fe *fe)
+{
+	const struct nbd_conf *conf = fe->conf;
+	__u32 threads = fe->s->in->nrings;
+	int i;
+
+	for (i = 0; i < conf->nlisten; i++)
+		serve_log(fe->s, "listening on %s (instance %s, %u thread%s)",
+			  conf->listen[i], fe->s->in->name, threads,
+			  threads > 1 ? "s" : "");
+}
+
+/* ---- a worker's frontend ---- */
+
+static int nbd_start(struct bsteer_fe *fe)
+{
+	struct nbd *n = calloc(1, sizeof(*n));
+	int i;
+
+	if (!n)
+		return -ENOMEM;
+	fe->priv = n;
+	n->fe = fe;
+	n->s = fe->s;
+	n->e = fe->s->e;
+	n->in = fe->s->in;
+	n->conf = fe->conf;
+	n->sh = fe->shared;
+	n->ring = fe->s->ring;
+	n->nslots = bsteer_engine_slots(n->e);
+	n->ri = calloc(bsteer_engine_reqs(n->e), sizeof(*n->ri));
+	if (!n->ri)
+		return -ENOMEM;
+	for (i = 0; i < n->conf->nlisten; i++)
+		arm_accept(n, i);
+	return 0;
+}
+
+/*
+ * A client that stops reading its replies holds their slots: once a reply
+ * has not moved for --reply-timeout, the connection goes (checked twice a
+ * second).
+ */
+static void drop_deaf_clients(struct nbd *n)
+{
+	__u64 now = bsteer_now_ns();
+	__u32 i;
+
+	if (now - n->scanned_ns < 500000000ull)
+		return;
+	n->scanned_ns = now;
+	for (i = 0; i < MAX_CONNS; i++) {
+		struct conn *c = &n->conns[i];
+
+		if (c->used && c->sending && !c->closing &&
+		    now - c->send_ns > n->conf->reply_timeout_ms * 1000000ull) {
+			/* Both ways: the send it is stuck in fails now. */
+			shutdown(c->fd, SHUT_RDWR);
+			nbd_conn_fail(n, c, "the client has not read a reply in time (--reply-timeout)");
+		}
+	}
+}
+
+/* After each turn of the loop: stalled connections try again; replies go. */
+static void nbd_tick(struct bsteer_fe *fe)
+{
+	struct nbd *n = fe->priv;
+	__u32 i;
+
+	drop_deaf_clients(n);
+	for (i = 0; n->nstalled && i < MAX_CONNS; i++) {
+		struct conn *c = &n->conns[i];
+
+		if (!c->used || !c->stalled)
+			continue;
+		if (!bsteer_reqs_free(n->e) || !bsteer_slots_free(n->e))
+			break;
+		c->stalled = false;
+		n->nstalled--;
+		if (c->closing) {
+			nbd_conn_maybe_close(n, c);
+			continue;
+		}
+		nbd_on_header(n, c, &c->pending);
+		nbd_arm_header(n, c);
+	}
+	nbd_start_sends(n);
+}
+
+static void nbd_stop(struct bsteer_fe *fe)
+{
+	struct nbd *n = fe->priv;
+	struct io_uring_sqe *sqe;
+	int i;
+
+	n->stopping = true;
+	for (i = 0; i < NBD_MAX_LISTEN; i++) {
+		if (!n->accept_armed[i])
+			continue;
+		bsteer_engine_reserve(n->e, 1);
+		sqe = bsteer_engine_sqe(n->e);
+		if (!sqe)
+			continue;
+		io_uring_prep_cancel64(sqe, nbd_ud(n, UD_ACCEPT, i), 0);
+		io_uring_sqe_set_data64(sqe, 0);
+	}
+	for (i = 0; i < MAX_CONNS; i++)
+		if (n->conns[i].used)
+			nbd_conn_fail(n, &n->conns[i], NULL);
+}
+
+static bool nbd_idle(struct bsteer_fe *fe)
+{
+	struct nbd *n = fe->priv;
+	int i;
+
+	for (i = 0; i < NBD_MAX_LISTEN; i++)
+		if (n->accept_armed[i])
+			return false;
+	for (i = 0; i < MAX_CONNS; i++)
+		if (n->conns[i].used)
+			return false;
+	return true;
+}
+
+static void nbd_fini(struct bsteer_fe *fe)
+{
+	struct nbd *n = fe->priv;
+	int i;
+
+	if (!n)
+		return;
+	for (i = 0; i < MAX_CONNS; i++)
+		if (n->conns[i].used)
+			conn_free(n, &n->conns[i]);
+	free(n->ri);
+	free(n);
+	fe->priv = NULL;
+}
+
+static const void *nbd_parser(size_t *sz)
+{
+	return nbd_bpf__elf_bytes(sz);
+}
+
+static const char *const nbd_counters[] = {
+	[NBD_C_CONNS_OPEN]	= "connections_open",
+	[NBD_C_CONNS_TOTAL]	= "connections_total",
+	[NBD_C_CONNS_CLOSED]	= "connections_closed",
+	[NBD_C_READS]		= "client_reads",
+	[NBD_C_WRITES]		= "client_writes",
+	[NBD_C_FLUSHES]		= "client_flushes",
+	[NBD_C_TRIMS]		= "client_trims",
+	[NBD_C_ZEROES]		= "client_write_zeroes",
+	[NBD_C_OTHER]		= "client_other",
+	[NBD_C_ERRORS]		= "client_errors",
+	[NBD_C_BYTES_READ]	= "client_bytes_read",
+	[NBD_C_BYTES_WRITTEN]	= "client_bytes_written",
+	[NBD_C_SENDV]		= "vectored_sends",
+	[NBD_C_SEND_BATCHED]	= "replies_batched",
+	NULL,
+};
+
+const struct bsteer_frontend_ops nbd_frontend = {
+	.name = "nbd",
+	.parser = nbd_parser,
+	.counters = nbd_counters,
+	.setup = nbd_setup,
+	.teardown = nbd_teardown,
+	.ready = nbd_ready,
+	.start = nbd_start,
+	.cqe = nbd_cqe,
+	.complete = nbd_complete,
+	.op_done = nbd_op_done,
+	.tick = nbd_tick,
+	.stop = nbd_stop,
+	.idle = nbd_idle,
+	.fini = nbd_fini,
+};

@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The NBD frontend's insides, shared by its files:
+ *
+ *   nbd_negotiate.c  fixed newstyle negotiation, right after accept
+ *   nbd_request.c    headers parsed by BPF, checked, turned into requests;
+ *                    WRITE payloads received into the slots
+ *   nbd_reply.c      replies: simple and structured, sent from the slots,
+ *                    spliced, or several in one vectored send
+ *   nbd_conn.c       listening, accepting, a connection's life, the ops
+ *
+ * Per connection, requests are read in stream order (the next header is
+ * armed once the previous payload is in), and replies go out in order,
+ * one socket op at a time, so that they never interleave.
+ */
+#ifndef BSTEER_FRONTEND_NBD_PRIV_H
+#define BSTEER_FRONTEND_NBD_PRIV_H
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include "frontend/nbd.h"
+#include "wire/nbd_wire.h"
+
+#define META_ALLOC		"base:allocation"
+#define META_ALLOC_ID		1
+#define MAX_EXTENTS		64
+
+#define MAX_OPT_LEN		4096
+#define MIN_BLOCK		512
+#define CONN_MAX_REQS		128	/* requests a client may have open */
+#define MAX_CONNS		BSTEER_FRONTEND_FILES
+#define HANDSHAKE_TIMEOUT_S	10
+
+#define MAX_PARTS		64
+#define MAX_IO			(32u << 20)
+
+/* A vectored send: up to SEND_IOV pieces; no reply joins past SEND_MAX bytes. */
+#define SEND_IOV		64
+#define SEND_MAX		(1u << 20)
+
+/* The frontend's own SQEs: its owner tag, then kind << 40 | index. */
+enum { UD_ACCEPT = 1, UD_SEND = 3, UD_SENDV = 4, UD_SPLICE = 5 };
+
+/* Its counters (bsteer stat shows them by these names). */
+enum {
+	NBD_C_CONNS_OPEN,	/* connections now open */
+	NBD_C_CONNS_TOTAL,	/* connections negotiated */
+	NBD_C_CONNS_CLOSED,	/* ... and closed since */
+	NBD_C_READS,		/* client requests, by type */
+	NBD_C_WRITES,
+	NBD_C_FLUSHES,
+	NBD_C_TRIMS,
+	NBD_C_ZEROES,
+	NBD_C_OTHER,		/* cache, block status, unknown */
+	NBD_C_ERRORS,		/* replies carrying an error */
+	NBD_C_BYTES_READ,	/* payload sent to clients */
+	NBD_C_BYTES_WRITTEN,	/* payload received from clients */
+	NBD_C_SENDV,		/* vectored sends of several replies */
+	NBD_C_SEND_BATCHED,	/* ... and the replies they carried */
+};
+
+/*
+ * One client request. READ and WRITE take one slot per part (a part is
+ * one bsteer request, steered by the policy on its own); the others are
+ * one part with no slot. The reply goes when every part is back.
+ */
+struct io {
+	struct conn *c;
+	__u64 cookie;
+	__u64 offset;
+	__u32 len;
+	__u32 nparts;
+	__u32 done;		/* parts the policy finished */
+	__u32 recv_next;	/* next WRITE part whose payload to receive */
+	__u32 nbd_error;	/* first error: the reply's */
+	__u8 cmd;
+	bool broken;		/* the payload stream was cut */
+	bool payload_out;	/* a part's payload receive is out */
+	__u32 nslots;		/* slots its parts hold */
+	__u32 req[MAX_PARTS];
+};
+
+/* A reply: hdr_len bytes of header (and payload), then io's parts' data. */
+struct reply {
+	struct reply *next;
+	struct io *io;		/* READ data, part by part, or NULL */
+	__u32 part;		/* the part being sent */
+	__u32 hdr_len;
+	unsigned char hdr[];
+};
+
+struct conn {
+	bool used;
+	int fd;
+	__u32 idx;		/* frontend file index, also the conn id */
+	struct bsteer_export *ex;
+	__u32 hdr_seq;		/* stamps this connection's header receives */
+	struct bsteer_blkreq pending;	/* a parsed header waiting (stalled) */
+	bool hdr_armed;		/* a header receive is out */
+	bool hdr_linked;	/* ... linked behind the last payload receive */
+	bool hdr_waiting;	/* a header is in, its payload's end not yet seen */
+	bool payload;		/* a payload receive is out */
+	bool closing;		/* no new requests; close when drained */
+	bool stalled;		/* pending waits for a slot or a request */
+	bool capped;		/* stopped reading at CONN_MAX_REQS */
+	__u32 reqs;		/* requests started, not yet replied to */
+	__u32 slots;		/* slots its requests hold */
+	__u64 send_ns;		/* the reply being sent last moved then */
+	struct reply *head, *tail;
+	struct reply *sending;	/* first of the replies being sent */
+	__u32 nsending;		/* ... linked by next, this many */
+	__u32 sends;		/* our SQEs out for the reply */
+	__u32 sendv_len;	/* bytes the vectored send carries */
+	__u32 chain;		/* ops of a spliced reply still out */
+	__u64 chain_len, chain_sent;	/* its bytes: all, and sent so far */
+	struct iovec *iov;	/* its pieces (SEND_IOV), from the first */
+	struct msghdr msg;
+	bool structured;	/* structured replies negotiated */
+	bool meta_alloc;	/* base:allocation selected */
+	bool tcp;		/* a TCP socket (not AF_UNIX) */
+};
+
+struct req_info {
+	struct io *io;		/* the client request it is a part of */
+	struct io *payload_io;	/* its payload receive is out, for this io */
+	struct conn *payload_c;	/* ... on this connection */
+	struct conn *reply_c;	/* its reply data is being sent */
+};
+
+/* What negotiation settled, handed to the connection. */
+struct nego {
+	bool structured;
+	bool meta_alloc;
+	char meta_export[MAX_OPT_LEN + 1];
+};
+
+/* The listening sockets, made once by the main thread; every worker accepts. */
+struct nbd_shared {
+	int lfd[NBD_MAX_LISTEN];
+	/* The socket file we bound: removed at exit only if it is still ours. */
+	char unix_path[NBD_MAX_LISTEN][108];
+	__u64 unix_dev[NBD_MAX_LISTEN], unix_ino[NBD_MAX_LISTEN];
+};
+
+/* One worker's NBD frontend. */
+struct nbd {
+	struct bsteer_fe *fe;
+	struct bsteer_server *s;
+	struct bsteer_engine *e;
+	struct bsteer_instance *in;
+	const struct nbd_conf *conf;
+	struct nbd_shared *sh;
+	__u32 ring;
+	__u32 nslots;		/* the ring's slots */
+	bool accept_armed[NBD_MAX_LISTEN];
+	struct conn conns[MAX_CONNS];
+	struct req_info *ri;	/* per request of the engine */
+	__u32 nstalled;
+	__u64 to_send[MAX_CONNS / 64];	/* connections with replies to start */
+	bool stopping;
+	__u64 scanned_ns;	/* last look for replies nobody reads */
+};
+
+static inline __u64 nbd_ud(const struct nbd *n, int kind, __u32 idx)
+{
+	return bsteer_owner_ud(n->fe->owner, ((__u64)kind << 40) | idx);
+}
+
+static inline struct req_info *rinfo(struct nbd *n, __u32 r)
+{
+	return &n->ri[bsteer_engine_req_index(n->e, r)];
+}
+
+static inline void nbd_count(struct nbd *n, int which, __u64 v)
+{
+	bsteer_fe_count(n->fe, which, v);
+}
+
+/* nbd_negotiate.c */
+struct bsteer_export *nbd_negotiate_fd(struct nbd *n, int fd, struct nego *ng);
+
+/* nbd_request.c */
+__u32 nbd_max_io(struct nbd *n, const struct bsteer_export *ex);
+void nbd_arm_header(struct nbd *n, struct conn *c);
+void nbd_on_header(struct nbd *n, struct conn *c, const struct bsteer_blkreq *p);
+void nbd_header_cqe(struct nbd *n, const struct io_uring_cqe *cqe);
+void nbd_complete(struct bsteer_fe *fe, __u32 r, int err);
+void nbd_op_done(struct bsteer_fe *fe, __u32 r, __u32 op, int res);
+
+/* nbd_reply.c */
+__u32 nbd_errno(int err);
+void nbd_queue_reply(struct nbd *n, struct conn *c, __u64 cookie, __u32 error,
+		     __u8 cmd, __u64 offset, struct io *io);
+void nbd_queue_block_status(struct nbd *n, struct conn *c, __u64 cookie,
+			    __u64 off, __u32 len, bool one);
+void nbd_io_free(struct nbd *n, struct io *io);
+int nbd_send_part(struct nbd *n, struct conn *c, struct reply *r, __u32 prefix);
+void nbd_reply_done(struct nbd *n, struct conn *c, bool ok);
+void nbd_reply_cqe(struct nbd *n, struct conn *c, int kind, int res);
+void nbd_start_sends(struct nbd *n);
+
+/* nbd_conn.c */
+void nbd_conn_fail(struct nbd *n, struct conn *c, const char *why);
+void nbd_conn_maybe_close(struct nbd *n, struct conn *c);
+
+#endif /* BSTEER_FRONTEND_NBD_PRIV_H */

@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The file target, shared by its two files: file.c opens a file or a
+ * block device and picks how each worker serves it; file_inline.c serves
+ * the files io_uring would hand to a worker thread on the ring's own
+ * thread.
+ */
+#ifndef BSTEER_TARGET_FILE_H
+#define BSTEER_TARGET_FILE_H
+
+#include "libbsteer.h"
+
+extern const struct bsteer_target_ops file_inline_target;
+
+/*
+ * Should target @t's file @fd be served inline under @o? Attaches the
+ * inline face to it and returns 1 if so, 0 if io_uring should, or -errno.
+ */
+int file_inline_attach(struct bsteer_engine *e, __u32 t, int fd,
+		       const struct bsteer_engine_opts *o);
+
+#endif /* BSTEER_TARGET_FILE_H */
