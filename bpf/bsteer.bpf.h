@@ -199,6 +199,52 @@ static __always_inline void dec_reset(struct bsteer_decision *d)
 	d->seal = BSTEER_NO_SLOT;
 }
 
+/* The rest of a short transfer, as the decision: same op, next sequence. */
+static __always_inline void core_resubmit_rest(struct bsteer_pctx *p,
+					       struct bsteer_req_op *o, __u32 op,
+					       __s32 res)
+{
+	struct bsteer_dop *d = &p->dec->ops[0];
+
+	o->done += res;
+	o->seq++;
+	d->opcode = o->opcode;
+	d->op = op;
+	d->target = o->target;
+	d->slot = o->slot;
+	d->slot_off = o->slot_off + o->done;
+	d->len = o->len - o->done;
+	d->offset = o->offset == BSTEER_OFF_STREAM ?
+		    BSTEER_OFF_STREAM : o->offset + o->done;
+	d->flags = o->flags;
+	d->slot_gen = 0;
+	if (o->slot != BSTEER_NO_SLOT) {
+		struct bsteer_slot *m;
+
+		m = bpf_map_lookup_elem(&slot_meta, &o->slot);
+		if (m)
+			d->slot_gen = m->gen;
+	}
+	p->dec->nops = 1;
+	stat_inc(BSTEER_ST_OPS_SHORT);
+}
+
+/* A policy op's end, in its target's counters. */
+static __always_inline void core_count_target(__u32 t, __s32 res)
+{
+	struct bsteer_target *tg = bpf_map_lookup_elem(&targets, &t);
+
+	if (!tg)
+		return;
+	__sync_fetch_and_add(&tg->ops, 1);
+	if (res < 0) {
+		__sync_fetch_and_add(&tg->errors, 1);
+		tg->last_error = res;
+	} else {
+		__sync_fetch_and_add(&tg->bytes, res);
+	}
+}
+
 /*
  * Core bookkeeping for one of our completions, identical in the hook and
  * in the fallback: short transfers are resubmitted without asking the
@@ -245,32 +291,9 @@ static __always_inline int core_begin(struct bsteer_pctx *p, __u64 ud,
 	/* A short transfer: ask for the rest, same op, next sequence. */
 	if (res > 0 && (req->state == BSTEER_RQ_ACTIVE ||
 			(o->flags & BSTEER_OPF_FRONTEND)) &&
-	    (o->opcode == BSTEER_OP_READ ||
-			o->opcode == BSTEER_OP_WRITE) &&
+	    (o->opcode == BSTEER_OP_READ || o->opcode == BSTEER_OP_WRITE) &&
 	    o->done + (__u32)res < o->len) {
-		struct bsteer_dop *d = &p->dec->ops[0];
-
-		o->done += res;
-		o->seq++;
-		d->opcode = o->opcode;
-		d->op = op;
-		d->target = o->target;
-		d->slot = o->slot;
-		d->slot_off = o->slot_off + o->done;
-		d->len = o->len - o->done;
-		d->offset = o->offset == BSTEER_OFF_STREAM ?
-			    BSTEER_OFF_STREAM : o->offset + o->done;
-		d->flags = o->flags;
-		d->slot_gen = 0;
-		if (o->slot != BSTEER_NO_SLOT) {
-			struct bsteer_slot *m;
-
-			m = bpf_map_lookup_elem(&slot_meta, &o->slot);
-			if (m)
-				d->slot_gen = m->gen;
-		}
-		p->dec->nops = 1;
-		stat_inc(BSTEER_ST_OPS_SHORT);
+		core_resubmit_rest(p, o, op, res);
 		return CORE_DECIDED;
 	}
 
@@ -306,20 +329,8 @@ static __always_inline int core_begin(struct bsteer_pctx *p, __u64 ud,
 	}
 
 	if (!(o->flags & BSTEER_OPF_FRONTEND) && o->opcode != BSTEER_OP_WAIT &&
-	    o->target < BSTEER_MAX_TARGETS) {
-		__u32 t = o->target;
-		struct bsteer_target *tg = bpf_map_lookup_elem(&targets, &t);
-
-		if (tg) {
-			__sync_fetch_and_add(&tg->ops, 1);
-			if (p->res < 0) {
-				__sync_fetch_and_add(&tg->errors, 1);
-				tg->last_error = p->res;
-			} else {
-				__sync_fetch_and_add(&tg->bytes, p->res);
-			}
-		}
-	}
+	    o->target < BSTEER_MAX_TARGETS)
+		core_count_target(o->target, p->res);
 	if (res < 0)
 		stat_inc(BSTEER_ST_OPS_ERRORS);
 

@@ -121,7 +121,14 @@ static int cow_commit(struct cowmap *m, int base, int ov, bool json,
 	return 0;
 }
 
-int cmd_cow(int argc, char **argv)
+struct cow_args {
+	const char *map, *bpath, *opath;
+	char mpath[PATH_MAX];
+	bool json, commit;
+};
+
+/* 0 to go on, 1 to stop with status 0, 2 (a usage error) with 2. */
+static int cow_parse(struct cow_args *a, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "map", required_argument, NULL, 'm' },
@@ -129,24 +136,19 @@ int cmd_cow(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *map = NULL, *sub, *bpath, *opath;
-	char mpath[PATH_MAX];
-	struct cowmap m = { .fd = -1 };
-	bool json = false, commit;
-	struct stat st;
-	int opt, base = -1, ov = -1, rc = 1;
+	int opt;
 
 	while ((opt = getopt_long(argc, argv, "m:jh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'm':
-			map = optarg;
+			a->map = optarg;
 			break;
 		case 'j':
-			json = true;
+			a->json = true;
 			break;
 		case 'h':
 			fputs(cow_usage, stdout);
-			return 0;
+			return 1;
 		default:
 			fputs(cow_usage, stderr);
 			return 2;
@@ -157,47 +159,66 @@ int cmd_cow(int argc, char **argv)
 		fputs(cow_usage, stderr);
 		return 2;
 	}
-	sub = argv[optind];
-	bpath = argv[optind + 1];
-	opath = argv[optind + 2];
-	commit = !strcmp(sub, "commit");
-	if (map)
-		snprintf(mpath, sizeof(mpath), "%s", map);
+	a->commit = !strcmp(argv[optind], "commit");
+	a->bpath = argv[optind + 1];
+	a->opath = argv[optind + 2];
+	if (a->map)
+		snprintf(a->mpath, sizeof(a->mpath), "%s", a->map);
 	else
-		cowmap_path(opath, mpath, sizeof(mpath));
-	if (access(mpath, F_OK)) {
+		cowmap_path(a->opath, a->mpath, sizeof(a->mpath));
+	return 0;
+}
+
+static void cow_status(const struct cow_args *a, struct cowmap *m)
+{
+	struct bsteer_json j;
+
+	if (!a->json) {
+		printf("%s: %llu of %llu chunks (%llu bytes each) are in the overlay\n",
+		       a->opath, (unsigned long long)count_bits(m),
+		       (unsigned long long)m->nchunks, (unsigned long long)m->chunk);
+		return;
+	}
+	json_begin(&j, stdout);
+	json_str(&j, "bitmap", a->mpath);
+	json_u64(&j, "chunk", m->chunk);
+	json_u64(&j, "size", m->size);
+	json_u64(&j, "chunks", m->nchunks);
+	json_u64(&j, "chunks_in_overlay", count_bits(m));
+	json_finish(&j);
+}
+
+int cmd_cow(int argc, char **argv)
+{
+	struct cow_args a = {};
+	struct cowmap m = { .fd = -1 };
+	int base = -1, ov = -1, rc;
+	struct stat st;
+
+	rc = cow_parse(&a, argc, argv);
+	if (rc)
+		return rc == 1 ? 0 : 2;
+	if (access(a.mpath, F_OK)) {
 		fprintf(stderr, "bsteer cow: no bitmap %s: %s is not a cow overlay (or pass --map)\n",
-			mpath, opath);
+			a.mpath, a.opath);
 		return 1;
 	}
-	base = open(bpath, (commit ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-	ov = open(opath, O_RDONLY | O_CLOEXEC);
+	rc = 1;
+	base = open(a.bpath, (a.commit ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	ov = open(a.opath, O_RDONLY | O_CLOEXEC);
 	if (base < 0 || ov < 0 || fstat(base, &st)) {
 		fprintf(stderr, "bsteer cow: cannot open %s: %s\n",
-			base < 0 ? bpath : opath, strerror(errno));
+			base < 0 ? a.bpath : a.opath, strerror(errno));
 		goto out;
 	}
-	if (cowmap_open(&m, mpath, 0, S_ISREG(st.st_mode) ? (__u64)st.st_size : ~0ull)) {
+	if (cowmap_open(&m, a.mpath, 0, S_ISREG(st.st_mode) ? (__u64)st.st_size : ~0ull)) {
 		fprintf(stderr, "bsteer cow: %s\n", bsteer_errbuf());
 		goto out;
 	}
-	if (commit) {
-		rc = cow_commit(&m, base, ov, json, bpath) ? 1 : 0;
-	} else if (json) {
-		struct bsteer_json j;
-
-		json_begin(&j, stdout);
-		json_str(&j, "bitmap", mpath);
-		json_u64(&j, "chunk", m.chunk);
-		json_u64(&j, "size", m.size);
-		json_u64(&j, "chunks", m.nchunks);
-		json_u64(&j, "chunks_in_overlay", count_bits(&m));
-		json_finish(&j);
-		rc = 0;
+	if (a.commit) {
+		rc = cow_commit(&m, base, ov, a.json, a.bpath) ? 1 : 0;
 	} else {
-		printf("%s: %llu of %llu chunks (%llu bytes each) are in the overlay\n",
-		       opath, (unsigned long long)count_bits(&m),
-		       (unsigned long long)m.nchunks, (unsigned long long)m.chunk);
+		cow_status(&a, &m);
 		rc = 0;
 	}
 out:

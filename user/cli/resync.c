@@ -2,7 +2,7 @@
 /*
  * bsteer resync: ask a running server to rebuild one leg of a mirror export
  * from the others, while its clients go on writing, and follow it to the
- * end. The server does the work (user/resync.c); this command only asks
+ * end. The server does the work (user/core/resync.c); this command only asks
  * and reports, through the instance's pinned "resync" map.
  */
 #include <errno.h>
@@ -14,7 +14,6 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include "cli/cli.h"
-#include "libbsteer.h"
 
 static const char resync_usage[] =
 "USAGE: bsteer resync INSTANCE EXPORT LEG [--json] [--no-wait]\n"
@@ -84,7 +83,14 @@ static void progress(const struct bsteer_resync *st, bool tty)
 		(unsigned long long)st->recopied, secs, tty ? "   " : "\n");
 }
 
-int cmd_resync(int argc, char **argv)
+struct resync_args {
+	const char *inst;
+	struct bsteer_resync req;
+	bool json, wait;
+};
+
+/* 0 to go on, 1 to stop with status 0, 2 (a usage error) with 2. */
+static int resync_parse(struct resync_args *a, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
@@ -92,26 +98,21 @@ int cmd_resync(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct bsteer_resync req = {}, st;
-	bool json = false, wait = true, tty;
-	struct bsteer_pins pins;
-	char path[PATH_MAX], *end;
-	__u64 last = 0, t0;
-	__u32 key = 0;
 	unsigned long leg;
-	int opt, fd, rc = 1;
+	char *end;
+	int opt;
 
 	while ((opt = getopt_long(argc, argv, "jnh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'j':
-			json = true;
+			a->json = true;
 			break;
 		case 'n':
-			wait = false;
+			a->wait = false;
 			break;
 		case 'h':
 			fputs(resync_usage, stdout);
-			return 0;
+			return 1;
 		default:
 			fputs(resync_usage, stderr);
 			return 2;
@@ -121,91 +122,141 @@ int cmd_resync(int argc, char **argv)
 		fputs(resync_usage, stderr);
 		return 2;
 	}
+	a->inst = argv[optind];
 	leg = strtoul(argv[optind + 2], &end, 10);
 	if (*end || !*argv[optind + 2] || leg >= BSTEER_MAX_TARGETS) {
 		fprintf(stderr, "bsteer resync: LEG must be a leg index (0..%d)\n",
 			BSTEER_MAX_TARGETS - 1);
 		return 2;
 	}
-	if (strlen(argv[optind + 1]) >= sizeof(req.export)) {
+	if (strlen(argv[optind + 1]) >= sizeof(a->req.export)) {
 		fprintf(stderr, "bsteer resync: export name too long\n");
 		return 2;
 	}
-	if (bsteer_check_privileges("bsteer resync"))
-		return 1;
-	if (bsteer_pins_open(&pins, argv[optind])) {
-		fprintf(stderr, "bsteer resync: %s\n", bsteer_errbuf());
-		return 1;
-	}
-	snprintf(path, sizeof(path), "%s/resync", pins.dir);
-	fd = bpf_obj_get(path);
-	if (fd < 0) {
-		fprintf(stderr, "bsteer resync: instance '%s' takes no resync requests (%s: %s); is it a bsteer serve?\n",
-			argv[optind], path, strerror(errno));
-		goto out;
-	}
+	a->req.leg = leg;
+	snprintf(a->req.export, sizeof(a->req.export), "%s", argv[optind + 1]);
+	return 0;
+}
+
+/* Write the request into the server's "resync" map, unless one is running. */
+static int resync_ask(struct resync_args *a, int fd)
+{
+	struct bsteer_resync st;
+	__u32 key = 0;
+
 	if (!bpf_map_lookup_elem(fd, &key, &st) &&
 	    (st.state == BSTEER_RS_REQUESTED || st.state == BSTEER_RS_RUNNING)) {
 		fprintf(stderr, "bsteer resync: a rebuild of '%s' leg %u is already %s\n",
 			st.export, st.leg, state_name(st.state));
-		goto out;
+		return -1;
 	}
-	req.state = BSTEER_RS_REQUESTED;
-	req.seq = (st.seq + 1) ?: 1;
-	req.leg = leg;
-	snprintf(req.export, sizeof(req.export), "%s", argv[optind + 1]);
-	if (bpf_map_update_elem(fd, &key, &req, BPF_ANY)) {
+	a->req.state = BSTEER_RS_REQUESTED;
+	a->req.seq = (st.seq + 1) ?: 1;
+	if (bpf_map_update_elem(fd, &key, &a->req, BPF_ANY)) {
 		fprintf(stderr, "bsteer resync: cannot ask: %s\n", strerror(errno));
-		goto out;
+		return -1;
 	}
-	if (!wait) {
-		rc = 0;
-		goto out;
-	}
-	install_signals();
-	tty = !json && isatty(STDERR_FILENO);
-	t0 = bsteer_now_ns();
+	return 0;
+}
+
+/*
+ * Follow the rebuild to its end, with progress on stderr. 0 with its last
+ * state in *@st, 1 when a signal stopped us following, or -1.
+ */
+static int resync_follow(const struct resync_args *a, int fd, bool tty,
+			 struct bsteer_resync *st)
+{
+	__u64 last = 0, t0 = bsteer_now_ns();
+	__u32 key = 0;
+
 	for (;;) {
 		usleep(100000);
-		if (bpf_map_lookup_elem(fd, &key, &st)) {
+		if (bpf_map_lookup_elem(fd, &key, st)) {
 			fprintf(stderr, "bsteer resync: the server went away\n");
-			goto out;
+			return -1;
 		}
-		if (st.seq != req.seq || st.state == BSTEER_RS_REQUESTED) {
+		if (st->seq != a->req.seq || st->state == BSTEER_RS_REQUESTED) {
+			/* It looks every 200 ms; 5 s means it is not looking. */
 			if (bsteer_now_ns() - t0 > 5000000000ull) {
 				fprintf(stderr, "bsteer resync: the server did not take the request\n");
-				goto out;
+				return -1;
 			}
 			continue;
 		}
-		if (st.state == BSTEER_RS_DONE || st.state == BSTEER_RS_FAILED)
-			break;
-		if (!json && (tty || bsteer_now_ns() - last > 1000000000ull)) {
-			progress(&st, tty);
+		if (st->state == BSTEER_RS_DONE || st->state == BSTEER_RS_FAILED)
+			return 0;
+		if (!a->json && (tty || bsteer_now_ns() - last > 1000000000ull)) {
+			progress(st, tty);
 			last = bsteer_now_ns();
 		}
 		if (exiting) {
 			fprintf(stderr, "\nbsteer resync: stopped following; the server goes on with it\n");
-			rc = 0;
-			goto out;
+			return 1;
 		}
 	}
-	if (json) {
-		report_json(&st);
-	} else {
-		progress(&st, tty);
+}
+
+/* How it ended: a failure says why and nothing else (no progress line). */
+static int resync_report(const struct resync_args *a, const struct bsteer_resync *st,
+			 bool tty)
+{
+	if (a->json) {
+		report_json(st);
+	} else if (st->state == BSTEER_RS_DONE) {
+		progress(st, tty);
 		if (tty)
 			fputc('\n', stderr);
-		if (st.state == BSTEER_RS_DONE)
-			printf("rebuilt leg %u of '%s': %llu bytes in %.2f s, %llu ranges copied again after client writes\n",
-			       st.leg, st.export, (unsigned long long)st.done,
-			       (st.end_ns - st.start_ns) / 1e9,
-			       (unsigned long long)st.recopied);
-		else
-			fprintf(stderr, "bsteer resync: failed: %s (%s)\n", st.message,
-				strerror(-st.error));
+		printf("rebuilt leg %u of '%s': %llu bytes in %.2f s, %llu ranges copied again after client writes\n",
+		       st->leg, st->export, (unsigned long long)st->done,
+		       (st->end_ns - st->start_ns) / 1e9,
+		       (unsigned long long)st->recopied);
+	} else {
+		if (tty)	/* the progress line it ends */
+			fputc('\n', stderr);
+		fprintf(stderr, "bsteer resync: failed: %s (%s)\n", st->message,
+			strerror(-st->error));
 	}
-	rc = st.state == BSTEER_RS_DONE ? 0 : 1;
+	return st->state == BSTEER_RS_DONE ? 0 : 1;
+}
+
+int cmd_resync(int argc, char **argv)
+{
+	struct resync_args a = { .wait = true };
+	struct bsteer_resync st;
+	struct bsteer_pins pins;
+	char path[PATH_MAX];
+	int fd, rc;
+	bool tty;
+
+	rc = resync_parse(&a, argc, argv);
+	if (rc)
+		return rc == 1 ? 0 : 2;
+	if (bsteer_check_privileges("bsteer resync"))
+		return 1;
+	if (bsteer_pins_open(&pins, a.inst)) {
+		fprintf(stderr, "bsteer resync: %s\n", bsteer_errbuf());
+		return 1;
+	}
+	rc = 1;
+	snprintf(path, sizeof(path), "%s/resync", pins.dir);
+	fd = bpf_obj_get(path);
+	if (fd < 0) {
+		fprintf(stderr, "bsteer resync: instance '%s' takes no resync requests (%s: %s); is it a bsteer serve?\n",
+			a.inst, path, strerror(errno));
+		goto out;
+	}
+	if (resync_ask(&a, fd))
+		goto out;
+	rc = 0;
+	if (!a.wait)
+		goto out;
+	install_signals();
+	tty = !a.json && isatty(STDERR_FILENO);
+	rc = resync_follow(&a, fd, tty, &st);
+	if (!rc)
+		rc = resync_report(&a, &st, tty);
+	else
+		rc = rc > 0 ? 0 : 1;
 out:
 	if (fd >= 0)
 		close(fd);

@@ -116,19 +116,12 @@ static int core_map_id(const char *name)
 }
 
 /*
- * Load a BPF object against an instance's maps (every map it declares by a
- * pinned name is reused), pin its programs under @pdir, and return the fds
- * of its tp_btf program and its syscall twin (owned by the caller).
- *
- * A map of the policy's own (the redirect table, the cow bitmap) is pinned
- * as @dir/NAME the first time and reused by name afterwards, so it outlives
- * swaps and is shared by every policy that declares it.
+ * Every map @obj declares by the name of one the instance has (the core's,
+ * or one a policy pinned before) is that map. The rest are created at load.
  */
-static int load_shared(struct bpf_object *obj, const char *name,
-		       const char *dir, const int *map_fd, const char *pdir,
-		       int *tp_fd, int *sys_fd)
+static int reuse_maps(struct bpf_object *obj, const char *name, const char *dir,
+		      const int *map_fd)
 {
-	struct bpf_program *prog, *tp = NULL, *sys = NULL;
 	char path[PATH_MAX + 80];
 	struct bpf_map *m;
 	int err, i, fd;
@@ -142,7 +135,7 @@ static int load_shared(struct bpf_object *obj, const char *name,
 				 bpf_map__name(m));
 			fd = bpf_obj_get(path);
 			if (fd < 0)
-				continue;	/* created and pinned below */
+				continue;	/* created, and pinned after the load */
 			err = bpf_map__reuse_fd(m, fd);
 			close(fd);
 		} else {
@@ -154,33 +147,35 @@ static int load_shared(struct bpf_object *obj, const char *name,
 			return err;
 		}
 	}
-	bpf_object__for_each_program(prog, obj) {
-		enum bpf_prog_type t = bpf_program__type(prog);
+	return 0;
+}
 
-		if (t == BPF_PROG_TYPE_TRACING && !tp)
-			tp = prog;
-		else if (t == BPF_PROG_TYPE_SYSCALL && !sys)
-			sys = prog;
-	}
-	if (!tp || !sys) {
-		bsteer_set_err("%s needs a tp_btf/io_uring_complete program and its syscall twin",
-			       name);
-		return -EINVAL;
-	}
-	err = bpf_object__load(obj);
-	if (err) {
-		char why[512];
+static int load_object(struct bpf_object *obj, const char *name)
+{
+	char why[512];
+	int err = bpf_object__load(obj);
 
-		if (verifier_why[0]) {
-			bsteer_set_err("%s failed to load: %s (-v shows the verifier's whole log)",
-				       name, verifier_why);
-			return err;
-		}
-		snprintf(why, sizeof(why), "%s", bsteer_errbuf());
-		bsteer_set_err("%s failed to load: %s%s%s", name, strerror(-err),
-			       *why ? ": " : "", why);
+	if (!err)
+		return 0;
+	if (verifier_why[0]) {
+		bsteer_set_err("%s failed to load: %s (-v shows the verifier's whole log)",
+			       name, verifier_why);
 		return err;
 	}
+	snprintf(why, sizeof(why), "%s", bsteer_errbuf());
+	bsteer_set_err("%s failed to load: %s%s%s", name, strerror(-err),
+		       *why ? ": " : "", why);
+	return err;
+}
+
+/* The object's own maps, new ones pinned as @dir/NAME; its programs in @pdir. */
+static int pin_object(struct bpf_object *obj, const char *dir, const char *pdir)
+{
+	char path[PATH_MAX + 80];
+	struct bpf_program *prog;
+	struct bpf_map *m;
+	int err;
+
 	bpf_object__for_each_map(m, obj) {
 		if (core_map_id(bpf_map__name(m)) >= 0 || bpf_map__is_internal(m))
 			continue;
@@ -207,6 +202,45 @@ static int load_shared(struct bpf_object *obj, const char *name,
 			return err;
 		}
 	}
+	return 0;
+}
+
+/*
+ * Load a BPF object against an instance's maps (every map it declares by a
+ * pinned name is reused), pin its programs under @pdir, and return the fds
+ * of its tp_btf program and its syscall twin (owned by the caller).
+ *
+ * A map of the policy's own (the redirect table, the cow bitmap) is pinned
+ * as @dir/NAME the first time and reused by name afterwards, so it outlives
+ * swaps and is shared by every policy that declares it.
+ */
+static int load_shared(struct bpf_object *obj, const char *name,
+		       const char *dir, const int *map_fd, const char *pdir,
+		       int *tp_fd, int *sys_fd)
+{
+	struct bpf_program *prog, *tp = NULL, *sys = NULL;
+	int err = reuse_maps(obj, name, dir, map_fd);
+
+	if (err)
+		return err;
+	bpf_object__for_each_program(prog, obj) {
+		enum bpf_prog_type t = bpf_program__type(prog);
+
+		if (t == BPF_PROG_TYPE_TRACING && !tp)
+			tp = prog;
+		else if (t == BPF_PROG_TYPE_SYSCALL && !sys)
+			sys = prog;
+	}
+	if (!tp || !sys) {
+		bsteer_set_err("%s needs a tp_btf/io_uring_complete program and its syscall twin",
+			       name);
+		return -EINVAL;
+	}
+	err = load_object(obj, name);
+	if (!err)
+		err = pin_object(obj, dir, pdir);
+	if (err)
+		return err;
 	*tp_fd = dup(bpf_program__fd(tp));
 	*sys_fd = dup(bpf_program__fd(sys));
 	if (*tp_fd < 0 || *sys_fd < 0)
