@@ -132,8 +132,13 @@ static __always_inline void slot_free_push(struct bsteer_slot *m, __u32 slot)
 	__u32 idx;
 	__u32 *f;
 
-	m->state = BSTEER_SLOT_FREE;
 	m->dir = 0;
+	/* A frontend's own slot goes back to it, not to the free stack. */
+	if (m->flags & BSTEER_SLOTF_OWNED) {
+		m->state = BSTEER_SLOT_OWNED;
+		return;
+	}
+	m->state = BSTEER_SLOT_FREE;
 	r = bpf_map_lookup_elem(&rings, &ring_id);
 	if (!r || r->free_top >= r->slot_count)
 		return;

@@ -122,7 +122,8 @@ static inline __u64 bsteer_ud_low(__u64 ud) { return ud & 0xffffffffffffull; }
  */
 #define BSTEER_PARSE_MAGIC	BSTEER_UD_PARSE
 #define BSTEER_FRONTEND_IDS	8	/* entries of "parsers"; frontend ids */
-#define BSTEER_HDR_CONNS	1024	/* header entries per ring */
+#define BSTEER_HDR_CONNS	2048	/* header entries per ring, shared out
+					 * among its frontends */
 #define BSTEER_HDR_SIZE		512	/* bytes per header entry */
 /*
  * Counters a frontend keeps: map "fe_stats", BSTEER_FE_COUNTERS words per
@@ -191,7 +192,13 @@ enum bsteer_slot_state {
 	BSTEER_SLOT_FREE	= 0,
 	BSTEER_SLOT_LEASED	= 1,	/* held by its owner */
 	BSTEER_SLOT_RELEASING	= 2,	/* owner let go, ops still in flight */
+	BSTEER_SLOT_OWNED	= 3,	/* a frontend's own, between its leases
+					 * (a FUSE ring entry's payload, the
+					 * kernel's to fill with the next request) */
 };
+
+#define BSTEER_SLOTF_OWNED	0x1	/* out of the free stack for good: a
+					 * release returns it to its frontend */
 
 /* Slot metadata: map "slot_meta", one entry per slot. */
 struct bsteer_slot {
@@ -200,7 +207,7 @@ struct bsteer_slot {
 	__u32 owner;		/* request index holding the lease */
 	__u16 ring;		/* ring whose partition holds the slot */
 	__u8  dir;		/* BSTEER_DIR_* allowed now */
-	__u8  pad0;
+	__u8  flags;		/* BSTEER_SLOTF_* */
 	__u32 inflight;		/* ops submitted on the slot, not completed */
 	__u32 kops;		/* fixed-buffer ops the kernel issued (audit) */
 	__u64 lease_ns;		/* CLOCK_MONOTONIC time of the lease */
@@ -428,34 +435,6 @@ struct bsteer_info {
 	char  layout[32];	/* data layout the targets hold (see policies) */
 	__u32 frontends;	/* bit i: frontend id i serves (map "fe_stats") */
 	__u32 pad0;
-};
-
-/*
- * A leg rebuild of a running server: map "resync" (one entry), pinned by
- * bsteer serve. `bsteer resync` writes a request (state REQUESTED, a new
- * seq, the export and leg); the server answers in the same entry with its
- * progress. Only userspace reads and writes it.
- */
-enum bsteer_resync_state {
-	BSTEER_RS_IDLE		= 0,
-	BSTEER_RS_REQUESTED	= 1,
-	BSTEER_RS_RUNNING	= 2,
-	BSTEER_RS_DONE		= 3,
-	BSTEER_RS_FAILED	= 4,
-};
-
-struct bsteer_resync {
-	__u32 state;		/* enum bsteer_resync_state */
-	__u32 seq;		/* the request this answers */
-	__u32 leg;		/* leg index within the export */
-	__s32 error;		/* -errno when FAILED */
-	__u64 done;		/* bytes copied */
-	__u64 total;		/* the export's size */
-	__u64 recopied;		/* chunks copied again after a client write */
-	__u64 start_ns;		/* CLOCK_MONOTONIC */
-	__u64 end_ns;
-	char  export[64];
-	char  message[64];	/* why it failed */
 };
 
 /* Stat counters: map "stats", array of __u64 indexed by this enum. */

@@ -23,7 +23,7 @@ static void run(const char *policy, bool hostile)
 		.nreqs = 8, .ntargets = 1,
 	};
 	struct kept k = {};
-	struct bsteer_owner_ops cb = { .complete = keep_cb };
+	struct bsteer_owner_ops cb = { .complete = keep_cb, .pipes = true };
 	void *cb_arg = &k;
 	struct bsteer_instance *in = NULL;
 	struct bsteer_engine *e = NULL;

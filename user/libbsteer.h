@@ -315,6 +315,8 @@ struct bsteer_engine_opts {
 	bool inline_writes;
 	/* Remote targets: no progress this long with ops out fails them. */
 	__u32 target_timeout_ms;
+	/* 128-byte SQEs (a FUSE frontend's uring_cmds need them). */
+	bool sqe128;
 };
 
 struct bsteer_engine *bsteer_engine_new(struct bsteer_instance *in,
@@ -364,6 +366,8 @@ struct bsteer_owner_ops {
 	void (*op_done)(void *arg, __u32 req, __u32 op, int res);
 	/* A completion of one of its own SQEs. */
 	void (*cqe)(void *arg, const struct io_uring_cqe *cqe);
+	/* Its requests' data may be spliced into a slot's pipe (see below). */
+	bool pipes;
 };
 
 #define BSTEER_OWNERS		16
@@ -424,18 +428,32 @@ int bsteer_engine_splice(struct bsteer_engine *e);
 int bsteer_slot_pipe(struct bsteer_engine *e, __u32 slot, __u32 *len);
 void bsteer_slot_pipe_sent(struct bsteer_engine *e, __u32 slot, __u32 len);
 /*
- * Lease a slot whose memory a device lends (a FUSE ring entry's payload):
- * @fn runs once the owner released it and its last op completed, before
- * the slot can be leased again.
+ * Lease a slot with a callback: @fn runs once the owner released it and
+ * its last op completed, before the slot can be leased again.
  */
 typedef void (*bsteer_release_fn)(void *arg, __u32 slot);
 int bsteer_slot_lend(struct bsteer_engine *e, __u32 req, bsteer_release_fn fn,
 		     void *arg, __u32 *slot);
+/*
+ * A slot of the frontend's own, out of the free stack for the engine's
+ * life: memory a device fills by itself (a FUSE ring entry's payload).
+ * Each request on it leases it with bsteer_slot_lease_owned(); when that
+ * lease is released and its last op completed, @fn runs and the slot is
+ * the frontend's again (BSTEER_SLOT_OWNED), not free.
+ */
+int bsteer_slot_own(struct bsteer_engine *e, __u32 *slot);
+int bsteer_slot_lease_owned(struct bsteer_engine *e, __u32 req, __u32 slot,
+			    bsteer_release_fn fn, void *arg);
 void bsteer_slot_release(struct bsteer_engine *e, __u32 slot);
 __u32 bsteer_slots_free(struct bsteer_engine *e);
 __u32 bsteer_reqs_free(struct bsteer_engine *e);
 __u32 bsteer_slots_leaked(struct bsteer_engine *e);
-/* Start the frontend's op of a request (payload receive, or arrival NOP). */
+/*
+ * Start the frontend's op of a request: a payload receive (READ of @len
+ * from @file into @slot), or the arrival NOP that brings a request to the
+ * policy: for one whose payload is in its slot already (a FUSE WRITE),
+ * @len is the payload's length, the result the policy sees.
+ */
 int bsteer_frontend_op(struct bsteer_engine *e, __u32 req, __u8 opcode,
 		       __u32 file, __u32 slot, __u32 len, __u64 offset);
 /*
@@ -610,6 +628,12 @@ struct bsteer_frontend_ops {
 	const void *(*parser)(size_t *sz);
 	/* Its counters' names, in "fe_stats" after the parser's two; NULL ends. */
 	const char *const *counters;
+	/* Header entries it uses per ring (see bsteer_fe.hdr_base). */
+	__u32 hdr_entries;
+	/* Its READ replies may be spliced from a slot's pipe (a socket's). */
+	bool pipes;
+	/* Its uring_cmds need 128-byte SQEs. */
+	bool sqe128;
 	/* Main thread, once: what the workers share (sockets, a mount). */
 	int (*setup)(struct bsteer_fe *fe);
 	void (*teardown)(struct bsteer_fe *fe);
@@ -635,6 +659,7 @@ struct bsteer_fe {
 	struct bsteer_server *s;	/* the worker (or the main thread's) */
 	__u32 id;			/* its registry index */
 	int owner;			/* its owner id in the worker's engine */
+	__u32 hdr_base;			/* its first header entry per ring */
 	const void *conf;		/* its options, as the CLI set them */
 	void *shared;			/* from setup() */
 	void *priv;			/* the worker's, from start() */
@@ -691,6 +716,34 @@ void bsteer_server_close_legs(struct bsteer_server *s);
  */
 int bsteer_server_run(struct bsteer_server *s, struct bsteer_instance_opts *io,
 		      __u32 threads, volatile int *stop);
+
+/*
+ * A leg rebuild of a running server: map "resync" (one entry), pinned by
+ * bsteer serve (userspace only: no BPF program sees it). `bsteer resync` writes a request (state REQUESTED, a new
+ * seq, the export and leg); the server answers in the same entry with its
+ * progress. Only userspace reads and writes it.
+ */
+enum bsteer_resync_state {
+	BSTEER_RS_IDLE		= 0,
+	BSTEER_RS_REQUESTED	= 1,
+	BSTEER_RS_RUNNING	= 2,
+	BSTEER_RS_DONE		= 3,
+	BSTEER_RS_FAILED	= 4,
+};
+
+struct bsteer_resync {
+	__u32 state;		/* enum bsteer_resync_state */
+	__u32 seq;		/* the request this answers */
+	__u32 leg;		/* leg index within the export */
+	__s32 error;		/* -errno when FAILED */
+	__u64 done;		/* bytes copied */
+	__u64 total;		/* the export's size */
+	__u64 recopied;		/* chunks copied again after a client write */
+	__u64 start_ns;		/* CLOCK_MONOTONIC */
+	__u64 end_ns;
+	char  export[64];
+	char  message[64];	/* why it failed */
+};
 
 /* One log line, plain or JSON. */
 void serve_log(struct bsteer_server *s, const char *fmt, ...)

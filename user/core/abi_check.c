@@ -20,7 +20,6 @@ _Static_assert(sizeof(struct bsteer_cqe) == 16, "bsteer_cqe");
 _Static_assert(sizeof(struct bsteer_fallback_args) == 16, "bsteer_fallback_args");
 _Static_assert(sizeof(struct bsteer_cfg) == 8 + 8 * BSTEER_CFG_WORDS, "bsteer_cfg");
 _Static_assert(sizeof(struct bsteer_info) == 120, "bsteer_info");
-_Static_assert(sizeof(struct bsteer_resync) == 184, "bsteer_resync");
 _Static_assert(sizeof(struct bsteer_event) == 40, "bsteer_event");
 _Static_assert(BSTEER_MAX_REQS <= (1u << BSTEER_UD_REQ_BITS), "request index bits");
 _Static_assert(BSTEER_REQ_OPS == 8 && BSTEER_DEC_OPS == 8, "3-bit op index");

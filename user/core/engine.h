@@ -32,6 +32,7 @@ struct bsteer_slot_priv {
 	__u8 state;			/* enum bsteer_slot_state */
 	__u8 dir;			/* BSTEER_DIR_* */
 	__u16 piping;			/* io_uring SPLICEs into its pipe */
+	bool owned;			/* a frontend's own (bsteer_slot_own) */
 	bsteer_release_fn release;	/* lent buffer: who gets it back */
 	void *release_arg;
 	int pipe[2];			/* see bsteer_engine_splice; -1: none */

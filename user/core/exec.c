@@ -20,12 +20,15 @@
  * splice, and only in order: the pipe is a stream, so it must start where
  * the pipe's data ends, with nothing else in flight on the slot.
  */
-static bool splice_op(struct bsteer_engine *e, __u8 opcode, __u32 flags,
+static bool splice_op(struct bsteer_engine *e, __u32 r, __u8 opcode, __u32 flags,
 		      __u32 file, __u32 slot, __u32 slot_off, __u32 len)
 {
+	const struct bsteer_owner *ow = req_owner(e, r);
 	struct bsteer_slot_priv *p;
 
-	if (!e->splice_reads || opcode != BSTEER_OP_READ ||
+	/* Only an owner that sends from the pipe (a socket's reply) gets one. */
+	if (!e->splice_reads || !ow->ops || !ow->ops->pipes ||
+	    opcode != BSTEER_OP_READ ||
 	    !(flags & BSTEER_OPF_REPLY) || !slot_mine(e, slot) ||
 	    file >= e->ntargets || !tgt_ops(e, file)->splice)
 		return false;
@@ -36,7 +39,8 @@ static bool splice_op(struct bsteer_engine *e, __u8 opcode, __u32 flags,
 }
 
 /* A slot's data goes to its pipe, or is there: what may not touch it. */
-static const char *check_piped(struct bsteer_engine *e, const struct bsteer_dop *d)
+static const char *check_piped(struct bsteer_engine *e, __u32 r,
+			       const struct bsteer_dop *d)
 {
 	struct bsteer_slot_priv *p = sp(e, d->slot);
 
@@ -45,7 +49,7 @@ static const char *check_piped(struct bsteer_engine *e, const struct bsteer_dop 
 	if (d->opcode == BSTEER_OP_WRITE)
 		return "write from a slot whose data is in its pipe (a reply's read)";
 	if (d->opcode == BSTEER_OP_READ &&
-	    !splice_op(e, d->opcode, d->flags, d->target, d->slot, d->slot_off,
+	    !splice_op(e, r, d->opcode, d->flags, d->target, d->slot, d->slot_off,
 		       d->len))
 		return "read into a slot out of its pipe's order";
 	return NULL;
@@ -75,8 +79,11 @@ static int prep_sqe(struct bsteer_engine *e, struct bsteer_op_priv *o,
 		o->wait.tv_nsec = (len % 1000000) * 1000ll;
 		io_uring_prep_timeout(sqe, &o->wait, 0, 0);
 		break;
-	default:		/* the arrival NOP */
-		io_uring_prep_nop(sqe);
+	default:		/* the arrival NOP; @len: a payload in the slot */
+		if (len)
+			bsteer_prep_nop_result(sqe, len);
+		else
+			io_uring_prep_nop(sqe);
 		break;
 	}
 	io_uring_sqe_set_data64(sqe, ud);
@@ -117,7 +124,7 @@ static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
 	struct bsteer_op_priv *o = opp(e, r, op);
 	__u64 ud = bsteer_ud(r, rq->gen, op, rq->ops[op].seq);
 	bool policy_io = !frontend && opcode != BSTEER_OP_WAIT;
-	bool piped = !frontend && splice_op(e, opcode, flags, file, slot,
+	bool piped = !frontend && splice_op(e, r, opcode, flags, file, slot,
 					    slot_off, len);
 	void *buf = NULL;
 	int err;
@@ -307,7 +314,7 @@ static const char *check_op(struct bsteer_engine *e, __u32 r, __u32 cqe_op,
 		return "read into a slot sealed for draining";
 	if (d->opcode == BSTEER_OP_WRITE && !(p->dir & BSTEER_DIR_DRAIN))
 		return "write from a slot not sealed";
-	return check_piped(e, d);
+	return check_piped(e, r, d);
 }
 
 static const char *check_decision(struct bsteer_engine *e, __u32 r,

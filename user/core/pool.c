@@ -19,6 +19,13 @@ void slot_push_free(struct bsteer_engine *e, __u32 slot)
 	struct bsteer_ring *r = &e->in->rings[e->id];
 	struct bsteer_slot *m = &e->in->meta[slot];
 
+	if (sp(e, slot)->owned) {	/* back to its frontend, not the stack */
+		sp(e, slot)->state = BSTEER_SLOT_OWNED;
+		m->state = BSTEER_SLOT_OWNED;
+		m->dir = 0;
+		bsteer_stat_add(e->in, BSTEER_ST_SLOT_RELEASES, 1);
+		return;
+	}
 	if (r->free_top >= e->slot_count) {
 		fprintf(stderr, "bsteer: free stack of ring %u is corrupt (top %u of %u)\n",
 			e->id, r->free_top, e->slot_count);
@@ -43,12 +50,11 @@ void slot_returned(struct bsteer_engine *e, __u32 slot)
 	fn(p->release_arg, slot);
 }
 
-int bsteer_slot_lend(struct bsteer_engine *e, __u32 req, bsteer_release_fn fn,
-		     void *arg, __u32 *slot)
+/* The top of the free stack, if it can go now. */
+static int slot_pop(struct bsteer_engine *e, __u32 *slot)
 {
 	struct bsteer_ring *r = &e->in->rings[e->id];
 	struct bsteer_slot_priv *p;
-	struct bsteer_slot *m;
 	__u32 s;
 
 	if (!r->free_top || r->free_top > e->slot_count)
@@ -63,13 +69,23 @@ int bsteer_slot_lend(struct bsteer_engine *e, __u32 req, bsteer_release_fn fn,
 	if (p->pipe_fill)	/* a reply that never went out */
 		pipe_drain(p);
 	r->free_top--;
+	*slot = s;
+	return 0;
+}
+
+/* Lease slot @s (popped, or owned and idle) to request @req. */
+static void slot_lease_to(struct bsteer_engine *e, __u32 req, __u32 s,
+			  bsteer_release_fn fn, void *arg)
+{
+	struct bsteer_slot_priv *p = sp(e, s);
+	struct bsteer_slot *m = &e->in->meta[s];
+
 	p->state = BSTEER_SLOT_LEASED;
 	p->gen++;
 	p->owner = req;
 	p->dir = BSTEER_DIR_FILL;
 	p->release = fn;
 	p->release_arg = arg;
-	m = &e->in->meta[s];
 	m->state = BSTEER_SLOT_LEASED;
 	m->gen = p->gen;
 	m->owner = req;
@@ -79,7 +95,42 @@ int bsteer_slot_lend(struct bsteer_engine *e, __u32 req, bsteer_release_fn fn,
 	e->in->reqs[req].slot = s;
 	e->req_slot[req - e->req_base] = s;
 	bsteer_stat_add(e->in, BSTEER_ST_SLOT_LEASES, 1);
-	*slot = s;
+}
+
+int bsteer_slot_lend(struct bsteer_engine *e, __u32 req, bsteer_release_fn fn,
+		     void *arg, __u32 *slot)
+{
+	int err = slot_pop(e, slot);
+
+	if (!err)
+		slot_lease_to(e, req, *slot, fn, arg);
+	return err;
+}
+
+int bsteer_slot_own(struct bsteer_engine *e, __u32 *slot)
+{
+	int err = slot_pop(e, slot);
+	struct bsteer_slot_priv *p;
+
+	if (err)
+		return err;
+	p = sp(e, *slot);
+	p->owned = true;
+	p->state = BSTEER_SLOT_OWNED;
+	e->in->meta[*slot].flags |= BSTEER_SLOTF_OWNED;
+	e->in->meta[*slot].state = BSTEER_SLOT_OWNED;
+	e->in->meta[*slot].ring = e->id;
+	return 0;
+}
+
+int bsteer_slot_lease_owned(struct bsteer_engine *e, __u32 req, __u32 slot,
+			    bsteer_release_fn fn, void *arg)
+{
+	if (!slot_mine(e, slot) || !sp(e, slot)->owned)
+		return -EINVAL;
+	if (sp(e, slot)->state != BSTEER_SLOT_OWNED || sp(e, slot)->inflight)
+		return -EBUSY;
+	slot_lease_to(e, req, slot, fn, arg);
 	return 0;
 }
 
@@ -120,7 +171,8 @@ __u32 bsteer_slots_leaked(struct bsteer_engine *e)
 	__u32 i, n = 0;
 
 	for (i = 0; i < e->slot_count; i++)
-		n += e->slot[i].state != BSTEER_SLOT_FREE;
+		n += e->slot[i].state != BSTEER_SLOT_FREE &&
+		     e->slot[i].state != BSTEER_SLOT_OWNED;
 	return n;
 }
 

@@ -356,8 +356,9 @@ static void op_reaped(struct bsteer_engine *e, __u32 r, __u64 ud, int res)
 	}
 	if (slot_mine(e, slot) && sp(e, slot)->inflight &&
 	    !--sp(e, slot)->inflight && sp(e, slot)->state == BSTEER_SLOT_RELEASING) {
-		/* The core puts it back on the free stack for the same op. */
-		sp(e, slot)->state = BSTEER_SLOT_FREE;
+		/* The core put it back (on the free stack, or to its owner). */
+		sp(e, slot)->state = sp(e, slot)->owned ? BSTEER_SLOT_OWNED :
+							  BSTEER_SLOT_FREE;
 		slot_returned(e, slot);
 	}
 }
@@ -543,7 +544,7 @@ static int ring_create(struct bsteer_engine *e)
 		return err;
 	}
 	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-		  IORING_SETUP_CQSIZE;
+		  IORING_SETUP_CQSIZE | (e->opts.sqe128 ? IORING_SETUP_SQE128 : 0);
 	p.cq_entries = BSTEER_CQ_ENTRIES;
 	err = io_uring_queue_init_params(BSTEER_SQ_ENTRIES, &e->ring, &p);
 	bpf_map_delete_elem(in->map_fd[BSTEER_MAP_RING_CLAIM], &tid);

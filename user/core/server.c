@@ -355,10 +355,11 @@ static void fe_cqe(void *arg, const struct io_uring_cqe *cqe)
 	fe->ops->cqe(fe, cqe);
 }
 
-static const struct bsteer_owner_ops fe_owner = {
-	.complete = fe_complete,
-	.op_done = fe_op_done,
-	.cqe = fe_cqe,
+/* A frontend whose replies leave a socket may send them from a slot's pipe. */
+static const struct bsteer_owner_ops fe_owner[2] = {
+	{ .complete = fe_complete, .op_done = fe_op_done, .cqe = fe_cqe },
+	{ .complete = fe_complete, .op_done = fe_op_done, .cqe = fe_cqe,
+	  .pipes = true },
 };
 
 static void flush_done(void *arg, __u32 r, int err)
@@ -540,7 +541,7 @@ static int worker_setup(struct bsteer_server *s, struct bsteer_leg *legs)
 		struct bsteer_fe *fe = &s->fe[k];
 
 		fe->s = s;
-		fe->owner = bsteer_engine_owner(s->e, &fe_owner, fe);
+		fe->owner = bsteer_engine_owner(s->e, &fe_owner[fe->ops->pipes], fe);
 		err = fe->owner < 0 ? fe->owner :
 		      bsteer_engine_owner_parser(s->e, fe->owner, fe->id);
 		if (!err)
@@ -605,10 +606,25 @@ static void *worker_main(void *arg)
 
 /* ---- the whole server ---- */
 
+/*
+ * Each frontend's share of a ring's header entries, and what its ring
+ * must be; then its setup (main thread).
+ */
 static int frontends_setup(struct bsteer_server *s)
 {
+	__u32 base = 0;
 	int k, err;
 
+	for (k = 0; k < s->nfe; k++) {
+		s->fe[k].hdr_base = base;
+		base += s->fe[k].ops->hdr_entries;
+		if (base > BSTEER_HDR_CONNS) {
+			bsteer_set_err("the frontends want %u header entries per ring, more than %u",
+				       base, BSTEER_HDR_CONNS);
+			return -ENOSPC;
+		}
+		s->eo.sqe128 |= s->fe[k].ops->sqe128;
+	}
 	for (k = 0; k < s->nfe; k++) {
 		s->fe[k].s = s;
 		err = s->fe[k].ops->setup ? s->fe[k].ops->setup(&s->fe[k]) : 0;

@@ -33,7 +33,8 @@ void nbd_conn_fail(struct nbd *n, struct conn *c, const char *why)
 		sqe = bsteer_engine_sqe(n->e);
 		if (sqe) {
 			io_uring_prep_cancel64(sqe, bsteer_parse_ud(n->fe->id, n->ring,
-								    c->idx, c->hdr_seq), 0);
+								    nbd_hconn(n, c->idx),
+								    c->hdr_seq), 0);
 			io_uring_sqe_set_data64(sqe, 0);
 		}
 	}
@@ -105,7 +106,7 @@ static struct conn *conn_new(struct nbd *n, int fd)
 	 * stamp is fresh; when it has not (the fallback), a stale one that
 	 * matched would hand this connection the other's last request.
 	 */
-	__atomic_store_n(&n->in->fe_req[bsteer_hdr_index(n->ring, i)].stamp, 0,
+	__atomic_store_n(&n->in->fe_req[bsteer_hdr_index(n->ring, nbd_hconn(n, i))].stamp, 0,
 			 __ATOMIC_RELEASE);
 	return &n->conns[i];
 }
@@ -511,6 +512,8 @@ const struct bsteer_frontend_ops nbd_frontend = {
 	.name = "nbd",
 	.parser = nbd_parser,
 	.counters = nbd_counters,
+	.hdr_entries = MAX_CONNS,
+	.pipes = true,
 	.setup = nbd_setup,
 	.teardown = nbd_teardown,
 	.ready = nbd_ready,

@@ -166,6 +166,12 @@ static inline __u64 nbd_ud(const struct nbd *n, int kind, __u32 idx)
 	return bsteer_owner_ud(n->fe->owner, ((__u64)kind << 40) | idx);
 }
 
+/* Connection @idx's header entry: its place in the frontend's share. */
+static inline __u32 nbd_hconn(const struct nbd *n, __u32 idx)
+{
+	return n->fe->hdr_base + idx;
+}
+
 static inline struct req_info *rinfo(struct nbd *n, __u32 r)
 {
 	return &n->ri[bsteer_engine_req_index(n->e, r)];

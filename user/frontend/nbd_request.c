@@ -41,11 +41,12 @@ static void prep_header(struct nbd *n, struct conn *c)
 	}
 	/* Into map memory, where the hook's parser reads it in place. */
 	io_uring_prep_recv(sqe, BSTEER_FRONTEND_FILE(c->idx),
-			   bsteer_hdr(n->in, n->ring, c->idx), NBD_REQUEST_LEN,
+			   bsteer_hdr(n->in, n->ring, nbd_hconn(n, c->idx)),
+			   NBD_REQUEST_LEN,
 			   MSG_WAITALL);
 	sqe->flags |= IOSQE_FIXED_FILE;
 	io_uring_sqe_set_data64(sqe, bsteer_parse_ud(n->fe->id, n->ring,
-						     c->idx, ++c->hdr_seq));
+						     nbd_hconn(n, c->idx), ++c->hdr_seq));
 	c->hdr_armed = true;
 }
 
@@ -432,7 +433,8 @@ static void payload_done(struct nbd *n, struct req_info *ri, int res)
 	} else if (c->hdr_waiting) {
 		c->hdr_waiting = false;
 		if (!c->closing)
-			nbd_on_header(n, c, &n->in->fe_req[bsteer_hdr_index(n->ring, c->idx)]);
+			nbd_on_header(n, c, &n->in->fe_req[bsteer_hdr_index(
+					  n->ring, nbd_hconn(n, c->idx))]);
 	} else {
 		nbd_arm_header(n, c);
 	}
@@ -476,7 +478,7 @@ void nbd_op_done(struct bsteer_fe *fe, __u32 r, __u32 op, int res)
 void nbd_header_cqe(struct nbd *n, const struct io_uring_cqe *cqe)
 {
 	__u64 ud = cqe->user_data;
-	__u32 conn = bsteer_parse_ud_conn(ud);
+	__u32 conn = bsteer_parse_ud_conn(ud) - n->fe->hdr_base;
 	const struct bsteer_blkreq *p;
 	struct conn *c;
 
@@ -499,7 +501,7 @@ void nbd_header_cqe(struct nbd *n, const struct io_uring_cqe *cqe)
 		nbd_conn_fail(n, c, NULL);	/* a clean hang-up */
 		goto out;
 	}
-	p = &n->in->fe_req[bsteer_hdr_index(n->ring, conn)];
+	p = &n->in->fe_req[bsteer_hdr_index(n->ring, nbd_hconn(n, conn))];
 	if (__atomic_load_n(&p->stamp, __ATOMIC_ACQUIRE) != ud &&
 	    (bsteer_parse_fallback(n->in, ud, cqe->res) ||
 	     __atomic_load_n(&p->stamp, __ATOMIC_ACQUIRE) != ud)) {
