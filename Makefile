@@ -31,7 +31,9 @@ endif
 # (the policies built into the binary) and bpf/trace/ (the lifetime
 # tracer). Each is built to build/bpf/NAME.bpf.o and build/NAME.skel.h.
 BPF_CORE     := core
-BPF_FRONTEND := nbd
+BPF_FRONTEND := \
+	fuse \
+	nbd
 BPF_POLICY   := \
 	cow \
 	mirror \
@@ -80,6 +82,9 @@ LIB_OBJS := \
 	core/server \
 	core/uring \
 	core/util \
+	frontend/fuse_answer \
+	frontend/fuse_mount \
+	frontend/fuse_ring \
 	frontend/nbd_conn \
 	frontend/nbd_negotiate \
 	frontend/nbd_reply \
@@ -111,6 +116,7 @@ CLI_OBJS := \
 
 TESTS := \
 	test_bad_policy \
+	test_fuse_abi \
 	test_lease \
 	test_nbd_parser \
 	test_prefixed_send \

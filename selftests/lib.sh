@@ -12,13 +12,24 @@ FAILS=0
 
 # Everything a test started is stopped by PID, and its files removed, on
 # any exit.
+# BEFORE_KILL and AFTER_KILL: commands (strings) a test adds to undo what
+# it made, run before its processes are stopped (an ext4 mount on a
+# device a server serves) and after (a mount a killed server left).
+BEFORE_KILL=()
+AFTER_KILL=()
 cleanup() {
-	local p
+	local p c
+	for c in "${BEFORE_KILL[@]}"; do
+		eval "$c" >/dev/null 2>&1
+	done
 	for p in "${PIDS[@]}"; do
 		kill "$p" 2>/dev/null
 	done
 	for p in "${PIDS[@]}"; do
 		wait "$p" 2>/dev/null
+	done
+	for c in "${AFTER_KILL[@]}"; do
+		eval "$c" >/dev/null 2>&1
 	done
 	rm -rf "$T" ${SHM:+"$SHM"}
 }

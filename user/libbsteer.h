@@ -634,11 +634,15 @@ struct bsteer_frontend_ops {
 	bool pipes;
 	/* Its uring_cmds need 128-byte SQEs. */
 	bool sqe128;
+	/* Main thread, before anything is made: is all it needs there? */
+	int (*check)(struct bsteer_fe *fe);
 	/* Main thread, once: what the workers share (sockets, a mount). */
 	int (*setup)(struct bsteer_fe *fe);
 	void (*teardown)(struct bsteer_fe *fe);
 	/* Main thread: every worker has started (say where it serves). */
 	void (*ready)(struct bsteer_fe *fe);
+	/* Main thread, once the server stops, its workers still serving. */
+	void (*quiesce)(struct bsteer_fe *fe);
 	/* Per worker, on its own thread, its engine ready: start serving. */
 	int (*start)(struct bsteer_fe *fe);
 	void (*cqe)(struct bsteer_fe *fe, const struct io_uring_cqe *cqe);
@@ -691,6 +695,7 @@ struct bsteer_server {
 	__u32 ntargets;		/* every export's legs, in order */
 	struct bsteer_policy_run *policy;
 	int resync_fd;		/* the pinned "resync" map, or -1 */
+	int exports_fd;		/* the pinned "exports" map, or -1 */
 	struct bsteer_resync_job *rs;	/* worker 0's leg rebuild */
 	int flush_owner;	/* the final flush's engine owner */
 	struct bsteer_engine_opts eo;
@@ -744,6 +749,26 @@ struct bsteer_resync {
 	char  export[64];
 	char  message[64];	/* why it failed */
 };
+
+/*
+ * The exports of a server, as bsteer stat shows them: map "exports"
+ * (BSTEER_MAX_EXPORTS entries), pinned by bsteer serve. Userspace only.
+ */
+struct bsteer_export_info {
+	char name[64];
+	__u64 size;
+	__u32 tbase;		/* its legs: targets tbase .. tbase + ntargets - 1 */
+	__u32 ntargets;
+	__u32 flags;		/* BSTEER_EXF_* */
+	__u32 pad0;
+	char device[64];	/* a block device a frontend made of it, or "" */
+};
+
+#define BSTEER_EXF_USED		0x1
+#define BSTEER_EXF_RDONLY	0x2
+
+/* Export @k is (also) block device @path: for bsteer stat. */
+void bsteer_server_export_device(struct bsteer_server *s, int k, const char *path);
 
 /* One log line, plain or JSON. */
 void serve_log(struct bsteer_server *s, const char *fmt, ...)

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "cli/cli.h"
+#include "frontend/fuse.h"
 #include "frontend/nbd.h"
 
 #define DEF_LISTEN	"tcp:127.0.0.1:10809"
@@ -30,6 +31,7 @@ static const char serve_usage[] =
 "                    [--threads N] [--instance NAME] [--slots N] [--slot-size SIZE]\n"
 "                    [--allow-remote] [--upstream-timeout SECS] [--reply-timeout SECS]\n"
 "                    [--inline-io auto|all|off] [--splice auto|off] [--no-hook]\n"
+"                    [--fuse DIR [--loop] [--fuse-transport ring|dev] [--fuse-depth N]]\n"
 "                    [--json-log] [-v]\n"
 "\n"
 "Serve exports to NBD clients. Each request's payload lands in a borrowed\n"
@@ -43,6 +45,13 @@ static const char serve_usage[] =
 "A TARGET is a file or block device, or an export on another NBD server:\n"
 "nbd://HOST[:PORT][/EXPORT] or nbd+unix:///EXPORT?socket=PATH (nbdkit,\n"
 "qemu-nbd, another bsteer). Each worker thread connects on its own.\n"
+"\n"
+"With --fuse DIR, the exports are also files in a FUSE file system mounted\n"
+"at DIR (an empty directory), served over FUSE's io_uring transport: each\n"
+"request reaches a worker's ring and the policy steers it like an NBD\n"
+"client's; --loop makes each file a loop device (direct I/O, 4096-byte\n"
+"blocks), a block device for mkfs and mount. With --fuse and no --listen,\n"
+"no NBD socket is opened.\n"
 "\n"
 "With no --export, serves export 'default' backed by " DEF_IMAGE "\n"
 "(a 1 GiB sparse file, created if missing) on " DEF_LISTEN ".\n"
@@ -79,6 +88,15 @@ static const char serve_usage[] =
 "                        the page cache to the client's socket through a pipe\n"
 "                        per slot (splice), with no copy in the server; off:\n"
 "                        it is copied into the slot and sent from there\n"
+"      --fuse DIR        mount a FUSE file system at DIR, one file per export\n"
+"      --loop            with --fuse: a loop device per export (printed as\n"
+"                        'export NAME: /dev/loopN', shown by bsteer stat)\n"
+"      --fuse-transport ring|dev\n"
+"                        ring (default): FUSE over io_uring (Linux 6.14+;\n"
+"                        turned on if off); dev: read and write /dev/fuse,\n"
+"                        for kernels without it (a WRITE's data is copied)\n"
+"      --fuse-depth N    ring entries per CPU queue, each with a slot of its\n"
+"                        own (default 16; they come on top of --slots)\n"
 "      --no-hook         leave the completion hook detached: every header and\n"
 "                        decision goes to the syscall twins (slower; a test\n"
 "                        of the fallback path)\n"
@@ -99,7 +117,9 @@ static const char serve_usage[] =
 "  bsteer serve --export r=/d/a.img,/d/b.img,policy=redirect,map=0+1G@1:0,size=1G\n"
 "  bsteer serve --export c=/srv/golden.img,/tmp/overlay.img,policy=cow\n"
 "  bsteer serve --export m=/srv/disk.img,nbd://backup-host:10809/disk\n"
-"  bsteer serve --export r=nbd+unix:///?socket=/run/nbdkit.sock\n";
+"  bsteer serve --export r=nbd+unix:///?socket=/run/nbdkit.sock\n"
+"  bsteer serve --fuse /mnt/x --loop --export d=a.img,b.img,policy=mirror\n"
+"  bsteer serve --fuse /mnt/x --listen unix:/tmp/nbd.sock --export d=a.img,b.img\n";
 
 static int default_export(struct bsteer_server *s)
 {
@@ -266,6 +286,10 @@ static const struct option serve_opts[] = {
 	{ "inline-io", required_argument, NULL, 'M' },
 	{ "splice", required_argument, NULL, 'Z' },
 	{ "no-hook", no_argument, NULL, 'N' },
+	{ "fuse", required_argument, NULL, 'F' },
+	{ "loop", no_argument, NULL, 'L' },
+	{ "fuse-transport", required_argument, NULL, 'X' },
+	{ "fuse-depth", required_argument, NULL, 'D' },
 	{ "config", required_argument, NULL, 'c' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -276,9 +300,10 @@ static const struct option serve_opts[] = {
 struct serve_args {
 	struct bsteer_server *s;
 	struct nbd_conf nbd;
+	struct fuse_conf fuse;
 	struct bsteer_instance_opts io;
 	char name[BSTEER_NAME_MAX + 1];
-	__u64 slot_size, nslots, threads;
+	__u64 slot_size, nslots, threads, fuse_depth;
 };
 
 /* A number of seconds, 0.1 to 3600, in milliseconds. */
@@ -369,6 +394,27 @@ static int serve_option(struct serve_args *a, int opt, char *arg)
 		s->eo.inline_io = !off;
 		s->eo.inline_writes = all;
 		return 0;
+	case 'F':
+		a->fuse.dir = arg;
+		return 0;
+	case 'L':
+		a->fuse.loop = true;
+		return 0;
+	case 'X':
+		if (strcmp(arg, "ring") && strcmp(arg, "dev")) {
+			fprintf(stderr, "bsteer serve: --fuse-transport takes ring or dev, not '%s'\n",
+				arg);
+			return -1;
+		}
+		a->fuse.dev = !strcmp(arg, "dev");
+		return 0;
+	case 'D':
+		if (bsteer_parse_size(arg, &a->fuse_depth) || !a->fuse_depth ||
+		    a->fuse_depth > 256) {
+			fprintf(stderr, "bsteer serve: --fuse-depth must be 1..256\n");
+			return -1;
+		}
+		return 0;
 	case 'v':
 		s->verbose = s->eo.verbose = a->io.verbose = true;
 		return 0;
@@ -415,33 +461,59 @@ static int serve_parse(struct serve_args *a, int argc, char **argv, char ***conf
 	return 0;
 }
 
+/* The frontends the options ask for: NBD unless only --fuse was given. */
+static int serve_frontends(struct serve_args *a)
+{
+	struct bsteer_server *s = a->s;
+
+	if ((a->fuse.loop || a->fuse.dev || a->fuse_depth) && !a->fuse.dir) {
+		fprintf(stderr, "bsteer serve: --loop, --fuse-transport and --fuse-depth go with --fuse DIR\n");
+		return -1;
+	}
+	if (a->nbd.nlisten || !a->fuse.dir) {
+		if (!a->nbd.nlisten)
+			a->nbd.listen[a->nbd.nlisten++] = DEF_LISTEN;
+		s->fe[s->nfe].ops = &nbd_frontend;
+		s->fe[s->nfe].conf = &a->nbd;
+		s->nfe++;
+	}
+	if (a->fuse.dir) {
+		a->fuse.depth = a->fuse_depth ?: FUSE_DEF_DEPTH;
+		s->fe[s->nfe].ops = &fuse_frontend;
+		s->fe[s->nfe].conf = &a->fuse;
+		s->nfe++;
+	}
+	for (int k = 0; k < s->nfe; k++)
+		s->fe[k].id = bsteer_frontend_id(s->fe[k].ops);
+	return 0;
+}
+
 /* The instance's sizes and the server's defaults, once the options are in. */
 static int serve_settle(struct serve_args *a)
 {
 	struct bsteer_server *s = a->s;
 	struct bsteer_instance_opts *io = &a->io;
+	__u64 nslots;
 
-	if (a->nslots * a->threads > BSTEER_MAX_SLOTS ||
-	    a->nslots * a->threads * 2 > BSTEER_MAX_REQS) {
+	if (serve_frontends(a))
+		return -1;
+	/* A FUSE ring entry owns its slot: those come on top. */
+	nslots = a->nslots + (a->fuse.dir ? fuse_slots_per_worker(&a->fuse, a->threads) : 0);
+	if (nslots * a->threads > BSTEER_MAX_SLOTS ||
+	    nslots * a->threads * 2 > BSTEER_MAX_REQS) {
 		fprintf(stderr, "bsteer serve: %llu slots per thread for %llu threads is more than %u\n",
-			(unsigned long long)a->nslots, (unsigned long long)a->threads,
+			(unsigned long long)nslots, (unsigned long long)a->threads,
 			BSTEER_MAX_SLOTS / 2);
 		return -1;
 	}
-	if (!a->nbd.nlisten)
-		a->nbd.listen[a->nbd.nlisten++] = DEF_LISTEN;
 	if (!s->nexports && default_export(s))
 		return -1;
-	s->fe[0].ops = &nbd_frontend;
-	s->fe[0].id = bsteer_frontend_id(&nbd_frontend);
-	s->fe[0].conf = &a->nbd;
-	s->nfe = 1;
 	io->name = a->name;
 	io->kind = "serve";
 	io->nrings = a->threads;
-	io->nslots = a->nslots * a->threads;
+	io->nslots = nslots * a->threads;
 	io->slot_size = a->slot_size;
-	io->nreqs = a->nslots * a->threads * 2;
+	io->nreqs = nslots * a->threads * 2;
 	return 0;
 }
 

@@ -64,7 +64,48 @@ struct view {
 	struct bsteer_pins pins;
 	void *mem[BSTEER_MAP__MAX];
 	size_t len[BSTEER_MAP__MAX];
+	int exports_fd;		/* a server's "exports" pin, or -1 */
 };
+
+/* Export @k of a server, if it has one there. */
+static bool export_info(const struct view *v, __u32 k, struct bsteer_export_info *x)
+{
+	return v->exports_fd >= 0 && !bpf_map_lookup_elem(v->exports_fd, &k, x) &&
+	       (x->flags & BSTEER_EXF_USED);
+}
+
+static void exports_json(const struct view *v, struct bsteer_json *j)
+{
+	struct bsteer_export_info x;
+	__u32 k;
+
+	if (v->exports_fd < 0)
+		return;
+	json_arr(j, "exports");
+	for (k = 0; export_info(v, k, &x); k++) {
+		json_obj(j, NULL);
+		json_str(j, "name", x.name);
+		json_u64(j, "size", x.size);
+		json_u64(j, "first_target", x.tbase);
+		json_u64(j, "targets", x.ntargets);
+		json_bool(j, "read_only", x.flags & BSTEER_EXF_RDONLY);
+		json_str(j, "device", x.device);
+		json_end_obj(j);
+	}
+	json_end_arr(j);
+}
+
+static void exports_text(const struct view *v)
+{
+	struct bsteer_export_info x;
+	__u32 k;
+
+	for (k = 0; export_info(v, k, &x); k++)
+		printf("export %s: %llu bytes on targets %u..%u%s%s%s\n", x.name,
+		       (unsigned long long)x.size, x.tbase, x.tbase + x.ntargets - 1,
+		       x.flags & BSTEER_EXF_RDONLY ? ", read-only" : "",
+		       x.device[0] ? ", " : "", x.device);
+}
 
 static int view_open(struct view *v, const char *name)
 {
@@ -73,13 +114,17 @@ static int view_open(struct view *v, const char *name)
 		BSTEER_MAP_POLICY_STATS, BSTEER_MAP_CFG, BSTEER_MAP_INFO,
 		BSTEER_MAP_FE_STATS,
 	};
+	char path[PATH_MAX + 16];
 	size_t i;
 	int err;
 
 	memset(v, 0, sizeof(*v));
+	v->exports_fd = -1;
 	err = bsteer_pins_open(&v->pins, name);
 	if (err)
 		return err;
+	snprintf(path, sizeof(path), "%s/exports", v->pins.dir);
+	v->exports_fd = bpf_obj_get(path);	/* a server's; -1 otherwise */
 	for (i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
 		int m = need[i];
 
@@ -100,6 +145,8 @@ static void view_close(struct view *v)
 	for (i = 0; i < BSTEER_MAP__MAX; i++)
 		if (v->mem[i])
 			munmap(v->mem[i], v->len[i]);
+	if (v->exports_fd >= 0)
+		close(v->exports_fd);
 	bsteer_pins_close(&v->pins);
 }
 
@@ -115,10 +162,17 @@ static void fe_counters(struct view *v, void (*fn)(void *, const char *, __u64),
 	const struct bsteer_frontend_ops *fe;
 	__u32 id, i;
 
+	char name[64];
+
 	for (id = 0; id < BSTEER_FRONTEND_IDS && bsteer_frontend_modules[id]; id++) {
 		fe = bsteer_frontend_modules[id];
 		if (!(inf->frontends & (1u << id)))
 			continue;
+		/* Its parser's own count: who parsed this frontend's headers. */
+		snprintf(name, sizeof(name), "%s_headers_parsed_hook", fe->name);
+		fn(arg, name, c[id * BSTEER_FE_COUNTERS + BSTEER_FE_PARSED_HOOK]);
+		snprintf(name, sizeof(name), "%s_headers_parsed_twin", fe->name);
+		fn(arg, name, c[id * BSTEER_FE_COUNTERS + BSTEER_FE_PARSED_TWIN]);
 		for (i = 0; fe->counters && fe->counters[i] && i + 2 < BSTEER_FE_COUNTERS; i++)
 			fn(arg, fe->counters[i], c[id * BSTEER_FE_COUNTERS + 2 + i]);
 	}
@@ -226,6 +280,7 @@ static void report(struct view *v, const char *name, bool json)
 		for (i = 0; i < BSTEER_POLICY_IDS; i++)
 			json_u64(&j, NULL, ps[i]);
 		json_end_arr(&j);
+		exports_json(v, &j);
 		json_arr(&j, "targets");
 		for (i = 0; i < ntg; i++) {
 			json_obj(&j, NULL);
@@ -243,6 +298,7 @@ static void report(struct view *v, const char *name, bool json)
 	}
 	printf("instance %s (pid %u, %s), policy %s\n", name, inf->pid, inf->kind,
 	       policy);
+	exports_text(v);
 	printf("slots: %u of %u bytes: %u free, %u leased, %u releasing, %u in flight\n",
 	       inf->nslots, inf->slot_size, sc.free, sc.leased, sc.releasing,
 	       sc.busy);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <bpf/bpf.h>
 #include "libbsteer.h"
 
 #define DRAIN_SECS	30
@@ -610,6 +611,63 @@ static void *worker_main(void *arg)
  * Each frontend's share of a ring's header entries, and what its ring
  * must be; then its setup (main thread).
  */
+/* The exports, for bsteer stat: map "exports", pinned. */
+static int exports_pin(struct bsteer_server *s)
+{
+	struct bsteer_export_info x;
+	char path[PATH_MAX + 16];
+	__u32 k;
+	int fd;
+
+	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "exports", sizeof(k), sizeof(x),
+			    BSTEER_MAX_EXPORTS, NULL);
+	if (fd < 0)
+		return -errno;
+	for (k = 0; k < (__u32)s->nexports; k++) {
+		const struct bsteer_export *ex = &s->exports[k];
+
+		memset(&x, 0, sizeof(x));
+		snprintf(x.name, sizeof(x.name), "%s", ex->name);
+		x.size = ex->size;
+		x.tbase = ex->tbase;
+		x.ntargets = ex->ntargets;
+		x.flags = BSTEER_EXF_USED | (ex->rdonly ? BSTEER_EXF_RDONLY : 0);
+		bpf_map_update_elem(fd, &k, &x, BPF_ANY);
+	}
+	snprintf(path, sizeof(path), "%s/exports", s->in->dir);
+	if (bpf_obj_pin(fd, path)) {
+		close(fd);
+		return -errno;
+	}
+	s->exports_fd = fd;
+	return 0;
+}
+
+void bsteer_server_export_device(struct bsteer_server *s, int k, const char *path)
+{
+	struct bsteer_export_info x;
+	__u32 key = k;
+
+	if (s->exports_fd < 0 || bpf_map_lookup_elem(s->exports_fd, &key, &x))
+		return;
+	snprintf(x.device, sizeof(x.device), "%s", path);
+	bpf_map_update_elem(s->exports_fd, &key, &x, BPF_ANY);
+}
+
+/* Before anything is made: what each frontend needs is there. */
+static int frontends_check(struct bsteer_server *s)
+{
+	int k, err;
+
+	for (k = 0; k < s->nfe; k++) {
+		s->fe[k].s = s;
+		err = s->fe[k].ops->check ? s->fe[k].ops->check(&s->fe[k]) : 0;
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 static int frontends_setup(struct bsteer_server *s)
 {
 	__u32 base = 0;
@@ -672,6 +730,10 @@ static int server_instance(struct bsteer_server *s, struct bsteer_instance_opts 
 	if (err)
 		serve_log(s, "cannot pin the resync map (bsteer resync will not work): %s",
 			  strerror(-err));
+	err = exports_pin(s);
+	if (err)
+		serve_log(s, "cannot pin the exports map (bsteer stat will not list them): %s",
+			  strerror(-err));
 	return 0;
 }
 
@@ -704,7 +766,9 @@ int bsteer_server_run(struct bsteer_server *s, struct bsteer_instance_opts *io,
 	int rc = 1, k;
 
 	stop_flag = stop;
-	if (threads > BSTEER_MAX_RINGS || server_instance(s, io) || frontends_setup(s)) {
+	s->exports_fd = -1;
+	if (threads > BSTEER_MAX_RINGS || frontends_check(s) || server_instance(s, io) ||
+	    frontends_setup(s)) {
 		serve_log(s, "%s", bsteer_errbuf());
 		goto out;
 	}
@@ -721,6 +785,12 @@ int bsteer_server_run(struct bsteer_server *s, struct bsteer_instance_opts *io,
 		if (s->fe[k].ops->ready)
 			s->fe[k].ops->ready(&s->fe[k]);
 	rc = started < threads;
+	/* The workers serve until told to stop (or one fails). */
+	while (!*stop)
+		usleep(50000);
+	for (k = 0; k < s->nfe; k++)
+		if (s->fe[k].ops->quiesce)
+			s->fe[k].ops->quiesce(&s->fe[k]);
 	for (i = 0; i < started; i++) {
 		pthread_join(tid[i], NULL);
 		if (w[i].status)
@@ -738,6 +808,8 @@ out:
 		s->policy->d->close(s->policy);
 	if (s->resync_fd >= 0)
 		close(s->resync_fd);
+	if (s->exports_fd >= 0)
+		close(s->exports_fd);
 	bsteer_instance_close(s->in);
 	s->in = NULL;
 	return rc;

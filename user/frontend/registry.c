@@ -7,9 +7,11 @@
  */
 #include "libbsteer.h"
 
+extern const struct bsteer_frontend_ops fuse_frontend;
 extern const struct bsteer_frontend_ops nbd_frontend;
 
 const struct bsteer_frontend_ops *const bsteer_frontend_modules[] = {
 	&nbd_frontend,
+	&fuse_frontend,
 	NULL,
 };
