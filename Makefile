@@ -244,6 +244,7 @@ DEB_PKGS := \
 	bc \
 	bpftool \
 	clang-19 \
+	e2fsprogs \
 	fio \
 	gcc \
 	gnuplot-nox \
@@ -259,6 +260,7 @@ DEB_PKGS := \
 	nbdkit \
 	pkg-config \
 	python3-libnbd \
+	qemu-system-common \
 	qemu-utils \
 	valgrind \
 	zlib1g-dev
