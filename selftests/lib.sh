@@ -110,7 +110,10 @@ start_serve() {
 	"$BSTEER" serve --listen "unix:$sock" "$@" >"$T/serve.log" 2>&1 &
 	SERVE=$!
 	PIDS+=($SERVE)
-	wait_for 10 grep -q "listening on unix:$sock " "$T/serve.log" ||
+	# Until it says so, or is gone; 60 s only bounds a hang (it takes
+	# well under a second here).
+	wait_for 60 sh -c "grep -q 'listening on unix:$sock ' '$T/serve.log' || ! kill -0 $SERVE" 2>/dev/null
+	grep -q "listening on unix:$sock " "$T/serve.log" ||
 		{ cat "$T/serve.log" >&2; fail "server did not start"; return 1; }
 }
 

@@ -55,12 +55,19 @@ try:
         h.poll(-1)
 except nbd.Error:
     pass        # the server is gone: expected
-' 2>/dev/null &
+' 2>"$T/writer-$mode.err" &
 	local writer=$!
 	PIDS+=($writer)
-	# Kill it once a few hundred blocks are durable.
-	wait_for 20 sh -c "[ -f '$T/durable' ] && [ \$(wc -l <'$T/durable') -ge 300 ]" ||
-		fail "$mode: the writer made no progress"
+	# Kill it once a few hundred blocks are durable, or the writer is gone
+	# (then its stderr says why). FUA writes are fdatasyncs of both legs
+	# on a real disk: 300 of them take ~1 s here; 120 s is for a slow disk
+	# under load, and nothing is asserted on the time.
+	wait_for 120 sh -c "{ [ -f '$T/durable' ] && [ \$(wc -l <'$T/durable') -ge 300 ]; } || ! kill -0 $writer" 
+	if ! [ -f "$T/durable" ] || [ "$(wc -l <"$T/durable")" -lt 300 ]; then
+		fail "$mode: the writer made no progress ($(wc -l <"$T/durable" 2>/dev/null || echo no) durable blocks; writer alive: $(kill -0 $writer 2>/dev/null && echo yes || echo no))"
+		echo "--- the writer's stderr:" >&2
+		cat "$T/writer-$mode.err" >&2
+	fi
 	kill -KILL "$SERVE"
 	wait "$SERVE" 2>/dev/null
 	wait "$writer"
