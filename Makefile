@@ -100,6 +100,12 @@ LIB_OBJS := \
 	target/nbd \
 	target/nbd_client \
 	target/registry \
+	trace/json \
+	trace/live \
+	trace/model \
+	trace/procs \
+	trace/report \
+	trace/session \
 	trace/tracer \
 	wire/nbd_wire
 

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * The buffer-lifetime tracer (bpf/trace.bpf.c): load, filter, attach, and
- * hand each event to a callback. The views live in cmd_trace.c.
+ * The buffer-lifetime tracer (bpf/trace/trace.bpf.c): load, filter,
+ * attach, and hand each event to a callback (tracer.c). On top of it, one
+ * "bsteer trace" session: the model, the live table, the JSON events and
+ * the leak report (session.c and the files trace_priv.h lists).
  */
 #ifndef BSTEER_TRACE_USER_H
 #define BSTEER_TRACE_USER_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include "bsteer_trace.h"
 
@@ -44,5 +47,33 @@ int bsteer_tracer_add_pid(struct bsteer_tracer *t, int pid);
 /* The instance cross-checked, or NULL. */
 const char *bsteer_tracer_instance(struct bsteer_tracer *t);
 void bsteer_tracer_close(struct bsteer_tracer *t);
+
+/* One session: what "bsteer trace" asks for. */
+struct bsteer_trace_opts {
+	/* Whom to trace; its instance, on_event and arg are the session's. */
+	struct bsteer_tracer_opts tracer;
+	char *const *argv;		/* COMMAND to start and trace, or NULL */
+	const char *instance;		/* NULL: the one @tracer.pids run, if any */
+	bool no_xcheck;			/* no cross-check, even with @instance */
+	bool json;			/* JSON lines, not the table and text */
+	bool hist;			/* histograms at the end */
+	int rows;			/* of the table */
+	double interval;		/* seconds between refreshes */
+	double duration;		/* seconds; 0: until stopped */
+	volatile sig_atomic_t *stop;	/* set (by a signal): report and end */
+	/*
+	 * Called once the tracer is attached, before COMMAND runs: where
+	 * the caller installs its signal handlers, which neither the load
+	 * nor COMMAND (it would inherit a SIG_IGN) should get.
+	 */
+	void (*on_attached)(void);
+};
+
+/*
+ * Trace until *@stop, the duration, or the end of all that is traced, then
+ * report. Returns the exit status: COMMAND's (128+N for signal N), or 1 on
+ * an error or a cross-check error, else 0.
+ */
+int bsteer_trace_run(const struct bsteer_trace_opts *o);
 
 #endif /* BSTEER_TRACE_USER_H */

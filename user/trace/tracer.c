@@ -88,13 +88,68 @@ static int reuse_instance(struct bsteer_tracer *t, const char *name)
 	return err;
 }
 
+/* The filter knobs, the ring buffer's size, the instance's maps. */
+static int configure(struct bsteer_tracer *t, const struct bsteer_tracer_opts *o)
+{
+	int err;
+
+	t->skel->rodata->filter_pid = o->npids > 0;
+	t->skel->rodata->follow_forks = o->follow_forks;
+	if (o->comm) {
+		t->skel->rodata->filter_comm = true;
+		strncpy((char *)t->skel->rodata->targ_comm, o->comm,
+			sizeof(t->skel->rodata->targ_comm) - 1);
+	}
+	if (o->ringbuf_mb) {
+		bpf_map__set_max_entries(t->skel->maps.events, o->ringbuf_mb << 20);
+		t->skel->rodata->wakeup_bytes = (__u64)o->ringbuf_mb << 18;
+	}
+	if (o->instance) {
+		err = reuse_instance(t, o->instance);
+		if (err)
+			return err;
+		t->skel->rodata->xcheck = true;
+		snprintf(t->instance, sizeof(t->instance), "%s", o->instance);
+	}
+	return 0;
+}
+
+/* Load, fill the pid filter, attach, and open the ring buffer. */
+static int load_attach(struct bsteer_tracer *t, const struct bsteer_tracer_opts *o)
+{
+	__u8 one = 1;
+	int err, i;
+
+	err = trace_bpf__load(t->skel);
+	if (err) {
+		bsteer_set_err("cannot load the tracer: %s (%s)", strerror(-err),
+			       bsteer_errbuf());
+		return err;
+	}
+	for (i = 0; i < o->npids; i++)
+		bpf_map_update_elem(bpf_map__fd(t->skel->maps.tpids), &o->pids[i],
+				    &one, BPF_ANY);
+	err = trace_bpf__attach(t->skel);
+	if (err) {
+		bsteer_set_err("cannot attach the tracer: %s", strerror(-err));
+		return err;
+	}
+	t->rb = ring_buffer__new(bpf_map__fd(t->skel->maps.events), on_sample, t,
+				 NULL);
+	if (!t->rb) {
+		err = -errno;
+		bsteer_set_err("cannot open the event ring buffer: %s", strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
 struct bsteer_tracer *bsteer_tracer_open(const struct bsteer_tracer_opts *o,
 					 int *errp)
 {
 	struct bsteer_tracer *t;
 	struct btf *vmlinux = NULL;
-	__u8 one = 1;
-	int err, i;
+	int err;
 
 	t = calloc(1, sizeof(*t));
 	if (!t) {
@@ -119,47 +174,13 @@ struct bsteer_tracer *bsteer_tracer_open(const struct bsteer_tracer_opts *o,
 		bsteer_set_err("cannot open the tracer's BPF object: %s", strerror(-err));
 		goto fail;
 	}
-	t->skel->rodata->filter_pid = o->npids > 0;
-	t->skel->rodata->follow_forks = o->follow_forks;
-	if (o->comm) {
-		t->skel->rodata->filter_comm = true;
-		strncpy((char *)t->skel->rodata->targ_comm, o->comm,
-			sizeof(t->skel->rodata->targ_comm) - 1);
-	}
-	if (o->ringbuf_mb) {
-		bpf_map__set_max_entries(t->skel->maps.events, o->ringbuf_mb << 20);
-		t->skel->rodata->wakeup_bytes = (__u64)o->ringbuf_mb << 18;
-	}
-	if (o->instance) {
-		err = reuse_instance(t, o->instance);
-		if (err)
-			goto fail;
-		t->skel->rodata->xcheck = true;
-		snprintf(t->instance, sizeof(t->instance), "%s", o->instance);
-	}
+	err = configure(t, o);
+	if (err)
+		goto fail;
 	disable_missing(t->skel, vmlinux);
-
-	err = trace_bpf__load(t->skel);
-	if (err) {
-		bsteer_set_err("cannot load the tracer: %s (%s)", strerror(-err),
-			       bsteer_errbuf());
+	err = load_attach(t, o);
+	if (err)
 		goto fail;
-	}
-	for (i = 0; i < o->npids; i++)
-		bpf_map_update_elem(bpf_map__fd(t->skel->maps.tpids), &o->pids[i],
-				    &one, BPF_ANY);
-	err = trace_bpf__attach(t->skel);
-	if (err) {
-		bsteer_set_err("cannot attach the tracer: %s", strerror(-err));
-		goto fail;
-	}
-	t->rb = ring_buffer__new(bpf_map__fd(t->skel->maps.events), on_sample, t,
-				 NULL);
-	if (!t->rb) {
-		err = -errno;
-		bsteer_set_err("cannot open the event ring buffer: %s", strerror(-err));
-		goto fail;
-	}
 	btf__free(vmlinux);
 	return t;
 fail:
