@@ -393,36 +393,47 @@ static __always_inline struct bsteer_cqe *fb_cqe(struct bsteer_fb *fb, __u32 i)
  * no-policy fallback are both built on it.
  */
 #define BSTEER_FALLBACK_HOST(name, decide, id)				\
-static long name##_one(__u32 i, void *data)				\
+/*									\
+ * One completion of the batch: a global function, so the verifier	\
+ * checks the policy once, as it does in the hook, and not again for	\
+ * every turn of the loop below. Returns 1 if decided, 0 if not ours,	\
+ * -1 past the batch.							\
+ */									\
+__noinline int name##_one(__u32 ring, __u32 i)				\
 {									\
-	struct bsteer_fb *fb = data;					\
+	struct bsteer_fb fb = { .ring = ring };				\
 	struct bsteer_pctx p = {};					\
-	struct bsteer_cqe *c = fb_cqe(fb, i);				\
+	struct bsteer_cqe *c = fb_cqe(&fb, i);				\
 	int rc;								\
 									\
 	if (!c)								\
-		return 1;						\
-	rc = core_begin(&p, c->user_data, c->res, fb->ring);		\
+		return -1;						\
+	rc = core_begin(&p, c->user_data, c->res, ring);		\
 	if (rc == CORE_IGNORE)						\
 		return 0;						\
 	if (rc == CORE_POLICY)						\
 		decide(&p);						\
 	core_finish(&p, BSTEER_ST_DEC_FALLBACK, id);			\
-	fb->decided++;							\
-	return 0;							\
+	return 1;							\
 }									\
 									\
 static __always_inline int						\
 name##_fallback(struct bsteer_fallback_args *args)			\
 {									\
 	struct bsteer_fb fb = { .ring = args->ring };			\
-	__u32 n = args->count;						\
+	__u32 n = args->count, i;					\
+	int rc;								\
 									\
 	if (!fb_owner(&fb))						\
 		return 0;						\
 	if (n > BSTEER_BATCH)						\
 		n = BSTEER_BATCH;					\
-	bpf_loop(n, name##_one, &fb, 0);				\
+	for (i = 0; i < n; i++) {					\
+		rc = name##_one(fb.ring, i);				\
+		if (rc < 0)						\
+			break;						\
+		fb.decided += rc;					\
+	}								\
 	args->decided = fb.decided;					\
 	return 0;							\
 }

@@ -68,23 +68,42 @@ static __always_inline void bsteer_target_fail(struct bsteer_pctx *p, __u32 t,
 	emit_event(BSTEER_EV_TARGET_FAILED, p->cookie, p->ring, t, 0, 0, err);
 }
 
+/* What bsteer_emit() hands its out-of-line half (five arguments at most). */
+struct bsteer_emit_args {
+	__u32 req_idx;
+	__u32 dec_key;		/* the decision: req_idx * BSTEER_REQ_OPS + op */
+	__u32 target;
+	__u32 slot;
+	__u32 slot_off;
+	__u32 len;
+	__u64 offset;
+	__u8 opcode;
+	__u8 pad[7];
+};
+
 /*
- * Emit one op for the request. Returns 0, or -E2BIG when the decision or
- * the request's op table is full, or -EBUSY when the request has used its
- * op budget. The op is recorded in the request so that its completion can
- * be matched; the executor still checks it before submitting.
+ * The work of bsteer_emit(), as a global function: the verifier checks it
+ * once, on its own, and each call site sees only an int come back. Inlined
+ * into a policy's split loops, its op-table scan multiplied the states the
+ * verifier walks past its million-instruction limit on some kernels.
  */
-static __always_inline int bsteer_emit(struct bsteer_pctx *p, __u8 opcode,
-				       __u32 target, __u32 slot, __u32 slot_off,
-				       __u32 len, __u64 offset)
+__noinline int bsteer_emit_out(struct bsteer_emit_args *a)
 {
-	struct bsteer_decision *d = p->dec;
-	struct bsteer_req *req = p->req;
 	struct bsteer_req_op *o = NULL;
+	struct bsteer_decision *d;
 	struct bsteer_dop *dop;
 	struct bsteer_slot *m;
-	__u32 i, n;
+	struct bsteer_req *req;
+	__u32 i, n, key;
 
+	if (!a)
+		return -EINVAL;
+	key = a->req_idx;
+	req = bpf_map_lookup_elem(&reqs, &key);
+	key = a->dec_key;
+	d = bpf_map_lookup_elem(&decisions, &key);
+	if (!req || !d)
+		return -EINVAL;
 	if (req->issued >= BSTEER_OP_BUDGET) {
 		stat_inc(BSTEER_ST_BUDGET);
 		return -EBUSY;
@@ -103,32 +122,57 @@ static __always_inline int bsteer_emit(struct bsteer_pctx *p, __u8 opcode,
 
 	o->state = BSTEER_OPS_INFLIGHT;
 	o->seq++;
-	o->opcode = opcode;
+	o->opcode = a->opcode;
 	o->flags = 0;
-	o->target = target;
-	o->slot = slot;
-	o->slot_off = slot_off;
-	o->len = len;
+	o->target = a->target;
+	o->slot = a->slot;
+	o->slot_off = a->slot_off;
+	o->len = a->len;
 	o->done = 0;
-	o->offset = offset;
+	o->offset = a->offset;
 	req->inflight++;
 	req->issued++;
 
 	dop = &d->ops[n & (BSTEER_DEC_OPS - 1)];
-	dop->opcode = opcode;
+	dop->opcode = a->opcode;
 	dop->op = i;
-	dop->target = target;
-	dop->slot = slot;
-	dop->slot_off = slot_off;
-	dop->len = len;
-	dop->offset = offset;
+	dop->target = a->target;
+	dop->slot = a->slot;
+	dop->slot_off = a->slot_off;
+	dop->len = a->len;
+	dop->offset = a->offset;
 	dop->flags = 0;
 	dop->slot_gen = 0;
-	m = bpf_map_lookup_elem(&slot_meta, &slot);
+	key = a->slot;
+	m = bpf_map_lookup_elem(&slot_meta, &key);
 	if (m)
 		dop->slot_gen = m->gen;
 	d->nops = n + 1;
 	return 0;
+}
+
+/*
+ * Emit one op for the request. Returns 0, or -E2BIG when the decision or
+ * the request's op table is full, or -EBUSY when the request has used its
+ * op budget. The op is recorded in the request so that its completion can
+ * be matched; the executor still checks it before submitting.
+ */
+static __always_inline int bsteer_emit(struct bsteer_pctx *p, __u8 opcode,
+				       __u32 target, __u32 slot, __u32 slot_off,
+				       __u32 len, __u64 offset)
+{
+	struct bsteer_emit_args a = {
+		.req_idx = p->req_idx,
+		.dec_key = p->req_idx * BSTEER_REQ_OPS + p->op,
+		.target = target,
+		.slot = slot,
+		.slot_off = slot_off,
+		.len = len,
+		.offset = offset,
+		.opcode = opcode,
+	};
+
+	return bsteer_emit_out(&a);
 }
 
 /*
