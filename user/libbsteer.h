@@ -552,6 +552,11 @@ struct bsteer_target_ops {
 		      __u64 want, int *own_fd);
 	/* How it is served, in a sentence for -v (NULL: nothing to say). */
 	const char *(*about)(struct bsteer_engine *e, __u32 t);
+	/*
+	 * The policy marked the target failed: let go of what holds the
+	 * other end (a connection), so that it can stop and start again.
+	 */
+	void (*fail)(struct bsteer_engine *e, __u32 t);
 	/* Is the target's connection still up? (NULL: always.) */
 	bool (*alive)(struct bsteer_engine *e, __u32 t);
 	void (*detach)(struct bsteer_engine *e, __u32 t);

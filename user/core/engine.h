@@ -64,6 +64,7 @@ struct bsteer_engine_stats {
 struct bsteer_tgt {
 	const struct bsteer_target_ops *ops;
 	void *priv;
+	bool failed;		/* its fail hook ran for the flag now set */
 };
 
 struct bsteer_owner {

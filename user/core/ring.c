@@ -419,6 +419,21 @@ static void reap_one(struct bsteer_engine *e, const struct io_uring_cqe *cqe)
 	e->npending++;
 }
 
+/*
+ * A target the policy marked failed (in any worker) lets go of its other
+ * end once, in every worker; a rebuilt one (the flag cleared) may again.
+ */
+static void target_failed(struct bsteer_engine *e, __u32 t)
+{
+	bool failed = __atomic_load_n(&e->in->targets[t].flags, __ATOMIC_ACQUIRE) &
+		      BSTEER_TGT_FAILED;
+	struct bsteer_tgt *g = &e->tgt[t];
+
+	if (failed && !g->failed && g->ops && g->ops->fail)
+		g->ops->fail(e, t);
+	g->failed = failed;
+}
+
 /* Before a submit: the targets write what they queued; what hangs fails. */
 static bool targets_kick(struct bsteer_engine *e)
 {
@@ -428,6 +443,7 @@ static bool targets_kick(struct bsteer_engine *e)
 	for (t = 0; t < e->ntargets; t++) {
 		const struct bsteer_target_ops *ops = e->tgt[t].ops;
 
+		target_failed(e, t);
 		if (!ops)
 			continue;
 		if (ops->kick)

@@ -437,6 +437,7 @@ const struct bsteer_target_ops nbd_target = {
 	.kick = nbd_client_kick,
 	.waiting = nbd_client_waiting,
 	.reopen = nbd_reopen,
+	.fail = nbd_client_fail,
 	.alive = nbd_client_alive,
 	.detach = nbd_client_detach,
 	.per_worker = true,

@@ -30,6 +30,7 @@ void nbd_client_cqe(struct bsteer_engine *e, __u32 t, const struct io_uring_cqe 
 void nbd_client_kick(struct bsteer_engine *e, __u32 t);
 __u32 nbd_client_waiting(struct bsteer_engine *e, __u32 t);
 bool nbd_client_alive(struct bsteer_engine *e, __u32 t);
+void nbd_client_fail(struct bsteer_engine *e, __u32 t);
 void nbd_client_detach(struct bsteer_engine *e, __u32 t);
 
 #endif /* BSTEER_TARGET_NBD_H */

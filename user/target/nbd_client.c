@@ -471,6 +471,19 @@ void nbd_client_cqe(struct bsteer_engine *e, __u32 t, const struct io_uring_cqe 
 	}
 }
 
+/*
+ * The policy gave up on the leg (a server that answers errors, say, as
+ * nbdkit does once told to stop): the connection goes at once, so that
+ * the server can exit and another start on the same address.
+ */
+void nbd_client_fail(struct bsteer_engine *e, __u32 t)
+{
+	struct up_conn *c = conn_of(e, t);
+
+	if (c && !c->dead)
+		conn_fail(e, c, -ESHUTDOWN, "the leg was marked failed");
+}
+
 /* Before each submit: write the queued SQEs; fail a connection that hangs. */
 void nbd_client_kick(struct bsteer_engine *e, __u32 t)
 {
