@@ -775,9 +775,22 @@ struct bsteer_export_info {
 /* Export @k is (also) block device @path: for bsteer stat. */
 void bsteer_server_export_device(struct bsteer_server *s, int k, const char *path);
 
-/* One log line, plain or JSON. */
-void serve_log(struct bsteer_server *s, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+/*
+ * One log line on stderr: "bsteer serve: MESSAGE", or with --json-log one
+ * JSON object per line, {"ts":"2026-12-03T17:30:01.123456Z" (RFC 3339,
+ * UTC, microseconds), "level":"info"|"warn"|"error", "instance":NAME
+ * (once the instance exists), "worker":N, "msg":MESSAGE}.
+ */
+enum bsteer_log_level {
+	BSTEER_LOG_ERROR,
+	BSTEER_LOG_WARN,
+	BSTEER_LOG_INFO,
+};
+void serve_logl(struct bsteer_server *s, enum bsteer_log_level level,
+		const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+#define serve_log(s, ...)	serve_logl(s, BSTEER_LOG_INFO, __VA_ARGS__)
+#define serve_warn(s, ...)	serve_logl(s, BSTEER_LOG_WARN, __VA_ARGS__)
+#define serve_err(s, ...)	serve_logl(s, BSTEER_LOG_ERROR, __VA_ARGS__)
 
 /* Leg rebuilds (bsteer resync): worker 0 drives them from its loop. */
 int resync_pin(struct bsteer_server *s);

@@ -541,7 +541,7 @@ int cmd_serve(int argc, char **argv)
 		goto out;
 	if (bsteer_server_policy(a.s, &policy, a.slot_size) ||
 	    bsteer_server_open_legs(a.s)) {
-		fprintf(stderr, "bsteer serve: %s\n", bsteer_errbuf());
+		serve_err(a.s, "%s", bsteer_errbuf());
 		goto out;
 	}
 	install_signals();

@@ -87,7 +87,7 @@ static void job_end(struct bsteer_server *s, struct bsteer_resync_job *j, int er
 		snprintf(j->st.message, sizeof(j->st.message), "%s", why);
 		tg->last_error = err;
 		__atomic_fetch_or(&tg->flags, BSTEER_TGT_FAILED, __ATOMIC_RELEASE);
-		serve_log(s, "export '%s': rebuilding leg %u failed: %s (%s)",
+		serve_err(s, "export '%s': rebuilding leg %u failed: %s (%s)",
 			  j->ex->name, j->st.leg, why, strerror(-err));
 	} else {
 		serve_log(s, "export '%s': leg %u rebuilt, %llu bytes, %llu ranges copied again",
@@ -186,7 +186,7 @@ static void job_start(struct bsteer_server *s, struct bsteer_resync_job *j,
 		j->st.state = BSTEER_RS_FAILED;
 		j->st.error = err;
 		snprintf(j->st.message, sizeof(j->st.message), "%s", why);
-		serve_log(s, "export '%s': cannot rebuild leg %u: %s", j->ex->name,
+		serve_err(s, "export '%s': cannot rebuild leg %u: %s", j->ex->name,
 			  req->leg, why);
 		publish(s, j);
 		return;

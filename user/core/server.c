@@ -19,7 +19,25 @@
 
 #define DRAIN_SECS	30
 
-void serve_log(struct bsteer_server *s, const char *fmt, ...)
+static const char *const log_level_name[] = {
+	[BSTEER_LOG_ERROR] = "error",
+	[BSTEER_LOG_WARN] = "warn",
+	[BSTEER_LOG_INFO] = "info",
+};
+
+/* @ts as RFC 3339 in UTC with microseconds: 2026-12-03T17:30:01.123456Z */
+static void log_time(char *buf, size_t len, const struct timespec *ts)
+{
+	struct tm tm;
+	size_t n;
+
+	gmtime_r(&ts->tv_sec, &tm);
+	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, len - n, ".%06ldZ", ts->tv_nsec / 1000);
+}
+
+void serve_logl(struct bsteer_server *s, enum bsteer_log_level level,
+		const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -32,12 +50,20 @@ void serve_log(struct bsteer_server *s, const char *fmt, ...)
 	if (s && s->json_log) {
 		struct bsteer_json j;
 		struct timespec ts;
+		char when[40];
 
 		clock_gettime(CLOCK_REALTIME, &ts);
+		log_time(when, sizeof(when), &ts);
+		flockfile(stderr);	/* one whole line per worker */
 		json_begin(&j, stderr);
-		json_dbl(&j, "ts", ts.tv_sec + ts.tv_nsec / 1e9);
+		json_str(&j, "ts", when);
+		json_str(&j, "level", log_level_name[level]);
+		if (s->in)
+			json_str(&j, "instance", s->in->name);
+		json_u64(&j, "worker", s->ring);
 		json_str(&j, "msg", msg);
 		json_finish(&j);
+		funlockfile(stderr);
 	} else {
 		fprintf(stderr, "bsteer serve: %s\n", msg);
 	}
@@ -336,7 +362,7 @@ static void fe_complete(void *arg, __u32 r, int err)
 	if (!err && p && p->d && p->d->sync &&
 	    (rq->type == BSTEER_REQ_FLUSH || (rq->flags & BSTEER_REQF_FUA)) &&
 	    p->d->sync(p)) {
-		serve_log(s, "%s", bsteer_errbuf());
+		serve_err(s, "%s", bsteer_errbuf());
 		err = -EIO;
 	}
 	fe->ops->complete(fe, r, err);
@@ -402,7 +428,7 @@ static int flush_all(struct bsteer_server *s)
 		if (done < 0)
 			err = done;
 		if (err)
-			serve_log(s, "export '%s': the final flush failed: %s",
+			serve_err(s, "export '%s': the final flush failed: %s",
 				  ex->name, strerror(-err));
 		first = first ?: err;
 	}
@@ -427,7 +453,7 @@ static void log_failed_legs(struct bsteer_server *s, __u32 *seen)
 			if (t < ex->tbase || t >= ex->tbase + ex->ntargets)
 				continue;
 			i = t - ex->tbase;
-			serve_log(s, "export '%s': leg %u (%s) marked failed after %s; the other legs carry on",
+			serve_warn(s, "export '%s': leg %u (%s) marked failed after %s; the other legs carry on",
 				  ex->name, i, ex->leg[i].spec, tg->last_error ?
 				  strerror(-tg->last_error) : "an error");
 		}
@@ -460,7 +486,7 @@ static int serve_loop(struct bsteer_server *s, volatile int *stop)
 		if (deadline && frontends_idle(s) && !bsteer_engine_busy(s->e))
 			return 0;
 		if (deadline && bsteer_now_ns() > deadline) {
-			serve_log(s, "drain timed out with requests in flight");
+			serve_warn(s, "drain timed out with requests in flight");
 			return -ETIMEDOUT;
 		}
 		/* Wake up now and then: signals and the drain deadline. */
@@ -528,7 +554,7 @@ static int worker_setup(struct bsteer_server *s, struct bsteer_leg *legs)
 	if (!s->e)
 		return err;
 	if (!s->no_splice && bsteer_engine_splice(s->e) && !s->ring)
-		serve_log(s, "spliced reads are off: %s", bsteer_errbuf());
+		serve_warn(s, "spliced reads are off: %s", bsteer_errbuf());
 	err = bsteer_engine_files(s->e, fds, s->ntargets, NULL, 0);
 	for (t = 0; !err && t < s->ntargets; t++) {
 		const struct bsteer_target_ops *ops;
@@ -587,7 +613,7 @@ static void *worker_main(void *arg)
 	started = !err;
 	worker_settled();
 	if (err)
-		serve_log(s, "worker %u: %s", s->ring, *bsteer_errbuf() ?
+		serve_err(s, "worker %u: %s", s->ring, *bsteer_errbuf() ?
 			  bsteer_errbuf() : strerror(-err));
 	if (!err)
 		err = serve_loop(s, stop_flag);
@@ -728,11 +754,11 @@ static int server_instance(struct bsteer_server *s, struct bsteer_instance_opts 
 		return err;
 	err = resync_pin(s);
 	if (err)
-		serve_log(s, "cannot pin the resync map (bsteer resync will not work): %s",
+		serve_warn(s, "cannot pin the resync map (bsteer resync will not work): %s",
 			  strerror(-err));
 	err = exports_pin(s);
 	if (err)
-		serve_log(s, "cannot pin the exports map (bsteer stat will not list them): %s",
+		serve_warn(s, "cannot pin the exports map (bsteer stat will not list them): %s",
 			  strerror(-err));
 	return 0;
 }
@@ -747,7 +773,7 @@ static __u32 workers_start(struct bsteer_server *s, struct bsteer_server *w,
 		w[i] = *s;
 		w[i].ring = i;
 		if (pthread_create(&tid[i], NULL, worker_main, &w[i])) {
-			serve_log(s, "cannot start worker %u", i);
+			serve_err(s, "cannot start worker %u", i);
 			*stop_flag = 1;
 			break;
 		}
@@ -769,7 +795,7 @@ int bsteer_server_run(struct bsteer_server *s, struct bsteer_instance_opts *io,
 	s->exports_fd = -1;
 	if (threads > BSTEER_MAX_RINGS || frontends_check(s) || server_instance(s, io) ||
 	    frontends_setup(s)) {
-		serve_log(s, "%s", bsteer_errbuf());
+		serve_err(s, "%s", bsteer_errbuf());
 		goto out;
 	}
 	for (k = 0; k < s->nexports; k++)
@@ -797,10 +823,11 @@ int bsteer_server_run(struct bsteer_server *s, struct bsteer_instance_opts *io,
 			rc = 1;
 	}
 	if (s->policy->d && s->policy->d->sync && s->policy->d->sync(s->policy)) {
-		serve_log(s, "%s", bsteer_errbuf());
+		serve_err(s, "%s", bsteer_errbuf());
 		rc = 1;
 	}
-	serve_log(s, rc ? "stopped with an error" : "stopped");
+	serve_logl(s, rc ? BSTEER_LOG_ERROR : BSTEER_LOG_INFO,
+		   rc ? "stopped with an error" : "stopped");
 out:
 	free(w);
 	frontends_teardown(s);

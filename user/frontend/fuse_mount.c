@@ -182,7 +182,7 @@ static int check_dir(struct bsteer_fe *fe, const char *dir)
 		err = clear_stale(dir, type, dev);
 		if (err < 0)
 			return err;
-		serve_log(fe->s, "fuse: removed a stale mount at %s (its server was gone)",
+		serve_warn(fe->s, "fuse: removed a stale mount at %s (its server was gone)",
 			  dir);
 	}
 	if (stat(dir, &st)) {
@@ -407,7 +407,7 @@ void fuse_ready(struct bsteer_fe *fe)
 
 	for (k = 0; conf->loop && k < s->nexports; k++) {
 		if (loop_attach(sh, &s->exports[k], &sh->loop[k])) {
-			serve_log(s, "fuse: export '%s': %s", s->exports[k].name,
+			serve_err(s, "fuse: export '%s': %s", s->exports[k].name,
 				  bsteer_errbuf());
 			continue;
 		}
@@ -439,7 +439,7 @@ void fuse_quiesce(struct bsteer_fe *fe)
 			continue;
 		/* A device in use (a mounted file system) goes when let go. */
 		if (ioctl(l->fd, LOOP_CLR_FD, 0))
-			serve_log(fe->s, "fuse: %s is in use: it detaches when its last user lets go",
+			serve_warn(fe->s, "fuse: %s is in use: it detaches when its last user lets go",
 				  l->path);
 		close(l->fd);
 		l->fd = -1;

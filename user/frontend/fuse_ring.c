@@ -98,7 +98,7 @@ static void reply(struct fusew *w, struct fent *en, int err, __u32 n)
 	h->ring_ent_in_out.payload_sz = n;
 	if (ent_cmd(w, en, FUSE_IO_URING_CMD_COMMIT_AND_FETCH)) {
 		en->state = FENT_DEAD;	/* cannot happen after a submit */
-		serve_log(w->s, "fuse: no SQE to commit a reply; an entry is lost");
+		serve_err(w->s, "fuse: no SQE to commit a reply; an entry is lost");
 	}
 }
 
@@ -192,7 +192,7 @@ static void start_request(struct fusew *w, struct fent *en,
 abandon:
 	bsteer_req_abandon(w->e, r);
 fail:
-	serve_log(w->s, "fuse: cannot start a request: %s", strerror(-err));
+	serve_err(w->s, "fuse: cannot start a request: %s", strerror(-err));
 	reply(w, en, -EIO, 0);
 }
 
@@ -260,7 +260,7 @@ static void ent_delivered(struct fusew *w, struct fent *en, __u64 ud, int res)
 
 	if (res < 0) {		/* unmounted, aborted, or the ring is going */
 		if (res != -ENOTCONN && res != -ECANCELED && !w->stopping)
-			serve_log(w->s, "fuse: queue %u entry %u: %s", en->qid, en->idx,
+			serve_err(w->s, "fuse: queue %u entry %u: %s", en->qid, en->idx,
 				  strerror(-res));
 		en->state = FENT_DEAD;
 		return;
@@ -268,7 +268,7 @@ static void ent_delivered(struct fusew *w, struct fent *en, __u64 ud, int res)
 	if (__atomic_load_n(&p->stamp, __ATOMIC_ACQUIRE) != ud &&
 	    (bsteer_parse_fallback(w->in, ud, res) ||
 	     __atomic_load_n(&p->stamp, __ATOMIC_ACQUIRE) != ud)) {
-		serve_log(w->s, "fuse: the request parser did not answer");
+		serve_err(w->s, "fuse: the request parser did not answer");
 		en->state = FENT_DEAD;
 		return;
 	}
