@@ -140,7 +140,7 @@ BPF_HDRS  := $(wildcard bpf/*.bpf.h) $(wildcard include/*.h) vmlinux.h
 
 .DELETE_ON_ERROR:
 .SECONDARY: $(SKELS) $(BPF_OBJS)
-.PHONY: all clean test test-asan asan fuzz deps vmlinux run
+.PHONY: all clean test test-asan asan fuzz deps vmlinux run FORCE
 
 all: $(BIN) $(BPF_OBJS) $(TEST_BPF) $(TEST_BINS) $(TEST_HELPERS)
 
@@ -174,9 +174,21 @@ $(OUTPUT)/%.skel.h: $(OUTPUT)/bpf/%.bpf.o | $(OUTPUT)
 	$(call msg,GEN-SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name $(subst -,_,$*)_bpf > $@
 
+# The version bsteer --version prints: VERSION, and the commit it was
+# built from when built in a git checkout ("0.1.0 (git 162b85b-dirty)").
+# build/version.h is rewritten only when that changes.
+VERSION_STR := $(shell cat VERSION 2>/dev/null || echo unknown)$(shell \
+	d=$$(git describe --always --dirty --abbrev=12 2>/dev/null) && echo " (git $$d)")
+
+$(OUTPUT)/version.h: FORCE | $(OUTPUT)
+	$(Q)printf '#define BSTEER_VERSION "%s"\n' '$(VERSION_STR)' > $@.tmp
+	$(Q)cmp -s $@.tmp $@ && rm -f $@.tmp || mv -f $@.tmp $@
+
+FORCE:
+
 # Header dependencies come from -MMD (build/user/**/*.d); the skeletons
 # are made first, so that the first build finds the ones it includes.
-$(OUTPUT)/user/%.o: user/%.c | $(SKELS)
+$(OUTPUT)/user/%.o: user/%.c | $(SKELS) $(OUTPUT)/version.h
 	$(call msg,CC,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@

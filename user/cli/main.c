@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "cli/cli.h"
+#include "version.h"
 
 static const struct bsteer_cmd cmds[] = {
 	{ "serve", "serve block devices to NBD clients, steered by BPF", cmd_serve },
@@ -26,7 +27,8 @@ static void usage(FILE *f)
 		"COMMANDS:\n");
 	for (c = cmds; c->name; c++)
 		fprintf(f, "  %-8s %s\n", c->name, c->summary);
-	fprintf(f, "\nRun 'bsteer COMMAND --help' for a command's options and examples.\n");
+	fprintf(f, "\nRun 'bsteer COMMAND --help' for a command's options and examples,\n"
+		"'bsteer --version' for the version.\n");
 }
 
 int main(int argc, char **argv)
@@ -40,6 +42,11 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
 	    !strcmp(argv[1], "help")) {
 		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V") ||
+	    !strcmp(argv[1], "version")) {
+		printf("bsteer %s\n", BSTEER_VERSION);
 		return 0;
 	}
 	for (c = cmds; c->name; c++)
