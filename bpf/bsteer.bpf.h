@@ -281,7 +281,7 @@ static __always_inline int core_begin(struct bsteer_pctx *p, __u64 ud,
 	if (o->state != BSTEER_OPS_INFLIGHT || o->seq != bsteer_ud_seq(ud))
 		return CORE_IGNORE;
 
-	key = p->req_idx * BSTEER_REQ_OPS + op;
+	key = bsteer_dec_index(p->req_idx, op);
 	p->dec = bpf_map_lookup_elem(&decisions, &key);
 	p->cfg = bpf_map_lookup_elem(&cfg, &zero);
 	if (!p->dec || !p->cfg)

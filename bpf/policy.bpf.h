@@ -71,7 +71,7 @@ static __always_inline void bsteer_target_fail(struct bsteer_pctx *p, __u32 t,
 /* What bsteer_emit() hands its out-of-line half (five arguments at most). */
 struct bsteer_emit_args {
 	__u32 req_idx;
-	__u32 dec_key;		/* the decision: req_idx * BSTEER_REQ_OPS + op */
+	__u32 dec_key;		/* bsteer_dec_index(req_idx, op) */
 	__u32 target;
 	__u32 slot;
 	__u32 slot_off;
@@ -163,7 +163,7 @@ static __always_inline int bsteer_emit(struct bsteer_pctx *p, __u8 opcode,
 {
 	struct bsteer_emit_args a = {
 		.req_idx = p->req_idx,
-		.dec_key = p->req_idx * BSTEER_REQ_OPS + p->op,
+		.dec_key = bsteer_dec_index(p->req_idx, p->op),
 		.target = target,
 		.slot = slot,
 		.slot_off = slot_off,

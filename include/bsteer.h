@@ -82,6 +82,12 @@ static inline __u32 bsteer_ud_gen(__u64 ud)
 	return (ud >> BSTEER_UD_GEN_SHIFT) & BSTEER_GEN_MASK;
 }
 
+/* The "decisions" entry of request @req's op @op (struct bsteer_decision). */
+static inline __u32 bsteer_dec_index(__u32 req, __u32 op)
+{
+	return req * BSTEER_REQ_OPS + op;
+}
+
 /*
  * Tags: the top byte of every user_data on a ring of ours says whose the
  * completion is. The hook decides on BSTEER_UD_REQ (an op of a request)

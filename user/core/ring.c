@@ -187,7 +187,7 @@ static const struct bsteer_decision *decision_for(struct bsteer_engine *e,
 {
 	const struct bsteer_decision *d;
 
-	d = &e->in->decs[(size_t)r * BSTEER_REQ_OPS + bsteer_ud_op(ud)];
+	d = &e->in->decs[bsteer_dec_index(r, bsteer_ud_op(ud))];
 	return __atomic_load_n(&d->cookie, __ATOMIC_ACQUIRE) == ud ? d : NULL;
 }
 
@@ -231,7 +231,7 @@ static void settle_missing(struct bsteer_engine *e, __u32 r, __u64 ud)
 	__u32 slot = opp(e, r, bsteer_ud_op(ud))->slot;
 	const struct bsteer_decision *d;
 
-	d = &e->in->decs[(size_t)r * BSTEER_REQ_OPS + bsteer_ud_op(ud)];
+	d = &e->in->decs[bsteer_dec_index(r, bsteer_ud_op(ud))];
 	if (bsteer_ud_req(d->cookie) == r &&
 	    bsteer_ud_op(d->cookie) == bsteer_ud_op(ud))
 		bsteer_stat_add(e->in, BSTEER_ST_DEC_STALE, 1);
