@@ -612,6 +612,7 @@ struct bsteer_export {
 	bool rdonly;
 	bool no_zeroes;		/* the policy cannot do WRITE_ZEROES */
 	bool no_extents;	/* leg 0 is not the export: all data */
+	bool resync_auto;	/* resync=auto: failed legs rebuilt unasked */
 	char policy[64];
 	char *opts[16];		/* KEY=VALUE settings for the policy */
 	__u32 nopts;
@@ -753,6 +754,9 @@ struct bsteer_resync {
 	__u64 end_ns;
 	char  export[64];
 	char  message[64];	/* why it failed */
+	__u32 attempts;		/* resync=auto: tries of this leg so far */
+	__u32 automatic;	/* resync=auto started it, not a request */
+	__u64 next_try_ns;	/* resync=auto, after a failure: CLOCK_MONOTONIC */
 };
 
 /*

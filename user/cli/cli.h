@@ -22,6 +22,8 @@ int cmd_serve(int argc, char **argv);
 int cmd_cow(int argc, char **argv);
 int cmd_resync(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
+/* "idle", "requested", "running", "done", "failed" (enum bsteer_resync_state). */
+const char *resync_state_name(__u32 state);
 
 /* Set by SIGINT/SIGTERM; long-running commands poll it. */
 extern volatile sig_atomic_t exiting;

@@ -38,7 +38,7 @@ static const char resync_usage[] =
 "  bsteer resync m0 disk 1\n"
 "  bsteer resync m0 disk 1 --json\n";
 
-static const char *state_name(__u32 s)
+const char *resync_state_name(__u32 s)
 {
 	switch (s) {
 	case BSTEER_RS_IDLE: return "idle";
@@ -58,7 +58,7 @@ static void report_json(const struct bsteer_resync *st)
 	json_begin(&j, stdout);
 	json_str(&j, "export", st->export);
 	json_u64(&j, "leg", st->leg);
-	json_str(&j, "state", state_name(st->state));
+	json_str(&j, "state", resync_state_name(st->state));
 	json_u64(&j, "bytes", st->done);
 	json_u64(&j, "total", st->total);
 	json_u64(&j, "recopied", st->recopied);
@@ -147,7 +147,7 @@ static int resync_ask(struct resync_args *a, int fd)
 	if (!bpf_map_lookup_elem(fd, &key, &st) &&
 	    (st.state == BSTEER_RS_REQUESTED || st.state == BSTEER_RS_RUNNING)) {
 		fprintf(stderr, "bsteer resync: a rebuild of '%s' leg %u is already %s\n",
-			st.export, st.leg, state_name(st.state));
+			st.export, st.leg, resync_state_name(st.state));
 		return -1;
 	}
 	a->req.state = BSTEER_RS_REQUESTED;

@@ -65,7 +65,67 @@ struct view {
 	void *mem[BSTEER_MAP__MAX];
 	size_t len[BSTEER_MAP__MAX];
 	int exports_fd;		/* a server's "exports" pin, or -1 */
+	int resync_fd;		/* a server's "resync" pin, or -1 */
 };
+
+/* The server's last leg rebuild, if it has done or is doing one. */
+static bool resync_info(const struct view *v, struct bsteer_resync *rs)
+{
+	__u32 key = 0;
+
+	return v->resync_fd >= 0 && !bpf_map_lookup_elem(v->resync_fd, &key, rs) &&
+	       rs->state != BSTEER_RS_IDLE;
+}
+
+/* Seconds until resync=auto tries the leg again, 0 if it does not. */
+static __u64 resync_next_s(const struct bsteer_resync *rs)
+{
+	__u64 now = bsteer_now_ns();
+
+	if (rs->state != BSTEER_RS_FAILED || !rs->next_try_ns)
+		return 0;
+	return rs->next_try_ns > now ? (rs->next_try_ns - now + 999999999) / 1000000000 : 1;
+}
+
+static void resync_json(const struct view *v, struct bsteer_json *j)
+{
+	struct bsteer_resync rs;
+
+	if (!resync_info(v, &rs))
+		return;
+	json_obj(j, "resync");
+	json_str(j, "export", rs.export);
+	json_u64(j, "leg", rs.leg);
+	json_str(j, "state", resync_state_name(rs.state));
+	json_u64(j, "done_bytes", rs.done);
+	json_u64(j, "total_bytes", rs.total);
+	json_bool(j, "automatic", rs.automatic);
+	json_u64(j, "attempts", rs.attempts);
+	if (rs.state == BSTEER_RS_FAILED)
+		json_str(j, "message", rs.message);
+	if (resync_next_s(&rs))
+		json_u64(j, "next_try_in_s", resync_next_s(&rs));
+	json_end_obj(j);
+}
+
+static void resync_text(const struct view *v)
+{
+	struct bsteer_resync rs;
+
+	if (!resync_info(v, &rs))
+		return;
+	printf("resync: export %s leg %u: %s", rs.export, rs.leg,
+	       resync_state_name(rs.state));
+	if (rs.state == BSTEER_RS_RUNNING && rs.total)
+		printf(", %.0f%% copied", 100.0 * rs.done / rs.total);
+	if (rs.state == BSTEER_RS_FAILED)
+		printf(": %s", rs.message);
+	if (rs.automatic)
+		printf(" (resync=auto, try %u", rs.attempts);
+	if (resync_next_s(&rs))
+		printf(", next in %llu s", (unsigned long long)resync_next_s(&rs));
+	printf("%s\n", rs.automatic ? ")" : "");
+}
 
 /* Export @k of a server, if it has one there. */
 static bool export_info(const struct view *v, __u32 k, struct bsteer_export_info *x)
@@ -120,11 +180,14 @@ static int view_open(struct view *v, const char *name)
 
 	memset(v, 0, sizeof(*v));
 	v->exports_fd = -1;
+	v->resync_fd = -1;
 	err = bsteer_pins_open(&v->pins, name);
 	if (err)
 		return err;
 	snprintf(path, sizeof(path), "%s/exports", v->pins.dir);
 	v->exports_fd = bpf_obj_get(path);	/* a server's; -1 otherwise */
+	snprintf(path, sizeof(path), "%s/resync", v->pins.dir);
+	v->resync_fd = bpf_obj_get(path);
 	for (i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
 		int m = need[i];
 
@@ -147,6 +210,8 @@ static void view_close(struct view *v)
 			munmap(v->mem[i], v->len[i]);
 	if (v->exports_fd >= 0)
 		close(v->exports_fd);
+	if (v->resync_fd >= 0)
+		close(v->resync_fd);
 	bsteer_pins_close(&v->pins);
 }
 
@@ -293,6 +358,7 @@ static void report(struct view *v, const char *name, bool json)
 			json_end_obj(&j);
 		}
 		json_end_arr(&j);
+		resync_json(v, &j);
 		json_finish(&j);
 		return;
 	}
@@ -327,6 +393,7 @@ static void report(struct view *v, const char *name, bool json)
 		       (unsigned long long)t[i].errors,
 		       t[i].flags & BSTEER_TGT_FAILED ? "failed" :
 		       t[i].flags & BSTEER_TGT_RESYNC ? "resyncing" : "ok");
+	resync_text(v);
 }
 
 int cmd_stat(int argc, char **argv)

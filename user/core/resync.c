@@ -7,8 +7,19 @@
  * a few in flight. The policy does the copying and tells a stale copy from
  * a good one (-EAGAIN: a client write overlapped; that chunk goes again).
  * When every chunk is in, a FLUSH makes it stable and the leg serves reads.
+ *
+ * With several workers each ring has its own file or connection for the
+ * leg, and only that ring's thread may put a new one in its place: worker
+ * 0 opens its own, then asks the others (a "round", below) and starts the
+ * copy once every one has answered.
+ *
+ * An export with resync=auto needs no request: worker 0 tries a failed leg
+ * again by itself, at once and then after 1, 2, 4 ... 30 s, until a rebuild
+ * succeeds. Each try is a job like one `bsteer resync` asks for, so `bsteer
+ * stat` and `bsteer resync --status` show it.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +34,8 @@
 #define RS_POLL_NS	200000000ull	/* look for a request this often */
 #define RS_PUBLISH_NS	100000000ull	/* and report progress */
 #define RS_MAX_REDO	100000		/* copies of one range before giving up */
+#define RS_ROUND_NS	30000000000ull	/* for every worker to reopen a leg */
+#define RS_RETRY_MAX	30		/* seconds between automatic tries, at most */
 
 struct bsteer_resync_job {
 	struct bsteer_resync st;
@@ -37,9 +50,31 @@ struct bsteer_resync_job {
 	__u32 flush_req;		/* the final FLUSH, or BSTEER_NO_SLOT */
 	__u64 redo_streak;
 	__u64 polled_ns, published_ns;
-	int own_fd;			/* the reopened leg, closed at exit */
+	int own_fd[BSTEER_MAX_TARGETS];	/* legs opened again, closed at exit */
 	bool active;
+	bool reopening;			/* waiting for the other workers */
+	bool automatic;			/* resync=auto started it */
+	__u64 round_deadline;
+	__u32 round_seen;		/* workers 1..n: the last round done */
+	/* resync=auto, per target: when to try again, and how long after. */
+	__u64 retry_at[BSTEER_MAX_TARGETS];
+	__u32 retry_secs[BSTEER_MAX_TARGETS];
+	__u32 attempts[BSTEER_MAX_TARGETS];
 };
+
+/*
+ * A round: worker 0 asks every other worker to open target @t again on its
+ * own ring; each answers once per @gen. Only the lock orders them.
+ */
+static struct {
+	pthread_mutex_t lock;
+	__u32 gen;
+	__u32 t;
+	__u64 want;
+	__u32 answered;
+	int err;
+	char why[64];
+} round = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 int resync_pin(struct bsteer_server *s)
 {
@@ -73,12 +108,29 @@ static void publish(struct bsteer_server *s, struct bsteer_resync_job *j)
 	bpf_map_update_elem(s->resync_fd, &key, &j->st, BPF_ANY);
 }
 
+/* resync=auto: when to try target @t again, after a try that failed. */
+static void retry_later(struct bsteer_server *s, struct bsteer_resync_job *j, __u32 t)
+{
+	__u32 secs = j->retry_secs[t] ? j->retry_secs[t] * 2 : 1;
+
+	if (t >= BSTEER_MAX_TARGETS)
+		return;
+	if (secs > RS_RETRY_MAX)
+		secs = RS_RETRY_MAX;
+	j->retry_secs[t] = secs;
+	j->retry_at[t] = bsteer_now_ns() + secs * 1000000000ull;
+	j->st.next_try_ns = j->retry_at[t];
+	serve_log(s, "export '%s': leg %u: trying again in %u s (resync=auto)",
+		  j->ex->name, j->st.leg, secs);
+}
+
 static void job_end(struct bsteer_server *s, struct bsteer_resync_job *j, int err,
 		    const char *why)
 {
 	struct bsteer_target *tg = &s->in->targets[j->t];
 
 	j->active = false;
+	j->reopening = false;
 	j->st.end_ns = bsteer_now_ns();
 	j->st.error = err;
 	j->st.state = err ? BSTEER_RS_FAILED : BSTEER_RS_DONE;
@@ -93,35 +145,154 @@ static void job_end(struct bsteer_server *s, struct bsteer_resync_job *j, int er
 		serve_log(s, "export '%s': leg %u rebuilt, %llu bytes, %llu ranges copied again",
 			  j->ex->name, j->st.leg, (unsigned long long)j->st.done,
 			  (unsigned long long)j->st.recopied);
+		j->retry_secs[j->t] = 0;
+		j->attempts[j->t] = 0;
 	}
 	__atomic_fetch_and(&tg->flags, ~BSTEER_TGT_RESYNC, __ATOMIC_RELEASE);
+	if (err && j->automatic && err != -ESHUTDOWN)
+		retry_later(s, j, j->t);
 	publish(s, j);
 }
 
-/* A leg that failed gets a fresh file or connection before it is rebuilt. */
-static int reopen_leg(struct bsteer_server *s, struct bsteer_resync_job *j,
-		      const char **why)
+/* The leg could not be rebuilt: it keeps the state it had. */
+static void job_refuse(struct bsteer_server *s, struct bsteer_resync_job *j, int err,
+		       const char *why)
 {
-	const struct bsteer_leg *leg = &j->ex->leg[j->st.leg];
+	j->active = false;
+	j->reopening = false;
+	j->st.state = BSTEER_RS_FAILED;
+	j->st.error = err;
+	j->st.end_ns = bsteer_now_ns();
+	snprintf(j->st.message, sizeof(j->st.message), "%s", why);
+	serve_err(s, "export '%s': cannot rebuild leg %u: %s", j->ex->name,
+		  j->st.leg, why);
+	if (j->automatic)
+		retry_later(s, j, j->t);
+	publish(s, j);
+}
+
+/* Every ring has the leg: writes reach it from now on, reads once it is done. */
+static void job_go(struct bsteer_server *s, struct bsteer_resync_job *j)
+{
+	struct bsteer_target *tg = &s->in->targets[j->t];
+
+	j->reopening = false;
+	__atomic_fetch_or(&tg->flags, BSTEER_TGT_RESYNC, __ATOMIC_RELEASE);
+	__atomic_fetch_and(&tg->flags, ~BSTEER_TGT_FAILED, __ATOMIC_RELEASE);
+	serve_log(s, "export '%s': rebuilding leg %u (%s) from the others",
+		  j->ex->name, j->st.leg, j->ex->leg[j->st.leg].spec);
+	publish(s, j);
+}
+
+/* Worker 0, reopening: have the other workers answered? */
+static void round_check(struct bsteer_server *s, struct bsteer_resync_job *j)
+{
+	char why[sizeof(round.why)];
+	__u32 answered;
+	int err;
+
+	pthread_mutex_lock(&round.lock);
+	answered = round.answered;
+	err = round.err;
+	memcpy(why, round.why, sizeof(why));
+	pthread_mutex_unlock(&round.lock);
+	if (answered < s->in->nrings - 1) {
+		if (bsteer_now_ns() > j->round_deadline)
+			job_refuse(s, j, -ETIMEDOUT, "a worker did not open the leg again");
+		return;
+	}
+	if (err)
+		job_refuse(s, j, err, why);
+	else
+		job_go(s, j);
+}
+
+/* Worker @s's own copy of target @t's leg. */
+static const struct bsteer_leg *leg_of(struct bsteer_server *s, __u32 t)
+{
+	int k;
+
+	for (k = 0; k < s->nexports; k++) {
+		const struct bsteer_export *ex = &s->exports[k];
+
+		if (t >= ex->tbase && t < ex->tbase + ex->ntargets)
+			return &ex->leg[t - ex->tbase];
+	}
+	return NULL;
+}
+
+/*
+ * A leg that failed gets a fresh file or connection on this worker's ring;
+ * *@why says what went wrong.
+ */
+static int reopen_mine(struct bsteer_server *s, struct bsteer_resync_job *j, __u32 t,
+		       __u64 want, const char **why)
+{
+	const struct bsteer_leg *leg = leg_of(s, t);
 	int fd = -1, err;
 
-	if (s->in->nrings > 1 && leg->ops->per_worker) {
-		*why = "a leg with a connection per worker is reconnected only with one worker thread";
-		return -EOPNOTSUPP;
-	}
-	if (s->in->nrings > 1 || !leg->ops->reopen)
+	if (!leg || !leg->ops->reopen)
 		return 0;	/* rebuilt in place, on the file it has */
-	err = leg->ops->reopen(s->e, j->t, leg, j->ex->size, &fd);
+	err = leg->ops->reopen(s->e, t, leg, want, &fd);
 	if (err) {
 		*why = bsteer_errbuf();
 		return err;
 	}
 	if (fd >= 0) {
-		if (j->own_fd >= 0)
-			close(j->own_fd);
-		j->own_fd = fd;
+		if (j->own_fd[t] >= 0)
+			close(j->own_fd[t]);
+		j->own_fd[t] = fd;
 	}
 	return 0;
+}
+
+/* Worker 0: reopen the leg here, and ask the other workers to. */
+static int reopen_leg(struct bsteer_server *s, struct bsteer_resync_job *j,
+		      const char **why)
+{
+	int err = reopen_mine(s, j, j->t, j->ex->size, why);
+
+	if (err || s->in->nrings < 2)
+		return err;
+	pthread_mutex_lock(&round.lock);
+	round.t = j->t;
+	round.want = j->ex->size;
+	round.answered = 0;
+	round.err = 0;
+	round.why[0] = 0;
+	round.gen++;
+	pthread_mutex_unlock(&round.lock);
+	j->reopening = true;
+	j->round_deadline = bsteer_now_ns() + RS_ROUND_NS;
+	return 0;
+}
+
+/* Workers 1..n: answer a round worker 0 started. */
+static void round_answer(struct bsteer_server *s, struct bsteer_resync_job *j)
+{
+	const char *why = "";
+	__u32 gen, t;
+	__u64 want;
+	int err;
+
+	pthread_mutex_lock(&round.lock);
+	gen = round.gen;
+	t = round.t;
+	want = round.want;
+	pthread_mutex_unlock(&round.lock);
+	if (gen == j->round_seen)
+		return;
+	err = reopen_mine(s, j, t, want, &why);
+	pthread_mutex_lock(&round.lock);
+	if (gen == round.gen) {
+		if (err && !round.err) {
+			round.err = err;
+			snprintf(round.why, sizeof(round.why), "worker %u: %s", s->ring, why);
+		}
+		round.answered++;
+	}
+	pthread_mutex_unlock(&round.lock);
+	j->round_seen = gen;
 }
 
 static void job_start(struct bsteer_server *s, struct bsteer_resync_job *j,
@@ -139,6 +310,7 @@ static void job_start(struct bsteer_server *s, struct bsteer_resync_job *j,
 	memcpy(j->st.export, req->export, sizeof(j->st.export));
 	j->st.export[sizeof(j->st.export) - 1] = 0;
 	j->st.state = BSTEER_RS_RUNNING;
+	j->st.automatic = j->automatic;
 	j->ex = bsteer_export_find(s, j->st.export);
 	j->next = 0;
 	j->nredo = 0;
@@ -156,6 +328,9 @@ static void job_start(struct bsteer_server *s, struct bsteer_resync_job *j,
 	j->t = j->ex->tbase + req->leg;
 	j->st.total = j->ex->size;
 	j->active = true;
+	j->reopening = false;
+	if (j->automatic)
+		j->st.attempts = ++j->attempts[j->t];
 	if (req->leg >= j->ex->ntargets) {
 		err = -EINVAL;
 		why = "no such leg";
@@ -180,23 +355,12 @@ static void job_start(struct bsteer_server *s, struct bsteer_resync_job *j,
 		     (j->ex->leg[req->leg].ops->alive &&
 		      !j->ex->leg[req->leg].ops->alive(s->e, j->t))))
 		err = reopen_leg(s, j, &why);
-	if (err) {
-		/* Nothing changed: the leg keeps the state it had. */
-		j->active = false;
-		j->st.state = BSTEER_RS_FAILED;
-		j->st.error = err;
-		snprintf(j->st.message, sizeof(j->st.message), "%s", why);
-		serve_err(s, "export '%s': cannot rebuild leg %u: %s", j->ex->name,
-			  req->leg, why);
-		publish(s, j);
-		return;
-	}
-	/* Writes reach it from now on; reads do not until it is done. */
-	__atomic_fetch_or(&tg->flags, BSTEER_TGT_RESYNC, __ATOMIC_RELEASE);
-	__atomic_fetch_and(&tg->flags, ~BSTEER_TGT_FAILED, __ATOMIC_RELEASE);
-	serve_log(s, "export '%s': rebuilding leg %u (%s) from the others",
-		  j->ex->name, req->leg, j->ex->leg[req->leg].spec);
-	publish(s, j);
+	if (err)
+		job_refuse(s, j, err, why);
+	else if (j->reopening)
+		publish(s, j);	/* job_go once every worker has it */
+	else
+		job_go(s, j);
 }
 
 /* One request on the export's legs; @slot for a copy. */
@@ -280,15 +444,44 @@ static void resync_complete(void *arg, __u32 r, int err)
 	j->st.done += rq->len;
 }
 
+/*
+ * resync=auto: the first failed leg of such an export whose time has come
+ * gets a job, as if `bsteer resync` had asked for it.
+ */
+static void auto_tick(struct bsteer_server *s, struct bsteer_resync_job *j, __u64 now)
+{
+	struct bsteer_resync req = {}, cur;
+	__u32 key = 0, i, t;
+	int k;
+
+	for (k = 0; k < s->nexports; k++) {
+		const struct bsteer_export *ex = &s->exports[k];
+
+		for (i = 0; ex->resync_auto && i < ex->ntargets; i++) {
+			t = ex->tbase + i;
+			if ((s->in->targets[t].flags & (BSTEER_TGT_FAILED | BSTEER_TGT_RESYNC)) !=
+			    BSTEER_TGT_FAILED || now < j->retry_at[t])
+				continue;
+			if (bpf_map_lookup_elem(s->resync_fd, &key, &cur))
+				cur.seq = 0;
+			req.state = BSTEER_RS_REQUESTED;
+			req.seq = (cur.seq + 1) ?: 1;
+			req.leg = i;
+			snprintf(req.export, sizeof(req.export), "%s", ex->name);
+			j->automatic = true;
+			job_start(s, j, &req);
+			return;
+		}
+	}
+}
+
 void resync_tick(struct bsteer_server *s, bool stopping)
 {
 	struct bsteer_resync_job *j = s->rs;
 	struct bsteer_resync req;
 	__u64 now = bsteer_now_ns();
-	__u32 key = 0;
+	__u32 key = 0, t;
 
-	if (s->ring || s->resync_fd < 0)
-		return;
 	if (!j) {
 		static const struct bsteer_owner_ops owner = {
 			.complete = resync_complete,
@@ -297,12 +490,25 @@ void resync_tick(struct bsteer_server *s, bool stopping)
 		j = s->rs = calloc(1, sizeof(*j));
 		if (!j)
 			return;
-		j->own_fd = -1;
-		j->owner = bsteer_engine_owner(s->e, &owner, s);
+		for (t = 0; t < BSTEER_MAX_TARGETS; t++)
+			j->own_fd[t] = -1;
+		if (!s->ring)
+			j->owner = bsteer_engine_owner(s->e, &owner, s);
 	}
+	if (s->ring) {
+		if (!stopping)
+			round_answer(s, j);
+		return;
+	}
+	if (s->resync_fd < 0)
+		return;
 	if (j->active) {
 		if (stopping) {
 			job_end(s, j, -ESHUTDOWN, "the server is stopping");
+			return;
+		}
+		if (j->reopening) {
+			round_check(s, j);
 			return;
 		}
 		job_run(s, j);
@@ -314,16 +520,23 @@ void resync_tick(struct bsteer_server *s, bool stopping)
 		return;
 	j->polled_ns = now;
 	if (!bpf_map_lookup_elem(s->resync_fd, &key, &req) &&
-	    req.state == BSTEER_RS_REQUESTED)
+	    req.state == BSTEER_RS_REQUESTED) {
+		j->automatic = false;
 		job_start(s, j, &req);
+		return;
+	}
+	auto_tick(s, j, now);
 }
 
 void resync_fini(struct bsteer_server *s)
 {
+	__u32 t;
+
 	if (!s->rs)
 		return;
-	if (s->rs->own_fd >= 0)
-		close(s->rs->own_fd);
+	for (t = 0; t < BSTEER_MAX_TARGETS; t++)
+		if (s->rs->own_fd[t] >= 0)
+			close(s->rs->own_fd[t]);
 	free(s->rs);
 	s->rs = NULL;
 }

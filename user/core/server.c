@@ -88,6 +88,13 @@ static int export_token(struct bsteer_export *ex, char *tok)
 		ex->rdonly = true;
 	} else if (!strncmp(tok, "policy=", 7)) {
 		snprintf(ex->policy, sizeof(ex->policy), "%s", tok + 7);
+	} else if (!strncmp(tok, "resync=", 7)) {
+		if (strcmp(tok + 7, "auto") && strcmp(tok + 7, "manual")) {
+			bsteer_set_err("export '%s': resync=%s: want auto or manual",
+				       ex->name, tok + 7);
+			return -EINVAL;
+		}
+		ex->resync_auto = !strcmp(tok + 7, "auto");
 	} else if (strchr(tok, '=') && !strstr(tok, "://")) {
 		/* A policy setting: checked once the policy is known. */
 		if (ex->nopts == sizeof(ex->opts) / sizeof(ex->opts[0])) {
@@ -313,6 +320,11 @@ int bsteer_server_open_legs(struct bsteer_server *s)
 
 		if (n + ex->ntargets > BSTEER_MAX_TARGETS) {
 			bsteer_set_err("more than %d targets in all", BSTEER_MAX_TARGETS);
+			return -EINVAL;
+		}
+		if (ex->resync_auto && strcmp(layout, "replica")) {
+			bsteer_set_err("export '%s': resync=auto needs a mirror policy, not %s",
+				       ex->name, p->name);
 			return -EINVAL;
 		}
 		ex->tbase = n;
