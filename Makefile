@@ -112,6 +112,7 @@ LIB_OBJS := \
 CLI_OBJS := \
 	cli/copy \
 	cli/cow \
+	cli/list \
 	cli/main \
 	cli/policy \
 	cli/resync \

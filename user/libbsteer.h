@@ -175,6 +175,23 @@ struct bsteer_pins {
 };
 int bsteer_pins_open(struct bsteer_pins *p, const char *name);
 void bsteer_pins_close(struct bsteer_pins *p);
+
+/* One instance under BSTEER_PIN_ROOT, alive or left behind (bsteer list). */
+struct bsteer_instance_status {
+	char name[BSTEER_NAME_MAX + 1];
+	bool has_info;		/* its "info" map was there and read */
+	struct bsteer_info info;
+	int live_pid;		/* its owner, still running; 0: gone */
+};
+/* Instance @name: 0, or -ENOENT (nothing pinned) / -EINVAL (bad name). */
+int bsteer_instance_status(const char *name, struct bsteer_instance_status *st);
+/* Every instance, up to @max of them, by name: how many, or -errno. */
+int bsteer_instances(struct bsteer_instance_status *out, int max);
+/*
+ * Remove the pins of instance @name if its owner is gone: 0, -EBUSY when
+ * it is alive (never touched), -ENOENT, or the error of the removal.
+ */
+int bsteer_instance_clean(const char *name);
 void *bsteer_map_mmap(int fd, size_t *len, bool writable);
 
 /*

@@ -22,6 +22,8 @@ int cmd_serve(int argc, char **argv);
 int cmd_cow(int argc, char **argv);
 int cmd_resync(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_clean(int argc, char **argv);
 /* "idle", "requested", "running", "done", "failed" (enum bsteer_resync_state). */
 const char *resync_state_name(__u32 state);
 

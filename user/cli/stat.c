@@ -312,6 +312,7 @@ static void report(struct view *v, const char *name, bool json)
 	double ratio = hook + fb ? (double)hook / (hook + fb) : 0;
 	__u32 ntg = cfg->ntargets > BSTEER_MAX_TARGETS ? BSTEER_MAX_TARGETS :
 							 cfg->ntargets;
+	struct bsteer_instance_status owner;
 	struct slot_count sc;
 	char policy[32];
 	__u32 i;
@@ -319,12 +320,15 @@ static void report(struct view *v, const char *name, bool json)
 	bsteer_active_policy(v->pins.map_fd[BSTEER_MAP_POLICY], policy,
 			     sizeof(policy));
 	count_slots(v, inf->nslots, &sc);
+	if (bsteer_instance_status(name, &owner))
+		owner.live_pid = 0;
 	if (json) {
 		struct bsteer_json j;
 
 		json_begin(&j, stdout);
 		json_str(&j, "instance", name);
 		json_u64(&j, "pid", inf->pid);
+		json_bool(&j, "live", owner.live_pid);
 		json_str(&j, "kind", inf->kind);
 		json_str(&j, "policy", policy);
 		json_u64(&j, "slot_size", inf->slot_size);
@@ -364,6 +368,9 @@ static void report(struct view *v, const char *name, bool json)
 	}
 	printf("instance %s (pid %u, %s), policy %s\n", name, inf->pid, inf->kind,
 	       policy);
+	if (!owner.live_pid)
+		printf("its owner, pid %u, is gone: these counters are what it left behind ('bsteer clean %s' removes them)\n",
+		       inf->pid, name);
 	exports_text(v);
 	printf("slots: %u of %u bytes: %u free, %u leased, %u releasing, %u in flight\n",
 	       inf->nslots, inf->slot_size, sc.free, sc.leased, sc.releasing,

@@ -132,6 +132,65 @@ int pin_owner_alive(const char *dir)
 	return inf.pid;
 }
 
+int bsteer_instance_status(const char *name, struct bsteer_instance_status *st)
+{
+	char path[PATH_MAX];
+	__u32 zero = 0;
+	int fd;
+
+	memset(st, 0, sizeof(*st));
+	if (!bsteer_name_valid(name))
+		return -EINVAL;
+	snprintf(st->name, sizeof(st->name), "%s", name);
+	snprintf(path, sizeof(path), "%s/%s", BSTEER_PIN_ROOT, name);
+	if (access(path, F_OK))
+		return -ENOENT;
+	st->live_pid = pin_owner_alive(path);
+	snprintf(path, sizeof(path), "%s/%s/info", BSTEER_PIN_ROOT, name);
+	fd = bpf_obj_get(path);
+	if (fd >= 0) {
+		st->has_info = !bpf_map_lookup_elem(fd, &zero, &st->info);
+		close(fd);
+	}
+	return 0;
+}
+
+static int status_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct bsteer_instance_status *)a)->name,
+		      ((const struct bsteer_instance_status *)b)->name);
+}
+
+int bsteer_instances(struct bsteer_instance_status *out, int max)
+{
+	struct dirent *de;
+	DIR *d = opendir(BSTEER_PIN_ROOT);
+	int n = 0;
+
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(d)) && n < max)
+		if (de->d_name[0] != '.' && !bsteer_instance_status(de->d_name, &out[n]))
+			n++;
+	closedir(d);
+	qsort(out, n, sizeof(*out), status_cmp);
+	return n;
+}
+
+int bsteer_instance_clean(const char *name)
+{
+	struct bsteer_instance_status st;
+	char dir[PATH_MAX];
+	int err = bsteer_instance_status(name, &st);
+
+	if (err)
+		return err;
+	if (st.live_pid)
+		return -EBUSY;
+	snprintf(dir, sizeof(dir), "%s/%s", BSTEER_PIN_ROOT, name);
+	return rm_tree(dir);
+}
+
 int bsteer_instance_of_pid(int pid, char *name, size_t len)
 {
 	char dir[PATH_MAX];
