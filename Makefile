@@ -14,7 +14,7 @@ ARCH       := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 CFLAGS     ?= -g -O2
 CFLAGS     += -Wall -Wextra -Werror -Wno-format-truncation -std=gnu11 -D_GNU_SOURCE \
 	      -Iinclude -I$(OUTPUT) -Iuser -MMD -MP $(EXTRA_CFLAGS)
-LDLIBS     += -lbpf -luring -lelf -lz -lpthread
+LDLIBS     += -lbpf -luring -lelf -lz -lpthread -lmicrohttpd
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall \
 	      -Wno-unused-function -I. -Iinclude -Ibpf
 
@@ -114,6 +114,7 @@ CLI_OBJS := \
 	cli/cow \
 	cli/list \
 	cli/main \
+	cli/metrics \
 	cli/policy \
 	cli/resync \
 	cli/serve \
@@ -271,6 +272,7 @@ DEB_PKGS := \
 	libbpf-dev \
 	libclang-rt-19-dev \
 	libelf-dev \
+	libmicrohttpd-dev \
 	libnbd-bin \
 	liburing-dev \
 	libxdp-dev \
@@ -278,6 +280,7 @@ DEB_PKGS := \
 	make \
 	nbdkit \
 	pkg-config \
+	prometheus \
 	python3-libnbd \
 	qemu-system-common \
 	qemu-utils \

@@ -24,6 +24,11 @@ int cmd_resync(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_clean(int argc, char **argv);
+/* Instance @name's counters in the Prometheus text format: 0 or -errno. */
+int stat_prometheus(const char *name, FILE *f);
+/* serve --metrics tcp:HOST:PORT: /metrics over HTTP on a thread of its own. */
+int metrics_start(const char *addr, const char *instance, bool allow_remote);
+void metrics_stop(void);
 /* "idle", "requested", "running", "done", "failed" (enum bsteer_resync_state). */
 const char *resync_state_name(__u32 state);
 

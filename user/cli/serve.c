@@ -29,7 +29,7 @@ static const char serve_usage[] =
 "USAGE: bsteer serve [--listen tcp:HOST:PORT|unix:PATH]...\n"
 "                    [--export NAME=TARGET[,TARGET...][,ro][,policy=P][,KEY=VALUE...]]...\n"
 "                    [--threads N] [--instance NAME] [--slots N] [--slot-size SIZE]\n"
-"                    [--allow-remote] [--upstream-timeout SECS] [--reply-timeout SECS]\n"
+"                    [--allow-remote] [--metrics tcp:HOST:PORT] [--upstream-timeout SECS] [--reply-timeout SECS]\n"
 "                    [--inline-io auto|all|off] [--splice auto|off] [--no-hook]\n"
 "                    [--fuse DIR [--loop] [--fuse-transport ring|dev] [--fuse-depth N]]\n"
 "                    [--json-log] [-v]\n"
@@ -68,6 +68,8 @@ static const char serve_usage[] =
 "  -n, --slots N         buffer slots per thread (default 64)\n"
 "  -s, --slot-size SIZE  bytes per slot, the largest request (default 1M)\n"
 "      --allow-remote    allow listening on a non-loopback address\n"
+"      --metrics ADDR    serve GET /metrics (Prometheus text format) on\n"
+"                        tcp:HOST:PORT, loopback unless --allow-remote\n"
 "      --upstream-timeout SECS\n"
 "                        an NBD target that makes no progress this long with\n"
 "                        requests out is failed (default 30)\n"
@@ -281,6 +283,7 @@ static const struct option serve_opts[] = {
 	{ "slots", required_argument, NULL, 'n' },
 	{ "slot-size", required_argument, NULL, 's' },
 	{ "allow-remote", no_argument, NULL, 'R' },
+	{ "metrics", required_argument, NULL, 'P' },
 	{ "upstream-timeout", required_argument, NULL, 'U' },
 	{ "reply-timeout", required_argument, NULL, 'T' },
 	{ "json-log", no_argument, NULL, 'J' },
@@ -305,6 +308,7 @@ struct serve_args {
 	struct bsteer_instance_opts io;
 	char name[BSTEER_NAME_MAX + 1];
 	__u64 slot_size, nslots, threads, fuse_depth;
+	const char *metrics;	/* --metrics tcp:HOST:PORT */
 };
 
 /* A number of seconds, 0.1 to 3600, in milliseconds. */
@@ -376,6 +380,9 @@ static int serve_option(struct serve_args *a, int opt, char *arg)
 		return 0;
 	case 'R':
 		a->nbd.allow_remote = true;
+		return 0;
+	case 'P':
+		a->metrics = arg;
 		return 0;
 	case 'U':
 		return parse_secs("upstream-timeout", arg, &s->eo.target_timeout_ms);
@@ -537,6 +544,11 @@ int cmd_serve(int argc, char **argv)
 	rc = serve_parse(&a, argc, argv, &conf);
 	if (rc)
 		goto out;
+	/* Before anything is created: a bad address is a usage error. */
+	if (a.metrics && (rc = metrics_start(a.metrics, a.name, a.nbd.allow_remote))) {
+		rc = rc == -EADDRINUSE ? -1 : -2;
+		goto out;
+	}
 	rc = -1;
 	if (bsteer_check_privileges("bsteer serve") || serve_settle(&a))
 		goto out;
@@ -549,6 +561,7 @@ int cmd_serve(int argc, char **argv)
 	raise_fd_limit();
 	rc = bsteer_server_run(a.s, &a.io, a.threads, (volatile int *)&exiting) ? -1 : 0;
 out:
+	metrics_stop();
 	bsteer_server_close_legs(a.s);
 	conf_free(conf);
 	free(a.s);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* bsteer stat: read the pinned maps of a running instance. */
 #include <errno.h>
+#include <stddef.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +12,7 @@
 #include "cli/cli.h"
 
 static const char stat_usage[] =
-"USAGE: bsteer stat INSTANCE [--json] [--interval SECS [--count N]]\n"
+"USAGE: bsteer stat INSTANCE [--json|--prometheus] [--interval SECS [--count N]]\n"
 "\n"
 "Show the counters of a running instance, read from its pinned maps under\n"
 "/sys/fs/bpf/bsteer/INSTANCE/: slots free, leased and in flight, decisions\n"
@@ -20,6 +21,8 @@ static const char stat_usage[] =
 "\n"
 "OPTIONS:\n"
 "  -j, --json            one JSON object per report\n"
+"  -P, --prometheus      the Prometheus text format (bsteer serve --metrics\n"
+"                        serves the same over HTTP)\n"
 "  -I, --interval SECS   report every SECS seconds\n"
 "  -c, --count N         stop after N reports (with --interval)\n"
 "  -h, --help            this text\n"
@@ -27,6 +30,7 @@ static const char stat_usage[] =
 "EXAMPLES:\n"
 "  bsteer stat copy-1234\n"
 "  bsteer stat live --json\n"
+"  bsteer stat live --prometheus | promtool check metrics\n"
 "  bsteer stat live --interval 1 --count 10\n";
 
 static const char *const stat_names[BSTEER_ST__MAX] = {
@@ -403,25 +407,220 @@ static void report(struct view *v, const char *name, bool json)
 	resync_text(v);
 }
 
+/* ---- the Prometheus text format (--prometheus, serve --metrics) ---- */
+
+static void prom_head(FILE *f, const char *name, const char *type, const char *help)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/*
+ * A frontend counter's metric: bsteer_FE_NAME, with the unit last
+ * (X_bytes_Y becomes X_Y_bytes), and _total on what only grows.
+ */
+static void prom_fe_name(const char *fe, const char *counter, char *out, size_t len,
+			 bool *gauge)
+{
+	char base[96];
+	const char *b = strstr(counter, "bytes_");
+	size_t n;
+
+	if (b) {
+		snprintf(base, sizeof(base), "%.*s%s_bytes", (int)(b - counter), counter,
+			 b + strlen("bytes_"));
+	} else {
+		snprintf(base, sizeof(base), "%s", counter);
+	}
+	n = strlen(base);
+	*gauge = n > 5 && !strcmp(base + n - 5, "_open");
+	if (n > 6 && !strcmp(base + n - 6, "_total"))
+		base[n - 6] = 0;
+	snprintf(out, len, "bsteer_%s%s%s%s", strncmp(base, fe, strlen(fe)) ? fe : "",
+		 strncmp(base, fe, strlen(fe)) ? "_" : "", base, *gauge ? "" : "_total");
+}
+
+struct prom_fe {
+	FILE *f;
+	const char *inst;
+};
+
+static void prom_fe_one(void *arg, const char *name, __u64 v)
+{
+	const struct prom_fe *p = arg;
+	const struct bsteer_frontend_ops *fe;
+	char metric[128];
+	bool gauge;
+	__u32 id;
+
+	/* The frontend whose counter it is: its name, or its prefix. */
+	for (id = 0; id < BSTEER_FRONTEND_IDS && (fe = bsteer_frontend_modules[id]); id++) {
+		size_t n = strlen(fe->name);
+		__u32 i;
+
+		if (!strncmp(name, fe->name, n) && name[n] == '_')
+			break;
+		for (i = 0; fe->counters && fe->counters[i]; i++)
+			if (!strcmp(fe->counters[i], name))
+				break;
+		if (fe->counters && fe->counters[i])
+			break;
+	}
+	prom_fe_name(fe ? fe->name : "frontend", name, metric, sizeof(metric), &gauge);
+	prom_head(p->f, metric, gauge ? "gauge" : "counter", "a frontend's counter (bsteer stat)");
+	fprintf(p->f, "%s{instance=\"%s\"} %llu\n", metric, p->inst, (unsigned long long)v);
+}
+
+/* The target's export and leg, for its labels ("" and 0 if no server). */
+static void target_leg(const struct view *v, __u32 t, char *ex, size_t len, __u32 *leg)
+{
+	struct bsteer_export_info x;
+	__u32 k;
+
+	snprintf(ex, len, "%s", "");
+	*leg = t;
+	for (k = 0; export_info(v, k, &x); k++)
+		if (t >= x.tbase && t < x.tbase + x.ntargets) {
+			snprintf(ex, len, "%s", x.name);
+			*leg = t - x.tbase;
+			return;
+		}
+}
+
+static void report_prom(struct view *v, const char *name, FILE *f)
+{
+	static const struct { const char *metric, *help; size_t off; bool gauge; } tgt[] = {
+		{ "bsteer_target_ops_total", "ops completed on the target",
+		  offsetof(struct bsteer_target, ops), false },
+		{ "bsteer_target_bytes_total", "bytes moved to or from the target",
+		  offsetof(struct bsteer_target, bytes), false },
+		{ "bsteer_target_errors_total", "ops that ended in an error",
+		  offsetof(struct bsteer_target, errors), false },
+		{ "bsteer_target_inflight_ops", "ops out on the target now",
+		  offsetof(struct bsteer_target, inflight), true },
+	};
+	const struct bsteer_info *inf = v->mem[BSTEER_MAP_INFO];
+	const struct bsteer_target *t = v->mem[BSTEER_MAP_TARGETS];
+	const struct bsteer_cfg *cfg = v->mem[BSTEER_MAP_CFG];
+	const __u64 *st = v->mem[BSTEER_MAP_STATS];
+	__u32 ntg = cfg->ntargets > BSTEER_MAX_TARGETS ? BSTEER_MAX_TARGETS : cfg->ntargets;
+	struct bsteer_instance_status owner;
+	struct prom_fe pf = { f, name };
+	struct bsteer_resync rs;
+	struct slot_count sc;
+	char policy[32], ex[64];
+	__u32 i, k, leg;
+
+	bsteer_active_policy(v->pins.map_fd[BSTEER_MAP_POLICY], policy, sizeof(policy));
+	count_slots(v, inf->nslots, &sc);
+	if (bsteer_instance_status(name, &owner))
+		owner.live_pid = 0;
+
+	prom_head(f, "bsteer_info", "gauge", "the instance: what it runs and its active policy");
+	fprintf(f, "bsteer_info{instance=\"%s\",kind=\"%s\",policy=\"%s\",pid=\"%u\"} 1\n",
+		name, inf->kind, policy, inf->pid);
+	prom_head(f, "bsteer_owner_alive", "gauge", "1 while the process that owns the instance runs");
+	fprintf(f, "bsteer_owner_alive{instance=\"%s\"} %d\n", name, owner.live_pid ? 1 : 0);
+	prom_head(f, "bsteer_slot_size_bytes", "gauge", "bytes per buffer slot");
+	fprintf(f, "bsteer_slot_size_bytes{instance=\"%s\"} %u\n", name, inf->slot_size);
+	prom_head(f, "bsteer_slots", "gauge", "buffer slots by state");
+	fprintf(f, "bsteer_slots{instance=\"%s\",state=\"free\"} %u\n", name, sc.free);
+	fprintf(f, "bsteer_slots{instance=\"%s\",state=\"leased\"} %u\n", name, sc.leased);
+	fprintf(f, "bsteer_slots{instance=\"%s\",state=\"releasing\"} %u\n", name, sc.releasing);
+	fprintf(f, "bsteer_slots{instance=\"%s\",state=\"in_flight\"} %u\n", name, sc.busy);
+	prom_head(f, "bsteer_decisions_total", "counter",
+		  "policy decisions, by where they were made (the completion hook, or the fallback)");
+	fprintf(f, "bsteer_decisions_total{instance=\"%s\",by=\"hook\"} %llu\n", name,
+		(unsigned long long)st[BSTEER_ST_DEC_HOOK]);
+	fprintf(f, "bsteer_decisions_total{instance=\"%s\",by=\"fallback\"} %llu\n", name,
+		(unsigned long long)st[BSTEER_ST_DEC_FALLBACK]);
+	prom_head(f, "bsteer_decisions_rejected_total", "counter",
+		  "decisions the executor refused");
+	fprintf(f, "bsteer_decisions_rejected_total{instance=\"%s\"} %llu\n", name,
+		(unsigned long long)st[BSTEER_ST_DEC_REJECTED]);
+	prom_head(f, "bsteer_violations_total", "counter", "slot direction violations seen");
+	fprintf(f, "bsteer_violations_total{instance=\"%s\"} %llu\n", name,
+		(unsigned long long)st[BSTEER_ST_VIOLATIONS]);
+	prom_head(f, "bsteer_rings", "gauge", "io_uring rings (worker threads)");
+	fprintf(f, "bsteer_rings{instance=\"%s\"} %llu\n", name,
+		(unsigned long long)st[BSTEER_ST_RINGS]);
+	prom_head(f, "bsteer_engine_events_total", "counter",
+		  "the engine's other counters, by name (bsteer stat lists them)");
+	for (i = 0; i < BSTEER_ST__MAX; i++)
+		if (i != BSTEER_ST_DEC_HOOK && i != BSTEER_ST_DEC_FALLBACK &&
+		    i != BSTEER_ST_DEC_REJECTED && i != BSTEER_ST_VIOLATIONS &&
+		    i != BSTEER_ST_RINGS)
+			fprintf(f, "bsteer_engine_events_total{instance=\"%s\",event=\"%s\"} %llu\n",
+				name, stat_names[i], (unsigned long long)st[i]);
+	for (k = 0; k < sizeof(tgt) / sizeof(tgt[0]); k++) {
+		prom_head(f, tgt[k].metric, tgt[k].gauge ? "gauge" : "counter", tgt[k].help);
+		for (i = 0; i < ntg; i++) {
+			target_leg(v, i, ex, sizeof(ex), &leg);
+			fprintf(f, "%s{instance=\"%s\",target=\"%u\",export=\"%s\",leg=\"%u\"} %llu\n",
+				tgt[k].metric, name, i, ex, leg,
+				*(const unsigned long long *)((const char *)&t[i] + tgt[k].off));
+		}
+	}
+	prom_head(f, "bsteer_target_failed", "gauge", "1 while the target is marked failed");
+	for (i = 0; i < ntg; i++) {
+		target_leg(v, i, ex, sizeof(ex), &leg);
+		fprintf(f, "bsteer_target_failed{instance=\"%s\",target=\"%u\",export=\"%s\",leg=\"%u\"} %d\n",
+			name, i, ex, leg, !!(t[i].flags & BSTEER_TGT_FAILED));
+	}
+	prom_head(f, "bsteer_target_resyncing", "gauge", "1 while the target is being rebuilt");
+	for (i = 0; i < ntg; i++) {
+		target_leg(v, i, ex, sizeof(ex), &leg);
+		fprintf(f, "bsteer_target_resyncing{instance=\"%s\",target=\"%u\",export=\"%s\",leg=\"%u\"} %d\n",
+			name, i, ex, leg, !!(t[i].flags & BSTEER_TGT_RESYNC));
+	}
+	fe_counters(v, prom_fe_one, &pf);
+	if (resync_info(v, &rs)) {
+		prom_head(f, "bsteer_resync_copied_bytes", "gauge",
+			  "the last leg rebuild: bytes copied so far");
+		fprintf(f, "bsteer_resync_copied_bytes{instance=\"%s\",export=\"%s\",leg=\"%u\",state=\"%s\"} %llu\n",
+			name, rs.export, rs.leg, resync_state_name(rs.state),
+			(unsigned long long)rs.done);
+		prom_head(f, "bsteer_resync_size_bytes", "gauge",
+			  "the last leg rebuild: bytes to copy in all");
+		fprintf(f, "bsteer_resync_size_bytes{instance=\"%s\",export=\"%s\",leg=\"%u\",state=\"%s\"} %llu\n",
+			name, rs.export, rs.leg, resync_state_name(rs.state),
+			(unsigned long long)rs.total);
+	}
+}
+
+int stat_prometheus(const char *name, FILE *f)
+{
+	struct view v;
+	int err = view_open(&v, name);
+
+	if (!err)
+		report_prom(&v, name, f);
+	view_close(&v);
+	return err;
+}
+
 int cmd_stat(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' },
+		{ "prometheus", no_argument, NULL, 'P' },
 		{ "interval", required_argument, NULL, 'I' },
 		{ "count", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	bool json = false;
+	bool json = false, prom = false;
 	double interval = 0;
 	long count = 0, n;
 	struct view v;
 	int opt;
 
-	while ((opt = getopt_long(argc, argv, "jI:c:h", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "jPI:c:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'j':
 			json = true;
+			break;
+		case 'P':
+			prom = true;
 			break;
 		case 'I':
 			interval = atof(optarg);
@@ -454,7 +653,10 @@ int cmd_stat(int argc, char **argv)
 	}
 	install_signals();
 	for (n = 0; !exiting; n++) {
-		report(&v, argv[optind], json);
+		if (prom)
+			report_prom(&v, argv[optind], stdout);
+		else
+			report(&v, argv[optind], json);
 		fflush(stdout);
 		if (!interval || (count && n + 1 >= count))
 			break;
