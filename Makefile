@@ -14,7 +14,10 @@ ARCH       := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
 CFLAGS     ?= -g -O2
 CFLAGS     += -Wall -Wextra -Werror -Wno-format-truncation -std=gnu11 -D_GNU_SOURCE \
 	      -Iinclude -I$(OUTPUT) -Iuser -MMD -MP $(EXTRA_CFLAGS)
-LDLIBS     += -lbpf -luring -lelf -lz -lpthread -lmicrohttpd
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+UNITS      := $(OUTPUT)/systemd/bsteer@.service $(OUTPUT)/systemd/bsteer@.socket
+LDLIBS     += -lbpf -luring -lelf -lz -lpthread -lmicrohttpd -lsystemd
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall \
 	      -Wno-unused-function -I. -Iinclude -Ibpf
 
@@ -144,7 +147,15 @@ BPF_HDRS  := $(wildcard bpf/*.bpf.h) $(wildcard include/*.h) vmlinux.h
 .SECONDARY: $(SKELS) $(BPF_OBJS)
 .PHONY: all clean test test-asan asan fuzz deps vmlinux run FORCE
 
-all: $(BIN) $(BPF_OBJS) $(TEST_BPF) $(TEST_BINS) $(TEST_HELPERS)
+all: $(BIN) $(BPF_OBJS) $(TEST_BPF) $(TEST_BINS) $(TEST_HELPERS) $(UNITS)
+
+# systemd units, with the path the binary is installed at.
+$(OUTPUT)/systemd/bsteer@.service: user/systemd/bsteer@.service.in | $(OUTPUT)
+	$(Q)mkdir -p $(@D)
+	$(Q)sed 's|@BINDIR@|$(BINDIR)|g' $< >$@
+$(OUTPUT)/systemd/bsteer@.socket: user/systemd/bsteer@.socket | $(OUTPUT)
+	$(Q)mkdir -p $(@D)
+	$(Q)cp $< $@
 
 $(OUTPUT) $(OUTPUT)/bpf $(OUTPUT)/selftests $(OUTPUT)/selftests/progs:
 	$(Q)mkdir -p $@
@@ -274,6 +285,7 @@ DEB_PKGS := \
 	libelf-dev \
 	libmicrohttpd-dev \
 	libnbd-bin \
+	libsystemd-dev \
 	liburing-dev \
 	libxdp-dev \
 	llvm-19 \
@@ -284,6 +296,7 @@ DEB_PKGS := \
 	python3-libnbd \
 	qemu-system-common \
 	qemu-utils \
+	systemd \
 	valgrind \
 	zlib1g-dev
 

@@ -706,6 +706,11 @@ void bsteer_fe_count(struct bsteer_fe *fe, __u32 i, __u64 v);
  * One per worker thread: its engine and frontends' state, with a copy of
  * the server's configuration.
  */
+enum bsteer_server_state {
+	BSTEER_SERVER_READY,
+	BSTEER_SERVER_STOPPING,
+};
+
 struct bsteer_server {
 	struct bsteer_engine *e;
 	__u32 ring;		/* this worker's ring */
@@ -726,6 +731,8 @@ struct bsteer_server {
 	bool json_log;
 	bool verbose;
 	bool quiet;		/* no log lines (the fuzzer) */
+	/* Told when every worker serves, and when stopping begins (sd_notify). */
+	void (*notify)(struct bsteer_server *s, enum bsteer_server_state state);
 };
 
 struct bsteer_export *bsteer_export_find(struct bsteer_server *s, const char *name);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <systemd/sd-daemon.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,13 +55,18 @@ static const char serve_usage[] =
 "blocks), a block device for mkfs and mount. With --fuse and no --listen,\n"
 "no NBD socket is opened.\n"
 "\n"
+"Under systemd socket activation (LISTEN_FDS), the sockets it hands over\n"
+"are listened on as well (fd:N); with NOTIFY_SOCKET set, READY=1 is sent\n"
+"once every worker serves and STOPPING=1 when it begins to stop.\n"
+"\n"
 "With no --export, serves export 'default' backed by " DEF_IMAGE "\n"
 "(a 1 GiB sparse file, created if missing) on " DEF_LISTEN ".\n"
 "SIGINT or SIGTERM stops accepting, drains the requests in flight, flushes\n"
 "every target, removes the pins and exits 0.\n"
 "\n"
 "OPTIONS:\n"
-"  -l, --listen ADDR     tcp:HOST:PORT or unix:PATH (repeatable)\n"
+"  -l, --listen ADDR     tcp:HOST:PORT, unix:PATH or fd:N, a listening\n"
+"                        socket it inherits (repeatable)\n"
 "  -e, --export SPEC     NAME=TARGET[,TARGET...][,ro][,policy=P][,KEY=VALUE];\n"
 "                        several targets make a mirror (repeatable)\n"
 "  -t, --threads N       worker threads, one ring each (default 1)\n"
@@ -309,7 +315,43 @@ struct serve_args {
 	char name[BSTEER_NAME_MAX + 1];
 	__u64 slot_size, nslots, threads, fuse_depth;
 	const char *metrics;	/* --metrics tcp:HOST:PORT */
+	char activated[NBD_MAX_LISTEN][16];	/* fd:N from systemd */
 };
+
+/*
+ * Socket activation: listening sockets systemd (or systemd-socket-activate)
+ * passed in LISTEN_FDS become fd:N listen addresses, before any --listen.
+ */
+static int serve_activated(struct serve_args *a)
+{
+	int n = sd_listen_fds(1), i;
+
+	if (n < 0) {
+		fprintf(stderr, "bsteer serve: LISTEN_FDS: %s\n", strerror(-n));
+		return -1;
+	}
+	if (n > NBD_MAX_LISTEN - a->nbd.nlisten) {
+		fprintf(stderr, "bsteer serve: %d sockets from systemd; at most %d listen addresses\n",
+			n, NBD_MAX_LISTEN);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		snprintf(a->activated[i], sizeof(a->activated[i]), "fd:%d",
+			 SD_LISTEN_FDS_START + i);
+		a->nbd.listen[a->nbd.nlisten++] = a->activated[i];
+	}
+	return 0;
+}
+
+/* systemd's Type=notify: READY=1 once every worker serves, then STOPPING=1. */
+static void serve_notify(struct bsteer_server *s, enum bsteer_server_state state)
+{
+	if (state == BSTEER_SERVER_READY)
+		sd_notifyf(0, "READY=1\nSTATUS=serving %d export(s), instance %s",
+			   s->nexports, s->in ? s->in->name : "?");
+	else
+		sd_notify(0, "STOPPING=1\nSTATUS=draining and flushing");
+}
 
 /* A number of seconds, 0.1 to 3600, in milliseconds. */
 static int parse_secs(const char *opt, const char *arg, __u32 *ms)
@@ -541,9 +583,12 @@ int cmd_serve(int argc, char **argv)
 	a.s->resync_fd = -1;
 	a.s->eo.inline_io = true;
 	snprintf(a.name, sizeof(a.name), "serve-%d", getpid());
-	rc = serve_parse(&a, argc, argv, &conf);
+	rc = serve_activated(&a) ? -1 : 0;
+	if (!rc)
+		rc = serve_parse(&a, argc, argv, &conf);
 	if (rc)
 		goto out;
+	a.s->notify = serve_notify;
 	/* Before anything is created: a bad address is a usage error. */
 	if (a.metrics && (rc = metrics_start(a.metrics, a.name, a.nbd.allow_remote))) {
 		rc = rc == -EADDRINUSE ? -1 : -2;

@@ -823,9 +823,13 @@ int bsteer_server_run(struct bsteer_server *s, struct bsteer_instance_opts *io,
 		if (s->fe[k].ops->ready)
 			s->fe[k].ops->ready(&s->fe[k]);
 	rc = started < threads;
+	if (!rc && !*stop && s->notify)
+		s->notify(s, BSTEER_SERVER_READY);
 	/* The workers serve until told to stop (or one fails). */
 	while (!*stop)
 		usleep(50000);
+	if (s->notify)
+		s->notify(s, BSTEER_SERVER_STOPPING);
 	for (k = 0; k < s->nfe; k++)
 		if (s->fe[k].ops->quiesce)
 			s->fe[k].ops->quiesce(&s->fe[k]);

@@ -6,6 +6,8 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -293,6 +295,33 @@ static int listen_tcp(struct nbd_shared *sh, int i, const char *spec,
 	return 0;
 }
 
+/*
+ * fd:N, a listening socket handed to us (systemd socket activation,
+ * LISTEN_FDS): it must be a stream socket that listens.
+ */
+static int listen_fd(struct nbd_shared *sh, int i, const char *spec)
+{
+	int fd, type = 0, acc = 0;
+	socklen_t len = sizeof(int);
+	char *end;
+	long n = strtol(spec + 3, &end, 10);
+
+	if (*end || end == spec + 3 || n < 3 || n > INT_MAX) {
+		bsteer_set_err("bad listen address '%s' (want fd:N, N >= 3)", spec);
+		return -EINVAL;
+	}
+	fd = n;
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) ||
+	    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) ||
+	    type != SOCK_STREAM || !acc) {
+		bsteer_set_err("%s is not a listening stream socket", spec);
+		return -ENOTSOCK;
+	}
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	sh->lfd[i] = fd;
+	return 0;
+}
+
 static void nbd_teardown(struct bsteer_fe *fe)
 {
 	struct nbd_shared *sh = fe->shared;
@@ -332,6 +361,8 @@ static int nbd_setup(struct bsteer_fe *fe)
 			err = listen_unix(sh, i, spec);
 		} else if (!strncmp(spec, "tcp:", 4)) {
 			err = listen_tcp(sh, i, spec, conf->allow_remote);
+		} else if (!strncmp(spec, "fd:", 3)) {
+			err = listen_fd(sh, i, spec);
 		} else {
 			bsteer_set_err("bad listen address '%s' (want tcp:HOST:PORT or unix:PATH)",
 				       spec);
