@@ -145,7 +145,7 @@ BPF_HDRS  := $(wildcard bpf/*.bpf.h) $(wildcard include/*.h) vmlinux.h
 
 .DELETE_ON_ERROR:
 .SECONDARY: $(SKELS) $(BPF_OBJS)
-.PHONY: all clean test test-asan asan fuzz deps vmlinux run FORCE
+.PHONY: all clean test test-asan asan fuzz deps vmlinux run lint FORCE
 
 all: $(BIN) $(BPF_OBJS) $(TEST_BPF) $(TEST_BINS) $(TEST_HELPERS) $(UNITS)
 
@@ -255,9 +255,17 @@ fuzz:
 		-fsanitize=fuzzer,address,undefined selftests/fuzz_nbd.c \
 		$(FUZZ_OUT)/libbsteer.a $(LDLIBS) -o $(FUZZ_OUT)/fuzz_nbd
 
-# Every test on the plain build, then again on the ASan + UBSan build (any
-# sanitizer report aborts the process and fails its test).
-test: all asan
+# shellcheck over every shell script, found by its first line (bench/results
+# and the build trees left out). The C build is -Werror already.
+lint:
+	$(call msg,LINT,shell scripts)
+	$(Q)files=$$(grep -rlE --exclude-dir='build*' --exclude-dir=.git \
+		--exclude-dir=results '^#!(/usr/bin/env |/bin/)(ba)?sh' . | sort); \
+	shellcheck -S warning $$files && shellcheck -S warning -s bash selftests/lib.sh
+
+# Lint, then every test on the plain build, then again on the ASan + UBSan
+# build (any sanitizer report aborts the process and fails its test).
+test: lint all asan
 	$(Q)PASSES="build build-asan" selftests/run.sh
 
 # Only the sanitized pass.
@@ -296,6 +304,7 @@ DEB_PKGS := \
 	python3-libnbd \
 	qemu-system-common \
 	qemu-utils \
+	shellcheck \
 	systemd \
 	valgrind \
 	zlib1g-dev

@@ -20,11 +20,11 @@
 #   make OUTPUT=build-exp && bench/ab.sh build/bsteer build-exp/bsteer --qd 1
 #   bench/ab.sh build/bsteer build/bsteer --a-args "--splice off"
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 [ $# -ge 2 ] || { sed -n '3,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 A=$1 B=$2
 shift 2
-ROUNDS=3 TR=tcp QD=32 BS=4k RW=randread RUNTIME=5 A_ARGS= B_ARGS= DIR=/dev/shm MIRROR=
+ROUNDS=3 TR=tcp QD=32 BS=4k RW=randread RUNTIME=5 A_ARGS="" B_ARGS="" DIR=/dev/shm MIRROR=""
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rounds) ROUNDS=$2; shift 2 ;;
@@ -105,7 +105,7 @@ print(f"{label} {io['iops']:.0f} {(u1 - u0) / hz / n * 1e6:.2f} {(c1 - c0) / n:.
 PY
 }
 
-for r in $(seq "$ROUNDS"); do
+for _ in $(seq "$ROUNDS"); do
 	# shellcheck disable=SC2086 # the extra options are meant to split
 	run A "$A" $A_ARGS
 	# shellcheck disable=SC2086

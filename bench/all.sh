@@ -11,7 +11,7 @@
 # Writes DIR/nbd/{tmpfs,disk}/, DIR/hooks.txt, DIR/copy/, DIR/trace/ and
 # DIR/README.md listing them (default DIR: bench/results/all-YYYYmmdd-HHMMSS).
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 OUT=
 while [ $# -gt 0 ]; do
 	case $1 in

@@ -20,7 +20,7 @@
 # Writes DIR/results.md and DIR/results.csv (default DIR:
 # bench/results/copy-YYYYmmdd-HHMMSS) and prints the table.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROUNDS=3 SIZE=1G OUT=
 while [ $# -gt 0 ]; do
 	case $1 in

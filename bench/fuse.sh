@@ -25,7 +25,7 @@
 # Writes DIR/results.md, DIR/results.csv and DIR/chart.png (default DIR:
 # bench/results/fuse-YYYYmmdd-HHMMSS).
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROUNDS=3 RUNTIME=10 SIZE=1G QUICK=0 OUT=
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -52,7 +52,7 @@ mkdir -p "$OUT" || exit 1
 D=$(mktemp -d /var/tmp/bsteer-fuse.XXXXXX)
 mkdir -p "$D/mnt"
 touch "$D/qsd"
-SERVER= DEV= LOOPDEV=
+SERVER="" DEV="" LOOPDEV=""
 stop() {
 	[ -n "$LOOPDEV" ] && losetup -d "$LOOPDEV" 2>/dev/null
 	LOOPDEV=
@@ -77,13 +77,12 @@ head -c "$SIZE" /dev/urandom >"$D/img" || exit 1
 
 # start SERVER PATH: serve the image; DEV gets what fio runs on.
 start() {
-	local i
 	case $1 in
 	bsteer)
 		build/bsteer serve --fuse "$D/mnt" --loop --export "d=$D/img" \
 			--instance "bench-fuse-$$" >"$D/server.log" 2>&1 &
 		SERVER=$!
-		for i in $(seq 300); do
+		for _ in $(seq 300); do
 			grep -q "serving on" "$D/server.log" && break
 			kill -0 $SERVER 2>/dev/null || break
 			sleep 0.1
@@ -97,12 +96,20 @@ start() {
 			--export type=fuse,id=e,node-name=r,mountpoint="$D/qsd",writable=on \
 			>"$D/server.log" 2>&1 &
 		SERVER=$!
-		for i in $(seq 300); do
+		for _ in $(seq 300); do
 			grep -q " $D/qsd " /proc/mounts && break
+			kill -0 $SERVER 2>/dev/null || break
 			sleep 0.1
 		done
-		DEV=$D/qsd
-		[ "$2" = loop ] && LOOPDEV=$(losetup -f --show --sector-size 4096 "$D/qsd") && DEV=$LOOPDEV ;;
+		# Not mounted: $D/qsd is only the empty file it would cover.
+		DEV=""
+		if grep -q " $D/qsd " /proc/mounts; then
+			DEV=$D/qsd
+			if [ "$2" = loop ]; then
+				LOOPDEV=$(losetup -f --show --sector-size 4096 "$D/qsd") || LOOPDEV=""
+				DEV=$LOOPDEV
+			fi
+		fi ;;
 	loop)
 		LOOPDEV=$(losetup -f --show --direct-io=on --sector-size 4096 "$D/img")
 		DEV=$LOOPDEV ;;
@@ -150,6 +157,7 @@ for r in $(seq "$ROUNDS"); do
 			n=$((n + 1))
 			printf '\r[%d/%d] round %d %-6s %-4s %-18s' $n $total "$r" "$srv" "$path" "$w" >&2
 			c0=$(cpu_ticks)
+			# shellcheck disable=SC2046 # fio_args prints several options: split on purpose
 			fio --name=b --filename="$DEV" --ioengine=io_uring --direct=1 $(fio_args "$w") \
 				--size="$SIZE" --time_based --runtime="$RUNTIME" \
 				--output-format=json >"$D/fio.json" 2>/dev/null &

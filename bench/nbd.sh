@@ -33,8 +33,8 @@
 # Writes DIR/results.md, DIR/results.csv and DIR/chart.png (default DIR:
 # bench/results/YYYYmmdd-HHMMSS).
 set -u
-cd "$(dirname "$0")/.."
-ROUNDS=3 RUNTIME=10 SIZE=1G FS=tmpfs QUICK=0 OUT= THREADS=$(nproc) WL=
+cd "$(dirname "$0")/.." || exit 1
+ROUNDS=3 RUNTIME=10 SIZE=1G FS=tmpfs QUICK=0 OUT="" THREADS=$(nproc) WL=""
 ARGS=("$@")
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -71,7 +71,7 @@ esac
 OUT=${OUT:-bench/results/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT" || exit 1
 D=$(mktemp -d "$BASE/bsteer-bench.XXXXXX")
-SERVER= HELPER=
+SERVER="" HELPER=""
 cleanup() {
 	for p in $SERVER $HELPER; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
 	rm -rf "$D"
@@ -79,14 +79,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+ALL_WORKLOADS="randread-4k-qd1 randread-4k-qd32 randwrite-4k-qd32 read-256k-qd8 write-256k-qd8 randread-4k-qd32-2j"
 if [ $QUICK = 1 ]; then
 	WORKLOADS="randread-4k-qd32 read-256k-qd8"
 else
-	WORKLOADS="randread-4k-qd1 randread-4k-qd32 randwrite-4k-qd32 read-256k-qd8 write-256k-qd8 randread-4k-qd32-2j"
+	WORKLOADS=$ALL_WORKLOADS
 fi
 if [ -n "$WL" ]; then
 	for w in ${WL//,/ }; do
-		case " randread-4k-qd1 randread-4k-qd32 randwrite-4k-qd32 read-256k-qd8 write-256k-qd8 randread-4k-qd32-2j " in
+		case " $ALL_WORKLOADS " in
 		*" $w "*) ;;
 		*) echo "bench/nbd.sh: unknown workload $w (see --help)" >&2; exit 2 ;;
 		esac
@@ -178,6 +179,7 @@ for r in $(seq "$ROUNDS"); do
 				n=$((n + 1))
 				printf '\r[%d/%d] round %d %-5s %-14s %-20s' $n $total "$r" "$tr" "$srv" "$w" >&2
 				c0=$(cpu_ticks "$SERVER")
+				# shellcheck disable=SC2046 # fio_args prints several options: split on purpose
 				fio --name=b --ioengine=nbd --uri="$(uri "$tr")" $(fio_args "$w") \
 					--size="$SIZE" --time_based --runtime="$RUNTIME" \
 					--output-format=json >"$D/fio.json" 2>/dev/null &

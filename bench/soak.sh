@@ -21,7 +21,7 @@
 #
 # Usage: bench/soak.sh [--minutes N] [--json]   (default 10 minutes)
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 MINUTES=10 JSON=0
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -40,7 +40,7 @@ mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 
 D=$(mktemp -d /dev/shm/bsteer-soak.XXXXXX)
 INST=soak-$$
-SERVER= PIDS=()
+SERVER="" PIDS=()
 cleanup() {
 	local p
 	for p in "${PIDS[@]}" $SERVER; do kill "$p" 2>/dev/null; done

@@ -19,7 +19,7 @@
 # Writes DIR/results.md and DIR/results.csv (default DIR:
 # bench/results/trace-YYYYmmdd-HHMMSS) and prints the table.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROUNDS=5 RUNTIME=5 FS=tmpfs OUT=
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -48,7 +48,7 @@ esac
 OUT=${OUT:-bench/results/trace-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT" || exit 1
 D=$(mktemp -d "$BASE/bsteer-bench.XXXXXX")
-FIO= TR=
+FIO="" TR=""
 cleanup() {
 	for p in $FIO $TR; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
 	rm -rf "$D"
@@ -82,11 +82,17 @@ run() {
 		sh -c '"$@" >"$OUT_FILE" 2>"$ERR_FILE"; times >"$TIMES_FILE"' trace \
 			build/bsteer trace "${args[@]}" &
 		TR=$!
-		local i
-		for i in $(seq 100); do
+		# 30 s bounds a hang; without its word the run would not be traced.
+		for _ in $(seq 600); do
 			grep -qE "ready|tracing" "$D/trace.err" 2>/dev/null && break
+			kill -0 "$TR" 2>/dev/null || break
 			sleep 0.05
 		done
+		grep -qE "ready|tracing" "$D/trace.err" 2>/dev/null || {
+			echo "bench/trace.sh: the tracer did not start:" >&2
+			cat "$D/trace.err" >&2
+			exit 1
+		}
 		;;
 	esac
 	echo go >"$D/gate"

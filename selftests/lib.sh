@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
 BSTEER=${BSTEER:-$PWD/$BUILD/bsteer}
 export BSTEER
+# shellcheck disable=SC2034 # for the tests that source this
 PROGS=$PWD/$BUILD/selftests/progs
 T=$(mktemp -d /tmp/bsteer-test.XXXXXX)
 PIDS=()
@@ -109,7 +110,7 @@ start_serve() {
 	shift
 	"$BSTEER" serve --listen "unix:$sock" "$@" >"$T/serve.log" 2>&1 &
 	SERVE=$!
-	PIDS+=($SERVE)
+	PIDS+=("$SERVE")
 	# Until it says so, or is gone; 60 s only bounds a hang (it takes
 	# well under a second here).
 	wait_for 60 sh -c "grep -q 'listening on unix:$sock ' '$T/serve.log' || ! kill -0 $SERVE" 2>/dev/null

@@ -8,7 +8,7 @@
 #
 # Usage: selftests/run.sh [NAME_SUBSTRING...]
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 TIMEOUT=${TIMEOUT:-300}
 pass=0 fail=0 skip=0

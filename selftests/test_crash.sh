@@ -57,7 +57,7 @@ except nbd.Error:
     pass        # the server is gone: expected
 ' 2>"$T/writer-$mode.err" &
 	local writer=$!
-	PIDS+=($writer)
+	PIDS+=("$writer")
 	# Kill it once a few hundred blocks are durable, or the writer is gone
 	# (then its stderr says why). FUA writes are fdatasyncs of both legs
 	# on a real disk: 300 of them take ~1 s here; 120 s is for a slow disk

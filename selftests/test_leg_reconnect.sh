@@ -17,7 +17,7 @@ start_kit() {
 	rm -f "$K"	# nbdkit leaves it behind and will not bind over it
 	nbdkit -f -U "$K" file "$T/k.img" 2>"$T/kit.log" &
 	KIT=$!
-	PIDS+=($KIT)
+	PIDS+=("$KIT")
 	wait_for 30 sh -c "[ -S '$K' ] || ! kill -0 $KIT" && [ -S "$K" ] ||
 		fail "nbdkit did not start"
 }
@@ -88,7 +88,7 @@ check "auto: writes after the rebuild" write_data 4
 check "auto: the leg stays healthy" healthy
 check "auto: the legs are still equal" cmp "$T/l.img" "$T/k.img"
 "$BSTEER" stat "$INST" --json >"$T/stat.json"
-check "auto: stat shows the rebuild done" [ "$(json "$T/stat.json" resync.state)" = done ]
+check "auto: stat shows the rebuild done" [ "$(json "$T/stat.json" resync.state)" = "done" ]
 stop_serve
 stop_kit
 

@@ -17,7 +17,7 @@ start_kit() {
 	rm -f "$K"
 	nbdkit -f -U "$K" file "$T/k.img" 2>"$T/kit.log" &
 	KIT=$!
-	PIDS+=($KIT)
+	PIDS+=("$KIT")
 	wait_for 30 sh -c "[ -S '$K' ] || ! kill -0 $KIT" && [ -S "$K" ] ||
 		fail "nbdkit did not start"
 }

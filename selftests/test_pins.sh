@@ -18,7 +18,7 @@ start_live() {	# a copy that waits on a FIFO until we close it
 	mkfifo "$T/fifo"
 	"$BSTEER" copy "$T/fifo" --to "$T/b" --instance "$INST" >"$T/live.out" 2>&1 &
 	LIVE=$!
-	PIDS+=($LIVE)
+	PIDS+=("$LIVE")
 	exec 3>"$T/fifo"
 	wait_for 10 [ -e "$D/info" ] || fail "live instance never pinned"
 }

@@ -24,7 +24,7 @@ fio --name=hot --ioengine=nbd --uri="$U" --rw=randwrite --bs=4k --iodepth=16 \
 	--runtime=$((RUNTIME * 8)) --verify=crc32c --verify_backlog=256 \
 	--verify_fatal=1 --verify_state_save=0 --output-format=json >"$T/fio.json" 2>"$T/fio.err" &
 FIO=$!
-PIDS+=($FIO)
+PIDS+=("$FIO")
 
 policies=(mirror_rr mirror_lif mirror)
 modes=(primary round-robin least-inflight default)

@@ -30,6 +30,7 @@ check "read back through the table" cmp "$T/src" "$T/back"
 # Entry 0 now maps the first half onto leg 0 at 8 MiB, with plain bpftool:
 # key 0, value start 0, len 16M, toff 8M, leg 0 (little-endian u64s, u32s).
 le64() { printf '%016x' "$1" | sed 's/../& /g' | awk '{for (i = 8; i >= 1; i--) printf "%s ", $i}'; }
+# shellcheck disable=SC2046 # le64 prints eight bytes: split on purpose
 bpftool map update pinned "$D/redirect_table" key 0 0 0 0 \
 	value hex $(le64 0) $(le64 $((16 * MiB))) $(le64 $((8 * MiB))) 0 0 0 0 0 0 0 0 ||
 	fail "bpftool map update"

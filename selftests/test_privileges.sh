@@ -43,7 +43,7 @@ INST=$(instance priv)
 "$BSTEER" serve --instance "$INST" --listen "unix:$T/s.sock" --export "m=$T/a" \
 	--export "r=$T/a,ro" >"$T/serve.log" 2>&1 &
 SERVE=$!
-PIDS+=($SERVE)
+PIDS+=("$SERVE")
 wait_for 10 [ -S "$T/s.sock" ] || fail "serve did not start"
 check "the instance directory is 0700" [ "$(stat -c %a "/sys/fs/bpf/bsteer/$INST")" = 700 ]
 check "every pin is 0600" sh -c "[ -z \"\$(find /sys/fs/bpf/bsteer/$INST -type f ! -perm 600)\" ]"

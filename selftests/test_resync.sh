@@ -29,7 +29,7 @@ start_kit() {
 	rm -f "$T/kit.sock"
 	nbdkit -f --exit-with-parent -U "$T/kit.sock" memory $SIZE >"$T/kit.log" 2>&1 &
 	KIT=$!
-	PIDS+=($KIT)
+	PIDS+=("$KIT")
 	wait_for 10 [ -S "$T/kit.sock" ] || fail "nbdkit did not start"
 }
 
@@ -82,12 +82,12 @@ with open(os.environ["WRITER_LOG"], "w") as f:
         f.write("%d %d\n" % (blk, val))
 ' &
 WRITER=$!
-PIDS+=($WRITER)
+PIDS+=("$WRITER")
 sleep 0.5
 "$BSTEER" resync "$INST" m 1 --json >"$T/resync.json" 2>"$T/resync.err" ||
 	{ cat "$T/resync.err" >&2; fail "bsteer resync exited $?"; }
 wait "$WRITER" || fail "the writer exited $?"
-check "resync reports done" [ "$(json "$T/resync.json" state)" = done ]
+check "resync reports done" [ "$(json "$T/resync.json" state)" = "done" ]
 check "resync copied the whole export" [ "$(json "$T/resync.json" bytes)" = $((64 << 20)) ]
 echo "ranges copied again after client writes: $(json "$T/resync.json" recopied)"
 check "the writer got writes in" [ "$(wc -l <"$T/acked")" -gt 100 ]

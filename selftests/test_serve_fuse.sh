@@ -25,7 +25,7 @@ AFTER_KILL+=("umount -l '$M'")
 start_fuse() {
 	"$BSTEER" serve --fuse "$M" --instance "$INST" "$@" >"$T/serve.log" 2>&1 &
 	SERVE=$!
-	PIDS+=($SERVE)
+	PIDS+=("$SERVE")
 	wait_for 60 sh -c "grep -q 'serving on' '$T/serve.log' || ! kill -0 $SERVE" &&
 		grep -q 'serving on' "$T/serve.log" ||
 		{ cat "$T/serve.log" >&2; fail "the FUSE server did not start"; return 1; }
@@ -86,7 +86,7 @@ fio --name=swap --filename="$LOOP" --ioengine=io_uring --direct=1 --rw=randrw \
 	--bs=4k --iodepth=16 --size=64M --verify=crc32c --verify_fatal=1 \
 	--do_verify=1 --loops=4 >"$T/fio-swap.log" 2>&1 &
 FIO=$!
-PIDS+=($FIO)
+PIDS+=("$FIO")
 for p in mirror_rr mirror mirror_rr mirror; do
 	"$BSTEER" policy swap "$INST" "$p" >/dev/null || fail "swap to $p"
 	sleep 0.3
@@ -103,7 +103,7 @@ S=$T/nbd.sock
 "$BSTEER" serve --fuse "$M" --listen "unix:$S" --instance "$INST" \
 	--export "d=$T/a.img,$T/b.img,policy=mirror" >"$T/serve.log" 2>&1 &
 SERVE=$!
-PIDS+=($SERVE)
+PIDS+=("$SERVE")
 wait_for 60 sh -c "grep -q 'serving on' '$T/serve.log' && grep -q 'listening on unix:$S ' '$T/serve.log' || ! kill -0 $SERVE"
 head -c 16M /dev/urandom >"$T/src"
 check "both: nbdcopy writes through NBD" nbdcopy "$T/src" "nbd+unix:///d?socket=$S"
@@ -138,7 +138,7 @@ start_fuse --loop --export "d=$T/a.img,$T/b.img,policy=mirror" || finish
 fio --name=kill --filename="$LOOP" --ioengine=io_uring --direct=1 --rw=randrw \
 	--bs=4k --iodepth=16 --size=64M --time_based --runtime=60 >"$T/fio-kill.log" 2>&1 &
 FIO=$!
-PIDS+=($FIO)
+PIDS+=("$FIO")
 wait_for 30 sh -c "[ \$(\"$BSTEER\" stat '$INST' --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"counters\"][\"fuse_requests\"])') -gt 20000 ]"
 kill -KILL "$SERVE"
 wait "$SERVE" 2>/dev/null

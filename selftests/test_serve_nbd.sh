@@ -118,7 +118,7 @@ sys.exit(any(j['error'] for j in d['jobs']) or
 fio --name=load --ioengine=nbd --uri="$M" --rw=randread --bs=4k --iodepth=32 \
 	--size=64M --time_based --runtime=3 >/dev/null 2>&1 &
 FIO=$!
-PIDS+=($FIO)
+PIDS+=("$FIO")
 sleep 1.5
 "$BSTEER" stat "$INST" --json >"$T/load.json" || fail "stat under load"
 wait "$FIO" || fail "fio load run"

@@ -23,7 +23,7 @@ start_kit() {
 	shift
 	nbdkit -f --exit-with-parent -U "$T/$name.sock" "$@" >"$T/$name.log" 2>&1 &
 	KIT=$!
-	PIDS+=($KIT)
+	PIDS+=("$KIT")
 	wait_for 10 [ -S "$T/$name.sock" ] || { cat "$T/$name.log" >&2; fail "nbdkit $name did not start"; }
 }
 
@@ -63,7 +63,7 @@ PORT=
 for p in $(shuf -i 20000-60000 -n 5); do
 	nbdkit -f --exit-with-parent -p "$p" -i 127.0.0.1 file "$T/leg0" >"$T/tcp.log" 2>&1 &
 	KIT=$!
-	PIDS+=($KIT)
+	PIDS+=("$KIT")
 	if wait_for 5 nbdinfo --size "nbd://127.0.0.1:$p" >/dev/null 2>&1; then
 		PORT=$p
 		break
@@ -124,7 +124,7 @@ start_serve "$T/s.sock" --instance "$(instance die)" \
 head -c 48M /dev/urandom >"$T/src3"
 nbdcopy "$T/src3" "$(uri m)" &
 COPY=$!
-PIDS+=($COPY)
+PIDS+=("$COPY")
 sleep 1
 kill -KILL "$SLOW"
 wait "$SLOW" 2>/dev/null
@@ -183,7 +183,7 @@ bad "read-only upstream" "read-only" "nbd+unix:///disk?socket=$T/ro.sock"
 "$BSTEER" serve --listen "unix:$T/ro2.sock" --instance "$(instance ro)" \
 	--export "x=nbd+unix:///disk?socket=$T/ro.sock,ro" >"$T/ro2.log" 2>&1 &
 RO=$!
-PIDS+=($RO)
+PIDS+=("$RO")
 wait_for 10 [ -S "$T/ro2.sock" ] || fail "a read-only export of a read-only upstream did not start"
 kill "$RO"
 wait "$RO"

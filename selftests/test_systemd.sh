@@ -30,7 +30,7 @@ cat "$T/verify.log" >&2
 systemd-socket-activate -l "$T/act.sock" "$BSTEER" serve --instance "$INST" \
 	--export "m=$T/a.img" >"$T/act.log" 2>&1 &
 ACT=$!
-PIDS+=($ACT)
+PIDS+=("$ACT")
 wait_for 30 test -S "$T/act.sock"
 check "socket activation: nbdinfo gets the export" \
 	sh -c "nbdinfo --size 'nbd+unix:///m?socket=$T/act.sock' | grep -qx 16777216"
@@ -53,7 +53,7 @@ with open(sys.argv[2], "a") as log:
             break
 PY
 LISTENER=$!
-PIDS+=($LISTENER)
+PIDS+=("$LISTENER")
 wait_for 30 test -S "$T/notify.sock"
 NOTIFY_SOCKET=$T/notify.sock start_serve "$T/n.sock" --instance "$INST" --export "m=$T/a.img" ||
 	finish

@@ -28,10 +28,10 @@ mkfifo "$T/gate"
 sh -c 'read go <"$1"; shift; exec "$@"' gate "$T/gate" \
 	fio "${FIOARGS[@]}" --runtime=3 --time_based --output="$T/fio.json" &
 FIO=$!
-PIDS+=($FIO)
+PIDS+=("$FIO")
 "$BSTEER" trace -p "$FIO" --json --ringbuf 64 >"$T/trace.json" 2>"$T/trace.err" &
 TR=$!
-PIDS+=($TR)
+PIDS+=("$TR")
 wait_for 10 grep -q ready "$T/trace.err" || fail "the tracer did not start: $(cat "$T/trace.err")"
 echo go >"$T/gate"
 wait "$FIO" || fail "fio failed"

@@ -120,7 +120,7 @@ PY
 # table and nothing of any other process.
 "$BSTEER" trace -c trace_prog --json -d 3 >"$T/comm.json" 2>"$T/comm.err" &
 TR=$!
-PIDS+=($TR)
+PIDS+=("$TR")
 wait_for 10 grep -q ready "$T/comm.err" || fail "-c: the tracer did not start"
 "$PROG" inflight >/dev/null
 wait "$TR"

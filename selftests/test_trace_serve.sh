@@ -33,7 +33,7 @@ load() {	# load SECS OUT: 4K random reads and writes, 2 connections
 
 "$BSTEER" trace -p "$SERVE" --json --ringbuf 64 >"$T/trace.json" 2>"$T/trace.err" &
 TR=$!
-PIDS+=($TR)
+PIDS+=("$TR")
 wait_for 10 grep -q ready "$T/trace.err" || fail "the tracer did not start: $(cat "$T/trace.err")"
 bpftool -j map dump pinned "$D/slot_meta" >"$T/meta0.json"
 "$BSTEER" stat "$INST" --json >"$T/stat0.json"
@@ -82,21 +82,37 @@ PY
 # A lie in bsteer's books: every slot marked free (zeroed) while fio runs.
 "$BSTEER" trace -p "$SERVE" --json >"$T/trace2.json" 2>"$T/trace2.err" &
 TR=$!
-PIDS+=($TR)
+PIDS+=("$TR")
 wait_for 10 grep -q ready "$T/trace2.err" || fail "the tracer did not start again"
-load 3 "$T/fio2.json" &
+# 120 s is long enough for any machine; it is stopped once the lie is caught.
+# (fio itself in the background: a background job ignores SIGINT, and
+# SIGTERM ends fio's run cleanly.)
+fio --name=l --ioengine=nbd --uri="$URI" --rw=randrw --bs=4k --iodepth=16 \
+	--numjobs=2 --size=64M --runtime=120 --time_based --output="$T/fio2.log" >/dev/null 2>&1 &
 LOAD=$!
-PIDS+=($LOAD)
-sleep 1
+PIDS+=("$LOAD")
+requests_done() {
+	"$BSTEER" stat "$INST" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["counters"]["requests_done"])'
+}
+flowing() { [ "$(requests_done)" -gt $((done0 + 1000)) ]; }
+# Zero the books once the requests flow, and again until the tracer names
+# an error (a slot in use that the books call free), while fio still runs.
+done0=$(requests_done)
+wait_for 60 flowing || fail "fio's requests did not flow"
 NSLOTS=$(json "$T/stat1.json" slots.total)
 ZERO=$(printf ' 0%.0s' $(seq 32))
 for i in $(seq 0 $((NSLOTS - 1))); do
 	echo "map update pinned $D/slot_meta key $((i & 255)) $((i >> 8)) 0 0 value$ZERO"
 done >"$T/zero.batch"
-for round in 1 2 3; do
+caught=
+for _ in $(seq 600); do	# 60 s at most: a bound on a hang, not a timing
+	kill -0 "$LOAD" 2>/dev/null || break
 	bpftool batch file "$T/zero.batch" >/dev/null 2>&1
+	grep -q "cross-check error" "$T/trace2.err" && { caught=1; break; }
 	sleep 0.1
 done
+check "the lie was made while fio ran" [ -n "$caught" ]
+kill -TERM "$LOAD" 2>/dev/null
 wait "$LOAD"
 kill -INT "$TR"
 wait "$TR"
