@@ -113,6 +113,7 @@ LIB_OBJS := \
 	wire/nbd_wire
 
 CLI_OBJS := \
+	cli/args \
 	cli/copy \
 	cli/cow \
 	cli/list \
@@ -288,6 +289,7 @@ DEB_PKGS := \
 	gcc \
 	gnuplot-nox \
 	iperf3 \
+	jq \
 	libbpf-dev \
 	libclang-rt-19-dev \
 	libelf-dev \

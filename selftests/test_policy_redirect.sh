@@ -46,6 +46,16 @@ check "config shows the new entry" [ "$(json "$T/cfg.json" map.1.offset)" = $((4
 nbdsh -u "$U" -c "h.pwrite(open('$T/w1','rb').read(), 16*1024*1024)" || fail "write after config change"
 check "config table change followed" cmp -n 65536 -i $((40 * MiB)):0 "$T/l1" "$T/w1"
 
+# Entries that do not fit are refused when they are set, by name: past
+# the end of the 64 MiB leg, and a leg the export does not have.
+"$BSTEER" policy config "$INST" map.1=16M+16M@1:60M 2>"$T/fit.err"
+check "an entry past the leg's end is refused" [ $? -ne 0 ]
+check "... saying where it does not fit" grep -q "map.1: 16777216 bytes at 62914560 do not fit in leg 1 of 'r' (67108864 bytes)" "$T/fit.err"
+"$BSTEER" policy config "$INST" map.1=16M+16M@2:0 2>"$T/fit.err"
+check "an entry on leg 2 of a 2-leg export is refused" grep -q "export 'r' has legs 0..1, not 2" "$T/fit.err"
+"$BSTEER" policy config "$INST" --json >"$T/cfg2.json"
+check "and neither was written" cmp "$T/cfg.json" "$T/cfg2.json"
+
 # Drop entry 1: its half is unmapped now, and fails with EIO.
 "$BSTEER" policy config "$INST" map.1=- || fail "delete entry"
 nbdsh -u "$U" -c "

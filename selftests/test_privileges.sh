@@ -57,7 +57,7 @@ except nbd.Error as e:
     assert e.errnum == errno.EPERM, e'
 kill "$SERVE"
 wait "$SERVE"
-if "$BSTEER" serve --instance "$(instance priv2)" --listen tcp:0.0.0.0:0 \
+if "$BSTEER" serve --instance "$(instance priv2)" --listen tcp:0.0.0.0:10809 \
 	--export "m=$T/a" >"$T/remote.log" 2>&1; then
 	fail "listening on 0.0.0.0 without --allow-remote"
 fi

@@ -119,7 +119,7 @@ refused() {	# refused WHAT PATTERN ARGS...
 }
 refused "unknown export" "no such export" nope 1
 refused "leg out of range" "no such leg" m 5
-refused "bad leg" "LEG must be" m x
+refused "bad leg" "LEG: .x. is not a whole number" m x
 if "$BSTEER" resync no-such-instance-$$ m 1 >"$T/out" 2>&1; then
 	fail "resync of a missing instance succeeded"
 fi

@@ -135,5 +135,5 @@ stop_serve
 
 "$BSTEER" serve --inline-io sometimes >"$T/bad.log" 2>&1
 check "a bad --inline-io value is refused" [ $? -ne 0 ]
-check "... and named" grep -q "inline-io takes auto, all or off" "$T/bad.log"
+check "... and named" grep -q -- "--inline-io: .* is not auto, all or off" "$T/bad.log"
 finish

@@ -117,5 +117,5 @@ stop_serve
 
 "$BSTEER" serve --splice always >"$T/bad.log" 2>&1
 check "a bad --splice value is refused" [ $? -ne 0 ]
-check "... and named" grep -q "splice takes auto or off" "$T/bad.log"
+check "... and named" grep -q -- "--splice: .* is not auto or off" "$T/bad.log"
 finish

@@ -141,11 +141,11 @@ bad() {	# bad WHAT PATTERN ARGS...
 	"$BSTEER" trace "$@" >"$T/bad.out" 2>&1
 	local rc=$?
 	check "$what: refused" [ $rc -ne 0 ]
-	check "$what: says why" grep -q "$pat" "$T/bad.out"
+	check "$what: says why" grep -q -- "$pat" "$T/bad.out"
 }
-bad "a bad pid" "bad pid 'x'" -p x
-bad "a missing process" "no process 2147483646" -p 2147483646
-bad "a bad interval" "bad interval" -I 0 -p 1
+bad "a bad pid" "'x' is not a whole number" -p x
+bad "a missing process" "no process 1073741822" -p 1073741822
+bad "a bad interval" "--interval: '0' is not a number of seconds" -I 0 -p 1
 bad "a long command name" "1 to 15 characters" -c 0123456789abcdefg
 bad "-p with a command" "cannot be combined" -p 1 -- true
 bad "an unknown instance" "no instance 'nope'" -p 1 -i nope

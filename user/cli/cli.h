@@ -32,6 +32,25 @@ void metrics_stop(void);
 /* "idle", "requested", "running", "done", "failed" (enum bsteer_resync_state). */
 const char *resync_state_name(__u32 state);
 
+/*
+ * Usage errors (user/cli/args.c): one line on stderr, "bsteer CMD: WHAT;
+ * try 'bsteer CMD --help'", and 2, the exit status for them.
+ */
+int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* After getopt_long() returned '?' (opterr is 0): the option it refused. */
+int cli_bad_option(const char *cmd, char **argv);
+/*
+ * Every number of every option: @val must be a whole number in
+ * @min..@max (with CLI_SIZE, K/M/G/T suffixes, powers of 1024); else a
+ * usage line naming @opt, the value and the range, and -2.
+ */
+#define CLI_SIZE	0x1
+int cli_u64(const char *cmd, const char *opt, const char *val, __u64 min, __u64 max,
+	    unsigned flags, __u64 *out);
+/* Seconds, a decimal in @min..@max; else as cli_u64(). */
+int cli_secs(const char *cmd, const char *opt, const char *val, double min, double max,
+	     double *out);
+
 /* Set by SIGINT/SIGTERM; long-running commands poll it. */
 extern volatile sig_atomic_t exiting;
 void install_signals(void);

@@ -171,24 +171,8 @@ static int check_args(struct copy *c, __u64 slot_size, __u64 depth)
 	struct stat ss, ds;
 	int i, k;
 
-	if (!c->src) {
-		fprintf(stderr, "bsteer copy: missing SRC\n%s", copy_usage);
-		return -EINVAL;
-	}
-	if (!c->ndst) {
-		fprintf(stderr, "bsteer copy: no target given (use --to DST)\n");
-		return -EINVAL;
-	}
-	if (!slot_size || slot_size % 4096 || slot_size > MAX_SLOT) {
-		fprintf(stderr, "bsteer copy: slot size %llu must be a non-zero multiple of 4096, at most %u\n",
-			(unsigned long long)slot_size, MAX_SLOT);
-		return -EINVAL;
-	}
-	if (!depth || depth > MAX_DEPTH) {
-		fprintf(stderr, "bsteer copy: depth %llu must be 1..%u\n",
-			(unsigned long long)depth, MAX_DEPTH);
-		return -EINVAL;
-	}
+	(void)slot_size;	/* checked as options (copy_option) */
+	(void)depth;
 	if (!strcmp(c->src, "-")) {
 		if (fstat(0, &ss)) {
 			fprintf(stderr, "bsteer copy: cannot stat stdin: %s\n",
@@ -268,31 +252,31 @@ static int copy_option(struct copy *c, int opt, const char *arg)
 {
 	switch (opt) {
 	case 't':
-		if (c->ndst == MAX_DST) {
-			fprintf(stderr, "bsteer copy: at most %d targets\n", MAX_DST);
-			return -1;
-		}
+		if (c->ndst == MAX_DST)
+			return -cli_usage("copy", "--to: at most %d targets", MAX_DST);
+		if (!*arg)
+			return -cli_usage("copy", "--to: an empty file name");
 		c->dst[c->ndst++] = arg;
 		return 0;
 	case 'p':
+		if (!*arg)
+			return -cli_usage("copy", "--policy: an empty policy name");
 		c->policy = arg;
 		return 0;
 	case 's':
-		if (!bsteer_parse_size(arg, &c->slot_size))
-			return 0;
-		fprintf(stderr, "bsteer copy: bad slot size '%s'\n", arg);
-		return -1;
+		if (cli_u64("copy", "--slot-size", arg, 4096, MAX_SLOT, CLI_SIZE, &c->slot_size))
+			return -2;
+		if (c->slot_size % 4096)
+			return -cli_usage("copy", "--slot-size: '%s' is not a multiple of 4096", arg);
+		return 0;
 	case 'd':
-		if (!bsteer_parse_size(arg, &c->depth))
-			return 0;
-		fprintf(stderr, "bsteer copy: bad depth '%s'\n", arg);
-		return -1;
+		return cli_u64("copy", "--depth", arg, 1, MAX_DEPTH, 0, &c->depth) ? -2 : 0;
 	case 'i':
 		snprintf(c->name, sizeof(c->name), "%s", arg);
 		if (bsteer_name_valid(arg))
 			return 0;
-		fprintf(stderr, "bsteer copy: invalid instance name '%s'\n", arg);
-		return -1;
+		return -cli_usage("copy", "--instance: '%s' is not a valid name (1..%d of A-Z a-z 0-9 . _ -)",
+				  arg, BSTEER_NAME_MAX);
 	case 'F':
 		c->fsync_end = true;
 		return 0;
@@ -340,16 +324,20 @@ static int copy_parse(struct copy *c, int argc, char **argv)
 	int opt, rc;
 
 	while ((opt = getopt_long(argc, argv, "t:p:s:d:i:jvh", opts, NULL)) != -1) {
+		if (opt == '?')
+			return -cli_bad_option("copy", argv);
 		rc = copy_option(c, opt, optarg);
 		if (rc)
 			return rc;
 	}
 	if (optind < argc)
 		c->src = argv[optind++];
-	if (optind < argc) {
-		fprintf(stderr, "bsteer copy: unexpected argument '%s'\n", argv[optind]);
-		return -1;
-	}
+	if (optind < argc)
+		return -cli_usage("copy", "unexpected argument '%s'", argv[optind]);
+	if (!c->src)
+		return -cli_usage("copy", "which SRC?");
+	if (!c->ndst)
+		return -cli_usage("copy", "no target given (--to DST)");
 	return 0;
 }
 

@@ -141,6 +141,8 @@ static int cow_parse(struct cow_args *a, int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, "m:jh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'm':
+			if (!*optarg)
+				return cli_usage("cow", "--map: an empty file name");
 			a->map = optarg;
 			break;
 		case 'j':
@@ -150,15 +152,12 @@ static int cow_parse(struct cow_args *a, int argc, char **argv)
 			fputs(cow_usage, stdout);
 			return 1;
 		default:
-			fputs(cow_usage, stderr);
-			return 2;
+			return cli_bad_option("cow", argv);
 		}
 	}
 	if (argc - optind != 3 || (strcmp(argv[optind], "status") &&
-				   strcmp(argv[optind], "commit"))) {
-		fputs(cow_usage, stderr);
-		return 2;
-	}
+				   strcmp(argv[optind], "commit")))
+		return cli_usage("cow", "want status|commit BASE OVERLAY");
 	a->commit = !strcmp(argv[optind], "commit");
 	a->bpath = argv[optind + 1];
 	a->opath = argv[optind + 2];

@@ -122,8 +122,7 @@ int cmd_list(int argc, char **argv)
 		case 'j': json = true; break;
 		case 'h': fputs(list_usage, stdout); return 0;
 		default:
-			fprintf(stderr, "try 'bsteer list --help'\n");
-			return 2;
+			return cli_bad_option("list", argv);
 		}
 	}
 	if (optind < argc) {
@@ -171,8 +170,7 @@ int cmd_clean(int argc, char **argv)
 		case 'j': json = true; break;
 		case 'h': fputs(clean_usage, stdout); return 0;
 		default:
-			fprintf(stderr, "try 'bsteer clean --help'\n");
-			return 2;
+			return cli_bad_option("clean", argv);
 		}
 	}
 	named = optind < argc;

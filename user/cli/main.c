@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* bsteer: the command line. Each subcommand lives in user/cmd_*.c. */
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include "cli/cli.h"
@@ -51,10 +52,11 @@ int main(int argc, char **argv)
 		printf("bsteer %s\n", BSTEER_VERSION);
 		return 0;
 	}
+	opterr = 0;	/* each command says what was wrong, in one line */
 	for (c = cmds; c->name; c++)
 		if (!strcmp(argv[1], c->name))
 			return c->fn(argc - 1, argv + 1);
-	fprintf(stderr, "bsteer: unknown command '%s'\n\n", argv[1]);
-	usage(stderr);
+	fprintf(stderr, "bsteer: unknown %s '%s'; try 'bsteer --help'\n",
+		argv[1][0] == '-' ? "option" : "command", argv[1]);
 	return 2;
 }

@@ -86,20 +86,15 @@ int metrics_start(const char *addr, const char *instance, bool allow_remote)
 	const char *port = strncmp(addr, "tcp:", 4) ? NULL : strrchr(addr + 4, ':');
 	struct addrinfo *ai;
 	char host[256];
-	unsigned long p;
-	char *end;
+	__u64 p;
 	int rc;
 
 	if (!port || port - (addr + 4) >= (int)sizeof(host) || port == addr + 4) {
-		fprintf(stderr, "bsteer serve: --metrics: '%s' is not tcp:HOST:PORT\n", addr);
+		cli_usage("serve", "--metrics: '%s' is not tcp:HOST:PORT", addr);
 		return -EINVAL;
 	}
-	p = strtoul(port + 1, &end, 10);
-	if (*end || !port[1] || p < 1 || p > 65535) {
-		fprintf(stderr, "bsteer serve: --metrics: port '%s' is out of range (1..65535)\n",
-			port + 1);
+	if (cli_u64("serve", "--metrics port", port + 1, 1, 65535, 0, &p))
 		return -EINVAL;
-	}
 	memcpy(host, addr + 4, port - (addr + 4));
 	host[port - (addr + 4)] = 0;
 	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
@@ -114,8 +109,8 @@ int metrics_start(const char *addr, const char *instance, bool allow_remote)
 	}
 	if (!allow_remote && !loopback(ai)) {
 		freeaddrinfo(ai);
-		fprintf(stderr, "bsteer serve: --metrics: %s is not a loopback address; add --allow-remote to listen there\n",
-			addr);
+		cli_usage("serve", "--metrics: %s is not a loopback address; add --allow-remote to listen there",
+			  addr);
 		return -EPERM;
 	}
 	snprintf(m.instance, sizeof(m.instance), "%s", instance);

@@ -446,14 +446,11 @@ int cmd_policy(int argc, char **argv)
 			fputs(policy_usage, stdout);
 			return 0;
 		default:
-			fputs(policy_usage, stderr);
-			return 2;
+			return cli_bad_option("policy", argv);
 		}
 	}
-	if (optind >= argc) {
-		fputs(policy_usage, stderr);
-		return 2;
-	}
+	if (optind >= argc)
+		return cli_usage("policy", "want list, show, load, swap or config");
 	sub = argv[optind++];
 	if (!strcmp(sub, "list") && optind == argc)
 		return policy_list(json);
@@ -471,7 +468,5 @@ int cmd_policy(int argc, char **argv)
 	if (!strcmp(sub, "config") && optind < argc)
 		return policy_config(argv[optind], argv + optind + 1,
 				     argc - optind - 1, json);
-	fprintf(stderr, "bsteer policy: unknown or incomplete command '%s'\n\n", sub);
-	fputs(policy_usage, stderr);
-	return 2;
+	return cli_usage("policy", "unknown or incomplete command '%s'", sub);
 }

@@ -98,8 +98,7 @@ static int resync_parse(struct resync_args *a, int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	unsigned long leg;
-	char *end;
+	__u64 leg;
 	int opt;
 
 	while ((opt = getopt_long(argc, argv, "jnh", opts, NULL)) != -1) {
@@ -114,21 +113,14 @@ static int resync_parse(struct resync_args *a, int argc, char **argv)
 			fputs(resync_usage, stdout);
 			return 1;
 		default:
-			fputs(resync_usage, stderr);
-			return 2;
+			return cli_bad_option("resync", argv);
 		}
 	}
-	if (argc - optind != 3) {
-		fputs(resync_usage, stderr);
-		return 2;
-	}
+	if (argc - optind != 3)
+		return cli_usage("resync", "want INSTANCE EXPORT LEG");
 	a->inst = argv[optind];
-	leg = strtoul(argv[optind + 2], &end, 10);
-	if (*end || !*argv[optind + 2] || leg >= BSTEER_MAX_TARGETS) {
-		fprintf(stderr, "bsteer resync: LEG must be a leg index (0..%d)\n",
-			BSTEER_MAX_TARGETS - 1);
+	if (cli_u64("resync", "LEG", argv[optind + 2], 0, BSTEER_MAX_TARGETS - 1, 0, &leg))
 		return 2;
-	}
 	if (strlen(argv[optind + 1]) >= sizeof(a->req.export)) {
 		fprintf(stderr, "bsteer resync: export name too long\n");
 		return 2;

@@ -270,11 +270,9 @@ fail:
  */
 static int parse_auto_off(const char *name, const char *arg, bool *off, bool *all)
 {
-	if (strcmp(arg, "auto") && strcmp(arg, "off") && (!all || strcmp(arg, "all"))) {
-		fprintf(stderr, "bsteer serve: %s takes auto%s or off, not '%s'\n", name,
-			all ? ", all" : "", arg);
-		return -1;
-	}
+	if (strcmp(arg, "auto") && strcmp(arg, "off") && (!all || strcmp(arg, "all")))
+		return -cli_usage("serve", "%s: '%s' is not auto%s or off", name, arg,
+				  all ? ", all" : "");
 	*off = !strcmp(arg, "off");
 	if (all)
 		*all = !strcmp(arg, "all");
@@ -356,15 +354,34 @@ static void serve_notify(struct bsteer_server *s, enum bsteer_server_state state
 /* A number of seconds, 0.1 to 3600, in milliseconds. */
 static int parse_secs(const char *opt, const char *arg, __u32 *ms)
 {
-	char *end;
-	double secs = strtod(arg, &end);
+	double secs;
 
-	if (*end || !(secs >= 0.1 && secs <= 3600)) {
-		fprintf(stderr, "bsteer serve: --%s takes 0.1..3600 seconds\n", opt);
-		return -1;
-	}
+	if (cli_secs("serve", opt, arg, 0.1, 3600, &secs))
+		return -2;
 	*ms = secs * 1000;
 	return 0;
+}
+
+/*
+ * A listen address, checked before anything starts: unix:PATH,
+ * tcp:HOST:PORT (port 1..65535; [v6] hosts) or fd:N.
+ */
+static int check_listen(const char *arg)
+{
+	const char *port;
+	__u64 v;
+
+	if (!strncmp(arg, "unix:", 5)) {
+		if (!arg[5] || strlen(arg + 5) >= 108)
+			return -cli_usage("serve", "--listen: '%s' wants a path of 1..107 bytes", arg);
+		return 0;
+	}
+	if (!strncmp(arg, "fd:", 3))
+		return cli_u64("serve", "--listen fd:N", arg + 3, 3, 65535, 0, &v) ? -2 : 0;
+	if (strncmp(arg, "tcp:", 4) || !(port = strrchr(arg + 4, ':')))
+		return -cli_usage("serve", "--listen: '%s' is not tcp:HOST:PORT, unix:PATH or fd:N",
+				  arg);
+	return cli_u64("serve", "--listen port", port + 1, 1, 65535, 0, &v) ? -2 : 0;
 }
 
 /* One option: 0 to go on, 1 to stop with status 0, -1 with 1, -2 with 2. */
@@ -382,43 +399,29 @@ static int serve_option(struct serve_args *a, int opt, char *arg)
 				NBD_MAX_LISTEN);
 			return -1;
 		}
+		if (check_listen(arg))
+			return -2;
 		a->nbd.listen[a->nbd.nlisten++] = arg;
 		return 0;
 	case 'e':
 		if (!bsteer_export_parse(s, arg))
 			return 0;
-		fprintf(stderr, "bsteer serve: %s\n", bsteer_errbuf());
-		return -1;
+		return -cli_usage("serve", "--export: %s", bsteer_errbuf());
 	case 't':
-		if (bsteer_parse_size(arg, &a->threads) || !a->threads ||
-		    a->threads > MAX_THREADS) {
-			fprintf(stderr, "bsteer serve: threads must be 1..%d\n",
-				MAX_THREADS);
-			return -1;
-		}
-		return 0;
+		return cli_u64("serve", "--threads", arg, 1, MAX_THREADS, 0, &a->threads) ? -2 : 0;
 	case 'i':
-		if (!bsteer_name_valid(arg)) {
-			fprintf(stderr, "bsteer serve: invalid instance name '%s'\n",
-				arg);
-			return -1;
-		}
+		if (!bsteer_name_valid(arg))
+			return -cli_usage("serve", "--instance: '%s' is not a valid name (1..%d of A-Z a-z 0-9 . _ -)",
+					  arg, BSTEER_NAME_MAX);
 		snprintf(a->name, sizeof(a->name), "%s", arg);
 		return 0;
 	case 'n':
-		if (bsteer_parse_size(arg, &a->nslots) || a->nslots < 2 ||
-		    a->nslots > BSTEER_MAX_SLOTS) {
-			fprintf(stderr, "bsteer serve: slots must be 2..%u\n",
-				BSTEER_MAX_SLOTS);
-			return -1;
-		}
-		return 0;
+		return cli_u64("serve", "--slots", arg, 2, BSTEER_MAX_SLOTS, 0, &a->nslots) ? -2 : 0;
 	case 's':
-		if (bsteer_parse_size(arg, &a->slot_size) || !a->slot_size ||
-		    a->slot_size % 4096 || a->slot_size > (4u << 20)) {
-			fprintf(stderr, "bsteer serve: slot size must be a multiple of 4096, at most 4M\n");
-			return -1;
-		}
+		if (cli_u64("serve", "--slot-size", arg, 4096, 4u << 20, CLI_SIZE, &a->slot_size))
+			return -2;
+		if (a->slot_size % 4096)
+			return -cli_usage("serve", "--slot-size: '%s' is not a multiple of 4096", arg);
 		return 0;
 	case 'R':
 		a->nbd.allow_remote = true;
@@ -427,9 +430,9 @@ static int serve_option(struct serve_args *a, int opt, char *arg)
 		a->metrics = arg;
 		return 0;
 	case 'U':
-		return parse_secs("upstream-timeout", arg, &s->eo.target_timeout_ms);
+		return parse_secs("--upstream-timeout", arg, &s->eo.target_timeout_ms);
 	case 'T':
-		return parse_secs("reply-timeout", arg, &a->nbd.reply_timeout_ms);
+		return parse_secs("--reply-timeout", arg, &a->nbd.reply_timeout_ms);
 	case 'J':
 		s->json_log = true;
 		return 0;
@@ -440,31 +443,25 @@ static int serve_option(struct serve_args *a, int opt, char *arg)
 		return parse_auto_off("--splice", arg, &s->no_splice, NULL);
 	case 'M':
 		if (parse_auto_off("--inline-io", arg, &off, &all))
-			return -1;
+			return -2;
 		s->eo.inline_io = !off;
 		s->eo.inline_writes = all;
 		return 0;
 	case 'F':
+		if (!*arg)
+			return -cli_usage("serve", "--fuse: an empty directory name");
 		a->fuse.dir = arg;
 		return 0;
 	case 'L':
 		a->fuse.loop = true;
 		return 0;
 	case 'X':
-		if (strcmp(arg, "ring") && strcmp(arg, "dev")) {
-			fprintf(stderr, "bsteer serve: --fuse-transport takes ring or dev, not '%s'\n",
-				arg);
-			return -1;
-		}
+		if (strcmp(arg, "ring") && strcmp(arg, "dev"))
+			return -cli_usage("serve", "--fuse-transport: '%s' is not ring or dev", arg);
 		a->fuse.dev = !strcmp(arg, "dev");
 		return 0;
 	case 'D':
-		if (bsteer_parse_size(arg, &a->fuse_depth) || !a->fuse_depth ||
-		    a->fuse_depth > 256) {
-			fprintf(stderr, "bsteer serve: --fuse-depth must be 1..256\n");
-			return -1;
-		}
-		return 0;
+		return cli_u64("serve", "--fuse-depth", arg, 1, 256, 0, &a->fuse_depth) ? -2 : 0;
 	case 'v':
 		s->verbose = s->eo.verbose = a->io.verbose = true;
 		return 0;
@@ -493,6 +490,8 @@ static int serve_parse(struct serve_args *a, int argc, char **argv, char ***conf
 			cf = argv[k] + 9;
 		if (!cf)
 			continue;
+		if (!*cf)
+			return -cli_usage("serve", "--config: an empty file name");
 		*conf = conf_argv(cf, serve_opts, argc, argv, &argc);
 		if (!*conf)
 			return -1;
@@ -500,6 +499,8 @@ static int serve_parse(struct serve_args *a, int argc, char **argv, char ***conf
 		break;
 	}
 	while ((opt = getopt_long(argc, argv, "l:e:t:i:n:s:c:vh", serve_opts, NULL)) != -1) {
+		if (opt == '?')
+			return -cli_bad_option("serve", argv);
 		rc = serve_option(a, opt, optarg);
 		if (rc)
 			return rc;

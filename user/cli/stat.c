@@ -610,7 +610,7 @@ int cmd_stat(int argc, char **argv)
 	};
 	bool json = false, prom = false;
 	double interval = 0;
-	long count = 0, n;
+	__u64 count = 0, n;
 	struct view v;
 	int opt;
 
@@ -623,27 +623,22 @@ int cmd_stat(int argc, char **argv)
 			prom = true;
 			break;
 		case 'I':
-			interval = atof(optarg);
-			if (interval <= 0) {
-				fprintf(stderr, "bsteer stat: bad interval '%s'\n", optarg);
+			if (cli_secs("stat", "--interval", optarg, 0.01, 86400, &interval))
 				return 2;
-			}
 			break;
 		case 'c':
-			count = atol(optarg);
+			if (cli_u64("stat", "--count", optarg, 1, 1000000000, 0, &count))
+				return 2;
 			break;
 		case 'h':
 			fputs(stat_usage, stdout);
 			return 0;
 		default:
-			fputs(stat_usage, stderr);
-			return 2;
+			return cli_bad_option("stat", argv);
 		}
 	}
-	if (optind != argc - 1) {
-		fputs(stat_usage, stderr);
-		return 2;
-	}
+	if (optind != argc - 1)
+		return cli_usage("stat", optind < argc ? "one INSTANCE only" : "which INSTANCE?");
 	if (bsteer_check_privileges("bsteer stat"))
 		return 1;
 	if (view_open(&v, argv[optind])) {

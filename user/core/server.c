@@ -761,6 +761,10 @@ static int server_instance(struct bsteer_server *s, struct bsteer_instance_opts 
 	if (p->d && (p->d->flags & BSTEER_PF_BASE_RDONLY))
 		for (k = 0; k < s->nexports; k++)
 			s->in->targets[s->exports[k].tbase].flags |= BSTEER_TGT_RDONLY;
+	/* Each leg's size, for bsteer stat and for checks of live settings. */
+	for (k = 0; k < s->nexports; k++)
+		for (i = 0; i < s->exports[k].ntargets; i++)
+			s->in->targets[s->exports[k].tbase + i].size = s->exports[k].leg[i].size;
 	err = p->d && p->d->setup ? p->d->setup(p, s->in, s->exports, s->nexports) : 0;
 	if (err)
 		return err;

@@ -65,8 +65,47 @@ static __u32 table_count(int fd)
 	return n;
 }
 
-static int table_set(int fd, const char *idx, const char *val)
+/*
+ * A live entry must fit: its leg a leg of every export (they share the
+ * table), and its range within that leg's size where the size is known.
+ */
+static int range_fits(struct bsteer_pins *pins, const char *key, const struct bsteer_range *r)
 {
+	struct bsteer_export_info x;
+	struct bsteer_target tg;
+	char path[PATH_MAX + 16];
+	__u32 k, t;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/exports", pins->dir);
+	fd = bpf_obj_get(path);
+	for (k = 0; fd >= 0 && k < BSTEER_MAX_EXPORTS; k++) {
+		if (bpf_map_lookup_elem(fd, &k, &x) || !(x.flags & BSTEER_EXF_USED))
+			break;
+		if (r->leg >= x.ntargets) {
+			bsteer_set_err("%s: export '%s' has legs 0..%u, not %u", key, x.name,
+				       x.ntargets - 1, r->leg);
+			close(fd);
+			return -EINVAL;
+		}
+		t = x.tbase + r->leg;
+		if (!bpf_map_lookup_elem(pins->map_fd[BSTEER_MAP_TARGETS], &t, &tg) && tg.size &&
+		    (r->toff > tg.size || r->len > tg.size - r->toff)) {
+			bsteer_set_err("%s: %llu bytes at %llu do not fit in leg %u of '%s' (%llu bytes)",
+				       key, (unsigned long long)r->len, (unsigned long long)r->toff,
+				       r->leg, x.name, (unsigned long long)tg.size);
+			close(fd);
+			return -ERANGE;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	return 0;
+}
+
+static int table_set(struct bsteer_pins *pins, int fd, const char *key, const char *val)
+{
+	const char *idx = key + 4;
 	struct bsteer_range r;
 	__u32 n = table_count(fd), last;
 	__u64 k;
@@ -79,6 +118,8 @@ static int table_set(int fd, const char *idx, const char *val)
 	}
 	if (strcmp(val, "-")) {
 		err = range_parse(val, &r);
+		if (!err)
+			err = range_fits(pins, key, &r);
 		if (err)
 			return err;
 		return bpf_map_update_elem(fd, &(__u32){ k }, &r, BPF_ANY) ? -errno : 0;
@@ -170,7 +211,7 @@ int redirect_config(struct bsteer_pins *pins, const char *key, const char *val)
 		bsteer_set_err("%s: this policy has no range table", key);
 		return -EINVAL;
 	}
-	err = table_set(fd, key + 4, val);
+	err = table_set(pins, fd, key, val);
 	close(fd);
 	return err;
 }

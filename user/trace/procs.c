@@ -124,8 +124,11 @@ void trace_prune_pids(int fd)
 		bpf_map_delete_elem(fd, &gone[i]);
 }
 
-/* Start @argv stopped at a pipe; it execs when the tracer is ready. */
-int trace_spawn(char *const *argv, int *gate)
+/*
+ * Start @argv stopped at a pipe; it execs when the tracer is ready, with
+ * @out_fd as its stdout (-1: ours).
+ */
+int trace_spawn(char *const *argv, int out_fd, int *gate)
 {
 	int p[2], pid;
 	char c;
@@ -140,6 +143,9 @@ int trace_spawn(char *const *argv, int *gate)
 		if (read(p[0], &c, 1) != 1)
 			_exit(127);
 		close(p[0]);
+		if (out_fd >= 0 && out_fd != STDOUT_FILENO &&
+		    dup2(out_fd, STDOUT_FILENO) < 0)
+			_exit(127);
 		execvp(argv[0], argv);
 		fprintf(stderr, "bsteer trace: cannot run %s: %s\n", argv[0],
 			strerror(errno));

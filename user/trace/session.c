@@ -29,7 +29,7 @@ static int start_command(struct session *ss)
 {
 	char *const *argv = ss->o->argv;
 
-	ss->child = trace_spawn(argv, &ss->gate);
+	ss->child = trace_spawn(argv, ss->o->command_stdout, &ss->gate);
 	if (ss->child < 0) {
 		fprintf(stderr, "bsteer trace: cannot start %s: %s\n", argv[0],
 			strerror(-ss->child));

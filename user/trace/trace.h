@@ -53,6 +53,7 @@ struct bsteer_trace_opts {
 	/* Whom to trace; its instance, on_event and arg are the session's. */
 	struct bsteer_tracer_opts tracer;
 	char *const *argv;		/* COMMAND to start and trace, or NULL */
+	int command_stdout;		/* COMMAND's stdout: an fd, or -1 for ours */
 	const char *instance;		/* NULL: the one @tracer.pids run, if any */
 	bool no_xcheck;			/* no cross-check, even with @instance */
 	bool json;			/* JSON lines, not the table and text */

@@ -137,7 +137,7 @@ void trace_report(struct tstate *s, __u64 now, const char *inst,
 
 /* ---- procs.c ---- */
 
-int trace_spawn(char *const *argv, int *gate);
+int trace_spawn(char *const *argv, int out_fd, int *gate);
 void trace_add_descendants(struct bsteer_tracer *t, const int *pids, int npids);
 void trace_prune_pids(int fd);
 bool trace_map_empty(int fd);
