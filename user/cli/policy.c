@@ -166,7 +166,7 @@ static int builtin_object(const char *name, char *out, size_t len)
 
 static int policy_dry_run(const char *inst, const char *spec)
 {
-	char obj_path[PATH_MAX], name[64], dir[PATH_MAX];
+	char obj_path[PATH_MAX], name[64], dir[PATH_MAX], cwd[PATH_MAX];
 	struct bpf_object *obj;
 	struct bpf_program *prog;
 	struct bpf_map *m;
@@ -189,6 +189,10 @@ static int policy_dry_run(const char *inst, const char *spec)
 	}
 	bsteer_policy_name(spec, name, sizeof(name));
 	snprintf(dir, sizeof(dir), "%s/%s", BSTEER_PIN_ROOT, inst);
+	/* Under the current directory, say it from there (build/bpf/...). */
+	if (getcwd(cwd, sizeof(cwd)) && strcmp(cwd, "/") &&
+	    !strncmp(obj_path, cwd, strlen(cwd)) && obj_path[strlen(cwd)] == '/')
+		memmove(obj_path, obj_path + strlen(cwd) + 1, strlen(obj_path + strlen(cwd) + 1) + 1);
 	bpf_object__for_each_program(prog, obj) {
 		if (bpf_program__type(prog) == BPF_PROG_TYPE_TRACING && !tp)
 			tp = bpf_program__name(prog);
