@@ -115,7 +115,9 @@ refused() {	# refused WHAT PATTERN ARGS...
 	if "$BSTEER" resync "$INST" "$@" >"$T/out" 2>&1; then
 		fail "$what: resync succeeded"
 	fi
-	check "$what: says '$pat'" grep -q "$pat" "$T/out"
+	check "$what: says '$pat'" grep -q -- "$pat" "$T/out"
+	# Nothing but the error: no progress line of a rebuild that never ran.
+	check "$what: one line" [ "$(wc -l <"$T/out")" -eq 1 ]
 }
 refused "unknown export" "no such export" nope 1
 refused "leg out of range" "no such leg" m 5

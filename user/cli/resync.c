@@ -155,10 +155,14 @@ static int resync_ask(struct resync_args *a, int fd)
  * Follow the rebuild to its end, with progress on stderr. 0 with its last
  * state in *@st, 1 when a signal stopped us following, or -1.
  */
+/* A progress line is on the terminal now (erased if it fails). */
+static bool progress_shown;
+
 static int resync_follow(const struct resync_args *a, int fd, bool tty,
 			 struct bsteer_resync *st)
 {
-	__u64 last = 0, t0 = bsteer_now_ns();
+	/* The first line after 1 s: a rebuild refused at once says only why. */
+	__u64 t0 = bsteer_now_ns(), last = t0;
 	__u32 key = 0;
 
 	for (;;) {
@@ -179,6 +183,7 @@ static int resync_follow(const struct resync_args *a, int fd, bool tty,
 			return 0;
 		if (!a->json && (tty || bsteer_now_ns() - last > 1000000000ull)) {
 			progress(st, tty);
+			progress_shown = tty;
 			last = bsteer_now_ns();
 		}
 		if (exiting) {
@@ -203,8 +208,8 @@ static int resync_report(const struct resync_args *a, const struct bsteer_resync
 		       (st->end_ns - st->start_ns) / 1e9,
 		       (unsigned long long)st->recopied);
 	} else {
-		if (tty)	/* the progress line it ends */
-			fputc('\n', stderr);
+		if (progress_shown)	/* the error stands alone */
+			fputs("\r\033[K", stderr);
 		fprintf(stderr, "bsteer resync: failed: %s (%s)\n", st->message,
 			strerror(-st->error));
 	}
