@@ -17,7 +17,7 @@ CFLAGS     += -Wall -Wextra -Werror -Wno-format-truncation -std=gnu11 -D_GNU_SOU
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
 UNITS      := $(OUTPUT)/systemd/bsteer@.service $(OUTPUT)/systemd/bsteer@.socket
-LDLIBS     += -lbpf -luring -lelf -lz -lpthread -lmicrohttpd -lsystemd
+LDLIBS     += -lxdp -lbpf -luring -lelf -lz -lpthread -lmicrohttpd -lsystemd
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall \
 	      -Wno-unused-function -I. -Iinclude -Ibpf
 
@@ -33,7 +33,9 @@ endif
 # shares; the modules are in bpf/frontend/ (header parsers), bpf/policy/
 # (the policies built into the binary) and bpf/trace/ (the lifetime
 # tracer). Each is built to build/bpf/NAME.bpf.o and build/NAME.skel.h.
-BPF_CORE     := core
+BPF_CORE     := \
+	access \
+	core
 BPF_FRONTEND := \
 	fuse \
 	nbd
@@ -72,6 +74,7 @@ TEST_PROGS := \
 # halves), trace/ (the tracer), cli/ (the command line).
 LIB_OBJS := \
 	core/abi_check \
+	core/access \
 	core/copy \
 	core/exec \
 	core/instance \

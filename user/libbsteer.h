@@ -722,6 +722,7 @@ struct bsteer_server {
 	int nexports;
 	__u32 ntargets;		/* every export's legs, in order */
 	struct bsteer_policy_run *policy;
+	struct bsteer_access *access;	/* admission rules, or NULL */
 	int resync_fd;		/* the pinned "resync" map, or -1 */
 	int exports_fd;		/* the pinned "exports" map, or -1 */
 	struct bsteer_resync_job *rs;	/* worker 0's leg rebuild */
@@ -734,6 +735,71 @@ struct bsteer_server {
 	/* Told when every worker serves, and when stopping begins (sd_notify). */
 	void (*notify)(struct bsteer_server *s, enum bsteer_server_state state);
 };
+
+/*
+ * ---- admission: who may connect (user/core/access.c) ----
+ *
+ * --allow/--deny CIDR rules for TCP listeners (nbdkit's precedence: an
+ * allow match admits, else a deny match refuses, else admitted), enforced
+ * by an XDP program on the listening addresses' interfaces and always
+ * checked again at accept(); --allow-uid/--allow-gid for unix sockets
+ * (SO_PEERCRED at accept); --max-connections. The rules live in maps
+ * pinned as access_* under the instance (include/bsteer_access.h).
+ */
+#define BSTEER_ACCESS_CLI_RULES	64
+#define BSTEER_ACCESS_IDS	16	/* uids, gids */
+#define BSTEER_ACCESS_DEVS	8
+#define BSTEER_ACCESS_LISTEN	16
+
+enum bsteer_xdp_mode {
+	BSTEER_XDP_AUTO = 0,	/* XDP if it can attach, else accept() alone */
+	BSTEER_XDP_REQUIRE,	/* refuse to start without it */
+	BSTEER_XDP_OFF,
+};
+
+struct bsteer_access_rule {
+	__u8 family;		/* AF_INET or AF_INET6 */
+	__u8 deny;
+	__u8 plen;		/* prefix length */
+	__u8 addr[16];
+};
+
+struct bsteer_access {
+	/* The options. */
+	struct bsteer_access_rule rule[BSTEER_ACCESS_CLI_RULES];
+	int nrules;
+	__u32 uid[BSTEER_ACCESS_IDS], gid[BSTEER_ACCESS_IDS];
+	int nuid, ngid;
+	__u32 max_conns;	/* 0: no limit */
+	enum bsteer_xdp_mode xdp;
+	const char *xdp_dev[BSTEER_ACCESS_DEVS];
+	int nxdp_dev;
+	/* Running: the rule maps (-1 if none), the attached devices. */
+	void *skel;
+	int fd_allow4, fd_deny4, fd_allow6, fd_deny6;
+	void *xprog[BSTEER_ACCESS_DEVS];
+	int ifindex[BSTEER_ACCESS_DEVS];
+	int nif;
+	__u32 conns;		/* open connections (atomic) */
+};
+
+/* "CIDR" (IPv4 or IPv6; a bare address is /32 or /128) into @r. */
+int bsteer_access_parse(const char *cidr, bool deny, struct bsteer_access_rule *r);
+/*
+ * The rules in maps pinned under @s's instance, and the XDP program on the
+ * interfaces of the TCP listening sockets @lfd (unix ones are skipped),
+ * as s->access->xdp says. A no-op without s->access.
+ */
+int bsteer_access_listen(struct bsteer_server *s, const int *lfd, int n);
+/*
+ * A connection just accepted on @fd: 0 to serve it (it then counts toward
+ * --max-connections until bsteer_access_release), or -EACCES / -EUSERS
+ * (logged) for the caller to close it at once.
+ */
+int bsteer_access_admit(struct bsteer_server *s, int fd);
+void bsteer_access_release(struct bsteer_server *s);
+/* Detach the XDP program and close the maps (the pins go with the instance). */
+void bsteer_access_close(struct bsteer_server *s);
 
 struct bsteer_export *bsteer_export_find(struct bsteer_server *s, const char *name);
 /* NAME=TARGET[,TARGET...][,ro][,policy=P][,KEY=VALUE]; @spec is kept. */

@@ -33,6 +33,8 @@ static const char serve_usage[] =
 "                    [--allow-remote] [--metrics tcp:HOST:PORT] [--upstream-timeout SECS] [--reply-timeout SECS]\n"
 "                    [--inline-io auto|all|off] [--splice auto|off] [--no-hook]\n"
 "                    [--fuse DIR [--loop] [--fuse-transport ring|dev] [--fuse-depth N]]\n"
+"                    [--allow CIDR]... [--deny CIDR]... [--xdp auto|require|off] [--xdp-dev IF]...\n"
+"                    [--allow-uid UID]... [--allow-gid GID]... [--max-connections N]\n"
 "                    [--json-log] [-v]\n"
 "\n"
 "Serve exports to NBD clients. Each request's payload lands in a borrowed\n"
@@ -109,6 +111,25 @@ static const char serve_usage[] =
 "      --no-hook         leave the completion hook detached: every header and\n"
 "                        decision goes to the syscall twins (slower; a test\n"
 "                        of the fallback path)\n"
+"      --allow CIDR      admit TCP clients from CIDR (IPv4 or IPv6; repeatable)\n"
+"      --deny CIDR       refuse TCP clients from CIDR, unless an --allow rule\n"
+"                        matches them (nbdkit's order: allow, then deny, then\n"
+"                        admit); 0.0.0.0/0 and ::/0 deny all the rest\n"
+"      --xdp auto|require|off\n"
+"                        with --allow/--deny: auto (default): an XDP program\n"
+"                        on the listening addresses' interfaces drops refused\n"
+"                        sources' packets to our ports, or if it cannot, the\n"
+"                        log says why and accept() alone checks; require:\n"
+"                        refuse to start without it; off: accept() alone.\n"
+"                        accept() checks the rules in every mode\n"
+"      --xdp-dev IF      attach to IF instead (repeatable; needed when\n"
+"                        listening on every address)\n"
+"      --allow-uid UID   admit unix socket clients of this uid (SO_PEERCRED);\n"
+"                        with --allow-uid or --allow-gid, other peers are\n"
+"                        refused (repeatable)\n"
+"      --allow-gid GID   admit unix socket clients of this primary gid\n"
+"      --max-connections N\n"
+"                        close a connection beyond N open ones at once\n"
 "      --json-log        log lines as JSON objects\n"
 "  -c, --config FILE     read options from FILE first (see README)\n"
 "  -v, --verbose         log every connection; libbpf diagnostics\n"
@@ -279,6 +300,16 @@ static int parse_auto_off(const char *name, const char *arg, bool *off, bool *al
 	return 0;
 }
 
+enum {
+	OPT_ALLOW = 256,
+	OPT_DENY,
+	OPT_XDP,
+	OPT_XDP_DEV,
+	OPT_ALLOW_UID,
+	OPT_ALLOW_GID,
+	OPT_MAX_CONNS,
+};
+
 static const struct option serve_opts[] = {
 	{ "listen", required_argument, NULL, 'l' },
 	{ "export", required_argument, NULL, 'e' },
@@ -298,6 +329,13 @@ static const struct option serve_opts[] = {
 	{ "loop", no_argument, NULL, 'L' },
 	{ "fuse-transport", required_argument, NULL, 'X' },
 	{ "fuse-depth", required_argument, NULL, 'D' },
+	{ "allow", required_argument, NULL, OPT_ALLOW },
+	{ "deny", required_argument, NULL, OPT_DENY },
+	{ "xdp", required_argument, NULL, OPT_XDP },
+	{ "xdp-dev", required_argument, NULL, OPT_XDP_DEV },
+	{ "allow-uid", required_argument, NULL, OPT_ALLOW_UID },
+	{ "allow-gid", required_argument, NULL, OPT_ALLOW_GID },
+	{ "max-connections", required_argument, NULL, OPT_MAX_CONNS },
 	{ "config", required_argument, NULL, 'c' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -310,6 +348,8 @@ struct serve_args {
 	struct nbd_conf nbd;
 	struct fuse_conf fuse;
 	struct bsteer_instance_opts io;
+	struct bsteer_access access;
+	bool access_used;
 	char name[BSTEER_NAME_MAX + 1];
 	__u64 slot_size, nslots, threads, fuse_depth;
 	const char *metrics;	/* --metrics tcp:HOST:PORT */
@@ -382,6 +422,71 @@ static int check_listen(const char *arg)
 		return -cli_usage("serve", "--listen: '%s' is not tcp:HOST:PORT, unix:PATH or fd:N",
 				  arg);
 	return cli_u64("serve", "--listen port", port + 1, 1, 65535, 0, &v) ? -2 : 0;
+}
+
+/* A decimal number of 0..@max, checked; the shared parser will take over. */
+static int parse_u32(const char *opt, const char *arg, __u32 max, __u32 *out)
+{
+	unsigned long long v;
+	char *end;
+
+	errno = 0;
+	v = strtoull(arg, &end, 10);
+	if (!*arg || *arg == '-' || *end || errno || v > max)
+		return -cli_usage("serve", "%s: '%s' is not a number of 0..%u", opt, arg, max);
+	*out = v;
+	return 0;
+}
+
+/* The admission options: --allow ... --max-connections. */
+static int access_option(struct serve_args *a, int opt, char *arg)
+{
+	struct bsteer_access *ac = &a->access;
+
+	a->access_used = true;
+	switch (opt) {
+	case OPT_ALLOW:
+	case OPT_DENY:
+		if (ac->nrules == BSTEER_ACCESS_CLI_RULES)
+			return -cli_usage("serve", "at most %d --allow/--deny rules",
+					  BSTEER_ACCESS_CLI_RULES);
+		if (bsteer_access_parse(arg, opt == OPT_DENY, &ac->rule[ac->nrules]))
+			return -cli_usage("serve", "%s: '%s' is not an IPv4 or IPv6 address or CIDR",
+					  opt == OPT_DENY ? "--deny" : "--allow", arg);
+		ac->nrules++;
+		return 0;
+	case OPT_XDP:
+		if (!strcmp(arg, "auto"))
+			ac->xdp = BSTEER_XDP_AUTO;
+		else if (!strcmp(arg, "require"))
+			ac->xdp = BSTEER_XDP_REQUIRE;
+		else if (!strcmp(arg, "off"))
+			ac->xdp = BSTEER_XDP_OFF;
+		else
+			return -cli_usage("serve", "--xdp: '%s' is not auto, require or off", arg);
+		return 0;
+	case OPT_XDP_DEV:
+		if (ac->nxdp_dev == BSTEER_ACCESS_DEVS)
+			return -cli_usage("serve", "at most %d --xdp-dev", BSTEER_ACCESS_DEVS);
+		if (!*arg || strlen(arg) >= 16)
+			return -cli_usage("serve", "--xdp-dev: '%s' is not an interface name", arg);
+		ac->xdp_dev[ac->nxdp_dev++] = arg;
+		return 0;
+	case OPT_ALLOW_UID:
+		if (ac->nuid == BSTEER_ACCESS_IDS)
+			return -cli_usage("serve", "at most %d --allow-uid", BSTEER_ACCESS_IDS);
+		return parse_u32("--allow-uid", arg, 0xfffffffe, &ac->uid[ac->nuid++]);
+	case OPT_ALLOW_GID:
+		if (ac->ngid == BSTEER_ACCESS_IDS)
+			return -cli_usage("serve", "at most %d --allow-gid", BSTEER_ACCESS_IDS);
+		return parse_u32("--allow-gid", arg, 0xfffffffe, &ac->gid[ac->ngid++]);
+	default:
+		if (parse_u32("--max-connections", arg, 1u << 20, &ac->max_conns))
+			return -2;
+		if (!ac->max_conns)
+			return -cli_usage("serve", "--max-connections: '%s' is not 1 or more", arg);
+		return 0;
+	}
 }
 
 /* One option: 0 to go on, 1 to stop with status 0, -1 with 1, -2 with 2. */
@@ -468,6 +573,8 @@ static int serve_option(struct serve_args *a, int opt, char *arg)
 	case 'h':
 		fputs(serve_usage, stdout);
 		return 1;
+	case OPT_ALLOW ... OPT_MAX_CONNS:
+		return access_option(a, opt, arg);
 	default:
 		fputs(serve_usage, stderr);
 		return -2;
@@ -590,6 +697,8 @@ int cmd_serve(int argc, char **argv)
 	if (rc)
 		goto out;
 	a.s->notify = serve_notify;
+	if (a.access_used)
+		a.s->access = &a.access;
 	/* Before anything is created: a bad address is a usage error. */
 	if (a.metrics && (rc = metrics_start(a.metrics, a.name, a.nbd.allow_remote))) {
 		rc = rc == -EADDRINUSE ? -1 : -2;

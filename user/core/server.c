@@ -850,6 +850,7 @@ int bsteer_server_run(struct bsteer_server *s, struct bsteer_instance_opts *io,
 		   rc ? "stopped with an error" : "stopped");
 out:
 	free(w);
+	bsteer_access_close(s);
 	frontends_teardown(s);
 	if (s->policy->d && s->policy->d->close)
 		s->policy->d->close(s->policy);

@@ -58,6 +58,7 @@ static void conn_free(struct nbd *n, struct conn *c)
 	nbd_count(n, NBD_C_CONNS_OPEN, -1ull);
 	nbd_count(n, NBD_C_CONNS_CLOSED, 1);
 	bsteer_engine_frontend_file(n->e, c->idx, -1);
+	bsteer_access_release(n->s);
 	close(c->fd);
 	free(c->iov);
 	memset(c, 0, sizeof(*c));
@@ -122,12 +123,17 @@ static void on_accept(struct nbd *n, int fd)
 	int one = 1;
 	bool tcp;
 
+	if (bsteer_access_admit(n->s, fd)) {	/* refused: closed at once */
+		close(fd);
+		return;
+	}
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	/* Only a TCP socket takes it. */
 	tcp = !setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	ex = nbd_negotiate_fd(n, fd, &ng);
 	if (!ex) {
+		bsteer_access_release(n->s);
 		close(fd);
 		return;
 	}
@@ -140,6 +146,7 @@ static void on_accept(struct nbd *n, int fd)
 	c = conn_new(n, fd);
 	if (!c) {
 		serve_log(n->s, "nbd: no room for another connection");
+		bsteer_access_release(n->s);
 		close(fd);
 		return;
 	}
@@ -369,7 +376,7 @@ static int nbd_setup(struct bsteer_fe *fe)
 			err = -EINVAL;
 		}
 	}
-	return err;
+	return err ?: bsteer_access_listen(fe->s, sh->lfd, conf->nlisten);
 }
 
 /*

@@ -1,0 +1,462 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Admission: who may connect. The rules (--allow/--deny CIDR) go into the
+ * LPM tries of bpf/access.bpf.c, pinned as access_* under the instance, so
+ * that bpftool changes them under load; the XDP program, attached through
+ * libxdp on the interfaces of the TCP listening addresses, drops a refused
+ * source's packets to our ports before the TCP stack sees them. accept()
+ * checks the same maps again, always: a path XDP does not see (a fragment,
+ * an IPv6 extension header, --xdp off, a device it could not attach to)
+ * is still refused, and a rule changed with bpftool applies there too.
+ *
+ * Invariants: an XDP program we did not attach is never replaced; ours is
+ * detached by bsteer_access_close (SIGINT/SIGTERM end the server there).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <xdp/libxdp.h>
+#include "libbsteer.h"
+#include "bsteer_access.h"
+#include "access.skel.h"
+
+int bsteer_access_parse(const char *cidr, bool deny, struct bsteer_access_rule *r)
+{
+	char buf[INET6_ADDRSTRLEN + 8], *slash;
+	unsigned long plen;
+	char *end;
+	int max;
+
+	if (strlen(cidr) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, cidr);
+	memset(r, 0, sizeof(*r));
+	r->deny = deny;
+	slash = strchr(buf, '/');
+	if (slash)
+		*slash++ = 0;
+	if (inet_pton(AF_INET, buf, r->addr) == 1) {
+		r->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, buf, r->addr) == 1) {
+		r->family = AF_INET6;
+		max = 128;
+	} else {
+		return -EINVAL;
+	}
+	plen = max;
+	if (slash) {
+		errno = 0;
+		plen = strtoul(slash, &end, 10);
+		if (!*slash || *end || errno || plen > (unsigned long)max)
+			return -EINVAL;
+	}
+	r->plen = plen;
+	return 0;
+}
+
+static int rule_map(const struct bsteer_access *a, int family, bool deny)
+{
+	if (family == AF_INET)
+		return deny ? a->fd_deny4 : a->fd_allow4;
+	return deny ? a->fd_deny6 : a->fd_allow6;
+}
+
+static int rule_put(const struct bsteer_access *a, const struct bsteer_access_rule *r,
+		    __u32 id)
+{
+	struct bsteer_access_key6 k6 = { .prefixlen = r->plen };
+	struct bsteer_access_key4 k4 = { .prefixlen = r->plen };
+	void *key = &k6;
+
+	if (r->family == AF_INET) {
+		memcpy(k4.addr, r->addr, 4);
+		key = &k4;
+	} else {
+		memcpy(k6.addr, r->addr, 16);
+	}
+	return bpf_map_update_elem(rule_map(a, r->family, r->deny), key, &id, BPF_ANY) ?
+	       -errno : 0;
+}
+
+static int pin_map(struct bsteer_server *s, struct bpf_map *m, int *fd)
+{
+	char path[PATH_MAX];
+	int err;
+
+	snprintf(path, sizeof(path), "%s/%s", s->in->dir, bpf_map__name(m));
+	err = bpf_map__pin(m, path);
+	if (err) {
+		bsteer_set_err("failed to pin map %s at %s: %s", bpf_map__name(m), path,
+			       strerror(-err));
+		return err;
+	}
+	if (fd)
+		*fd = bpf_map__fd(m);
+	return 0;
+}
+
+/* The maps, pinned, with the command line's rules and the guarded ports. */
+static int maps_setup(struct bsteer_server *s, const int *lfd, int n)
+{
+	struct bsteer_access *a = s->access;
+	struct access_bpf *skel;
+	__u8 one = 1;
+	int err, i;
+
+	skel = access_bpf__open_and_load();
+	if (!skel) {
+		err = -errno ?: -EINVAL;
+		bsteer_set_err("failed to load the access BPF program: %s", strerror(-err));
+		return err;
+	}
+	a->skel = skel;
+	if ((err = pin_map(s, skel->maps.access_allow4, &a->fd_allow4)) ||
+	    (err = pin_map(s, skel->maps.access_deny4, &a->fd_deny4)) ||
+	    (err = pin_map(s, skel->maps.access_allow6, &a->fd_allow6)) ||
+	    (err = pin_map(s, skel->maps.access_deny6, &a->fd_deny6)) ||
+	    (err = pin_map(s, skel->maps.access_ports, NULL)) ||
+	    (err = pin_map(s, skel->maps.access_counts, NULL)))
+		return err;
+	for (i = 0; i < a->nrules; i++) {
+		err = rule_put(a, &a->rule[i], i);
+		if (err) {
+			bsteer_set_err("cannot add rule %d: %s", i, strerror(-err));
+			return err;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		__u16 port;
+
+		if (lfd[i] < 0 || getsockname(lfd[i], (struct sockaddr *)&ss, &len))
+			continue;
+		if (ss.ss_family == AF_INET)
+			port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		else if (ss.ss_family == AF_INET6)
+			port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		else
+			continue;
+		if (bpf_map_update_elem(bpf_map__fd(skel->maps.access_ports), &port, &one,
+					BPF_ANY))
+			return -errno;
+	}
+	return 0;
+}
+
+static bool have_if(const struct bsteer_access *a, int ifindex)
+{
+	for (int i = 0; i < a->nif; i++)
+		if (a->ifindex[i] == ifindex)
+			return true;
+	return false;
+}
+
+/* The interfaces to attach to: --xdp-dev's, or those of the listening addresses. */
+static int find_ifs(struct bsteer_access *a, const int *lfd, int n, char *why, size_t wlen)
+{
+	struct ifaddrs *ifs, *p;
+	int i;
+
+	for (i = 0; i < a->nxdp_dev; i++) {
+		int idx = if_nametoindex(a->xdp_dev[i]);
+
+		if (!idx) {
+			snprintf(why, wlen, "no interface %s", a->xdp_dev[i]);
+			return -ENODEV;
+		}
+		if (!have_if(a, idx))
+			a->ifindex[a->nif++] = idx;
+	}
+	if (a->nxdp_dev)
+		return 0;
+	if (getifaddrs(&ifs)) {
+		snprintf(why, wlen, "cannot list interfaces: %s", strerror(errno));
+		return -errno;
+	}
+	for (i = 0; i < n; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		bool any = false, found = false;
+
+		if (lfd[i] < 0 || getsockname(lfd[i], (struct sockaddr *)&ss, &len) ||
+		    (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+			continue;
+		if (ss.ss_family == AF_INET)
+			any = ((struct sockaddr_in *)&ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+		else
+			any = IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr);
+		if (any) {
+			snprintf(why, wlen, "a socket listens on every address; name the interfaces with --xdp-dev");
+			freeifaddrs(ifs);
+			return -EINVAL;
+		}
+		for (p = ifs; p; p = p->ifa_next) {
+			const struct sockaddr *sa = p->ifa_addr;
+			int idx;
+
+			if (!sa || sa->sa_family != ss.ss_family)
+				continue;
+			if (sa->sa_family == AF_INET ?
+			    memcmp(&((struct sockaddr_in *)sa)->sin_addr,
+				   &((struct sockaddr_in *)&ss)->sin_addr, 4) :
+			    memcmp(&((struct sockaddr_in6 *)sa)->sin6_addr,
+				   &((struct sockaddr_in6 *)&ss)->sin6_addr, 16))
+				continue;
+			found = true;
+			idx = if_nametoindex(p->ifa_name);
+			if (idx && !have_if(a, idx) && a->nif < BSTEER_ACCESS_DEVS)
+				a->ifindex[a->nif++] = idx;
+		}
+		if (!found) {
+			snprintf(why, wlen, "no interface carries a listening address; name one with --xdp-dev");
+			freeifaddrs(ifs);
+			return -ENODEV;
+		}
+	}
+	freeifaddrs(ifs);
+	if (!a->nif) {
+		snprintf(why, wlen, "no TCP listening socket");
+		return -ENOENT;
+	}
+	return 0;
+}
+
+static const char *mode_name(enum xdp_attach_mode m)
+{
+	switch (m) {
+	case XDP_MODE_NATIVE:	return "native";
+	case XDP_MODE_SKB:	return "skb";
+	case XDP_MODE_HW:	return "hw";
+	default:		return "unknown";
+	}
+}
+
+/* Is an XDP program already there? Its name and id in @why if so. */
+static bool if_taken(int ifindex, const char *ifname, char *why, size_t wlen)
+{
+	struct xdp_multiprog *mp = xdp_multiprog__get_from_ifindex(ifindex);
+	struct xdp_program *p;
+	bool taken;
+
+	if (libxdp_get_error(mp) || !mp)
+		return false;
+	p = xdp_multiprog__is_legacy(mp) ? xdp_multiprog__main_prog(mp) :
+	    xdp_multiprog__next_prog(NULL, mp);
+	taken = p || !xdp_multiprog__is_legacy(mp);
+	if (taken && p)
+		snprintf(why, wlen, "%s already has an XDP program (%s, id %u); not replacing it",
+			 ifname, xdp_program__name(p), xdp_program__id(p));
+	else if (taken)
+		snprintf(why, wlen, "%s already has an XDP dispatcher; not replacing it", ifname);
+	xdp_multiprog__close(mp);
+	return taken;
+}
+
+static int attach_all(struct bsteer_server *s, char *why, size_t wlen)
+{
+	struct bsteer_access *a = s->access;
+	struct access_bpf *skel = a->skel;
+	int i;
+
+	for (i = 0; i < a->nif; i++) {
+		DECLARE_LIBXDP_OPTS(xdp_program_opts, o,
+				    .fd = bpf_program__fd(skel->progs.bsteer_access));
+		char ifname[IF_NAMESIZE] = "?";
+		struct xdp_multiprog *mp;
+		struct xdp_program *xp;
+		int err;
+
+		if_indextoname(a->ifindex[i], ifname);
+		if (if_taken(a->ifindex[i], ifname, why, wlen))
+			return -EBUSY;
+		xp = xdp_program__create(&o);
+		err = libxdp_get_error(xp);
+		if (err) {
+			snprintf(why, wlen, "libxdp cannot take the program: %s", strerror(-err));
+			return err;
+		}
+		err = xdp_program__attach(xp, a->ifindex[i], XDP_MODE_UNSPEC, 0);
+		if (err) {
+			xdp_program__close(xp);
+			snprintf(why, wlen, "cannot attach to %s: %s", ifname, strerror(-err));
+			return err;
+		}
+		a->xprog[i] = xp;
+		mp = xdp_multiprog__get_from_ifindex(a->ifindex[i]);
+		if (!libxdp_get_error(mp) && mp) {
+			serve_log(s, "admission: XDP program on %s (%s mode, %s)", ifname,
+				  mode_name(xdp_multiprog__attach_mode(mp)),
+				  xdp_multiprog__is_legacy(mp) ? "libxdp legacy single-program mode"
+							       : "libxdp dispatcher");
+			xdp_multiprog__close(mp);
+		}
+	}
+	return 0;
+}
+
+static void detach_all(struct bsteer_access *a)
+{
+	for (int i = 0; i < a->nif; i++) {
+		if (!a->xprog[i])
+			continue;
+		xdp_program__detach(a->xprog[i], a->ifindex[i], XDP_MODE_UNSPEC, 0);
+		xdp_program__close(a->xprog[i]);
+		a->xprog[i] = NULL;
+	}
+	a->nif = 0;
+}
+
+int bsteer_access_listen(struct bsteer_server *s, const int *lfd, int n)
+{
+	struct bsteer_access *a = s->access;
+	char why[256] = "";
+	int err;
+
+	if (!a)
+		return 0;
+	a->fd_allow4 = a->fd_deny4 = a->fd_allow6 = a->fd_deny6 = -1;
+	if (!a->nrules)
+		return 0;
+	err = maps_setup(s, lfd, n);
+	if (err)
+		return err;
+	if (a->xdp == BSTEER_XDP_OFF) {
+		serve_log(s, "admission: %d rule(s) checked at accept() (--xdp off)", a->nrules);
+		return 0;
+	}
+	err = find_ifs(a, lfd, n, why, sizeof(why));
+	if (!err)
+		err = attach_all(s, why, sizeof(why));
+	if (!err)
+		return 0;
+	detach_all(a);
+	if (a->xdp == BSTEER_XDP_REQUIRE) {
+		bsteer_set_err("--xdp require: %s", why);
+		return err;
+	}
+	serve_warn(s, "admission: no XDP program (%s); %d rule(s) checked at accept() only",
+		   why, a->nrules);
+	return 0;
+}
+
+/* Does the trie at @fd hold a prefix of @addr? */
+static bool trie_has(int fd, const __u8 *addr, int family)
+{
+	struct bsteer_access_key6 k6 = { .prefixlen = 128 };
+	struct bsteer_access_key4 k4 = { .prefixlen = 32 };
+	__u32 id;
+
+	if (fd < 0)
+		return false;
+	if (family == AF_INET) {
+		memcpy(k4.addr, addr, 4);
+		return !bpf_map_lookup_elem(fd, &k4, &id);
+	}
+	memcpy(k6.addr, addr, 16);
+	return !bpf_map_lookup_elem(fd, &k6, &id);
+}
+
+static bool admit_ip(const struct bsteer_access *a, const struct sockaddr_storage *ss,
+		     char *who, size_t wlen)
+{
+	const __u8 *addr;
+	int family = ss->ss_family;
+
+	if (family == AF_INET) {
+		addr = (const __u8 *)&((const struct sockaddr_in *)ss)->sin_addr;
+	} else {
+		addr = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
+		/* A v4 client of a dual-stack socket: the v4 rules judge it. */
+		if (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)addr)) {
+			addr += 12;
+			family = AF_INET;
+		}
+	}
+	inet_ntop(family, addr, who, wlen);
+	if (trie_has(rule_map(a, family, false), addr, family))
+		return true;
+	return !trie_has(rule_map(a, family, true), addr, family);
+}
+
+static bool admit_unix(const struct bsteer_access *a, int fd, char *who, size_t wlen)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	int i;
+
+	if (!a->nuid && !a->ngid)
+		return true;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len)) {
+		snprintf(who, wlen, "a unix peer without credentials");
+		return false;
+	}
+	snprintf(who, wlen, "uid %u gid %u (pid %d)", cr.uid, cr.gid, cr.pid);
+	for (i = 0; i < a->nuid; i++)
+		if (a->uid[i] == cr.uid)
+			return true;
+	for (i = 0; i < a->ngid; i++)
+		if (a->gid[i] == cr.gid)
+			return true;
+	return false;
+}
+
+int bsteer_access_admit(struct bsteer_server *s, int fd)
+{
+	struct bsteer_access *a = s->access;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char who[INET6_ADDRSTRLEN + 32] = "?";
+	bool ok = true;
+	__u32 n;
+
+	if (!a)
+		return 0;
+	n = __atomic_add_fetch(&a->conns, 1, __ATOMIC_RELAXED);
+	if (a->max_conns && n > a->max_conns) {
+		bsteer_access_release(s);
+		serve_log(s, "admission: refused a connection: %u open, --max-connections %u",
+			  n - 1, a->max_conns);
+		return -EUSERS;
+	}
+	if (getsockname(fd, (struct sockaddr *)&ss, &len))
+		return 0;
+	if (ss.ss_family == AF_UNIX) {
+		ok = admit_unix(a, fd, who, sizeof(who));
+	} else if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
+		len = sizeof(ss);
+		ok = getpeername(fd, (struct sockaddr *)&ss, &len) ||
+		     admit_ip(a, &ss, who, sizeof(who));
+	}
+	if (ok)
+		return 0;
+	bsteer_access_release(s);
+	serve_log(s, "admission: refused %s", who);
+	return -EACCES;
+}
+
+void bsteer_access_release(struct bsteer_server *s)
+{
+	if (s->access)
+		__atomic_sub_fetch(&s->access->conns, 1, __ATOMIC_RELAXED);
+}
+
+void bsteer_access_close(struct bsteer_server *s)
+{
+	struct bsteer_access *a = s->access;
+
+	if (!a)
+		return;
+	detach_all(a);
+	access_bpf__destroy(a->skel);
+	a->skel = NULL;
+}
