@@ -17,6 +17,8 @@
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -231,6 +233,18 @@ static int find_ifs(struct bsteer_access *a, const int *lfd, int n, char *why, s
 	return 0;
 }
 
+static bool xdp_verbose;
+
+/*
+ * libxdp's own lines (its dispatcher refused, its fall back to a single
+ * program) are for -v: the server logs the mode it ended up in.
+ */
+static int xdp_print(enum libxdp_print_level level, const char *fmt, va_list ap)
+{
+	(void)level;
+	return xdp_verbose ? vfprintf(stderr, fmt, ap) : 0;
+}
+
 static const char *mode_name(enum xdp_attach_mode m)
 {
 	switch (m) {
@@ -268,6 +282,8 @@ static int attach_all(struct bsteer_server *s, char *why, size_t wlen)
 	struct access_bpf *skel = a->skel;
 	int i;
 
+	xdp_verbose = s->verbose;
+	libxdp_set_print(xdp_print);
 	for (i = 0; i < a->nif; i++) {
 		DECLARE_LIBXDP_OPTS(xdp_program_opts, o,
 				    .fd = bpf_program__fd(skel->progs.bsteer_access));
