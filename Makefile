@@ -116,6 +116,7 @@ LIB_OBJS := \
 	wire/nbd_wire
 
 CLI_OBJS := \
+	cli/access \
 	cli/args \
 	cli/copy \
 	cli/cow \

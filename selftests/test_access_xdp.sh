@@ -5,7 +5,8 @@
 # address and a denied one. The allowed client reads and writes through
 # nbdinfo and nbdcopy; the denied one's SYNs are dropped by the XDP program
 # (its connect times out, the deny rule's drop counter rises, and the
-# server never sees an accept); SIGTERM detaches the program.
+# server never sees an accept); bsteer stat shows the rules and their
+# counts; SIGTERM detaches the program.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/netns.sh"
 need_root
@@ -38,6 +39,12 @@ check "denied client: no connection" sh -c "! ip netns exec $NS python3 -c \"$NS
 check "denied client: drop counter rose" [ "$(rule_count "$INST" 1 drops)" -gt 0 ]
 check "denied client: never accepted" sh -c "! grep -q 'admission: refused' '$T/serve.log'"
 
+"$BSTEER" stat "$INST" >"$T/stat.txt" || fail "bsteer stat"
+check "stat: the rules, allow first" grep -Eq "^0 +allow +$NS_IP/32 +[1-9]" "$T/stat.txt"
+check "stat: the deny rule's drops" grep -Eq "^1 +deny +${NS_IP%.*}.0/24 +[1-9][0-9]* +[1-9]" "$T/stat.txt"
+"$BSTEER" stat "$INST" --json >"$T/stat.json" || fail "bsteer stat --json"
+check "stat --json: rule 1" [ "$(json "$T/stat.json" access_rules.1.cidr)" = "${NS_IP%.*}.0/24" ]
+check "stat --json: its drops" [ "$(json "$T/stat.json" access_rules.1.drops)" = "$(rule_count "$INST" 1 drops)" ]
 stop_serve
 check "SIGTERM detached the program" sh -c "! ip link show $VH | grep -q prog/xdp"
 check "pins removed" test ! -e "$PIN"

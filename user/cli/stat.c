@@ -17,7 +17,8 @@ static const char stat_usage[] =
 "Show the counters of a running instance, read from its pinned maps under\n"
 "/sys/fs/bpf/bsteer/INSTANCE/: slots free, leased and in flight, decisions\n"
 "made by the completion hook and by the fallback, rejected decisions,\n"
-"direction violations, and ops and bytes per target.\n"
+"direction violations, and ops and bytes per target; for a server with\n"
+"--allow/--deny rules, each rule and the packets it matched and dropped.\n"
 "\n"
 "OPTIONS:\n"
 "  -j, --json            one JSON object per report\n"
@@ -367,6 +368,7 @@ static void report(struct view *v, const char *name, bool json)
 		}
 		json_end_arr(&j);
 		resync_json(v, &j);
+		access_report(v->pins.dir, &j);
 		json_finish(&j);
 		return;
 	}
@@ -405,6 +407,7 @@ static void report(struct view *v, const char *name, bool json)
 		       t[i].flags & BSTEER_TGT_FAILED ? "failed" :
 		       t[i].flags & BSTEER_TGT_RESYNC ? "resyncing" : "ok");
 	resync_text(v);
+	access_report(v->pins.dir, NULL);
 }
 
 /* ---- the Prometheus text format (--prometheus, serve --metrics) ---- */
