@@ -2,15 +2,20 @@
 # A veth pair and a network namespace of the test's own, for the admission
 # tests; source it after lib.sh. make_netns sets NS (the namespace), VH (the
 # host end), HOST_IP (on VH), NS_IP and NS_IP2 (two addresses in NS, on one
-# /24 of 198.18.0.0/15 picked from the test's PID). Both are removed on any
+# /24 of 198.18.0.0/15 picked from the test's PID), HOST_IP6, NS_IP6 and
+# NS_IP6_2 (the same on a /64 of 2001:db8::/32). Both are removed on any
 # exit (after the test's processes are stopped).
 make_netns() {
-	local n=$(($$ % 250 + 2)) b=$((18 + ($$ / 250) % 2))
+	local n=$(($$ % 250 + 2)) b=$((18 + ($$ / 250) % 2)) h
 	NS=bst-$$
 	VH=bsh$$
 	HOST_IP=198.$b.$n.1
 	NS_IP=198.$b.$n.2
 	NS_IP2=198.$b.$n.3
+	h=$(printf '%x%02x' "$b" "$n")
+	HOST_IP6=2001:db8:$h::1
+	NS_IP6=2001:db8:$h::2
+	NS_IP6_2=2001:db8:$h::3
 	need_tools ip bpftool
 	AFTER_KILL+=("ip netns del $NS" "ip link del $VH")
 	ip netns add "$NS" || skip "cannot make a network namespace"
@@ -20,6 +25,9 @@ make_netns() {
 	ip link set "$VH" up &&
 	ip -n "$NS" addr add "$NS_IP/24" dev bsn$$ &&
 	ip -n "$NS" addr add "$NS_IP2/24" dev bsn$$ &&
+	ip addr add "$HOST_IP6/64" dev "$VH" nodad &&
+	ip -n "$NS" addr add "$NS_IP6/64" dev bsn$$ nodad &&
+	ip -n "$NS" addr add "$NS_IP6_2/64" dev bsn$$ nodad &&
 	ip -n "$NS" link set bsn$$ up &&
 	ip -n "$NS" link set lo up || { fail "cannot set up $VH and $NS"; finish; }
 }
@@ -41,7 +49,7 @@ start_tcp() {
 # after 1 s; exits 0 if the server answered the handshake. Run it in the
 # namespace: ip netns exec "$NS" python3 -c "$NS_CONNECT" SRC HOST PORT.
 NS_CONNECT='import socket, sys
-s = socket.socket()
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
 s.bind((sys.argv[1], 0))
 s.settimeout(1)
 try:

@@ -16,8 +16,11 @@ INST=$(instance access-xdp)
 PIN=/sys/fs/bpf/bsteer/$INST
 truncate -s 16M "$T/d.img"
 # Rule 0 admits NS_IP although rule 1 (its /24) refuses it: allow first.
+# Rules 2 and 3: the same over IPv6, on a second listening address.
 start_tcp "$HOST_IP:10809" --instance "$INST" --xdp require \
-	--allow "$NS_IP/32" --deny "${NS_IP%.*}.0/24" --export "d=$T/d.img" || finish
+	--allow "$NS_IP/32" --deny "${NS_IP%.*}.0/24" \
+	--allow "$NS_IP6" --deny "${NS_IP6%::*}::/64" --listen "tcp:$HOST_IP6:10809" \
+	--export "d=$T/d.img" || finish
 URL=nbd://$HOST_IP:10809/d
 
 check "XDP program attached, mode logged" \
@@ -35,9 +38,18 @@ check "allow rule counted" [ "$(rule_count "$INST" 0 hits)" -gt 0 ]
 check "allow rule dropped nothing" [ "$(rule_count "$INST" 0 drops)" = 0 ]
 
 check "no drops before the denied client" [ "$(rule_count "$INST" 1 drops)" = 0 ]
-check "denied client: no connection" sh -c "! ip netns exec $NS python3 -c \"$NS_CONNECT\" $NS_IP2 $HOST_IP 10809"
+check "denied client: no connection" \
+	sh -c "! ip netns exec $NS python3 -c \"\$0\" $NS_IP2 $HOST_IP 10809" "$NS_CONNECT"
 check "denied client: drop counter rose" [ "$(rule_count "$INST" 1 drops)" -gt 0 ]
 check "denied client: never accepted" sh -c "! grep -q 'admission: refused' '$T/serve.log'"
+
+check "IPv6: allowed client connects" \
+	ip netns exec "$NS" python3 -c "$NS_CONNECT" "$NS_IP6" "$HOST_IP6" 10809
+check "IPv6: allow rule counted" [ "$(rule_count "$INST" 2 hits)" -gt 0 ]
+check "IPv6: denied client: no connection" \
+	sh -c "! ip netns exec $NS python3 -c \"\$0\" $NS_IP6_2 $HOST_IP6 10809" "$NS_CONNECT"
+check "IPv6: drop counter rose" [ "$(rule_count "$INST" 3 drops)" -gt 0 ]
+check "IPv6: never accepted" sh -c "! grep -q 'admission: refused' '$T/serve.log'"
 
 "$BSTEER" stat "$INST" >"$T/stat.txt" || fail "bsteer stat"
 check "stat: the rules, allow first" grep -Eq "^0 +allow +$NS_IP/32 +[1-9]" "$T/stat.txt"

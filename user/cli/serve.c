@@ -140,6 +140,7 @@ static const char serve_usage[] =
 "  nbdinfo nbd://127.0.0.1:10809\n"
 "  bsteer serve --listen unix:/tmp/nbd.sock --export disk=/var/lib/disk.img\n"
 "  bsteer serve --threads 2 --export disk=/dev/vdb\n"
+"  bsteer serve --listen tcp:10.0.0.1:10809 --allow-remote --allow 10.0.0.0/24 --deny 0.0.0.0/0\n"
 "  bsteer serve --config /etc/bsteer/serve.conf\n"
 "  bsteer serve --export m=/mnt/a/disk.img,/mnt/b/disk.img --instance mirror0\n"
 "  bsteer serve --export base=/srv/base.img,ro --export scratch=/tmp/s.img\n"

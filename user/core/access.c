@@ -62,6 +62,12 @@ int bsteer_access_parse(const char *cidr, bool deny, struct bsteer_access_rule *
 			return -EINVAL;
 	}
 	r->plen = plen;
+	/* Host bits off, so that a rule reads back as the prefix it matches. */
+	for (int i = 0; i < max / 8; i++)
+		if (i * 8 >= (int)plen)
+			r->addr[i] = 0;
+		else if (i * 8 + 8 > (int)plen)
+			r->addr[i] &= 0xff << (8 - (plen - i * 8));
 	return 0;
 }
 
