@@ -432,6 +432,33 @@ static bool admit_unix(const struct bsteer_access *a, int fd, char *who, size_t 
 	return false;
 }
 
+/*
+ * One line per second at most: a flood of refused connections (--xdp off,
+ * or a source XDP does not see) must not become a flood of log lines.
+ */
+static void refused(struct bsteer_server *s, const char *who)
+{
+	static __u64 last_ns, quiet;
+	__u64 now = bsteer_now_ns(), then = __atomic_load_n(&last_ns, __ATOMIC_RELAXED);
+	__u64 n;
+
+	if (then && now - then < 1000000000ull) {
+		__atomic_add_fetch(&quiet, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	if (!__atomic_compare_exchange_n(&last_ns, &then, now, false, __ATOMIC_RELAXED,
+					 __ATOMIC_RELAXED)) {
+		__atomic_add_fetch(&quiet, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	n = __atomic_exchange_n(&quiet, 0, __ATOMIC_RELAXED);
+	if (n)
+		serve_log(s, "admission: refused %s (and %llu more since the last such line)",
+			  who, (unsigned long long)n);
+	else
+		serve_log(s, "admission: refused %s", who);
+}
+
 int bsteer_access_admit(struct bsteer_server *s, int fd)
 {
 	struct bsteer_access *a = s->access;
@@ -446,8 +473,9 @@ int bsteer_access_admit(struct bsteer_server *s, int fd)
 	n = __atomic_add_fetch(&a->conns, 1, __ATOMIC_RELAXED);
 	if (a->max_conns && n > a->max_conns) {
 		bsteer_access_release(s);
-		serve_log(s, "admission: refused a connection: %u open, --max-connections %u",
-			  n - 1, a->max_conns);
+		snprintf(who, sizeof(who), "a connection: %u open, --max-connections %u",
+			 n - 1, a->max_conns);
+		refused(s, who);
 		return -EUSERS;
 	}
 	if (getsockname(fd, (struct sockaddr *)&ss, &len))
@@ -462,7 +490,7 @@ int bsteer_access_admit(struct bsteer_server *s, int fd)
 	if (ok)
 		return 0;
 	bsteer_access_release(s);
-	serve_log(s, "admission: refused %s", who);
+	refused(s, who);
 	return -EACCES;
 }
 
