@@ -293,6 +293,7 @@ DEB_PKGS := \
 	gcc \
 	gnuplot-nox \
 	iperf3 \
+	iproute2 \
 	jq \
 	libbpf-dev \
 	libclang-rt-19-dev \

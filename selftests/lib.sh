@@ -118,6 +118,18 @@ start_serve() {
 		{ cat "$T/serve.log" >&2; fail "server did not start"; return 1; }
 }
 
+# start_nbdkit SOCKET IMAGE: nbdkit's file plugin on a unix socket, in the
+# background; KIT holds its PID. nbdkit leaves its socket file behind when
+# it exits and will not bind over it: a restart removes it first.
+start_nbdkit() {
+	rm -f "$1"
+	nbdkit -f -U "$1" file "$2" 2>"$T/kit.log" &
+	KIT=$!
+	PIDS+=("$KIT")
+	wait_for 30 sh -c "[ -S '$1' ] || ! kill -0 $KIT" && [ -S "$1" ] ||
+		fail "nbdkit did not start"
+}
+
 # stop_serve: SIGTERM, and wait for a clean exit (status 0).
 stop_serve() {
 	kill -TERM "$SERVE"

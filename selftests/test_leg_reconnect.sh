@@ -13,14 +13,7 @@ need_tools nbdkit nbdcopy
 INST=$(instance legback)
 S=$T/s.sock K=$T/k.sock
 
-start_kit() {
-	rm -f "$K"	# nbdkit leaves it behind and will not bind over it
-	nbdkit -f -U "$K" file "$T/k.img" 2>"$T/kit.log" &
-	KIT=$!
-	PIDS+=("$KIT")
-	wait_for 30 sh -c "[ -S '$K' ] || ! kill -0 $KIT" && [ -S "$K" ] ||
-		fail "nbdkit did not start"
-}
+start_kit() { start_nbdkit "$K" "$T/k.img"; }
 
 stop_kit() {
 	kill -KILL "$KIT" 2>/dev/null

@@ -11,16 +11,7 @@ need_tools nbdkit nbdcopy
 INST=$(instance legterm)
 S=$T/s.sock K=$T/k.sock
 
-start_kit() {
-	# nbdkit leaves its socket file behind when it exits, and will not
-	# bind over it: that is nbdkit's, and a restart removes it first.
-	rm -f "$K"
-	nbdkit -f -U "$K" file "$T/k.img" 2>"$T/kit.log" &
-	KIT=$!
-	PIDS+=("$KIT")
-	wait_for 30 sh -c "[ -S '$K' ] || ! kill -0 $KIT" && [ -S "$K" ] ||
-		fail "nbdkit did not start"
-}
+start_kit() { start_nbdkit "$K" "$T/k.img"; }
 
 round() {	# round SIGNAL
 	local sig=$1 n

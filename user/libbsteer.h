@@ -35,6 +35,9 @@ void bsteer_human_bytes(double b, char *out, size_t len);
 int bsteer_proc_start_time(int pid, __u64 *out);
 /* 0, or -EPERM after telling @who which capabilities it lacks. */
 int bsteer_check_privileges(const char *who);
+/* Is @sa an IPv4 127/8 or the IPv6 ::1 address? (--allow-remote rules) */
+struct sockaddr;
+bool bsteer_addr_loopback(const struct sockaddr *sa);
 
 struct bsteer_json {
 	FILE *f;

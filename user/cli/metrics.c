@@ -72,14 +72,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	return answer(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", body, len);
 }
 
-static bool loopback(const struct addrinfo *ai)
-{
-	if (ai->ai_family == AF_INET)
-		return (ntohl(((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr) >> 24) == 127;
-	return ai->ai_family == AF_INET6 &&
-	       IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr);
-}
-
 int metrics_start(const char *addr, const char *instance, bool allow_remote)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
@@ -107,7 +99,7 @@ int metrics_start(const char *addr, const char *instance, bool allow_remote)
 			gai_strerror(rc));
 		return -EINVAL;
 	}
-	if (!allow_remote && !loopback(ai)) {
+	if (!allow_remote && !bsteer_addr_loopback(ai->ai_addr)) {
 		freeaddrinfo(ai);
 		cli_usage("serve", "--metrics: %s is not a loopback address; add --allow-remote to listen there",
 			  addr);

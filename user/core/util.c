@@ -8,7 +8,10 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <linux/capability.h>
 #include "libbsteer.h"
 
@@ -240,6 +243,14 @@ static bool has_cap(const struct __user_cap_data_struct *d, int cap)
  * pins under /sys/fs/bpf need CAP_SYS_ADMIN. Say which are missing, once,
  * before anything fails halfway with a libbpf message.
  */
+bool bsteer_addr_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	return sa->sa_family == AF_INET6 &&
+	       IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+}
+
 int bsteer_check_privileges(const char *who)
 {
 	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };

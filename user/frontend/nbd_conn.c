@@ -248,15 +248,6 @@ static int listen_unix(struct nbd_shared *sh, int i, const char *spec)
 	return 0;
 }
 
-static bool is_loopback(const struct addrinfo *ai)
-{
-	if (ai->ai_family == AF_INET)
-		return (ntohl(((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr) >> 24) == 127;
-	if (ai->ai_family == AF_INET6)
-		return IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr);
-	return false;
-}
-
 static int listen_tcp(struct nbd_shared *sh, int i, const char *spec,
 		      bool allow_remote)
 {
@@ -277,7 +268,7 @@ static int listen_tcp(struct nbd_shared *sh, int i, const char *spec,
 		bsteer_set_err("cannot resolve %s: %s", spec, gai_strerror(rc));
 		return -EINVAL;
 	}
-	if (!allow_remote && !is_loopback(ai)) {
+	if (!allow_remote && !bsteer_addr_loopback(ai->ai_addr)) {
 		freeaddrinfo(ai);
 		bsteer_set_err("%s is not a loopback address; add --allow-remote to listen there",
 			       spec);
