@@ -51,7 +51,7 @@ start_kit
 
 # A client writes 64K blocks all over the export while the leg is rebuilt,
 # never two at once to one block; it records what it had acknowledged.
-WRITER_LOG=$T/acked nbdsh -u "$(uri m)" -c '
+WRITER_LOG=$T/acked WRITER_STARTED=$T/writing nbdsh -u "$(uri m)" -c '
 import os, random, time
 BS, N = 65536, 1024
 rng = random.Random(7)
@@ -60,6 +60,8 @@ def done(blk, val):
     def cb(err):
         del busy[blk]
         if err.value == 0:
+            if not acked:
+                open(os.environ["WRITER_STARTED"], "w").close()
             acked[blk] = val
         return 1
     return cb
@@ -83,7 +85,11 @@ with open(os.environ["WRITER_LOG"], "w") as f:
 ' &
 WRITER=$!
 PIDS+=("$WRITER")
-sleep 0.5
+# The rebuild starts once the writer has a write acknowledged (a file it
+# makes), not after a sleep: on a loaded machine nbdsh may take longer to
+# start than the rebuild does to run. 60 s only bounds a hang.
+wait_for 60 sh -c "[ -e '$T/writing' ] || ! kill -0 $WRITER" || fail "the writer did not start"
+[ -e "$T/writing" ] || fail "the writer exited before its first write"
 "$BSTEER" resync "$INST" m 1 --json >"$T/resync.json" 2>"$T/resync.err" ||
 	{ cat "$T/resync.err" >&2; fail "bsteer resync exited $?"; }
 wait "$WRITER" || fail "the writer exited $?"

@@ -115,13 +115,21 @@ sys.exit(any(j['error'] for j in d['jobs']) or
          sum(j['write']['total_ios'] for j in d['jobs']) != 2 * 4096)"
 
 # bsteer stat while fio reads: the hook decides, nothing is rejected.
+# stat is taken once fio's requests are seen to flow (a count, not a sleep).
+# fio reads a fixed 512 MiB, not for a time, so a slow machine takes longer
+# but still has its reads in flight when stat looks.
+requests_done() {
+	"$BSTEER" stat "$INST" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["counters"]["requests_done"])'
+}
+done0=$(requests_done)
+flowing() { [ "$(requests_done)" -gt $((done0 + 1000)) ]; }
 fio --name=load --ioengine=nbd --uri="$M" --rw=randread --bs=4k --iodepth=32 \
-	--size=64M --time_based --runtime=3 >/dev/null 2>&1 &
+	--size=64M --io_size=512M >"$T/load-fio.log" 2>&1 &
 FIO=$!
 PIDS+=("$FIO")
-sleep 1.5
+wait_for 60 flowing || fail "fio's requests did not flow: $(cat "$T/load-fio.log")"
 "$BSTEER" stat "$INST" --json >"$T/load.json" || fail "stat under load"
-wait "$FIO" || fail "fio load run"
+wait "$FIO" || fail "fio load run: $(cat "$T/load-fio.log")"
 check "under load: >= 99% of decisions by the hook" python3 -c "import json,sys
 d = json.load(open('$T/load.json')); c = d['counters']
 print('hook ratio under load:', d['hook_ratio'], 'decisions:', c['decisions_hook'])

@@ -125,7 +125,15 @@ head -c 48M /dev/urandom >"$T/src3"
 nbdcopy "$T/src3" "$(uri m)" &
 COPY=$!
 PIDS+=("$COPY")
-sleep 1
+# Kill the leg once the copy is under way (4 MiB written by the client, of
+# 48 MiB the rate filter holds to 3 s at least), not after a sleep: a loaded
+# machine may not have started nbdcopy within a second. 60 s bounds a hang.
+copy_under_way() {
+	"$BSTEER" stat "$(instance die)" --json >"$T/stat-die.json" &&
+		[ "$(json "$T/stat-die.json" counters.client_bytes_written)" -ge $((4 << 20)) ]
+}
+wait_for 60 copy_under_way || fail "the copy did not get under way"
+check "the leg dies while the copy runs" kill -0 "$COPY"
 kill -KILL "$SLOW"
 wait "$SLOW" 2>/dev/null
 wait "$COPY" || fail "nbdcopy through a degraded mirror exited $?"

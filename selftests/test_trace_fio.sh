@@ -84,9 +84,12 @@ check "the latency histogram is printed" grep -q "usecs *: count" "$T/table.txt"
 check "the bytes histogram has the 4K uses" grep -qE "4096 -> 8191 +: [1-9]" "$T/table.txt"
 
 # Drops are counted, never hidden: a 1 MiB ring buffer and a reader that
-# stalls for 2 s (the JSON goes into a pipe nobody reads yet).
+# stalls until fio has finished and written its report (the JSON goes into a
+# pipe nobody reads yet): a stall for the whole run, whatever the machine's
+# speed, not for a fixed 2 s. 60 s only bounds a hang.
 "$BSTEER" trace --json --ringbuf 1 -- fio "${FIOARGS[@]}" --runtime=1 --time_based \
-	--output="$T/fio3.json" 2>"$T/drop.err" | { sleep 2; cat >"$T/drop.json"; }
+	--output="$T/fio3.json" 2>"$T/drop.err" |
+	{ wait_for 60 test -s "$T/fio3.json"; cat >"$T/drop.json"; }
 check "the lost events are named on stderr" grep -q "events lost: the ring buffer was full" "$T/drop.err"
 check "every use is either an event or a drop" python3 - "$T/drop.json" "$T/fio3.json" <<'PY'
 import json, sys

@@ -35,11 +35,20 @@ load() {	# load SECS OUT: 4K random reads and writes, 2 connections
 "$BSTEER" trace -p "$SERVE" --json --ringbuf 64 >"$T/trace.json" 2>"$T/trace.err" &
 TR=$!
 PIDS+=("$TR")
-wait_for 10 grep -q ready "$T/trace.err" || fail "the tracer did not start: $(cat "$T/trace.err")"
+# 60 s: loading and verifying the tracer's programs can take seconds on a
+# loaded machine; the bound only catches a tracer that never says ready.
+wait_for 60 grep -q ready "$T/trace.err" || fail "the tracer did not start: $(cat "$T/trace.err")"
 bpftool -j map dump pinned "$D/slot_meta" >"$T/meta0.json"
 "$BSTEER" stat "$INST" --json >"$T/stat0.json"
 load 3 "$T/fio.json" || fail "fio failed"
-sleep 0.3
+# The last slots are let go just after fio has its last reply: wait until
+# bsteer's books show none leased or in flight (a state, not sleep 0.3). If
+# that never comes, the check on stat1 below says so.
+slots_idle() {
+	"$BSTEER" stat "$INST" --json | python3 -c 'import json,sys
+s = json.load(sys.stdin)["slots"]; sys.exit(s["leased"] or s["in_flight"])'
+}
+wait_for 30 slots_idle
 bpftool -j map dump pinned "$D/slot_meta" >"$T/meta1.json"
 "$BSTEER" stat "$INST" --json >"$T/stat1.json"
 kill -INT "$TR"
@@ -91,7 +100,7 @@ PY
 "$BSTEER" trace -p "$SERVE" --json >"$T/trace2.json" 2>"$T/trace2.err" &
 TR=$!
 PIDS+=("$TR")
-wait_for 10 grep -q ready "$T/trace2.err" || fail "the tracer did not start again"
+wait_for 60 grep -q ready "$T/trace2.err" || fail "the tracer did not start again"
 # 120 s is long enough for any machine; it is stopped once the lie is caught.
 # (fio itself in the background: a background job ignores SIGINT, and
 # SIGTERM ends fio's run cleanly.)
