@@ -155,9 +155,11 @@ for s in silent + trickle:
     except BlockingIOError:
         pass
 st = raw.stat(inst)
+assert st["counters"]["handshakes_open"] == SILENT + TRICKLE, st["counters"]
 assert st["counters"]["connections_open"] == 1, st["counters"]["connections_open"]
 assert st["slots"]["free"] == st["slots"]["total"], st["slots"]
-print("ok: the %d held handshakes hold no connection and no slot" % (SILENT + TRICKLE))
+print("ok: the %d held handshakes (handshakes_open) hold no connection and no slot"
+      % (SILENT + TRICKLE))
 grew = rss_kib() - rss0
 print("measured: RSS grew by %d KiB" % grew)
 assert grew < 16 * 1024, "RSS grew by %d KiB" % grew
@@ -205,12 +207,12 @@ stop_serve
 S2=$T/nbd2.sock
 INST2=$(instance hs2)
 start_serve "$S2" --instance "$INST2" --handshake-timeout 1 --export "m=$T/disk.img" || finish
-PATH=/usr/bin:$PATH /usr/bin/python3 -u - "$S2" "$SERVE" <<'PY' || fail "handshake timeout, accept back-off"
+PATH=/usr/bin:$PATH /usr/bin/python3 -u - "$S2" "$SERVE" "$INST2" <<'PY' || fail "handshake timeout, accept back-off"
 import os, socket, struct, subprocess, sys
 sys.path.insert(0, os.path.join(os.getcwd(), "selftests"))
 import nbd_raw as raw
 
-path, pid = sys.argv[1], int(sys.argv[2])
+path, pid, inst = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 
 def raw_sock():
     s = socket.socket(socket.AF_UNIX)
@@ -225,6 +227,8 @@ raw.recvall(half, 18)
 half.sendall(struct.pack(">I", 3) + struct.pack(">QII", raw.IHAVEOPT, raw.OPT_GO, 100))
 for s in (quiet, half):
     assert raw.closed(s), "still open"
+c = raw.stat(inst)["counters"]
+assert c["handshakes_timed_out"] == 2 and c["handshakes_open"] == 0, c
 print("ok: a silent and a half-done handshake are closed (--handshake-timeout)")
 
 # Room for a few more descriptors only: the accepts past them fail.

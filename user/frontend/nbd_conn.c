@@ -150,6 +150,7 @@ static void hs_free(struct nbd *n, struct hs *h)
 {
 	n->hs[h->id] = NULL;
 	n->nhs--;
+	nbd_count(n, NBD_C_HS_OPEN, -1ull);
 	bsteer_access_release(n->s);
 	close(h->fd);
 	free(h->out);
@@ -197,6 +198,7 @@ static void hs_done(struct nbd *n, struct hs *h)
 	/* The socket and the admission are the connection's now. */
 	n->hs[h->id] = NULL;
 	n->nhs--;
+	nbd_count(n, NBD_C_HS_OPEN, -1ull);
 	free(h->out);
 	free(h);
 	nbd_count(n, NBD_C_CONNS_OPEN, 1);
@@ -284,6 +286,7 @@ static struct hs *hs_new(struct nbd *n, int fd)
 	}
 	n->hs[i] = h;
 	n->nhs++;
+	nbd_count(n, NBD_C_HS_OPEN, 1);
 	return h;
 }
 
@@ -616,6 +619,7 @@ static void expire_handshakes(struct nbd *n, __u64 now)
 			gone++;
 		}
 	}
+	nbd_count(n, NBD_C_HS_TIMEOUTS, gone);
 	if (gone)
 		serve_log(n->s, "nbd: %u connection%s closed: handshake not done in time (--handshake-timeout)",
 			  gone, gone > 1 ? "s" : "");
@@ -742,6 +746,8 @@ static const char *const nbd_counters[] = {
 	[NBD_C_BYTES_WRITTEN]	= "client_bytes_written",
 	[NBD_C_SENDV]		= "vectored_sends",
 	[NBD_C_SEND_BATCHED]	= "replies_batched",
+	[NBD_C_HS_OPEN]		= "handshakes_open",
+	[NBD_C_HS_TIMEOUTS]	= "handshakes_timed_out",
 	NULL,
 };
 

@@ -59,6 +59,8 @@ enum {
 	NBD_C_BYTES_WRITTEN,	/* payload received from clients */
 	NBD_C_SENDV,		/* vectored sends of several replies */
 	NBD_C_SEND_BATCHED,	/* ... and the replies they carried */
+	NBD_C_HS_OPEN,		/* connections in their handshake now */
+	NBD_C_HS_TIMEOUTS,	/* ... closed by --handshake-timeout */
 };
 
 /*
