@@ -11,12 +11,15 @@
 #    data is drained and the same connection goes on to GO and a READ;
 #  - an export's description is not its file's path unless asked for, and
 #    description= is what a client that asks is told;
+#  - past 1024 handshakes at once, the oldest give way;
 #  - --handshake-timeout closes a silent and a half-done handshake;
 #  - accepts failing with EMFILE back off, and the server takes the
 #    waiting connections once descriptors free up.
 . "$(dirname "$0")/lib.sh"
 need_root
 need_tools prlimit
+# The server holds over 1024 sockets at once here.
+[ "$(ulimit -n)" -ge 4096 ] || ulimit -n 4096 || fail "cannot raise the descriptor limit"
 
 S=$T/nbd.sock
 INST=$(instance hs)
@@ -37,8 +40,8 @@ OPT_INFO, REP_INFO, REP_ERR_TOO_BIG, INFO_NAME, INFO_DESCRIPTION = 6, 3, 0x80000
 SILENT = TRICKLE = 200
 
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-if soft < SILENT + TRICKLE + 64:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+if soft < 4096:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (4096, max(hard, 4096)))
 
 def rss_kib():
     for line in open("/proc/%d/status" % pid):
@@ -198,8 +201,42 @@ infos = {struct.unpack(">H", p[:2])[0]: p[2:] for t, p in r if t == REP_INFO}
 assert infos.get(INFO_DESCRIPTION) == b"the other disk", infos
 print("ok: description= is what the client is told")
 s.close()
+
+def wait_open(want):
+    """Until handshakes_open is @want (20 s bound a hang only)."""
+    end = time.monotonic() + 20
+    while raw.stat(inst)["counters"]["handshakes_open"] != want:
+        assert time.monotonic() < end, raw.stat(inst)["counters"]
+        time.sleep(0.05)
+
+# Past 1024 handshakes at once, the oldest give way: 1032 silent ones
+# leave the newest 1024 held and the first 8 closed.
+wait_open(0)
+setup_end = time.monotonic() + 120
+many = [raw_sock() for _ in range(1032)]
+for s in many:
+    s.settimeout(left())
+    assert raw.recvall(s, 18)[:8] == b"NBDMAGIC"
+    s.settimeout(20)
+wait_open(1024)
+for s in many[:8]:
+    assert raw.closed(s), "an oldest handshake still open"
+for s in many[8:]:
+    s.setblocking(False)
+    try:
+        assert s.recv(1) != b"", "a newer handshake was closed"
+    except BlockingIOError:
+        pass
+print("ok: over 1024 handshakes, the 8 oldest gave way to the newest")
+for s in many:
+    s.close()
+wait_open(0)
 good.shutdown()
 PY
+# Logged at the next look at the handshakes (twice a second), perhaps
+# over two lines.
+made_room() { [ "$(awk '/closed to make room/ { n += $4 } END { print n + 0 }' "$T/serve.log")" = 8 ]; }
+check "the 8 handshakes that made room were logged" wait_for 10 made_room
 stop_serve
 
 # --handshake-timeout: a silent and a half-done handshake are closed; and

@@ -150,6 +150,7 @@ static void hs_free(struct nbd *n, struct hs *h)
 {
 	n->hs[h->id] = NULL;
 	n->nhs--;
+	n->nhs_dead -= h->dead;
 	nbd_count(n, NBD_C_HS_OPEN, -1ull);
 	bsteer_access_release(n->s);
 	close(h->fd);
@@ -169,6 +170,7 @@ static void hs_kill(struct nbd *n, struct hs *h)
 		return;
 	}
 	h->dead = true;
+	n->nhs_dead++;
 	/* Either wakes the op; its completion frees @h. */
 	shutdown(h->fd, SHUT_RDWR);
 	bsteer_engine_reserve(n->e, 1);
@@ -259,22 +261,29 @@ static void hs_cqe(struct nbd *n, struct hs *h, int kind, int res)
 	hs_next(n, h);
 }
 
-/* Room for one more handshake: a free place, or the oldest's. */
+/*
+ * Room for one more handshake. Past MAX_HANDSHAKES the oldest is given
+ * up; its entry stays taken until its op is back, hence the table's slack.
+ */
 static struct hs *hs_new(struct nbd *n, int fd)
 {
 	struct hs *h, *oldest = NULL;
 	__u32 i;
 
-	for (i = 0; i < MAX_HANDSHAKES && n->hs[i]; i++)
-		if (!n->hs[i]->dead &&
-		    (!oldest || n->hs[i]->deadline_ns < oldest->deadline_ns))
-			oldest = n->hs[i];
-	if (i == MAX_HANDSHAKES) {
-		/* It goes when its op is back; this one is closed meanwhile. */
-		if (oldest)
+	if (n->nhs - n->nhs_dead >= MAX_HANDSHAKES) {
+		for (i = 0; i < HS_TABLE; i++)
+			if (n->hs[i] && !n->hs[i]->dead &&
+			    (!oldest || n->hs[i]->deadline_ns < oldest->deadline_ns))
+				oldest = n->hs[i];
+		if (oldest) {
 			hs_kill(n, oldest);
-		return NULL;
+			n->hs_evicted++;
+		}
 	}
+	for (i = 0; i < HS_TABLE && n->hs[i]; i++)
+		;
+	if (i == HS_TABLE)
+		return NULL;
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return NULL;
@@ -345,7 +354,7 @@ static void nbd_cqe(struct bsteer_fe *fe, const struct io_uring_cqe *cqe)
 		return;
 	}
 	if (kind == UD_HS_RECV || kind == UD_HS_SEND) {
-		if (idx < MAX_HANDSHAKES && n->hs[idx])
+		if (idx < HS_TABLE && n->hs[idx])
 			hs_cqe(n, n->hs[idx], kind, cqe->res);
 		return;
 	}
@@ -606,12 +615,15 @@ static void drop_deaf_clients(struct nbd *n, __u64 now)
 	}
 }
 
-/* Handshakes past --handshake-timeout go, with one line for them all. */
+/*
+ * Handshakes past --handshake-timeout go, with one line for them all; and
+ * one for those that made room for newer ones since the last look.
+ */
 static void expire_handshakes(struct nbd *n, __u64 now)
 {
 	__u32 i, gone = 0;
 
-	for (i = 0; n->nhs && i < MAX_HANDSHAKES; i++) {
+	for (i = 0; n->nhs && i < HS_TABLE; i++) {
 		struct hs *h = n->hs[i];
 
 		if (h && !h->dead && now > h->deadline_ns) {
@@ -623,6 +635,10 @@ static void expire_handshakes(struct nbd *n, __u64 now)
 	if (gone)
 		serve_log(n->s, "nbd: %u connection%s closed: handshake not done in time (--handshake-timeout)",
 			  gone, gone > 1 ? "s" : "");
+	if (n->hs_evicted)
+		serve_log(n->s, "nbd: %u connection%s closed to make room: over %u handshakes at once",
+			  n->hs_evicted, n->hs_evicted > 1 ? "s" : "", MAX_HANDSHAKES);
+	n->hs_evicted = 0;
 }
 
 /* After each turn of the loop: stalled connections try again; replies go. */
@@ -684,7 +700,7 @@ static void nbd_stop(struct bsteer_fe *fe)
 		io_uring_prep_timeout_remove(sqe, nbd_ud(n, UD_ACCEPT_WAIT, i), 0);
 		io_uring_sqe_set_data64(sqe, 0);
 	}
-	for (i = 0; i < MAX_HANDSHAKES; i++)
+	for (i = 0; i < HS_TABLE; i++)
 		if (n->hs[i])
 			hs_kill(n, n->hs[i]);
 	for (i = 0; i < MAX_CONNS; i++)
@@ -715,7 +731,7 @@ static void nbd_fini(struct bsteer_fe *fe)
 
 	if (!n)
 		return;
-	for (i = 0; i < MAX_HANDSHAKES; i++)
+	for (i = 0; i < HS_TABLE; i++)
 		if (n->hs[i])
 			hs_free(n, n->hs[i]);
 	for (i = 0; i < MAX_CONNS; i++)

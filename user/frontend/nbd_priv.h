@@ -31,6 +31,7 @@
 #define CONN_MAX_REQS		128	/* requests a client may have open */
 #define MAX_CONNS		BSTEER_FRONTEND_FILES
 #define MAX_HANDSHAKES		1024	/* per worker; the oldest gives way */
+#define HS_TABLE		(2 * MAX_HANDSHAKES)	/* ... and room while it goes */
 
 #define MAX_PARTS		64
 #define MAX_IO			(32u << 20)
@@ -197,8 +198,10 @@ struct nbd {
 	bool accept_wait[NBD_MAX_LISTEN];	/* backing off after an error */
 	__u32 accept_delay_ms[NBD_MAX_LISTEN];
 	struct __kernel_timespec accept_ts[NBD_MAX_LISTEN];
-	struct hs *hs[MAX_HANDSHAKES];	/* connections in their handshake */
-	__u32 nhs;
+	struct hs *hs[HS_TABLE];	/* connections in their handshake */
+	__u32 nhs;		/* ... in the table */
+	__u32 nhs_dead;		/* ... of them given up, their op not back */
+	__u32 hs_evicted;	/* oldest given up for room, not yet logged */
 	struct conn conns[MAX_CONNS];
 	struct req_info *ri;	/* per request of the engine */
 	__u32 nstalled;
