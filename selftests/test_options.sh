@@ -34,6 +34,7 @@ TABLE = {
         "--metrics": ["", "x", "tcp:127.0.0.1:0", "tcp:127.0.0.1:65536", "-1"],
         "--upstream-timeout": SECS(3600),
         "--reply-timeout": SECS(3600),
+        "--handshake-timeout": SECS(3600),
         "--inline-io": ["-1", "0", "", "x"],
         "--splice": ["-1", "0", "", "x"],
         "--fuse": [""],

@@ -31,6 +31,7 @@ static const char serve_usage[] =
 "                    [--export NAME=TARGET[,TARGET...][,ro][,policy=P][,KEY=VALUE...]]...\n"
 "                    [--threads N] [--instance NAME] [--slots N] [--slot-size SIZE]\n"
 "                    [--allow-remote] [--metrics tcp:HOST:PORT] [--upstream-timeout SECS] [--reply-timeout SECS]\n"
+"                    [--handshake-timeout SECS]\n"
 "                    [--inline-io auto|all|off] [--splice auto|off] [--no-hook]\n"
 "                    [--fuse DIR [--loop] [--fuse-transport ring|dev] [--fuse-depth N]]\n"
 "                    [--allow CIDR]... [--deny CIDR]... [--xdp auto|require|off] [--xdp-dev IF]...\n"
@@ -45,6 +46,8 @@ static const char serve_usage[] =
 "read=MODE (mirror), map=START+LEN@LEG:OFF and size=SIZE (redirect),\n"
 "cowmap=PATH (cow), word.N=V (any). resync=auto (a mirror): a failed leg\n"
 "is rebuilt without a request, tried again after 1, 2, 4 ... 30 s.\n"
+"description=TEXT: what clients that ask are told the export is (no\n"
+"commas; none by default, and never the targets' paths).\n"
 "\n"
 "A TARGET is a file or block device, or an export on another NBD server:\n"
 "nbd://HOST[:PORT][/EXPORT] or nbd+unix:///EXPORT?socket=PATH (nbdkit,\n"
@@ -84,6 +87,9 @@ static const char serve_usage[] =
 "      --reply-timeout SECS\n"
 "                        a client that leaves a reply unread this long is\n"
 "                        dropped, freeing its slots (default 30)\n"
+"      --handshake-timeout SECS\n"
+"                        a client that has not finished its NBD handshake\n"
+"                        this long after connecting is dropped (default 10)\n"
 "      --inline-io auto|all|off\n"
 "                        auto (default): a target file that io_uring cannot\n"
 "                        do I/O on without a worker thread (tmpfs) is served\n"
@@ -309,6 +315,7 @@ enum {
 	OPT_ALLOW_UID,
 	OPT_ALLOW_GID,
 	OPT_MAX_CONNS,
+	OPT_HS_TIMEOUT,
 };
 
 static const struct option serve_opts[] = {
@@ -322,6 +329,7 @@ static const struct option serve_opts[] = {
 	{ "metrics", required_argument, NULL, 'P' },
 	{ "upstream-timeout", required_argument, NULL, 'U' },
 	{ "reply-timeout", required_argument, NULL, 'T' },
+	{ "handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT },
 	{ "json-log", no_argument, NULL, 'J' },
 	{ "inline-io", required_argument, NULL, 'M' },
 	{ "splice", required_argument, NULL, 'Z' },
@@ -539,6 +547,8 @@ static int serve_option(struct serve_args *a, int opt, char *arg)
 		return parse_secs("--upstream-timeout", arg, &s->eo.target_timeout_ms);
 	case 'T':
 		return parse_secs("--reply-timeout", arg, &a->nbd.reply_timeout_ms);
+	case OPT_HS_TIMEOUT:
+		return parse_secs("--handshake-timeout", arg, &a->nbd.handshake_timeout_ms);
 	case 'J':
 		s->json_log = true;
 		return 0;
@@ -682,6 +692,7 @@ int cmd_serve(int argc, char **argv)
 	struct serve_args a = {
 		.slot_size = DEF_SLOT, .nslots = DEF_SLOTS, .threads = 1,
 		.nbd.reply_timeout_ms = 30000,
+		.nbd.handshake_timeout_ms = 10000,
 	};
 	char **conf = NULL;
 	int rc;

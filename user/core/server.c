@@ -88,6 +88,14 @@ static int export_token(struct bsteer_export *ex, char *tok)
 		ex->rdonly = true;
 	} else if (!strncmp(tok, "policy=", 7)) {
 		snprintf(ex->policy, sizeof(ex->policy), "%s", tok + 7);
+	} else if (!strncmp(tok, "description=", 12)) {
+		/* Said to clients that ask (NBD_INFO_DESCRIPTION); none by default. */
+		if (strlen(tok + 12) >= sizeof(ex->description)) {
+			bsteer_set_err("export '%s': description longer than %zu bytes",
+				       ex->name, sizeof(ex->description) - 1);
+			return -EINVAL;
+		}
+		snprintf(ex->description, sizeof(ex->description), "%s", tok + 12);
 	} else if (!strncmp(tok, "resync=", 7)) {
 		if (strcmp(tok + 7, "auto") && strcmp(tok + 7, "manual")) {
 			bsteer_set_err("export '%s': resync=%s: want auto or manual",
@@ -239,17 +247,6 @@ int bsteer_server_policy(struct bsteer_server *s, struct bsteer_policy_run *p,
 
 /* ---- legs ---- */
 
-static void export_describe(struct bsteer_export *ex, const struct bsteer_policy_run *p)
-{
-	if (ex->ntargets > 1)
-		snprintf(ex->description, sizeof(ex->description),
-			 "%s over %s and %u more", p->d ? p->d->name : p->name,
-			 ex->leg[0].spec, ex->ntargets - 1);
-	else
-		snprintf(ex->description, sizeof(ex->description), "%s",
-			 ex->leg[0].spec);
-}
-
 /* Open the legs of one export; *@sizes gets theirs. */
 static int export_open(struct bsteer_export *ex, const struct bsteer_policy_run *p,
 		       __u64 *sizes)
@@ -330,7 +327,6 @@ int bsteer_server_open_legs(struct bsteer_server *s)
 		ex->tbase = n;
 		ex->no_extents = strcmp(layout, "replica") && strcmp(layout, "linear");
 		ex->no_zeroes = p->d && (p->d->flags & BSTEER_PF_NO_ZEROES);
-		export_describe(ex, p);
 		err = p->d && p->d->legs_prepare ? p->d->legs_prepare(p, ex) : 0;
 		if (!err)
 			err = export_open(ex, p, sizes);

@@ -15,6 +15,7 @@ struct nbd_conf {
 	int nlisten;
 	bool allow_remote;		/* listen beyond loopback */
 	__u32 reply_timeout_ms;		/* a client's unread reply: drop it after */
+	__u32 handshake_timeout_ms;	/* a handshake not done: drop it after */
 };
 
 extern const struct bsteer_frontend_ops nbd_frontend;

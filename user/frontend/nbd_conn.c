@@ -3,6 +3,11 @@
  * The NBD frontend's connections: listening (once, for every worker),
  * accepting and negotiating, a connection's life and its end, and the
  * frontend's ops table.
+ *
+ * Nothing here blocks the ring's thread. A handshake is a struct hs fed
+ * by receives on the ring, with a deadline (--handshake-timeout) checked
+ * in the tick; only a finished one takes a connection slot. An accept
+ * that fails backs off before the next.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -79,7 +84,7 @@ static void arm_accept(struct nbd *n, int i)
 {
 	struct io_uring_sqe *sqe;
 
-	if (n->stopping || n->accept_armed[i])
+	if (n->stopping || n->accept_armed[i] || n->accept_wait[i])
 		return;
 	bsteer_engine_reserve(n->e, 1);
 	sqe = bsteer_engine_sqe(n->e);
@@ -88,6 +93,31 @@ static void arm_accept(struct nbd *n, int i)
 	io_uring_prep_accept(sqe, n->sh->lfd[i], NULL, NULL, SOCK_CLOEXEC);
 	io_uring_sqe_set_data64(sqe, nbd_ud(n, UD_ACCEPT, i));
 	n->accept_armed[i] = true;
+}
+
+/*
+ * An accept that failed (EMFILE, ENFILE, ENOMEM, ...) would fail again at
+ * once: the next waits, 10 ms after the first failure, twice as long after
+ * each one more, up to 1 s.
+ */
+static void accept_back_off(struct nbd *n, int i, int err)
+{
+	struct io_uring_sqe *sqe;
+	__u32 ms = n->accept_delay_ms[i];
+
+	if (!ms)
+		serve_log(n->s, "nbd: accept failed: %s; backing off", strerror(-err));
+	ms = ms ? (ms * 2 < 1000 ? ms * 2 : 1000) : 10;
+	n->accept_delay_ms[i] = ms;
+	n->accept_ts[i].tv_sec = ms / 1000;
+	n->accept_ts[i].tv_nsec = (ms % 1000) * 1000000ll;
+	bsteer_engine_reserve(n->e, 1);
+	sqe = bsteer_engine_sqe(n->e);
+	if (!sqe)
+		return;
+	io_uring_prep_timeout(sqe, &n->accept_ts[i], 0, 0);
+	io_uring_sqe_set_data64(sqe, nbd_ud(n, UD_ACCEPT_WAIT, i));
+	n->accept_wait[i] = true;
 }
 
 /* A free connection slot whose file index takes @fd, or NULL. */
@@ -114,53 +144,180 @@ static struct conn *conn_new(struct nbd *n, int fd)
 	return &n->conns[i];
 }
 
+/* ---- the handshake: on the ring, one receive or send out at a time ---- */
+
+static void hs_free(struct nbd *n, struct hs *h)
+{
+	n->hs[h->id] = NULL;
+	n->nhs--;
+	n->nhs_dead -= h->dead;
+	nbd_count(n, NBD_C_HS_OPEN, -1ull);
+	bsteer_access_release(n->s);
+	close(h->fd);
+	free(h->out);
+	free(h);
+}
+
+/* Give up on @h: at once, or when its receive or send is back. */
+static void hs_kill(struct nbd *n, struct hs *h)
+{
+	struct io_uring_sqe *sqe;
+
+	if (h->dead)
+		return;
+	if (!h->op_out) {
+		hs_free(n, h);
+		return;
+	}
+	h->dead = true;
+	n->nhs_dead++;
+	/* Either wakes the op; its completion frees @h. */
+	shutdown(h->fd, SHUT_RDWR);
+	bsteer_engine_reserve(n->e, 1);
+	sqe = bsteer_engine_sqe(n->e);
+	if (sqe) {
+		io_uring_prep_cancel64(sqe, nbd_ud(n, h->op_kind, h->id), 0);
+		io_uring_sqe_set_data64(sqe, 0);
+	}
+}
+
+/* The handshake is over: the connection takes a slot and its first header receive. */
+static void hs_done(struct nbd *n, struct hs *h)
+{
+	struct conn *c = conn_new(n, h->fd);
+
+	if (!c) {
+		serve_log(n->s, "nbd: no room for another connection");
+		hs_free(n, h);
+		return;
+	}
+	c->used = true;
+	c->fd = h->fd;
+	c->ex = h->ex;
+	c->structured = h->ng.structured;
+	c->meta_alloc = h->ng.meta_alloc;
+	c->tcp = h->tcp;
+	/* The socket and the admission are the connection's now. */
+	n->hs[h->id] = NULL;
+	n->nhs--;
+	nbd_count(n, NBD_C_HS_OPEN, -1ull);
+	free(h->out);
+	free(h);
+	nbd_count(n, NBD_C_CONNS_OPEN, 1);
+	nbd_count(n, NBD_C_CONNS_TOTAL, 1);
+	if (n->s->verbose)
+		serve_log(n->s, "nbd: connection %u to export '%s'", c->idx, c->ex->name);
+	nbd_arm_header(n, c);
+}
+
+/* What @h does next: send its replies, take the next message, or end. */
+static void hs_next(struct nbd *n, struct hs *h)
+{
+	struct io_uring_sqe *sqe;
+
+	if (h->state == HS_CLOSE || (h->out_sent == h->out_len && h->state == HS_QUIT)) {
+		hs_free(n, h);
+		return;
+	}
+	if (h->out_sent == h->out_len && h->state == HS_GO) {
+		hs_done(n, h);
+		return;
+	}
+	bsteer_engine_reserve(n->e, 1);
+	sqe = bsteer_engine_sqe(n->e);
+	if (!sqe) {
+		hs_free(n, h);
+		return;
+	}
+	if (h->out_sent < h->out_len) {
+		io_uring_prep_send(sqe, h->fd, h->out + h->out_sent,
+				   h->out_len - h->out_sent, MSG_NOSIGNAL);
+		h->op_kind = UD_HS_SEND;
+	} else {
+		io_uring_prep_recv(sqe, h->fd, h->in + h->in_len,
+				   nbd_hs_want(h) - h->in_len, 0);
+		h->op_kind = UD_HS_RECV;
+	}
+	io_uring_sqe_set_data64(sqe, nbd_ud(n, h->op_kind, h->id));
+	h->op_out = true;
+}
+
+static void hs_cqe(struct nbd *n, struct hs *h, int kind, int res)
+{
+	h->op_out = false;
+	if (h->dead || res <= 0) {	/* timed out, gone, or an error */
+		hs_free(n, h);
+		return;
+	}
+	if (kind == UD_HS_SEND) {
+		h->out_sent += res;
+		if (h->out_sent == h->out_len)
+			h->out_sent = h->out_len = 0;
+	} else {
+		h->in_len += res;
+		if (h->in_len == nbd_hs_want(h))
+			nbd_hs_input(n, h);
+	}
+	hs_next(n, h);
+}
+
+/*
+ * Room for one more handshake. Past MAX_HANDSHAKES the oldest is given
+ * up; its entry stays taken until its op is back, hence the table's slack.
+ */
+static struct hs *hs_new(struct nbd *n, int fd)
+{
+	struct hs *h, *oldest = NULL;
+	__u32 i;
+
+	if (n->nhs - n->nhs_dead >= MAX_HANDSHAKES) {
+		for (i = 0; i < HS_TABLE; i++)
+			if (n->hs[i] && !n->hs[i]->dead &&
+			    (!oldest || n->hs[i]->deadline_ns < oldest->deadline_ns))
+				oldest = n->hs[i];
+		if (oldest) {
+			hs_kill(n, oldest);
+			n->hs_evicted++;
+		}
+	}
+	for (i = 0; i < HS_TABLE && n->hs[i]; i++)
+		;
+	if (i == HS_TABLE)
+		return NULL;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return NULL;
+	h->fd = fd;
+	h->id = i;
+	if (nbd_hs_init(h)) {
+		free(h);
+		return NULL;
+	}
+	n->hs[i] = h;
+	n->nhs++;
+	nbd_count(n, NBD_C_HS_OPEN, 1);
+	return h;
+}
+
 static void on_accept(struct nbd *n, int fd)
 {
-	struct timeval tv = { .tv_sec = HANDSHAKE_TIMEOUT_S };
-	struct bsteer_export *ex;
-	struct nego ng = {};
-	struct conn *c;
+	struct hs *h;
 	int one = 1;
-	bool tcp;
 
 	if (bsteer_access_admit(n->s, fd)) {	/* refused: closed at once */
 		close(fd);
 		return;
 	}
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	h = hs_new(n, fd);
+	if (!h) {
+		bsteer_access_release(n->s);
+		close(fd);
+		return;
+	}
 	/* Only a TCP socket takes it. */
-	tcp = !setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	ex = nbd_negotiate_fd(n, fd, &ng);
-	if (!ex) {
-		bsteer_access_release(n->s);
-		close(fd);
-		return;
-	}
-	/*
-	 * Past the handshake, a send that blocks is io-wq's splice of a
-	 * reply: a client slow to read is --reply-timeout's to judge.
-	 */
-	tv.tv_sec = 0;
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	c = conn_new(n, fd);
-	if (!c) {
-		serve_log(n->s, "nbd: no room for another connection");
-		bsteer_access_release(n->s);
-		close(fd);
-		return;
-	}
-	c->used = true;
-	c->fd = fd;
-	c->ex = ex;
-	c->structured = ng.structured;
-	c->meta_alloc = ng.meta_alloc;
-	c->tcp = tcp;
-	nbd_count(n, NBD_C_CONNS_OPEN, 1);
-	nbd_count(n, NBD_C_CONNS_TOTAL, 1);
-	if (n->s->verbose)
-		serve_log(n->s, "nbd: connection %u to export '%s'", c->idx, ex->name);
-	nbd_arm_header(n, c);
+	h->tcp = !setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	h->deadline_ns = bsteer_now_ns() + n->conf->handshake_timeout_ms * 1000000ull;
+	hs_next(n, h);
 }
 
 /* A completion of one of the frontend's own SQEs (or a header receive). */
@@ -180,9 +337,25 @@ static void nbd_cqe(struct bsteer_fe *fe, const struct io_uring_cqe *cqe)
 		if (idx >= NBD_MAX_LISTEN)
 			return;
 		n->accept_armed[idx] = false;
-		if (cqe->res >= 0)
+		if (cqe->res >= 0) {
+			n->accept_delay_ms[idx] = 0;
 			on_accept(n, cqe->res);
+		} else if (cqe->res != -ECANCELED && !n->stopping) {
+			accept_back_off(n, idx, cqe->res);
+		}
 		arm_accept(n, idx);
+		return;
+	}
+	if (kind == UD_ACCEPT_WAIT) {
+		if (idx >= NBD_MAX_LISTEN)
+			return;
+		n->accept_wait[idx] = false;
+		arm_accept(n, idx);
+		return;
+	}
+	if (kind == UD_HS_RECV || kind == UD_HS_SEND) {
+		if (idx < HS_TABLE && n->hs[idx])
+			hs_cqe(n, n->hs[idx], kind, cqe->res);
 		return;
 	}
 	if (idx >= MAX_CONNS)
@@ -417,14 +590,10 @@ static int nbd_start(struct bsteer_fe *fe)
  * has not moved for --reply-timeout, the connection goes (checked twice a
  * second).
  */
-static void drop_deaf_clients(struct nbd *n)
+static void drop_deaf_clients(struct nbd *n, __u64 now)
 {
-	__u64 now = bsteer_now_ns();
 	__u32 i;
 
-	if (now - n->scanned_ns < 500000000ull)
-		return;
-	n->scanned_ns = now;
 	for (i = 0; i < MAX_CONNS; i++) {
 		struct conn *c = &n->conns[i];
 
@@ -437,13 +606,45 @@ static void drop_deaf_clients(struct nbd *n)
 	}
 }
 
+/*
+ * Handshakes past --handshake-timeout go, with one line for them all; and
+ * one for those that made room for newer ones since the last look.
+ */
+static void expire_handshakes(struct nbd *n, __u64 now)
+{
+	__u32 i, gone = 0;
+
+	for (i = 0; n->nhs && i < HS_TABLE; i++) {
+		struct hs *h = n->hs[i];
+
+		if (h && !h->dead && now > h->deadline_ns) {
+			hs_kill(n, h);
+			gone++;
+		}
+	}
+	nbd_count(n, NBD_C_HS_TIMEOUTS, gone);
+	if (gone)
+		serve_log(n->s, "nbd: %u connection%s closed: handshake not done in time (--handshake-timeout)",
+			  gone, gone > 1 ? "s" : "");
+	if (n->hs_evicted)
+		serve_log(n->s, "nbd: %u connection%s closed to make room: over %u handshakes at once",
+			  n->hs_evicted, n->hs_evicted > 1 ? "s" : "", MAX_HANDSHAKES);
+	n->hs_evicted = 0;
+}
+
 /* After each turn of the loop: stalled connections try again; replies go. */
 static void nbd_tick(struct bsteer_fe *fe)
 {
 	struct nbd *n = fe->priv;
+	__u64 now = bsteer_now_ns();
 	__u32 i;
 
-	drop_deaf_clients(n);
+	/* Deadlines are looked at twice a second. */
+	if (now - n->scanned_ns >= 500000000ull) {
+		n->scanned_ns = now;
+		drop_deaf_clients(n, now);
+		expire_handshakes(n, now);
+	}
 	for (i = 0; n->nstalled && i < MAX_CONNS; i++) {
 		struct conn *c = &n->conns[i];
 
@@ -480,6 +681,19 @@ static void nbd_stop(struct bsteer_fe *fe)
 		io_uring_prep_cancel64(sqe, nbd_ud(n, UD_ACCEPT, i), 0);
 		io_uring_sqe_set_data64(sqe, 0);
 	}
+	for (i = 0; i < NBD_MAX_LISTEN; i++) {
+		if (!n->accept_wait[i])
+			continue;
+		bsteer_engine_reserve(n->e, 1);
+		sqe = bsteer_engine_sqe(n->e);
+		if (!sqe)
+			continue;
+		io_uring_prep_timeout_remove(sqe, nbd_ud(n, UD_ACCEPT_WAIT, i), 0);
+		io_uring_sqe_set_data64(sqe, 0);
+	}
+	for (i = 0; i < HS_TABLE; i++)
+		if (n->hs[i])
+			hs_kill(n, n->hs[i]);
 	for (i = 0; i < MAX_CONNS; i++)
 		if (n->conns[i].used)
 			nbd_conn_fail(n, &n->conns[i], NULL);
@@ -491,8 +705,10 @@ static bool nbd_idle(struct bsteer_fe *fe)
 	int i;
 
 	for (i = 0; i < NBD_MAX_LISTEN; i++)
-		if (n->accept_armed[i])
+		if (n->accept_armed[i] || n->accept_wait[i])
 			return false;
+	if (n->nhs)
+		return false;
 	for (i = 0; i < MAX_CONNS; i++)
 		if (n->conns[i].used)
 			return false;
@@ -506,6 +722,9 @@ static void nbd_fini(struct bsteer_fe *fe)
 
 	if (!n)
 		return;
+	for (i = 0; i < HS_TABLE; i++)
+		if (n->hs[i])
+			hs_free(n, n->hs[i]);
 	for (i = 0; i < MAX_CONNS; i++)
 		if (n->conns[i].used)
 			conn_free(n, &n->conns[i]);
@@ -534,6 +753,8 @@ static const char *const nbd_counters[] = {
 	[NBD_C_BYTES_WRITTEN]	= "client_bytes_written",
 	[NBD_C_SENDV]		= "vectored_sends",
 	[NBD_C_SEND_BATCHED]	= "replies_batched",
+	[NBD_C_HS_OPEN]		= "handshakes_open",
+	[NBD_C_HS_TIMEOUTS]	= "handshakes_timed_out",
 	NULL,
 };
 

@@ -2,7 +2,8 @@
 /*
  * The NBD frontend's insides, shared by its files:
  *
- *   nbd_negotiate.c  fixed newstyle negotiation, right after accept
+ *   nbd_negotiate.c  fixed newstyle negotiation, right after accept: a
+ *                    parser fed whole messages, its replies buffered
  *   nbd_request.c    headers parsed by BPF, checked, turned into requests;
  *                    WRITE payloads received into the slots
  *   nbd_reply.c      replies: simple and structured, sent from the slots,
@@ -29,7 +30,8 @@
 #define MIN_BLOCK		512
 #define CONN_MAX_REQS		128	/* requests a client may have open */
 #define MAX_CONNS		BSTEER_FRONTEND_FILES
-#define HANDSHAKE_TIMEOUT_S	10
+#define MAX_HANDSHAKES		1024	/* per worker; the oldest gives way */
+#define HS_TABLE		(2 * MAX_HANDSHAKES)	/* ... and room while it goes */
 
 #define MAX_PARTS		64
 #define MAX_IO			(32u << 20)
@@ -39,7 +41,8 @@
 #define SEND_MAX		(1u << 20)
 
 /* The frontend's own SQEs: its owner tag, then kind << 40 | index. */
-enum { UD_ACCEPT = 1, UD_SEND = 3, UD_SENDV = 4, UD_SPLICE = 5 };
+enum { UD_ACCEPT = 1, UD_SEND = 3, UD_SENDV = 4, UD_SPLICE = 5,
+       UD_HS_RECV = 6, UD_HS_SEND = 7, UD_ACCEPT_WAIT = 8 };
 
 /* Its counters (bsteer stat shows them by these names). */
 enum {
@@ -57,6 +60,8 @@ enum {
 	NBD_C_BYTES_WRITTEN,	/* payload received from clients */
 	NBD_C_SENDV,		/* vectored sends of several replies */
 	NBD_C_SEND_BATCHED,	/* ... and the replies they carried */
+	NBD_C_HS_OPEN,		/* connections in their handshake now */
+	NBD_C_HS_TIMEOUTS,	/* ... closed by --handshake-timeout */
 };
 
 /*
@@ -131,7 +136,44 @@ struct req_info {
 struct nego {
 	bool structured;
 	bool meta_alloc;
-	char meta_export[MAX_OPT_LEN + 1];
+	const struct bsteer_export *meta_ex;	/* the export it was set for */
+};
+
+/* Where a handshake is: what it waits for next, or how it ends. */
+enum {
+	HS_FLAGS,	/* the client's 4 bytes of flags */
+	HS_OPT_HDR,	/* an option's 16-byte header */
+	HS_OPT_DATA,	/* ... its data */
+	HS_SKIP,	/* ... the data of one too big to take, drained */
+	HS_GO,		/* an export chosen: replies out, then transmission */
+	HS_QUIT,	/* replies out, then close */
+	HS_CLOSE,	/* close now */
+};
+
+/*
+ * A connection in its handshake. It holds no connection slot and no file
+ * index: only its socket, this, and one receive or send on the ring. The
+ * parser takes exactly one message at a time, so that nothing a client
+ * sends after its GO is read here.
+ */
+struct hs {
+	int fd;
+	__u32 id;		/* its place in nbd->hs */
+	__u8 state;
+	bool op_out;		/* a receive or send is out ... */
+	int op_kind;		/* ... this one (UD_HS_*) */
+	bool dead;		/* timed out: freed when its op is back */
+	bool tcp;
+	__u32 cflags;
+	__u32 opt, opt_len;	/* the option being read */
+	__u32 skip;		/* bytes of a too-big option left to drain */
+	__u32 in_len;		/* bytes of the message in in[] */
+	__u64 deadline_ns;
+	unsigned char *out;	/* replies not yet sent */
+	__u32 out_len, out_sent, out_cap;
+	struct bsteer_export *ex;	/* chosen (HS_GO) */
+	struct nego ng;
+	unsigned char in[MAX_OPT_LEN];
 };
 
 /* The listening sockets, made once by the main thread; every worker accepts. */
@@ -153,6 +195,13 @@ struct nbd {
 	__u32 ring;
 	__u32 nslots;		/* the ring's slots */
 	bool accept_armed[NBD_MAX_LISTEN];
+	bool accept_wait[NBD_MAX_LISTEN];	/* backing off after an error */
+	__u32 accept_delay_ms[NBD_MAX_LISTEN];
+	struct __kernel_timespec accept_ts[NBD_MAX_LISTEN];
+	struct hs *hs[HS_TABLE];	/* connections in their handshake */
+	__u32 nhs;		/* ... in the table */
+	__u32 nhs_dead;		/* ... of them given up, their op not back */
+	__u32 hs_evicted;	/* oldest given up for room, not yet logged */
 	struct conn conns[MAX_CONNS];
 	struct req_info *ri;	/* per request of the engine */
 	__u32 nstalled;
@@ -183,7 +232,9 @@ static inline void nbd_count(struct nbd *n, int which, __u64 v)
 }
 
 /* nbd_negotiate.c */
-struct bsteer_export *nbd_negotiate_fd(struct nbd *n, int fd, struct nego *ng);
+int nbd_hs_init(struct hs *h);
+__u32 nbd_hs_want(const struct hs *h);
+void nbd_hs_input(struct nbd *n, struct hs *h);
 
 /* nbd_request.c */
 __u32 nbd_max_io(struct nbd *n, const struct bsteer_export *ex);
