@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 """A bare NBD client for abusing a server: negotiation by hand, then raw
 request bytes; and the server's own books through bsteer stat. Used by
-test_serve_badclient.sh and test_serve_abuse.sh."""
+test_serve_badclient.sh, test_serve_abuse.sh and test_serve_nbdspec.sh."""
 import json
 import os
 import socket
@@ -45,8 +45,8 @@ def connect(path, export):
         assert rtype < 0x80000000, "option error %#x" % rtype
 
 
-def request(s, typ, off, ln, cookie=1, payload=b""):
-    s.sendall(struct.pack(">IHHQQI", REQ_MAGIC, 0, typ, cookie, off, ln) + payload)
+def request(s, typ, off, ln, cookie=1, payload=b"", flags=0):
+    s.sendall(struct.pack(">IHHQQI", REQ_MAGIC, flags, typ, cookie, off, ln) + payload)
 
 
 def reply(s):

@@ -206,8 +206,12 @@ int nbd_check_request(const struct bsteer_export *ex, __u32 max, __u16 type,
 	if (type == NBD_CMD_READ || type == NBD_CMD_WRITE || type == NBD_CMD_TRIM ||
 	    type == NBD_CMD_CACHE || type == NBD_CMD_WRITE_ZEROES ||
 	    type == NBD_CMD_BLOCK_STATUS) {
-		if (!nerr && (!len || off > ex->size || len > ex->size - off))
+		if (!nerr && !len)
 			nerr = NBD_EINVAL;
+		/* Past the end: ENOSPC for a write, as the spec asks. */
+		else if (!nerr && (off > ex->size || len > ex->size - off))
+			nerr = type == NBD_CMD_WRITE || type == NBD_CMD_WRITE_ZEROES ?
+			       NBD_ENOSPC : NBD_EINVAL;
 		/* The advertised minimum block size is 512: hold clients to it. */
 		else if (!nerr && ((off | len) & (MIN_BLOCK - 1)))
 			nerr = NBD_EINVAL;

@@ -1,0 +1,91 @@
+#!/bin/bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#
+# The NBD spec's SHOULDs on the data path, probed with raw requests
+# (selftests/nbd_raw.py), each followed by a request that must still
+# work on the same connection:
+#   - a WRITE or WRITE_ZEROES past the end gets ENOSPC; a READ or TRIM
+#     past it gets EINVAL;
+#   - a command flag not documented for the command gets EINVAL (WRITE
+#     with REQ_ONE, CACHE with NO_HOLE or REQ_ONE: a MUST for CACHE),
+#     while the documented ones (FUA anywhere, DF on READ, NO_HOLE and
+#     FAST_ZERO on WRITE_ZEROES) are served.
+. "$(dirname "$0")/lib.sh"
+need_root
+
+S=$T/nbd.sock
+INST=$(instance nbdspec)
+truncate -s 16M "$T/disk.img"
+# 64 KiB slots: a 256 KiB write takes four parts.
+start_serve "$S" --instance "$INST" --slot-size 64K --export "m=$T/disk.img" || finish
+
+PATH=/usr/bin:$PATH /usr/bin/python3 - "$S" "$INST" <<'PY' || fail "spec probes"
+import os, sys, time
+sys.path.insert(0, os.path.join(os.getcwd(), "selftests"))
+import nbd_raw as raw
+
+READ, WRITE, DISC, FLUSH, TRIM, CACHE, ZERO = 0, 1, 2, 3, 4, 5, 6
+FUA, NO_HOLE, DF, REQ_ONE, FAST_ZERO = 1, 2, 4, 8, 16
+EINVAL, ENOSPC = 22, 28
+SIZE = 16 << 20
+path, inst = sys.argv[1], sys.argv[2]
+s = raw.connect(path, "m")
+cookie = 0
+
+def probe(typ, off, ln, want, what, flags=0, payload=None):
+    """Send one request; check its error; then a READ must still work."""
+    global cookie
+    cookie += 1
+    if typ == WRITE and payload is None:
+        payload = b"\x5a" * ln
+    raw.request(s, typ, off, ln, cookie=cookie, flags=flags, payload=payload or b"")
+    got = raw.reply(s)
+    if typ == READ and got[0] == 0:
+        raw.recvall(s, ln)
+    assert got == (want, cookie), "%s: got %r, want %r" % (what, got, (want, cookie))
+    cookie += 1
+    raw.request(s, READ, 0, 4096, cookie=cookie)
+    assert raw.reply(s) == (0, cookie), what + ": the next request"
+    raw.recvall(s, 4096)
+    print("ok: %s: %s" % (what, "error %d" % want if want else "served"))
+
+# Past the end: ENOSPC for what writes, EINVAL for the rest.
+probe(WRITE, SIZE - 4096, 8192, ENOSPC, "write past the end (payload drained)")
+probe(WRITE, SIZE, 65536 * 4, ENOSPC, "four-part write at the end (payload drained)")
+probe(WRITE, (1 << 64) - 4096, 8192, ENOSPC, "write whose offset wraps")
+probe(ZERO, SIZE - 4096, 8192, ENOSPC, "write zeroes past the end")
+probe(ZERO, SIZE + (1 << 30), 4096, ENOSPC, "write zeroes far past the end")
+probe(READ, SIZE - 4096, 8192, EINVAL, "read past the end")
+probe(TRIM, SIZE - 4096, 8192, EINVAL, "trim past the end")
+probe(WRITE, SIZE - 8192, 8192, 0, "write up to the end")
+
+# Flags checked per command.
+probe(WRITE, 0, 4096, EINVAL, "write with REQ_ONE (payload drained)", flags=REQ_ONE)
+probe(WRITE, 0, 4096, EINVAL, "write with NO_HOLE (payload drained)", flags=NO_HOLE)
+probe(CACHE, 0, 4096, EINVAL, "cache with NO_HOLE", flags=NO_HOLE)
+probe(CACHE, 0, 4096, EINVAL, "cache with REQ_ONE", flags=REQ_ONE)
+probe(READ, 0, 4096, EINVAL, "read with FAST_ZERO", flags=FAST_ZERO)
+probe(TRIM, 0, 4096, EINVAL, "trim with NO_HOLE", flags=NO_HOLE)
+probe(FLUSH, 0, 0, EINVAL, "flush with DF", flags=DF)
+probe(ZERO, 0, 4096, EINVAL, "write zeroes with bit 5", flags=32)
+probe(WRITE, 0, 4096, 0, "write with FUA", flags=FUA)
+probe(CACHE, 0, 4096, 0, "cache with FUA", flags=FUA)
+probe(READ, 0, 4096, 0, "read with DF and FUA", flags=DF | FUA)
+probe(ZERO, 0, 4096, 0, "write zeroes with FUA, NO_HOLE, FAST_ZERO",
+      flags=FUA | NO_HOLE | FAST_ZERO)
+probe(TRIM, 0, 4096, 0, "trim with FUA", flags=FUA)
+probe(FLUSH, 0, 0, 0, "flush with FUA", flags=FUA)
+
+raw.request(s, DISC, 0, 0)
+assert raw.closed(s)
+for _ in range(50):
+    st = raw.stat(inst)
+    if st["slots"]["free"] == st["slots"]["total"]:
+        break
+    time.sleep(0.1)
+assert st["slots"]["free"] == st["slots"]["total"], st["slots"]
+print("ok: every slot free after the probes")
+PY
+kill -0 "$SERVE" 2>/dev/null || fail "server died"
+stop_serve
+finish
