@@ -9,7 +9,11 @@
 #   - a command flag not documented for the command gets EINVAL (WRITE
 #     with REQ_ONE, CACHE with NO_HOLE or REQ_ONE: a MUST for CACHE),
 #     while the documented ones (FUA anywhere, DF on READ, NO_HOLE and
-#     FAST_ZERO on WRITE_ZEROES) are served.
+#     FAST_ZERO on WRITE_ZEROES) are served;
+#   - a client that never learned the block sizes (EXPORT_NAME, or GO
+#     without NBD_INFO_BLOCK_SIZE) has the default minimum of 1: unaligned
+#     READs and WRITEs, one part or several, are served and land where
+#     they should; one that asked is held to the advertised 512.
 . "$(dirname "$0")/lib.sh"
 need_root
 
@@ -19,7 +23,7 @@ truncate -s 16M "$T/disk.img"
 # 64 KiB slots: a 256 KiB write takes four parts.
 start_serve "$S" --instance "$INST" --slot-size 64K --export "m=$T/disk.img" || finish
 
-PATH=/usr/bin:$PATH /usr/bin/python3 - "$S" "$INST" <<'PY' || fail "spec probes"
+PATH=/usr/bin:$PATH /usr/bin/python3 - "$S" "$INST" "$T/disk.img" <<'PY' || fail "spec probes"
 import os, sys, time
 sys.path.insert(0, os.path.join(os.getcwd(), "selftests"))
 import nbd_raw as raw
@@ -28,13 +32,15 @@ READ, WRITE, DISC, FLUSH, TRIM, CACHE, ZERO = 0, 1, 2, 3, 4, 5, 6
 FUA, NO_HOLE, DF, REQ_ONE, FAST_ZERO = 1, 2, 4, 8, 16
 EINVAL, ENOSPC = 22, 28
 SIZE = 16 << 20
-path, inst = sys.argv[1], sys.argv[2]
+path, inst, disk = sys.argv[1], sys.argv[2], sys.argv[3]
+# GO with no information requests: the block sizes are not learned.
 s = raw.connect(path, "m")
 cookie = 0
 
-def probe(typ, off, ln, want, what, flags=0, payload=None):
+def probe(typ, off, ln, want, what, flags=0, payload=None, sock=None):
     """Send one request; check its error; then a READ must still work."""
     global cookie
+    s = sock or globals()["s"]
     cookie += 1
     if typ == WRITE and payload is None:
         payload = b"\x5a" * ln
@@ -75,6 +81,39 @@ probe(ZERO, 0, 4096, 0, "write zeroes with FUA, NO_HOLE, FAST_ZERO",
       flags=FUA | NO_HOLE | FAST_ZERO)
 probe(TRIM, 0, 4096, 0, "trim with FUA", flags=FUA)
 probe(FLUSH, 0, 0, 0, "flush with FUA", flags=FUA)
+
+def unaligned(sock, off, ln, what):
+    """An unaligned WRITE, then a READ around it, checked against the file."""
+    global cookie
+    data = os.urandom(ln)
+    cookie += 1
+    raw.request(sock, WRITE, off, ln, cookie=cookie, payload=data)
+    assert raw.reply(sock) == (0, cookie), what + ": write"
+    cookie += 1
+    raw.request(sock, READ, off - 3, ln + 10, cookie=cookie)
+    assert raw.reply(sock) == (0, cookie), what + ": read"
+    got = raw.recvall(sock, ln + 10)
+    with open(disk, "rb") as f:
+        f.seek(off - 3)
+        want = f.read(ln + 10)
+    assert got == want and got[3:3 + ln] == data, what + ": the bytes"
+    print("ok: %s: %d bytes at %d written and read back" % (what, ln, off))
+
+# Block sizes not learned: the default minimum block size of 1.
+unaligned(s, 3 * 4096 + 7, 1001, "GO without block sizes, one part")
+unaligned(s, 5 * 65536 + 333, 200001, "GO without block sizes, four parts")
+probe(TRIM, 8 * 65536 + 1, 999, 0, "unaligned trim, GO without block sizes")
+probe(ZERO, 8 * 65536 + 3, 777, 0, "unaligned write zeroes, GO without block sizes")
+old = raw.connect(path, "m", export_name=True)
+unaligned(old, 9 * 65536 + 511, 513, "EXPORT_NAME, one part")
+unaligned(old, 10 * 65536 + 1, 65536, "EXPORT_NAME, two parts")
+old.close()
+# A client that asked for them is held to the 512 it was told.
+bs = raw.connect(path, "m", infos=[raw.INFO_BLOCK_SIZE])
+probe(WRITE, 4096 + 7, 1001, EINVAL, "unaligned write after asking for block sizes (drained)", sock=bs)
+probe(READ, 512, 100, EINVAL, "unaligned read after asking for block sizes", sock=bs)
+probe(WRITE, 4096, 1024, 0, "aligned write after asking for block sizes", sock=bs)
+bs.close()
 
 raw.request(s, DISC, 0, 0)
 assert raw.closed(s)

@@ -24,9 +24,10 @@ extern const struct bsteer_frontend_ops nbd_frontend;
  * error to answer with (@nerr, the parser's, if it had one), or -1 if the
  * connection must go (a WRITE payload larger than we take: it cannot be
  * drained without reading it). Nothing is leased before this says 0.
+ * @align: the alignment the client is held to (1: none).
  */
-int nbd_check_request(const struct bsteer_export *ex, __u32 max, __u16 type,
-		      __u64 off, __u32 len, __u32 nerr);
+int nbd_check_request(const struct bsteer_export *ex, __u32 max, __u32 align,
+		      __u16 type, __u64 off, __u32 len, __u32 nerr);
 /*
  * The handshake alone, on a connected socket, for server @s whose rings
  * have @slots slots each: the export chosen, or NULL (for the fuzzer).

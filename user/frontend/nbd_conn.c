@@ -155,6 +155,7 @@ static void on_accept(struct nbd *n, int fd)
 	c->ex = ex;
 	c->structured = ng.structured;
 	c->meta_alloc = ng.meta_alloc;
+	c->block_sizes = ng.block_sizes;
 	c->tcp = tcp;
 	nbd_count(n, NBD_C_CONNS_OPEN, 1);
 	nbd_count(n, NBD_C_CONNS_TOTAL, 1);

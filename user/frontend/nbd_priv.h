@@ -117,6 +117,7 @@ struct conn {
 	struct msghdr msg;
 	bool structured;	/* structured replies negotiated */
 	bool meta_alloc;	/* base:allocation selected */
+	bool block_sizes;	/* GO asked for them: bound to MIN_BLOCK */
 	bool tcp;		/* a TCP socket (not AF_UNIX) */
 };
 
@@ -131,6 +132,7 @@ struct req_info {
 struct nego {
 	bool structured;
 	bool meta_alloc;
+	bool block_sizes;	/* GO asked for NBD_INFO_BLOCK_SIZE */
 	char meta_export[MAX_OPT_LEN + 1];
 };
 
@@ -187,6 +189,7 @@ struct bsteer_export *nbd_negotiate_fd(struct nbd *n, int fd, struct nego *ng);
 
 /* nbd_request.c */
 __u32 nbd_max_io(struct nbd *n, const struct bsteer_export *ex);
+__u32 nbd_min_block(const struct conn *c);
 void nbd_arm_header(struct nbd *n, struct conn *c);
 void nbd_on_header(struct nbd *n, struct conn *c, const struct bsteer_blkreq *p);
 void nbd_header_cqe(struct nbd *n, const struct io_uring_cqe *cqe);

@@ -195,13 +195,24 @@ static void start_io(struct nbd *n, struct conn *c,
 }
 
 /*
- * What the export decides about a request the parser accepted: the NBD
- * error to answer with (@nerr, the parser's, if it had one), or -1 if the
- * connection must go (a WRITE payload larger than we take: it cannot be
- * drained without reading it). Nothing is leased before this says 0.
+ * The alignment a client is held to. One that asked for the block sizes
+ * (GO with NBD_INFO_BLOCK_SIZE) got MIN_BLOCK and must keep to it; one
+ * that did not (EXPORT_NAME, or GO without asking) gets the spec's
+ * default of 1, unless a target of the export cannot take less than its
+ * own minimum (an NBD upstream that said so): then that.
  */
-int nbd_check_request(const struct bsteer_export *ex, __u32 max, __u16 type,
-		      __u64 off, __u32 len, __u32 nerr)
+__u32 nbd_min_block(const struct conn *c)
+{
+	__u32 need = c->block_sizes ? MIN_BLOCK : 1, i;
+
+	for (i = 0; i < c->ex->ntargets; i++)
+		if (c->ex->leg[i].min_block > need)
+			need = c->ex->leg[i].min_block;
+	return need;
+}
+
+int nbd_check_request(const struct bsteer_export *ex, __u32 max, __u32 align,
+		      __u16 type, __u64 off, __u32 len, __u32 nerr)
 {
 	if (type == NBD_CMD_READ || type == NBD_CMD_WRITE || type == NBD_CMD_TRIM ||
 	    type == NBD_CMD_CACHE || type == NBD_CMD_WRITE_ZEROES ||
@@ -212,8 +223,7 @@ int nbd_check_request(const struct bsteer_export *ex, __u32 max, __u16 type,
 		else if (!nerr && (off > ex->size || len > ex->size - off))
 			nerr = type == NBD_CMD_WRITE || type == NBD_CMD_WRITE_ZEROES ?
 			       NBD_ENOSPC : NBD_EINVAL;
-		/* The advertised minimum block size is 512: hold clients to it. */
-		else if (!nerr && ((off | len) & (MIN_BLOCK - 1)))
+		else if (!nerr && align > 1 && (off % align || len % align))
 			nerr = NBD_EINVAL;
 		else if (!nerr && ex->rdonly && (type == NBD_CMD_WRITE || type == NBD_CMD_TRIM ||
 						 type == NBD_CMD_WRITE_ZEROES))
@@ -270,7 +280,8 @@ void nbd_on_header(struct nbd *n, struct conn *c, const struct bsteer_blkreq *p)
 		nbd_conn_fail(n, c, "parser and frontend disagree");
 		return;
 	}
-	rc = nbd_check_request(ex, nbd_max_io(n, ex), type, off, len, nerr);
+	rc = nbd_check_request(ex, nbd_max_io(n, ex), nbd_min_block(c), type, off,
+			       len, nerr);
 	if (rc < 0) {
 		nbd_conn_fail(n, c, "write payload larger than the maximum block size");
 		return;
