@@ -13,15 +13,24 @@
 #   - a client that never learned the block sizes (EXPORT_NAME, or GO
 #     without NBD_INFO_BLOCK_SIZE) has the default minimum of 1: unaligned
 #     READs and WRITEs, one part or several, are served and land where
-#     they should; one that asked is held to the advertised 512.
+#     they should; one that asked is held to the advertised 512;
+#   - READs and WRITEs larger than the slots hold (40 MiB, the reference
+#     suite's "integrityhuge" size, where a round is 2 MiB) are served up
+#     to --max-request, in rounds: simple replies stay whole, with the
+#     next reply after them; structured ones come as one chunk a round
+#     (libnbd); DF on one gets EOVERFLOW; past --max-request, EINVAL, a
+#     WRITE's payload drained, the connection usable.
 . "$(dirname "$0")/lib.sh"
 need_root
 
 S=$T/nbd.sock
 INST=$(instance nbdspec)
 truncate -s 16M "$T/disk.img"
-# 64 KiB slots: a 256 KiB write takes four parts.
-start_serve "$S" --instance "$INST" --slot-size 64K --export "m=$T/disk.img" || finish
+truncate -s 128M "$T/big.img"
+# 64 KiB slots: a 256 KiB write takes four parts. 64 slots: a round is
+# what one client may hold, 32 of them, 2 MiB.
+start_serve "$S" --instance "$INST" --slot-size 64K --slots 64 --max-request 48M \
+	--export "m=$T/disk.img" --export "big=$T/big.img" || finish
 
 PATH=/usr/bin:$PATH /usr/bin/python3 - "$S" "$INST" "$T/disk.img" <<'PY' || fail "spec probes"
 import os, sys, time
@@ -82,7 +91,7 @@ probe(ZERO, 0, 4096, 0, "write zeroes with FUA, NO_HOLE, FAST_ZERO",
 probe(TRIM, 0, 4096, 0, "trim with FUA", flags=FUA)
 probe(FLUSH, 0, 0, 0, "flush with FUA", flags=FUA)
 
-def unaligned(sock, off, ln, what):
+def unaligned(sock, off, ln, what, img=None):
     """An unaligned WRITE, then a READ around it, checked against the file."""
     global cookie
     data = os.urandom(ln)
@@ -93,7 +102,7 @@ def unaligned(sock, off, ln, what):
     raw.request(sock, READ, off - 3, ln + 10, cookie=cookie)
     assert raw.reply(sock) == (0, cookie), what + ": read"
     got = raw.recvall(sock, ln + 10)
-    with open(disk, "rb") as f:
+    with open(img or disk, "rb") as f:
         f.seek(off - 3)
         want = f.read(ln + 10)
     assert got == want and got[3:3 + ln] == data, what + ": the bytes"
@@ -115,6 +124,34 @@ probe(READ, 512, 100, EINVAL, "unaligned read after asking for block sizes", soc
 probe(WRITE, 4096, 1024, 0, "aligned write after asking for block sizes", sock=bs)
 bs.close()
 
+# Larger than the slots hold: in rounds, up to --max-request (48 MiB).
+MiB = 1 << 20
+big = raw.connect(path, "big")
+data = os.urandom(40 * MiB)
+cookie += 1
+raw.request(big, WRITE, 3 * MiB + 512, len(data), cookie=cookie, payload=data)
+assert raw.reply(big) == (0, cookie), "40 MiB write"
+with open(os.path.dirname(disk) + "/big.img", "rb") as f:
+    f.seek(3 * MiB + 512)
+    assert f.read(len(data)) == data, "40 MiB write: the bytes"
+print("ok: a 40 MiB write, in 2 MiB rounds, landed whole")
+# A 40 MiB read and a small one right behind it: the big reply's data
+# stays in one piece, and the small reply comes after it.
+raw.request(big, READ, 3 * MiB + 512, len(data), cookie=1001)
+raw.request(big, READ, 0, 4096, cookie=1002)
+assert raw.reply(big) == (0, 1001), "40 MiB read"
+assert raw.recvall(big, len(data)) == data, "40 MiB read: the bytes"
+assert raw.reply(big) == (0, 1002), "the read behind it"
+raw.recvall(big, 4096)
+print("ok: a 40 MiB read, in rounds, whole, then the read behind it")
+# Unaligned and in rounds.
+unaligned(big, 77 * MiB + 13, 5 * MiB + 77, "unaligned 5 MiB in three rounds",
+          img=os.path.dirname(disk) + "/big.img")
+# Past --max-request: EINVAL; the write's 50 MiB of payload are drained.
+probe(WRITE, 0, 50 * MiB, EINVAL, "50 MiB write past --max-request (drained)", sock=big)
+probe(READ, 0, 50 * MiB, EINVAL, "50 MiB read past --max-request", sock=big)
+big.close()
+
 raw.request(s, DISC, 0, 0)
 assert raw.closed(s)
 for _ in range(50):
@@ -124,6 +161,38 @@ for _ in range(50):
     time.sleep(0.1)
 assert st["slots"]["free"] == st["slots"]["total"], st["slots"]
 print("ok: every slot free after the probes")
+PY
+
+# Structured replies (libnbd): a 40 MiB read is one chunk a round. libnbd
+# keeps to the advertised maximum unless told not to, and asks for the
+# block sizes unless told not to.
+SOCK=$S IMG=$T/big.img nbdsh -c - <<'PY' || fail "structured reads in rounds"
+import errno, os
+path, img = os.environ["SOCK"], os.environ["IMG"]
+h = nbd.NBD()
+h.set_request_block_size(False)
+h.set_strict_mode(0)
+h.connect_uri("nbd+unix:///big?socket=" + path)
+assert h.get_structured_replies_negotiated()
+with open(img, "rb") as f:
+    f.seek(3 << 20)
+    want = f.read(40 << 20)
+chunks = []
+def chunk(buf, off, status, err):
+    chunks.append((off, len(buf)))
+    return 0
+got = h.pread_structured(40 << 20, 3 << 20, chunk)
+assert got == want, "40 MiB structured read: the bytes"
+assert len(chunks) == 20 and all(l == 2 << 20 for _, l in chunks), chunks
+print("ok: a 40 MiB structured read came as 20 chunks of 2 MiB")
+try:
+    h.pread(40 << 20, 0, nbd.CMD_FLAG_DF)
+    raise SystemExit("a 40 MiB DF read succeeded")
+except nbd.Error as e:
+    assert e.errnum == errno.EOVERFLOW, e
+print("ok: DF on a read larger than a round: EOVERFLOW")
+assert h.pread(4096, 3 << 20) == want[:4096]
+h.shutdown()
 PY
 kill -0 "$SERVE" 2>/dev/null || fail "server died"
 stop_serve

@@ -463,12 +463,7 @@ static void nbd_tick(struct bsteer_fe *fe)
 			break;
 		c->stalled = false;
 		n->nstalled--;
-		if (c->closing) {
-			nbd_conn_maybe_close(n, c);
-			continue;
-		}
-		nbd_on_header(n, c, &c->pending);
-		nbd_arm_header(n, c);
+		nbd_resume(n, c);
 	}
 	nbd_start_sends(n);
 }
