@@ -13,13 +13,17 @@
 #   - a client that never learned the block sizes (EXPORT_NAME, or GO
 #     without NBD_INFO_BLOCK_SIZE) has the default minimum of 1: unaligned
 #     READs and WRITEs, one part or several, are served and land where
-#     they should; one that asked is held to the advertised 512;
+#     they should; one that asked is held to the advertised 512; so is
+#     every client of an export on an NBD upstream that declared 512;
 #   - READs and WRITEs larger than the slots hold (40 MiB, the reference
 #     suite's "integrityhuge" size, where a round is 2 MiB) are served up
 #     to --max-request, in rounds: simple replies stay whole, with the
 #     next reply after them; structured ones come as one chunk a round
 #     (libnbd); DF on one gets EOVERFLOW; past --max-request, EINVAL, a
-#     WRITE's payload drained, the connection usable.
+#     WRITE's payload drained, the connection usable; a READ whose round
+#     fails after its reply began: structured, an error chunk after the
+#     rounds that worked (the connection goes on); simple, the connection
+#     closes after their data.
 . "$(dirname "$0")/lib.sh"
 need_root
 
@@ -27,10 +31,20 @@ S=$T/nbd.sock
 INST=$(instance nbdspec)
 truncate -s 16M "$T/disk.img"
 truncate -s 128M "$T/big.img"
+truncate -s 64M "$T/short.img" "$T/up.img"
+# An NBD upstream that declares a minimum block size: another bsteer (512).
+"$BSTEER" serve --listen "unix:$T/up.sock" --instance "$(instance nbdspec-up)" \
+	--export "u=$T/up.img" >"$T/up.log" 2>&1 &
+PIDS+=($!)
+wait_for 60 grep -q "listening on unix:$T/up.sock " "$T/up.log" ||
+	{ cat "$T/up.log" >&2; fail "upstream did not start"; finish; }
 # 64 KiB slots: a 256 KiB write takes four parts. 64 slots: a round is
 # what one client may hold, 32 of them, 2 MiB.
 start_serve "$S" --instance "$INST" --slot-size 64K --slots 64 --max-request 48M \
-	--export "m=$T/disk.img" --export "big=$T/big.img" || finish
+	--export "m=$T/disk.img" --export "big=$T/big.img" \
+	--export "short=$T/short.img" --export "up=nbd+unix:///u?socket=$T/up.sock" || finish
+# The backing file ends at 10 MiB now: reads past it fail (EIO).
+truncate -s 10M "$T/short.img"
 
 PATH=/usr/bin:$PATH /usr/bin/python3 - "$S" "$INST" "$T/disk.img" <<'PY' || fail "spec probes"
 import os, sys, time
@@ -152,6 +166,33 @@ probe(WRITE, 0, 50 * MiB, EINVAL, "50 MiB write past --max-request (drained)", s
 probe(READ, 0, 50 * MiB, EINVAL, "50 MiB read past --max-request", sock=big)
 big.close()
 
+# An export on an NBD upstream that declared 512: even a client that
+# never asked is held to it (there is no read-modify-write).
+up = raw.connect(path, "up", export_name=True)
+probe(WRITE, 4096 + 7, 1001, EINVAL, "unaligned write to an upstream with a 512 minimum (drained)",
+      sock=up)
+probe(WRITE, 4096, 1024, 0, "aligned write to that upstream", sock=up)
+up.close()
+
+# A READ in rounds whose sixth round fails (the file ends at 10 MiB): a
+# simple reply cannot say so after its header, so the connection closes
+# right after the data of the five rounds that worked.
+sh = raw.connect(path, "short")
+raw.request(sh, READ, 0, 40 * MiB, cookie=77)
+assert raw.reply(sh) == (0, 77), "the failing read's header"
+got = 0
+try:
+    while True:
+        chunk = sh.recv(1 << 20)
+        if not chunk:
+            break
+        got += len(chunk)
+except ConnectionResetError:
+    pass
+assert got == 10 * MiB, got
+sh.close()
+print("ok: a simple read failing in its sixth round: 10 MiB of data, then the connection closes")
+
 raw.request(s, DISC, 0, 0)
 assert raw.closed(s)
 for _ in range(50):
@@ -192,6 +233,27 @@ except nbd.Error as e:
     assert e.errnum == errno.EOVERFLOW, e
 print("ok: DF on a read larger than a round: EOVERFLOW")
 assert h.pread(4096, 3 << 20) == want[:4096]
+h.shutdown()
+
+# A round that fails after the reply began: an error chunk ends it, after
+# the data chunks of the rounds that worked; the connection goes on.
+h = nbd.NBD()
+h.set_request_block_size(False)
+h.set_strict_mode(0)
+h.connect_uri("nbd+unix:///short?socket=" + path)
+chunks = []
+def chunk(buf, off, status, err):
+    if status == nbd.READ_DATA:
+        chunks.append((off, len(buf)))
+    return 0
+try:
+    h.pread_structured(40 << 20, 0, chunk)
+    raise SystemExit("a read past the backing file succeeded")
+except nbd.Error as e:
+    assert e.errnum == errno.EIO, e
+assert chunks == [(i << 21, 2 << 20) for i in range(5)], chunks
+assert h.pread(4096, 0) == bytes(4096)
+print("ok: a structured read failing in its sixth round: five data chunks, then EIO; the connection goes on")
 h.shutdown()
 PY
 kill -0 "$SERVE" 2>/dev/null || fail "server died"
