@@ -23,7 +23,9 @@
 #     WRITE's payload drained, the connection usable; a READ whose round
 #     fails after its reply began: structured, an error chunk after the
 #     rounds that worked (the connection goes on); simple, the connection
-#     closes after their data.
+#     closes after their data;
+#   - the same rounds with the data spliced from the page cache (256 KiB
+#     slots, a tmpfs export), simple and structured.
 . "$(dirname "$0")/lib.sh"
 need_root
 
@@ -254,6 +256,52 @@ except nbd.Error as e:
 assert chunks == [(i << 21, 2 << 20) for i in range(5)], chunks
 assert h.pread(4096, 0) == bytes(4096)
 print("ok: a structured read failing in its sixth round: five data chunks, then EIO; the connection goes on")
+h.shutdown()
+PY
+kill -0 "$SERVE" 2>/dev/null || fail "server died"
+stop_serve
+
+# Rounds whose parts are spliced: 256 KiB slots (more than
+# BSTEER_SPLICE_ABOVE), 16 of them: a round is 8 parts, 2 MiB.
+shm_dir
+head -c 48M /dev/urandom >"$SHM/src.img"
+INST2=$(instance nbdspec-splice)
+start_serve "$S" --instance "$INST2" --slot-size 256K --slots 16 \
+	--export "shm=$SHM/src.img" || finish
+PATH=/usr/bin:$PATH /usr/bin/python3 - "$S" "$INST2" "$SHM/src.img" <<'PY' || fail "spliced rounds"
+import os, sys
+sys.path.insert(0, os.path.join(os.getcwd(), "selftests"))
+import nbd_raw as raw
+path, inst, img = sys.argv[1:4]
+want = open(img, "rb").read()
+before = raw.stat(inst)["counters"]["spliced_reads"]
+s = raw.connect(path, "shm")
+raw.request(s, 0, 4 << 20, 40 << 20, cookie=5)
+raw.request(s, 0, 0, 4096, cookie=6)
+assert raw.reply(s) == (0, 5)
+assert raw.recvall(s, 40 << 20) == want[4 << 20:44 << 20], "spliced 40 MiB read"
+assert raw.reply(s) == (0, 6)
+assert raw.recvall(s, 4096) == want[:4096]
+spliced = raw.stat(inst)["counters"]["spliced_reads"] - before
+assert spliced >= 160, spliced
+print("ok: a 40 MiB read in rounds of spliced parts (%d spliced), then the read behind it" % spliced)
+s.close()
+PY
+SOCK=$S IMG=$SHM/src.img nbdsh -c - <<'PY' || fail "spliced structured rounds"
+import os
+path, img = os.environ["SOCK"], os.environ["IMG"]
+want = open(img, "rb").read()
+h = nbd.NBD()
+h.set_request_block_size(False)
+h.set_strict_mode(0)
+h.connect_uri("nbd+unix:///shm?socket=" + path)
+chunks = []
+def chunk(buf, off, status, err):
+    chunks.append((off, len(buf)))
+    return 0
+assert h.pread_structured(40 << 20, 1 << 20, chunk) == want[1 << 20:41 << 20]
+assert len(chunks) == 20, chunks
+print("ok: a structured 40 MiB read of spliced parts: 20 chunks, the file's bytes")
 h.shutdown()
 PY
 kill -0 "$SERVE" 2>/dev/null || fail "server died"
