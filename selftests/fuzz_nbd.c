@@ -95,11 +95,8 @@ static void request(const uint8_t *d, size_t n)
 	ex.rdonly = get(&d, &n, 1) & 1;
 	rc = nbd_check_request(&ex, max, align, type, off, len, nerr);
 	if (nerr)	/* the parser's error stands */
-		assert(rc == -1 || rc == (int)nerr);
-	if (rc == -1) {
-		assert(type == NBD_CMD_WRITE && len > max);
-		return;
-	}
+		assert(rc == (int)nerr);
+	assert(rc >= 0);
 	if (rc || !(type == NBD_CMD_READ || type == NBD_CMD_WRITE ||
 		    type == NBD_CMD_TRIM || type == NBD_CMD_WRITE_ZEROES))
 		return;

@@ -23,10 +23,10 @@ extern const struct bsteer_frontend_ops nbd_frontend;
 
 /*
  * What the export decides about a request the parser accepted: the NBD
- * error to answer with (@nerr, the parser's, if it had one), or -1 if the
- * connection must go. Nothing is leased before this says 0. @max: the
- * largest READ or WRITE (a larger WRITE's payload is drained); @align:
- * the alignment the client is held to (1: none).
+ * error to answer with (@nerr, the parser's, if it had one), 0 to serve
+ * it. Nothing is leased before this says 0. @max: the largest READ or
+ * WRITE (a larger WRITE's payload is still drained); @align: the
+ * alignment the client is held to (1: none).
  */
 int nbd_check_request(const struct bsteer_export *ex, __u32 max, __u32 align,
 		      __u16 type, __u64 off, __u32 len, __u32 nerr);

@@ -389,7 +389,6 @@ void nbd_on_header(struct nbd *n, struct conn *c, const struct bsteer_blkreq *p)
 	__u16 flags = p->flags, type = p->cmd;
 	__u64 cookie = p->cookie, off = p->offset;
 	__u8 rtype = p->type;
-	int rc;
 
 	if (p->fatal) {
 		nbd_conn_fail(n, c, p->error == -EPROTO ? "bad request magic" :
@@ -403,13 +402,8 @@ void nbd_on_header(struct nbd *n, struct conn *c, const struct bsteer_blkreq *p)
 		nbd_conn_fail(n, c, "parser and frontend disagree");
 		return;
 	}
-	rc = nbd_check_request(ex, max_request(n), nbd_min_block(c), type, off,
-			       len, nerr);
-	if (rc < 0) {
-		nbd_conn_fail(n, c, "write payload larger than we take");
-		return;
-	}
-	nerr = rc;
+	nerr = nbd_check_request(ex, max_request(n), nbd_min_block(c), type, off,
+				 len, nerr);
 	/* Don't fragment: one chunk cannot be sent in rounds. */
 	if (!nerr && type == NBD_CMD_READ && (flags & NBD_CMD_FLAG_DF) && c->structured &&
 	    len > nbd_round_max(n, ex))
