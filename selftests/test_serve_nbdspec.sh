@@ -180,6 +180,8 @@ up.close()
 # simple reply cannot say so after its header, so the connection closes
 # right after the data of the five rounds that worked.
 sh = raw.connect(path, "short")
+# One that fails in its first round is an ordinary error reply.
+probe(READ, 12 * MiB, 40 * MiB, 5, "40 MiB read failing in its first round (EIO)", sock=sh)
 raw.request(sh, READ, 0, 40 * MiB, cookie=77)
 assert raw.reply(sh) == (0, 77), "the failing read's header"
 got = 0
