@@ -80,7 +80,21 @@
 #define NBD_CMD_FLAG_DF		(1 << 2)
 #define NBD_CMD_FLAG_REQ_ONE	(1 << 3)
 #define NBD_CMD_FLAG_FAST_ZERO	(1 << 4)
-#define NBD_CMD_FLAG_KNOWN	0x1f
+
+/*
+ * The command flags a command may carry, per the spec's "Command flags":
+ * FUA on any command (we advertise NBD_FLAG_SEND_FUA), DF on READ (its
+ * data always goes as one chunk), NO_HOLE and FAST_ZERO on WRITE_ZEROES,
+ * REQ_ONE on BLOCK_STATUS. Any other bit, or one of these on another
+ * command, gets EINVAL. The one table: the BPF parser and its syscall
+ * twin both check it.
+ */
+#define NBD_CMD_FLAGS_ALLOWED(cmd)						\
+	(NBD_CMD_FLAG_FUA |							\
+	 ((cmd) == NBD_CMD_READ ? NBD_CMD_FLAG_DF : 0) |			\
+	 ((cmd) == NBD_CMD_WRITE_ZEROES ?					\
+	  NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO : 0) |			\
+	 ((cmd) == NBD_CMD_BLOCK_STATUS ? NBD_CMD_FLAG_REQ_ONE : 0))
 
 /* Structured replies. */
 #define NBD_REPLY_FLAG_DONE	(1 << 0)

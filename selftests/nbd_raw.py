@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 """A bare NBD client for abusing a server: negotiation by hand, then raw
 request bytes; and the server's own books through bsteer stat. Used by
-test_serve_badclient.sh and test_serve_abuse.sh."""
+test_serve_badclient.sh, test_serve_abuse.sh and test_serve_nbdspec.sh."""
 import json
 import os
 import socket
@@ -13,7 +13,9 @@ import time
 IHAVEOPT = 0x49484156454F5054
 REQ_MAGIC = 0x25609513
 REPLY_MAGIC = 0x67446698
+OPT_EXPORT_NAME = 1
 OPT_GO = 7
+INFO_BLOCK_SIZE = 3
 REP_ACK = 1
 
 
@@ -27,7 +29,9 @@ def recvall(s, n):
     return b
 
 
-def connect(path, export):
+def connect(path, export, infos=(), export_name=False):
+    """Negotiated up to transmission: by GO asking for the NBD_INFO_*
+    in @infos, or with @export_name by NBD_OPT_EXPORT_NAME."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(10)
     s.connect(path)
@@ -35,7 +39,12 @@ def connect(path, export):
     assert hello[:8] == b"NBDMAGIC", hello
     s.sendall(struct.pack(">I", 3))
     name = export.encode()
-    data = struct.pack(">I", len(name)) + name + struct.pack(">H", 0)
+    if export_name:
+        s.sendall(struct.pack(">QII", IHAVEOPT, OPT_EXPORT_NAME, len(name)) + name)
+        recvall(s, 10)      # size, flags; NO_ZEROES was asked for
+        return s
+    data = struct.pack(">I", len(name)) + name + struct.pack(">H", len(infos))
+    data += b"".join(struct.pack(">H", i) for i in infos)
     s.sendall(struct.pack(">QII", IHAVEOPT, OPT_GO, len(data)) + data)
     while True:
         _, opt, rtype, ln = struct.unpack(">QIII", recvall(s, 20))
@@ -45,8 +54,8 @@ def connect(path, export):
         assert rtype < 0x80000000, "option error %#x" % rtype
 
 
-def request(s, typ, off, ln, cookie=1, payload=b""):
-    s.sendall(struct.pack(">IHHQQI", REQ_MAGIC, 0, typ, cookie, off, ln) + payload)
+def request(s, typ, off, ln, cookie=1, payload=b"", flags=0):
+    s.sendall(struct.pack(">IHHQQI", REQ_MAGIC, flags, typ, cookie, off, ln) + payload)
 
 
 def reply(s):

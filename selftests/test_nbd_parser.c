@@ -32,7 +32,26 @@ static const struct hdr_case cases[] = {
 	{ "unknown command", 0x25609513, 0, 99, 0, 512, 28, -22, BSTEER_REQ_NONE, 0, 0 },
 	{ "unknown flag", 0x25609513, 0x100, 0, 0, 512, 28, -22, BSTEER_REQ_READ, 0, 0 },
 	{ "zero length read", 0x25609513, 0, 0, 0, 0, 28, -22, BSTEER_REQ_READ, 0, 0 },
-	{ "offset overflow", 0x25609513, 0, 1, ~0ull - 100, 512, 28, -22, BSTEER_REQ_WRITE, 1, 0 },
+	{ "offset overflow write", 0x25609513, 0, 1, ~0ull - 100, 512, 28, -28, BSTEER_REQ_WRITE, 1, 0 },
+	{ "offset overflow zero", 0x25609513, 0, 6, ~0ull - 100, 512, 28, -28, BSTEER_REQ_WRITE_ZEROES, 0, 0 },
+	{ "offset overflow read", 0x25609513, 0, 0, ~0ull - 100, 512, 28, -22, BSTEER_REQ_READ, 0, 0 },
+	/* Each flag on the commands it is documented for, then on one it is not. */
+	{ "read df fua", 0x25609513, 5, 0, 0, 512, 28, 0, BSTEER_REQ_READ, 0, 0 },
+	{ "zero fua no-hole fast", 0x25609513, 0x13, 6, 0, 512, 28, 0, BSTEER_REQ_WRITE_ZEROES, 0, 0 },
+	{ "block status req-one", 0x25609513, 8, 7, 0, 512, 28, 0, BSTEER_REQ_NONE, 0, 0 },
+	{ "cache fua", 0x25609513, 1, 5, 0, 512, 28, 0, BSTEER_REQ_NONE, 0, 0 },
+	{ "flush fua", 0x25609513, 1, 3, 0, 0, 28, 0, BSTEER_REQ_FLUSH, 0, 0 },
+	{ "trim fua", 0x25609513, 1, 4, 0, 512, 28, 0, BSTEER_REQ_TRIM, 0, 0 },
+	{ "write req-one", 0x25609513, 8, 1, 0, 512, 28, -22, BSTEER_REQ_WRITE, 1, 0 },
+	{ "write no-hole", 0x25609513, 2, 1, 0, 512, 28, -22, BSTEER_REQ_WRITE, 1, 0 },
+	{ "write df", 0x25609513, 4, 1, 0, 512, 28, -22, BSTEER_REQ_WRITE, 1, 0 },
+	{ "cache no-hole", 0x25609513, 2, 5, 0, 512, 28, -22, BSTEER_REQ_NONE, 0, 0 },
+	{ "cache req-one", 0x25609513, 8, 5, 0, 512, 28, -22, BSTEER_REQ_NONE, 0, 0 },
+	{ "read fast-zero", 0x25609513, 0x10, 0, 0, 512, 28, -22, BSTEER_REQ_READ, 0, 0 },
+	{ "trim no-hole", 0x25609513, 2, 4, 0, 512, 28, -22, BSTEER_REQ_TRIM, 0, 0 },
+	{ "block status df", 0x25609513, 4, 7, 0, 512, 28, -22, BSTEER_REQ_NONE, 0, 0 },
+	{ "flag bit 5 on zero", 0x25609513, 0x20, 6, 0, 512, 28, -22, BSTEER_REQ_WRITE_ZEROES, 0, 0 },
+	{ "bad flag before overflow", 0x25609513, 8, 1, ~0ull - 100, 512, 28, -22, BSTEER_REQ_WRITE, 1, 0 },
 };
 
 int main(void)

@@ -48,6 +48,7 @@ TABLE = {
         "--allow-uid": ["-1", "", "x", "4294967295"],
         "--allow-gid": ["-1", "", "x", "4294967295"],
         "--max-connections": NUM(1 << 20),
+        "--max-request": ["-1", "0", "4095", "4294967296", "", "x"],
 
         "--no-hook": "flag",
         "--json-log": "flag",

@@ -528,6 +528,7 @@ struct bsteer_leg {
 	int fd;			/* the main thread's file or connection */
 	__u64 size;
 	bool rdonly;
+	__u32 min_block;	/* the alignment it needs: 0 or 1, none */
 	void *priv;		/* the module's, from open(); freed by close() */
 };
 

@@ -2,8 +2,9 @@
 /*
  * The NBD request parser: 28 bytes of header, in map memory, into a generic
  * block request, at io_uring's completion hook. Protocol-level checks live
- * here (magic, command, flags, zero length, offset overflow); checks that
- * need the export (range, read-only, block size) are the frontend's.
+ * here (magic, command, flags per command, zero length, offset overflow);
+ * checks that need the export (range, read-only, block size) are the
+ * frontend's.
  */
 #include "frontend.bpf.h"
 
@@ -63,11 +64,15 @@ static __always_inline void nbd_parse(const __u8 *b, __s32 res,
 		out->error = -EINVAL;
 		return;
 	}
-	if (out->flags & ~NBD_CMD_FLAG_KNOWN)
-		out->error = -EINVAL;
 	ranged = out->cmd != NBD_CMD_DISC && out->cmd != NBD_CMD_FLUSH;
-	if (ranged && (!out->len || out->offset + out->len < out->offset))
+	if (out->flags & ~NBD_CMD_FLAGS_ALLOWED(out->cmd))
 		out->error = -EINVAL;
+	else if (ranged && !out->len)
+		out->error = -EINVAL;
+	else if (ranged && out->offset + out->len < out->offset)
+		/* Past the end of any export: the spec's ENOSPC for writes. */
+		out->error = out->cmd == NBD_CMD_WRITE ||
+			     out->cmd == NBD_CMD_WRITE_ZEROES ? -ENOSPC : -EINVAL;
 }
 
 BSTEER_PARSER(nbd)

@@ -32,6 +32,7 @@ static const char serve_usage[] =
 "                    [--threads N] [--instance NAME] [--slots N] [--slot-size SIZE]\n"
 "                    [--allow-remote] [--metrics tcp:HOST:PORT] [--upstream-timeout SECS] [--reply-timeout SECS]\n"
 "                    [--handshake-timeout SECS]\n"
+"                    [--max-request SIZE]\n"
 "                    [--inline-io auto|all|off] [--splice auto|off] [--no-hook]\n"
 "                    [--fuse DIR [--loop] [--fuse-transport ring|dev] [--fuse-depth N]]\n"
 "                    [--allow CIDR]... [--deny CIDR]... [--xdp auto|require|off] [--xdp-dev IF]...\n"
@@ -90,6 +91,10 @@ static const char serve_usage[] =
 "      --handshake-timeout SECS\n"
 "                        a client that has not finished its NBD handshake\n"
 "                        this long after connecting is dropped (default 10)\n"
+"      --max-request SIZE\n"
+"                        the largest NBD READ or WRITE served, in rounds of\n"
+"                        what the slots hold; past it EINVAL, a WRITE's\n"
+"                        payload read and dropped (default 64M)\n"
 "      --inline-io auto|all|off\n"
 "                        auto (default): a target file that io_uring cannot\n"
 "                        do I/O on without a worker thread (tmpfs) is served\n"
@@ -316,6 +321,7 @@ enum {
 	OPT_ALLOW_GID,
 	OPT_MAX_CONNS,
 	OPT_HS_TIMEOUT,
+	OPT_MAX_REQUEST,
 };
 
 static const struct option serve_opts[] = {
@@ -345,6 +351,7 @@ static const struct option serve_opts[] = {
 	{ "allow-uid", required_argument, NULL, OPT_ALLOW_UID },
 	{ "allow-gid", required_argument, NULL, OPT_ALLOW_GID },
 	{ "max-connections", required_argument, NULL, OPT_MAX_CONNS },
+	{ "max-request", required_argument, NULL, OPT_MAX_REQUEST },
 	{ "config", required_argument, NULL, 'c' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -549,6 +556,14 @@ static int serve_option(struct serve_args *a, int opt, char *arg)
 		return parse_secs("--reply-timeout", arg, &a->nbd.reply_timeout_ms);
 	case OPT_HS_TIMEOUT:
 		return parse_secs("--handshake-timeout", arg, &a->nbd.handshake_timeout_ms);
+	case OPT_MAX_REQUEST: {
+		__u64 v;
+
+		if (cli_u64("serve", "--max-request", arg, 4096, 0xffffffffu, CLI_SIZE, &v))
+			return -2;
+		a->nbd.max_request = v;
+		return 0;
+	}
 	case 'J':
 		s->json_log = true;
 		return 0;
@@ -693,6 +708,7 @@ int cmd_serve(int argc, char **argv)
 		.slot_size = DEF_SLOT, .nslots = DEF_SLOTS, .threads = 1,
 		.nbd.reply_timeout_ms = 30000,
 		.nbd.handshake_timeout_ms = 10000,
+		.nbd.max_request = NBD_DEF_MAX_REQUEST,
 	};
 	char **conf = NULL;
 	int rc;

@@ -9,6 +9,7 @@
 #include "libbsteer.h"
 
 #define NBD_MAX_LISTEN		8
+#define NBD_DEF_MAX_REQUEST	(64u << 20)
 
 struct nbd_conf {
 	const char *listen[NBD_MAX_LISTEN];	/* tcp:HOST:PORT or unix:PATH */
@@ -16,18 +17,20 @@ struct nbd_conf {
 	bool allow_remote;		/* listen beyond loopback */
 	__u32 reply_timeout_ms;		/* a client's unread reply: drop it after */
 	__u32 handshake_timeout_ms;	/* a handshake not done: drop it after */
+	__u32 max_request;		/* the largest READ or WRITE served */
 };
 
 extern const struct bsteer_frontend_ops nbd_frontend;
 
 /*
  * What the export decides about a request the parser accepted: the NBD
- * error to answer with (@nerr, the parser's, if it had one), or -1 if the
- * connection must go (a WRITE payload larger than we take: it cannot be
- * drained without reading it). Nothing is leased before this says 0.
+ * error to answer with (@nerr, the parser's, if it had one), 0 to serve
+ * it. Nothing is leased before this says 0. @max: the largest READ or
+ * WRITE (a larger WRITE's payload is still drained); @align: the
+ * alignment the client is held to (1: none).
  */
-int nbd_check_request(const struct bsteer_export *ex, __u32 max, __u16 type,
-		      __u64 off, __u32 len, __u32 nerr);
+int nbd_check_request(const struct bsteer_export *ex, __u32 max, __u32 align,
+		      __u16 type, __u64 off, __u32 len, __u32 nerr);
 /*
  * The handshake alone, on a connected socket, for server @s whose rings
  * have @slots slots each: the export chosen, or NULL (for the fuzzer).

@@ -196,6 +196,7 @@ static void hs_done(struct nbd *n, struct hs *h)
 	c->ex = h->ex;
 	c->structured = h->ng.structured;
 	c->meta_alloc = h->ng.meta_alloc;
+	c->block_sizes = h->ng.block_sizes;
 	c->tcp = h->tcp;
 	/* The socket and the admission are the connection's now. */
 	n->hs[h->id] = NULL;
@@ -654,12 +655,7 @@ static void nbd_tick(struct bsteer_fe *fe)
 			break;
 		c->stalled = false;
 		n->nstalled--;
-		if (c->closing) {
-			nbd_conn_maybe_close(n, c);
-			continue;
-		}
-		nbd_on_header(n, c, &c->pending);
-		nbd_arm_header(n, c);
+		nbd_resume(n, c);
 	}
 	nbd_start_sends(n);
 }

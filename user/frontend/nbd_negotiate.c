@@ -150,6 +150,17 @@ static int opt_info_go(struct nbd *n, struct hs *h, __u32 opt,
 	return 1;
 }
 
+/* Does INFO/GO data @d ask for NBD_INFO_BLOCK_SIZE? (It is well formed.) */
+static bool asks_block_sizes(const unsigned char *d)
+{
+	__u32 pos = 4 + nbd_get32(d), i;
+
+	for (i = 0; i < nbd_get16(d + pos); i++)
+		if (nbd_get16(d + pos + 2 + 2 * i) == NBD_INFO_BLOCK_SIZE)
+			return true;
+	return false;
+}
+
 /*
  * LIST/SET_META_CONTEXT: export name, then queries. The only context is
  * base:allocation; "base:" lists it too. Returns 0 or -ENOMEM.
@@ -276,6 +287,7 @@ static void option(struct nbd *n, struct hs *h, const unsigned char *d)
 			/* A context chosen for another export does not apply. */
 			if (ng->meta_ex != h->ex)
 				ng->meta_alloc = false;
+			ng->block_sizes = asks_block_sizes(d);
 			h->state = HS_GO;
 			return;
 		}

@@ -33,8 +33,7 @@
 #define MAX_HANDSHAKES		1024	/* per worker; the oldest gives way */
 #define HS_TABLE		(2 * MAX_HANDSHAKES)	/* ... and room while it goes */
 
-#define MAX_PARTS		64
-#define MAX_IO			(32u << 20)
+#define MAX_PARTS		64	/* parts (slots) of one round */
 
 /* A vectored send: up to SEND_IOV pieces; no reply joins past SEND_MAX bytes. */
 #define SEND_IOV		64
@@ -68,12 +67,25 @@ enum {
  * One client request. READ and WRITE take one slot per part (a part is
  * one bsteer request, steered by the policy on its own); the others are
  * one part with no slot. The reply goes when every part is back.
+ *
+ * A READ or WRITE larger than the slots hold at once (up to --max-request)
+ * goes in rounds, one after the other, each of at most nbd_round_max()
+ * bytes: offset and len are the round's. A WRITE's next round receives
+ * the next piece of its payload once the last round's parts are written;
+ * a READ's is read once the last round's data went out, right behind it
+ * (the reply's header went with the first round). Meanwhile the
+ * connection reads no new request (conn.cont).
  */
 struct io {
 	struct conn *c;
 	__u64 cookie;
-	__u64 offset;
+	__u64 offset;		/* this round's range */
 	__u32 len;
+	__u64 req_off;		/* the client's request's */
+	__u32 req_len;
+	__u16 flags;		/* its command flags */
+	__u8 rtype;		/* the generic type of its parts */
+	bool replied;		/* a READ's reply began: its first round is out */
 	__u32 nparts;
 	__u32 done;		/* parts the policy finished */
 	__u32 recv_next;	/* next WRITE part whose payload to receive */
@@ -122,7 +134,10 @@ struct conn {
 	struct msghdr msg;
 	bool structured;	/* structured replies negotiated */
 	bool meta_alloc;	/* base:allocation selected */
+	bool block_sizes;	/* GO asked for them: bound to MIN_BLOCK */
 	bool tcp;		/* a TCP socket (not AF_UNIX) */
+	struct io *cont;	/* a request with rounds to go: no new ones */
+	struct io *mid_reply;	/* a READ whose reply is part sent: only its */
 };
 
 struct req_info {
@@ -136,6 +151,7 @@ struct req_info {
 struct nego {
 	bool structured;
 	bool meta_alloc;
+	bool block_sizes;	/* GO asked for NBD_INFO_BLOCK_SIZE */
 	const struct bsteer_export *meta_ex;	/* the export it was set for */
 };
 
@@ -226,6 +242,12 @@ static inline struct req_info *rinfo(struct nbd *n, __u32 r)
 	return &n->ri[bsteer_engine_req_index(n->e, r)];
 }
 
+/* Has this READ or WRITE rounds after the one at hand? */
+static inline bool io_more(const struct io *io)
+{
+	return io->offset + io->len < io->req_off + io->req_len;
+}
+
 static inline void nbd_count(struct nbd *n, int which, __u64 v)
 {
 	bsteer_fe_count(n->fe, which, v);
@@ -237,7 +259,11 @@ __u32 nbd_hs_want(const struct hs *h);
 void nbd_hs_input(struct nbd *n, struct hs *h);
 
 /* nbd_request.c */
+__u32 nbd_round_max(struct nbd *n, const struct bsteer_export *ex);
 __u32 nbd_max_io(struct nbd *n, const struct bsteer_export *ex);
+__u32 nbd_min_block(const struct conn *c);
+void nbd_resume(struct nbd *n, struct conn *c);
+void nbd_round_sent(struct nbd *n, struct io *io);
 void nbd_arm_header(struct nbd *n, struct conn *c);
 void nbd_on_header(struct nbd *n, struct conn *c, const struct bsteer_blkreq *p);
 void nbd_header_cqe(struct nbd *n, const struct io_uring_cqe *cqe);

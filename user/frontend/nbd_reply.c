@@ -50,6 +50,16 @@ static void enqueue(struct nbd *n, struct conn *c, struct reply *r)
 	want_send(n, c);
 }
 
+/* The rest of a reply that began goes before every other. */
+static void enqueue_front(struct nbd *n, struct conn *c, struct reply *r)
+{
+	r->next = c->head;
+	c->head = r;
+	if (!c->tail)
+		c->tail = r;
+	want_send(n, c);
+}
+
 static struct reply *reply_alloc(struct nbd *n, struct conn *c,
 				 __u32 hdr_len)
 {
@@ -76,13 +86,17 @@ static void chunk_hdr(unsigned char *h, __u16 flags, __u16 type, __u64 cookie,
 
 /*
  * Reply to a request: simple, or structured where negotiated for READ
- * (data as one OFFSET_DATA chunk, errors as an ERROR chunk). With @len,
- * the data follows from @slot of request @req.
+ * (data as one OFFSET_DATA chunk, errors as an ERROR chunk). A READ's
+ * data (@io's round) follows from its parts' slots. A READ in rounds
+ * sends one chunk per round, or (simple) the header with the first round
+ * only; the rounds after the first go before any other reply.
  */
 void nbd_queue_reply(struct nbd *n, struct conn *c, __u64 cookie,
 			__u32 error, __u8 cmd, __u64 offset, struct io *io)
 {
-	__u32 len = io && !error ? io->len : 0;
+	bool read = io && cmd == NBD_CMD_READ, later = read && io->replied;
+	__u32 len = read && !error ? io->len : 0;
+	__u16 done = read && !error && io_more(io) ? 0 : NBD_REPLY_FLAG_DONE;
 	struct reply *r;
 
 	if (error)
@@ -97,10 +111,13 @@ void nbd_queue_reply(struct nbd *n, struct conn *c, __u64 cookie,
 			nbd_put32(r->hdr + 20, error);
 			nbd_put16(r->hdr + 24, 0);
 		} else {
-			chunk_hdr(r->hdr, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA,
-				  cookie, 8 + len);
+			chunk_hdr(r->hdr, done, NBD_REPLY_TYPE_OFFSET_DATA, cookie, 8 + len);
 			nbd_put64(r->hdr + 20, offset);
 		}
+	} else if (later) {
+		r = reply_alloc(n, c, 0);	/* the data goes on */
+		if (!r)
+			return;
 	} else {
 		r = reply_alloc(n, c, 16);
 		if (!r)
@@ -110,7 +127,7 @@ void nbd_queue_reply(struct nbd *n, struct conn *c, __u64 cookie,
 		memcpy(r->hdr + 8, &cookie, 8);
 	}
 	r->io = len ? io : NULL;
-	enqueue(n, c, r);
+	(later ? enqueue_front : enqueue)(n, c, r);
 }
 
 /*
@@ -177,6 +194,10 @@ void nbd_io_free(struct nbd *n, struct io *io)
 {
 	__u32 i;
 
+	if (io->c->cont == io)
+		io->c->cont = NULL;
+	if (io->c->mid_reply == io)
+		io->c->mid_reply = NULL;
 	/* READ parts were kept for their data: let them go now. */
 	for (i = 0; io->cmd == NBD_CMD_READ && i < io->nparts; i++)
 		bsteer_req_put(n->e, io->req[i]);
@@ -228,15 +249,22 @@ static int send_with_header(struct nbd *n, struct conn *c,
 void nbd_reply_done(struct nbd *n, struct conn *c, bool ok)
 {
 	struct reply *r = c->sending, *next;
+	struct io *more = NULL;
 
 	for (; c->nsending; c->nsending--, r = next) {
 		next = r->next;
-		if (r->io)
-			nbd_io_free(n, r->io);
-		c->reqs--;
+		if (r->io && ok && io_more(r->io)) {
+			more = r->io;	/* a READ round: its next, below */
+		} else {
+			if (r->io)
+				nbd_io_free(n, r->io);
+			c->reqs--;
+		}
 		free(r);
 	}
 	c->sending = NULL;
+	if (more)
+		nbd_round_sent(n, more);
 	if (!ok)
 		nbd_conn_fail(n, c, "reply could not be sent");
 	want_send(n, c);
@@ -390,6 +418,11 @@ static int send_vectored(struct nbd *n, struct conn *c)
 		if (!reply_iov(n, r, c->iov, &niov, &bytes))
 			break;
 		last = r;
+		/* Nothing may follow a READ round with more to come. */
+		if (r->io && io_more(r->io)) {
+			nr++;
+			break;
+		}
 	}
 	if (nr < 2)
 		return -EAGAIN;
@@ -424,6 +457,9 @@ static void reply_next(struct nbd *n, struct conn *c)
 	struct reply *r = c->head;
 
 	if (c->sending || !r)
+		return;
+	/* A READ's reply is part sent: the rest of it first. */
+	if (c->mid_reply && r->io != c->mid_reply)
 		return;
 	if (!send_vectored(n, c))
 		return;

@@ -19,16 +19,34 @@ static __u32 part_size(struct nbd *n, const struct bsteer_export *ex)
 	return ex->part_max ? ex->part_max : n->in->slot_size;
 }
 
-/* The largest READ or WRITE: MAX_IO, or what half the ring's slots hold. */
+/* One client holds at most half the ring's slots (see start_io). */
+static __u32 conn_slot_quota(struct nbd *n)
+{
+	return n->nslots / 2 ?: 1;
+}
+
+/* The largest round of a READ or WRITE: what a client's share of the slots holds. */
+__u32 nbd_round_max(struct nbd *n, const struct bsteer_export *ex)
+{
+	__u32 parts = conn_slot_quota(n) < MAX_PARTS ? conn_slot_quota(n) : MAX_PARTS;
+
+	return parts * part_size(n, ex);
+}
+
+static __u32 max_request(const struct nbd *n)
+{
+	return n->conf && n->conf->max_request ? n->conf->max_request : NBD_DEF_MAX_REQUEST;
+}
+
+/*
+ * The maximum payload we advertise: one round, the most that goes at
+ * once. Larger requests, up to --max-request, are served too, in rounds.
+ */
 __u32 nbd_max_io(struct nbd *n, const struct bsteer_export *ex)
 {
-	__u64 parts = n->nslots / 2, part = part_size(n, ex);
+	__u32 round = nbd_round_max(n, ex);
 
-	if (parts > MAX_PARTS)
-		parts = MAX_PARTS;
-	if (!parts)
-		parts = 1;
-	return parts * part < MAX_IO ? parts * part : MAX_IO;
+	return round < max_request(n) ? round : max_request(n);
 }
 
 static void prep_header(struct nbd *n, struct conn *c)
@@ -52,7 +70,8 @@ static void prep_header(struct nbd *n, struct conn *c)
 
 void nbd_arm_header(struct nbd *n, struct conn *c)
 {
-	if (c->closing || c->hdr_armed || c->hdr_waiting || c->payload || c->stalled)
+	if (c->closing || c->hdr_armed || c->hdr_waiting || c->payload || c->stalled ||
+	    c->cont)
 		return;
 	if (c->reqs >= CONN_MAX_REQS) {
 		c->capped = true;	/* reply_done arms it again */
@@ -68,7 +87,8 @@ void nbd_arm_header(struct nbd *n, struct conn *c)
  */
 static bool header_may_follow(const struct conn *c)
 {
-	return !c->closing && !c->hdr_armed && !c->stalled && c->reqs < CONN_MAX_REQS;
+	return !c->closing && !c->hdr_armed && !c->stalled && !c->cont &&
+	       c->reqs < CONN_MAX_REQS;
 }
 
 static void stall(struct nbd *n, struct conn *c,
@@ -81,39 +101,34 @@ static void stall(struct nbd *n, struct conn *c,
 	}
 }
 
-/* One client holds at most half the ring's slots (see start_io). */
-static __u32 conn_slot_quota(struct nbd *n)
-{
-	return n->nslots / 2 ?: 1;
-}
-
 /*
- * The bsteer requests of @io's @nparts parts, each with a slot of its
- * own for READ and WRITE. 0, or -errno with every part given back.
+ * The bsteer requests of the @nparts parts of @io's round, each with a
+ * slot of its own for READ and WRITE. 0, or -errno with every part given
+ * back.
  */
-static int io_parts(struct nbd *n, struct io *io, const struct bsteer_blkreq *p,
-		    __u32 nparts, __u32 part, __u8 rtype)
+static int io_parts(struct nbd *n, struct io *io, __u32 nparts, __u32 part)
 {
 	const struct bsteer_export *ex = io->c->ex;
-	bool data = p->cmd == NBD_CMD_READ || p->cmd == NBD_CMD_WRITE;
+	bool data = io->cmd == NBD_CMD_READ || io->cmd == NBD_CMD_WRITE;
 	__u32 i, slot, r;
 	int err = 0;
 
+	io->nparts = 0;
 	for (i = 0; i < nparts; i++) {
-		__u64 off = p->offset + (__u64)i * part;
-		__u32 len = data ? (p->len - i * part < part ? p->len - i * part : part) :
-			    p->len;
+		__u64 off = io->offset + (__u64)i * part;
+		__u32 len = data ? (io->len - i * part < part ? io->len - i * part : part) :
+			    io->len;
 
 		/* A refused WRITE's payload is still received, and dropped. */
-		err = bsteer_req_alloc(n->e, n->fe->owner, rtype, off, len, &r);
+		err = bsteer_req_alloc(n->e, n->fe->owner, io->rtype, off, len, &r);
 		if (err)
 			break;
 		io->req[i] = r;
 		io->nparts = i + 1;
 		bsteer_req_set_legs(n->e, r, ex->tbase, ex->ntargets);
 		n->in->reqs[r].flags |= BSTEER_REQF_EXACT |
-			((p->flags & NBD_CMD_FLAG_FUA) ? BSTEER_REQF_FUA : 0) |
-			((p->flags & NBD_CMD_FLAG_NO_HOLE) ? BSTEER_REQF_NO_HOLE : 0);
+			((io->flags & NBD_CMD_FLAG_FUA) ? BSTEER_REQF_FUA : 0) |
+			((io->flags & NBD_CMD_FLAG_NO_HOLE) ? BSTEER_REQF_NO_HOLE : 0);
 		/* Nothing of this index's earlier life may leak into this one. */
 		memset(rinfo(n, r), 0, sizeof(struct req_info));
 		rinfo(n, r)->io = io;
@@ -126,7 +141,122 @@ static int io_parts(struct nbd *n, struct io *io, const struct bsteer_blkreq *p,
 		rinfo(n, io->req[i])->io = NULL;
 		bsteer_req_abandon(n->e, io->req[i]);
 	}
+	io->nparts = 0;
 	return err;
+}
+
+/* A round's parts are ready: receive its payload, or send them on. */
+static void round_go(struct nbd *n, struct io *io)
+{
+	struct conn *c = io->c;
+	__u32 i;
+	int err = 0;
+
+	if (io->cmd == NBD_CMD_WRITE) {
+		err = recv_part(n, io);
+	} else {
+		/* The request is all in the header: a NOP brings it to the policy. */
+		for (i = 0; !err && i < io->nparts; i++)
+			err = bsteer_frontend_op(n->e, io->req[i], BSTEER_OP_NOP, 0,
+						 BSTEER_NO_SLOT, 0, 0);
+		nbd_arm_header(n, c);
+	}
+	if (err)
+		nbd_conn_fail(n, c, "cannot start a request");
+}
+
+/*
+ * The parts of @io's next round, right after the last: as much of the
+ * rest as a round takes, or as the free slots and records hold. 0, or
+ * -EAGAIN if none are free now.
+ */
+static int round_next(struct nbd *n, struct io *io)
+{
+	struct conn *c = io->c;
+	__u32 part = part_size(n, c->ex), max = nbd_round_max(n, c->ex);
+	__u64 off = io->offset + io->len, left = io->req_off + io->req_len - off;
+	__u64 avail = bsteer_slots_free(n->e) < bsteer_reqs_free(n->e) ?
+		      bsteer_slots_free(n->e) : bsteer_reqs_free(n->e);
+	__u64 was_off = io->offset;
+	__u32 len = left < max ? left : max, was_len = io->len;
+
+	if (avail * part < len)
+		len = avail * part;
+	if (!len)
+		return -EAGAIN;
+	io->offset = off;
+	io->len = len;
+	io->done = 0;
+	io->recv_next = 0;
+	if (io->nbd_error)	/* the rest of a refused WRITE is only drained */
+		io->rtype = BSTEER_REQ_NONE;
+	if (io_parts(n, io, (len + part - 1) / part, part)) {
+		io->offset = was_off;
+		io->len = was_len;
+		return -EAGAIN;
+	}
+	io->nslots = io->nparts;
+	c->slots += io->nslots;
+	/* The last round: the next request may follow it. */
+	if (!io_more(io))
+		c->cont = NULL;
+	return 0;
+}
+
+/*
+ * The next round of @io: now, or when slots free up (the tick calls
+ * nbd_resume). Its own share was given back, so only other clients'
+ * requests can hold it up. A connection that is closing drops the rest.
+ */
+static void round_continue(struct nbd *n, struct io *io)
+{
+	struct conn *c = io->c;
+
+	if (c->closing) {
+		c->reqs--;
+		nbd_io_free(n, io);
+		nbd_conn_maybe_close(n, c);
+		return;
+	}
+	if (round_next(n, io)) {
+		if (!c->stalled) {
+			c->stalled = true;
+			n->nstalled++;
+		}
+		return;
+	}
+	round_go(n, io);
+}
+
+/* A stalled connection may go on: its next round, or its waiting header. */
+void nbd_resume(struct nbd *n, struct conn *c)
+{
+	if (c->cont) {
+		round_continue(n, c->cont);
+		return;
+	}
+	if (c->closing) {
+		nbd_conn_maybe_close(n, c);
+		return;
+	}
+	nbd_on_header(n, c, &c->pending);
+	nbd_arm_header(n, c);
+}
+
+/* A READ round's data went out and rounds remain: read the next. */
+void nbd_round_sent(struct nbd *n, struct io *io)
+{
+	__u32 i;
+
+	for (i = 0; i < io->nparts; i++)
+		bsteer_req_put(n->e, io->req[i]);
+	io->nparts = 0;
+	io->c->slots -= io->nslots;
+	io->nslots = 0;
+	io->replied = true;
+	/* Nothing else may go out until the rest of this reply has. */
+	io->c->mid_reply = io;
+	round_continue(n, io);
 }
 
 /*
@@ -138,11 +268,12 @@ static void start_io(struct nbd *n, struct conn *c,
 		     const struct bsteer_blkreq *p, __u32 nerr, __u8 rtype)
 {
 	bool data = p->cmd == NBD_CMD_READ || p->cmd == NBD_CMD_WRITE;
-	__u32 part = part_size(n, c->ex), nparts, i;
+	__u32 part = part_size(n, c->ex), len = p->len, nparts;
 	struct io *io;
-	int err = 0;
 
-	nparts = data ? (p->len + part - 1) / part : 1;
+	if (data && len > nbd_round_max(n, c->ex))
+		len = nbd_round_max(n, c->ex);	/* the first round */
+	nparts = data ? (len + part - 1) / part : 1;
 	if (!nparts || nparts > MAX_PARTS) {
 		nbd_conn_fail(n, c, "request size out of bounds");
 		return;
@@ -168,11 +299,14 @@ static void start_io(struct nbd *n, struct conn *c,
 	}
 	io->c = c;
 	io->cookie = p->cookie;
-	io->offset = p->offset;
-	io->len = p->len;
+	io->offset = io->req_off = p->offset;
+	io->len = len;
+	io->req_len = p->len;
+	io->flags = p->flags;
 	io->cmd = p->cmd;
+	io->rtype = nerr ? BSTEER_REQ_NONE : rtype;
 	io->nbd_error = nerr;
-	if (io_parts(n, io, p, nparts, part, nerr ? BSTEER_REQ_NONE : rtype)) {
+	if (io_parts(n, io, nparts, part)) {
 		/* Free by count, a last completion not yet reaped: wait. */
 		free(io);
 		stall(n, c, p);
@@ -181,46 +315,49 @@ static void start_io(struct nbd *n, struct conn *c,
 	c->reqs++;
 	io->nslots = data ? nparts : 0;
 	c->slots += io->nslots;
-	if (p->cmd == NBD_CMD_WRITE) {
-		err = recv_part(n, io);
-	} else {
-		/* The request is all in the header: a NOP brings it to the policy. */
-		for (i = 0; !err && i < nparts; i++)
-			err = bsteer_frontend_op(n->e, io->req[i], BSTEER_OP_NOP, 0,
-						 BSTEER_NO_SLOT, 0, 0);
-		nbd_arm_header(n, c);
-	}
-	if (err)
-		nbd_conn_fail(n, c, "cannot start a request");
+	if (io_more(io))
+		c->cont = io;
+	round_go(n, io);
 }
 
 /*
- * What the export decides about a request the parser accepted: the NBD
- * error to answer with (@nerr, the parser's, if it had one), or -1 if the
- * connection must go (a WRITE payload larger than we take: it cannot be
- * drained without reading it). Nothing is leased before this says 0.
+ * The alignment a client is held to. One that asked for the block sizes
+ * (GO with NBD_INFO_BLOCK_SIZE) got MIN_BLOCK and must keep to it; one
+ * that did not (EXPORT_NAME, or GO without asking) gets the spec's
+ * default of 1, unless a target of the export cannot take less than its
+ * own minimum (an NBD upstream that said so): then that.
  */
-int nbd_check_request(const struct bsteer_export *ex, __u32 max, __u16 type,
-		      __u64 off, __u32 len, __u32 nerr)
+__u32 nbd_min_block(const struct conn *c)
+{
+	__u32 need = c->block_sizes ? MIN_BLOCK : 1, i;
+
+	for (i = 0; i < c->ex->ntargets; i++)
+		if (c->ex->leg[i].min_block > need)
+			need = c->ex->leg[i].min_block;
+	return need;
+}
+
+int nbd_check_request(const struct bsteer_export *ex, __u32 max, __u32 align,
+		      __u16 type, __u64 off, __u32 len, __u32 nerr)
 {
 	if (type == NBD_CMD_READ || type == NBD_CMD_WRITE || type == NBD_CMD_TRIM ||
 	    type == NBD_CMD_CACHE || type == NBD_CMD_WRITE_ZEROES ||
 	    type == NBD_CMD_BLOCK_STATUS) {
-		if (!nerr && (!len || off > ex->size || len > ex->size - off))
+		if (!nerr && !len)
 			nerr = NBD_EINVAL;
-		/* The advertised minimum block size is 512: hold clients to it. */
-		else if (!nerr && ((off | len) & (MIN_BLOCK - 1)))
+		/* Past the end: ENOSPC for a write, as the spec asks. */
+		else if (!nerr && (off > ex->size || len > ex->size - off))
+			nerr = type == NBD_CMD_WRITE || type == NBD_CMD_WRITE_ZEROES ?
+			       NBD_ENOSPC : NBD_EINVAL;
+		else if (!nerr && align > 1 && (off % align || len % align))
 			nerr = NBD_EINVAL;
 		else if (!nerr && ex->rdonly && (type == NBD_CMD_WRITE || type == NBD_CMD_TRIM ||
 						 type == NBD_CMD_WRITE_ZEROES))
 			nerr = NBD_EPERM;
 	}
-	/* Checked before anything is leased: a client cannot make us allocate. */
-	if ((type == NBD_CMD_READ || type == NBD_CMD_WRITE) && len > max) {
-		if (type == NBD_CMD_WRITE)
-			return -1;
+	/* Past --max-request: refused (a WRITE's payload is still drained). */
+	if (!nerr && (type == NBD_CMD_READ || type == NBD_CMD_WRITE) && len > max)
 		nerr = NBD_EINVAL;
-	}
 	return nerr;
 }
 
@@ -252,7 +389,6 @@ void nbd_on_header(struct nbd *n, struct conn *c, const struct bsteer_blkreq *p)
 	__u16 flags = p->flags, type = p->cmd;
 	__u64 cookie = p->cookie, off = p->offset;
 	__u8 rtype = p->type;
-	int rc;
 
 	if (p->fatal) {
 		nbd_conn_fail(n, c, p->error == -EPROTO ? "bad request magic" :
@@ -266,12 +402,12 @@ void nbd_on_header(struct nbd *n, struct conn *c, const struct bsteer_blkreq *p)
 		nbd_conn_fail(n, c, "parser and frontend disagree");
 		return;
 	}
-	rc = nbd_check_request(ex, nbd_max_io(n, ex), type, off, len, nerr);
-	if (rc < 0) {
-		nbd_conn_fail(n, c, "write payload larger than the maximum block size");
-		return;
-	}
-	nerr = rc;
+	nerr = nbd_check_request(ex, max_request(n), nbd_min_block(c), type, off,
+				 len, nerr);
+	/* Don't fragment: one chunk cannot be sent in rounds. */
+	if (!nerr && type == NBD_CMD_READ && (flags & NBD_CMD_FLAG_DF) && c->structured &&
+	    len > nbd_round_max(n, ex))
+		nerr = NBD_EOVERFLOW;
 	switch (type) {
 	case NBD_CMD_DISC:
 		c->closing = true;
@@ -320,6 +456,7 @@ void nbd_on_header(struct nbd *n, struct conn *c, const struct bsteer_blkreq *p)
 static void io_finish(struct nbd *n, struct io *io)
 {
 	struct conn *c = io->c;
+	bool was_cont;
 
 	if (io->broken) {
 		c->reqs--;
@@ -327,12 +464,31 @@ static void io_finish(struct nbd *n, struct io *io)
 		nbd_conn_maybe_close(n, c);
 		return;
 	}
+	if (io->cmd == NBD_CMD_WRITE && io_more(io)) {
+		/* This round is written: the next piece of the payload. */
+		c->slots -= io->nslots;
+		io->nslots = 0;
+		round_continue(n, io);
+		return;
+	}
 	if (io->cmd == NBD_CMD_READ && !io->nbd_error) {
 		nbd_queue_reply(n, c, io->cookie, 0, NBD_CMD_READ, io->offset, io);
 		return;
 	}
-	nbd_queue_reply(n, c, io->cookie, io->nbd_error, io->cmd, io->offset, NULL);
+	/* A READ that fails after its reply began: a simple reply cannot say. */
+	if (io->replied && !c->structured) {
+		c->reqs--;
+		nbd_io_free(n, io);
+		nbd_conn_fail(n, c, "a read failed after its reply began");
+		return;
+	}
+	was_cont = c->cont == io;
+	if (c->mid_reply == io)
+		c->mid_reply = NULL;	/* its error chunk ends the reply */
+	nbd_queue_reply(n, c, io->cookie, io->nbd_error, io->cmd, io->offset, io);
 	nbd_io_free(n, io);
+	if (was_cont)		/* a READ's failed round ends its rounds */
+		nbd_arm_header(n, c);
 }
 
 /*

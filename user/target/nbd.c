@@ -377,6 +377,7 @@ static int nbd_open(struct bsteer_leg *leg)
 	}
 	leg->fd = fd;
 	leg->size = info->size;
+	leg->min_block = info->min_block;
 	leg->priv = info;
 	return 0;
 }
