@@ -349,6 +349,15 @@ struct bsteer_decision {
 #define BSTEER_TGT_RDONLY	0x2
 #define BSTEER_TGT_RESYNC	0x4	/* being rebuilt: takes writes, serves no reads */
 
+/*
+ * A target's op latency, from the executor's submission to its reaping of
+ * the completion, in log2 buckets of microseconds: lat[i] counts the ops
+ * that took at most 2^i us (and more than 2^(i-1) us); the last bucket
+ * counts everything slower. The executor keeps these; BPF does not touch
+ * them.
+ */
+#define BSTEER_LAT_BUCKETS	24
+
 /* Target descriptor and counters: map "targets". */
 struct bsteer_target {
 	__u32 flags;		/* BSTEER_TGT_* */
@@ -358,7 +367,9 @@ struct bsteer_target {
 	__u64 bytes;
 	__u64 errors;
 	__u64 inflight;		/* ops out now; the executor keeps it */
-	__u64 pad0[2];
+	__u64 lat_sum_ns;	/* the latencies counted in lat[], summed */
+	__u64 pad0;
+	__u64 lat[BSTEER_LAT_BUCKETS];
 };
 
 /* Per-ring state: map "rings". */
@@ -473,6 +484,7 @@ enum bsteer_stat {
 	BSTEER_ST_PARSED_FALLBACK,	/* ... by the parser's syscall twin */
 	BSTEER_ST_INLINE_OPS,		/* target ops done by the ring's thread */
 	BSTEER_ST_SPLICED_READS,	/* reads into a slot's pipe, not its memory */
+	BSTEER_ST_POLICY_CHANGES,	/* active policy replaced, as a server saw it */
 	BSTEER_ST__MAX,
 };
 

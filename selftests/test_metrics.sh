@@ -1,7 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 # bsteer serve --metrics: GET /metrics passes promtool check metrics, and
-# its counters move by what a fio run did; bsteer stat --prometheus gives
+# its counters move by what a fio run did, the targets' latency histograms
+# with them, and policy swaps are counted; bsteer stat --prometheus gives
 # the same text; bad addresses are usage errors, refused before anything
 # starts; a non-loopback address needs --allow-remote.
 . "$(dirname "$0")/lib.sh"
@@ -48,6 +49,45 @@ for leg in 0 1; do
 	check "leg $leg: ops moved by at least fio's 2048 writes ($a -> $b)" \
 		[ -n "$a" ] && [ -n "$b" ] && [ $((b - a)) -ge 2048 ]
 done
+# The latency histogram: every target op reaped is timed once, so its count
+# moves with ops_total (a file leg has no short transfers to count twice);
+# the buckets are cumulative and end in +Inf at the count.
+for leg in 0 1; do
+	l="instance=\"$INST\",target=\"$leg\",export=\"m\",leg=\"$leg\""
+	oa=$(metric "$T/m1" bsteer_target_ops_total "$l")
+	ob=$(metric "$T/m2" bsteer_target_ops_total "$l")
+	ca=$(metric "$T/m1" bsteer_target_latency_seconds_count "$l")
+	cb=$(metric "$T/m2" bsteer_target_latency_seconds_count "$l")
+	check "leg $leg: the latency count moved as ops did ($ca -> $cb, ops $oa -> $ob)" \
+		[ -n "$ca" ] && [ -n "$cb" ] && [ $((cb - ca)) -eq $((ob - oa)) ]
+	check "leg $leg: buckets cumulative, +Inf equal to the count, a sum > 0" \
+		python3 - "$T/m2" "$l" <<'PY'
+import re, sys
+text, labels = open(sys.argv[1]).read(), sys.argv[2]
+b = [(m.group(1), int(m.group(2))) for m in re.finditer(
+    r'^bsteer_target_latency_seconds_bucket\{' + re.escape(labels) + r',le="([^"]+)"\} (\d+)$', text, re.M)]
+cnt = re.search(r'^bsteer_target_latency_seconds_count\{' + re.escape(labels) + r'\} (\d+)$', text, re.M)
+tot = re.search(r'^bsteer_target_latency_seconds_sum\{' + re.escape(labels) + r'\} (\S+)$', text, re.M)
+les = [float(le) for le, _ in b[:-1]]
+ok = (len(b) > 2 and b[-1][0] == "+Inf" and les == sorted(les) and
+      all(x[1] <= y[1] for x, y in zip(b, b[1:])) and cnt and b[-1][1] == int(cnt.group(1)) and
+      b[-1][1] > 0 and tot and float(tot.group(1)) > 0)
+print(b[:3], "...", b[-1], cnt and cnt.group(1), tot and tot.group(1))
+sys.exit(0 if ok else 1)
+PY
+done
+
+# A policy swap (bpftool's would count too) moves bsteer_policy_changes_total.
+changes() {	# changes N: /metrics says N policy changes
+	scrape "$URL" >"$T/mc" &&
+		[ "$(metric "$T/mc" bsteer_policy_changes_total "instance=\"$INST\"")" = "$1" ]
+}
+check "no policy change yet" changes 0
+"$BSTEER" policy swap "$INST" passthrough --force >/dev/null || fail "swap to passthrough"
+check "a swap is counted" wait_for 30 changes 1
+"$BSTEER" policy swap "$INST" mirror --force >/dev/null || fail "swap back to mirror"
+check "a swap back is counted" wait_for 30 changes 2
+
 a=$(metric "$T/m1" bsteer_nbd_client_writes_total "instance=\"$INST\"")
 b=$(metric "$T/m2" bsteer_nbd_client_writes_total "instance=\"$INST\"")
 check "the frontend's writes moved by 2048 ($a -> $b)" [ -n "$a" ] && [ $((b - a)) -eq 2048 ]

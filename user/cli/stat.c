@@ -63,6 +63,7 @@ static const char *const stat_names[BSTEER_ST__MAX] = {
 	[BSTEER_ST_PARSED_FALLBACK]	= "headers_parsed_fallback",
 	[BSTEER_ST_INLINE_OPS]		= "inline_ops",
 	[BSTEER_ST_SPLICED_READS]	= "spliced_reads",
+	[BSTEER_ST_POLICY_CHANGES]	= "policy_changes",
 };
 
 struct view {
@@ -306,6 +307,47 @@ static void count_slots(struct view *v, __u32 nslots, struct slot_count *sc)
 	}
 }
 
+/* The ops in a target's latency buckets. */
+static __u64 lat_count(const struct bsteer_target *t)
+{
+	__u64 n = 0;
+	__u32 b;
+
+	for (b = 0; b < BSTEER_LAT_BUCKETS; b++)
+		n += t->lat[b];
+	return n;
+}
+
+/* The bucket bound (us) that a share @q of the ops are under; 0 for none. */
+static __u64 lat_quantile_us(const struct bsteer_target *t, double q)
+{
+	__u64 n = lat_count(t), seen = 0;
+	__u32 b;
+
+	if (!n)
+		return 0;
+	for (b = 0; b < BSTEER_LAT_BUCKETS - 1; b++) {
+		seen += t->lat[b];
+		if (seen >= q * n)
+			return 1ull << b;
+	}
+	return UINT64_MAX;	/* past the last bound */
+}
+
+static void lat_text(char *out, size_t len, const struct bsteer_target *t, double q)
+{
+	__u64 us = lat_quantile_us(t, q);
+
+	if (!us)
+		snprintf(out, len, "-");
+	else if (us == UINT64_MAX)
+		snprintf(out, len, ">%llums", (1ull << (BSTEER_LAT_BUCKETS - 2)) / 1000);
+	else if (us >= 1000)
+		snprintf(out, len, "<=%llums", us / 1000);
+	else
+		snprintf(out, len, "<=%lluus", us);
+}
+
 static void report(struct view *v, const char *name, bool json)
 {
 	const struct bsteer_info *inf = v->mem[BSTEER_MAP_INFO];
@@ -320,7 +362,7 @@ static void report(struct view *v, const char *name, bool json)
 	struct bsteer_instance_status owner;
 	struct slot_count sc;
 	char policy[32];
-	__u32 i;
+	__u32 i, b;
 
 	bsteer_active_policy(v->pins.map_fd[BSTEER_MAP_POLICY], policy,
 			     sizeof(policy));
@@ -364,6 +406,17 @@ static void report(struct view *v, const char *name, bool json)
 			json_u64(&j, "errors", t[i].errors);
 			json_bool(&j, "failed", t[i].flags & BSTEER_TGT_FAILED);
 			json_bool(&j, "resyncing", t[i].flags & BSTEER_TGT_RESYNC);
+			json_obj(&j, "latency");
+			json_u64(&j, "count", lat_count(&t[i]));
+			json_u64(&j, "sum_ns", t[i].lat_sum_ns);
+			json_u64(&j, "p50_le_us", lat_quantile_us(&t[i], 0.5));
+			json_u64(&j, "p99_le_us", lat_quantile_us(&t[i], 0.99));
+			/* buckets[b]: ops of at most 2^b us; the last, the rest */
+			json_arr(&j, "buckets");
+			for (b = 0; b < BSTEER_LAT_BUCKETS; b++)
+				json_u64(&j, NULL, t[i].lat[b]);
+			json_end_arr(&j);
+			json_end_obj(&j);
 			json_end_obj(&j);
 		}
 		json_end_arr(&j);
@@ -398,14 +451,20 @@ static void report(struct view *v, const char *name, bool json)
 	for (i = 0; i < BSTEER_ST__MAX; i++)
 		printf("  %-22s %llu\n", stat_names[i], (unsigned long long)st[i]);
 	fe_counters(v, fe_text, NULL);
-	printf("%-4s %-10s %-14s %-8s %s\n", "TGT", "OPS", "BYTES", "ERRORS", "STATE");
-	for (i = 0; i < ntg; i++)
-		printf("%-4u %-10llu %-14llu %-8llu %s\n", i,
+	printf("%-4s %-10s %-14s %-8s %-9s %-9s %s\n", "TGT", "OPS", "BYTES", "ERRORS",
+	       "P50", "P99", "STATE");
+	for (i = 0; i < ntg; i++) {
+		char p50[16], p99[16];
+
+		lat_text(p50, sizeof(p50), &t[i], 0.5);
+		lat_text(p99, sizeof(p99), &t[i], 0.99);
+		printf("%-4u %-10llu %-14llu %-8llu %-9s %-9s %s\n", i,
 		       (unsigned long long)t[i].ops,
 		       (unsigned long long)t[i].bytes,
-		       (unsigned long long)t[i].errors,
+		       (unsigned long long)t[i].errors, p50, p99,
 		       t[i].flags & BSTEER_TGT_FAILED ? "failed" :
 		       t[i].flags & BSTEER_TGT_RESYNC ? "resyncing" : "ok");
+	}
 	resync_text(v);
 	access_report(v->pins.dir, NULL);
 }
@@ -543,6 +602,10 @@ static void report_prom(struct view *v, const char *name, FILE *f)
 	prom_head(f, "bsteer_violations_total", "counter", "slot direction violations seen");
 	fprintf(f, "bsteer_violations_total{instance=\"%s\"} %llu\n", name,
 		(unsigned long long)st[BSTEER_ST_VIOLATIONS]);
+	prom_head(f, "bsteer_policy_changes_total", "counter",
+		  "times the active policy program was replaced (swap, or bpftool), as the server saw it");
+	fprintf(f, "bsteer_policy_changes_total{instance=\"%s\"} %llu\n", name,
+		(unsigned long long)st[BSTEER_ST_POLICY_CHANGES]);
 	prom_head(f, "bsteer_rings", "gauge", "io_uring rings (worker threads)");
 	fprintf(f, "bsteer_rings{instance=\"%s\"} %llu\n", name,
 		(unsigned long long)st[BSTEER_ST_RINGS]);
@@ -551,7 +614,7 @@ static void report_prom(struct view *v, const char *name, FILE *f)
 	for (i = 0; i < BSTEER_ST__MAX; i++)
 		if (i != BSTEER_ST_DEC_HOOK && i != BSTEER_ST_DEC_FALLBACK &&
 		    i != BSTEER_ST_DEC_REJECTED && i != BSTEER_ST_VIOLATIONS &&
-		    i != BSTEER_ST_RINGS)
+		    i != BSTEER_ST_RINGS && i != BSTEER_ST_POLICY_CHANGES)
 			fprintf(f, "bsteer_engine_events_total{instance=\"%s\",event=\"%s\"} %llu\n",
 				name, stat_names[i], (unsigned long long)st[i]);
 	for (k = 0; k < sizeof(tgt) / sizeof(tgt[0]); k++) {
@@ -562,6 +625,27 @@ static void report_prom(struct view *v, const char *name, FILE *f)
 				tgt[k].metric, name, i, ex, leg,
 				*(const unsigned long long *)((const char *)&t[i] + tgt[k].off));
 		}
+	}
+	prom_head(f, "bsteer_target_latency_seconds", "histogram",
+		  "target ops, submission to completion as the executor sees them");
+	for (i = 0; i < ntg; i++) {
+		__u64 cum = 0;
+		__u32 b;
+
+		target_leg(v, i, ex, sizeof(ex), &leg);
+		for (b = 0; b < BSTEER_LAT_BUCKETS - 1; b++) {
+			cum += t[i].lat[b];
+			fprintf(f, "bsteer_target_latency_seconds_bucket{instance=\"%s\",target=\"%u\",export=\"%s\",leg=\"%u\",le=\"%g\"} %llu\n",
+				name, i, ex, leg, (double)(1ull << b) * 1e-6,
+				(unsigned long long)cum);
+		}
+		cum += t[i].lat[b];
+		fprintf(f, "bsteer_target_latency_seconds_bucket{instance=\"%s\",target=\"%u\",export=\"%s\",leg=\"%u\",le=\"+Inf\"} %llu\n",
+			name, i, ex, leg, (unsigned long long)cum);
+		fprintf(f, "bsteer_target_latency_seconds_sum{instance=\"%s\",target=\"%u\",export=\"%s\",leg=\"%u\"} %.9f\n",
+			name, i, ex, leg, t[i].lat_sum_ns * 1e-9);
+		fprintf(f, "bsteer_target_latency_seconds_count{instance=\"%s\",target=\"%u\",export=\"%s\",leg=\"%u\"} %llu\n",
+			name, i, ex, leg, (unsigned long long)cum);
 	}
 	prom_head(f, "bsteer_target_failed", "gauge", "1 while the target is marked failed");
 	for (i = 0; i < ntg; i++) {

@@ -14,7 +14,7 @@ _Static_assert(sizeof(struct bsteer_dop) == 32, "bsteer_dop");
 _Static_assert(sizeof(struct bsteer_decision) == 32 + 32 * BSTEER_DEC_OPS,
 	       "bsteer_decision");
 _Static_assert(offsetof(struct bsteer_decision, ops) == 32, "bsteer_decision.ops");
-_Static_assert(sizeof(struct bsteer_target) == 64, "bsteer_target");
+_Static_assert(sizeof(struct bsteer_target) == 256, "bsteer_target");
 _Static_assert(sizeof(struct bsteer_ring) == 40, "bsteer_ring");
 _Static_assert(sizeof(struct bsteer_cqe) == 16, "bsteer_cqe");
 _Static_assert(sizeof(struct bsteer_fallback_args) == 16, "bsteer_fallback_args");

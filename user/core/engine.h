@@ -50,6 +50,7 @@ struct bsteer_op_priv {
 	__u32 prefix;			/* headroom bytes before slot_off 0 */
 	__s32 res;			/* what its completion returned */
 	__u8 piped;			/* an io_uring SPLICE into the pipe */
+	__u64 t0;			/* submitted at (target ops: latency) */
 	struct __kernel_timespec wait;	/* BSTEER_OP_WAIT's timeout */
 };
 

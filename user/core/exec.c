@@ -173,9 +173,11 @@ static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
 		sp(e, slot)->inflight++;
 		__atomic_fetch_add(&e->in->meta[slot].inflight, 1, __ATOMIC_RELEASE);
 	}
-	if (target_op(e, o))
+	if (target_op(e, o)) {
 		__atomic_fetch_add(&e->in->targets[file].inflight, 1,
 				   __ATOMIC_RELAXED);
+		o->t0 = bsteer_now_ns();
+	}
 	e->submitted[r - e->req_base] |= 1u << op;
 	e->inflight_sqes++;
 	bsteer_stat_add(e->in, BSTEER_ST_OPS_SUBMITTED, 1);

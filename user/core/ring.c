@@ -332,6 +332,18 @@ static int run_fallback(struct bsteer_engine *e)
 	return 0;
 }
 
+/* One target op's latency, in its log2 bucket of microseconds. */
+static void count_latency(struct bsteer_target *t, __u64 ns)
+{
+	__u64 us = ns / 1000;
+	__u32 b = us <= 1 ? 0 : 64 - __builtin_clzll(us - 1);
+
+	if (b >= BSTEER_LAT_BUCKETS)
+		b = BSTEER_LAT_BUCKETS - 1;
+	__atomic_fetch_add(&t->lat[b], 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&t->lat_sum_ns, ns, __ATOMIC_RELAXED);
+}
+
 /* The kernel is done with an op's buffer, whatever the policy says. */
 static void op_reaped(struct bsteer_engine *e, __u32 r, __u64 ud, int res)
 {
@@ -339,9 +351,11 @@ static void op_reaped(struct bsteer_engine *e, __u32 r, __u64 ud, int res)
 	__u32 slot = o->slot;
 
 	e->inflight_sqes--;
-	if (target_op(e, o))
+	if (target_op(e, o)) {
 		__atomic_fetch_sub(&e->in->targets[o->target].inflight, 1,
 				   __ATOMIC_RELAXED);
+		count_latency(&e->in->targets[o->target], bsteer_now_ns() - o->t0);
+	}
 	o->res = res;
 	if (o->piped && slot_mine(e, slot)) {
 		struct bsteer_slot_priv *p = sp(e, slot);

@@ -478,10 +478,32 @@ static bool frontends_idle(struct bsteer_server *s)
 	return true;
 }
 
+/*
+ * The active policy program, looked at every POLICY_LOOK_MS: a change
+ * (bsteer policy swap, or bpftool) is counted. Two swaps between looks
+ * count as one, or none if the second puts the first program back.
+ */
+#define POLICY_LOOK_MS	200
+
+static void policy_look(struct bsteer_server *s, __u32 *id, __u64 *next_ns)
+{
+	__u64 now = bsteer_now_ns();
+	__u32 cur, zero = 0;
+
+	if (now < *next_ns)
+		return;
+	*next_ns = now + POLICY_LOOK_MS * 1000000ull;
+	if (bpf_map_lookup_elem(s->in->map_fd[BSTEER_MAP_POLICY], &zero, &cur))
+		cur = 0;
+	if (*id && cur != *id)
+		bsteer_stat_add(s->in, BSTEER_ST_POLICY_CHANGES, 1);
+	*id = cur;
+}
+
 static int serve_loop(struct bsteer_server *s, volatile int *stop)
 {
-	__u64 deadline = 0;
-	__u32 failed = 0;
+	__u64 deadline = 0, policy_next = 0;
+	__u32 failed = 0, policy_id = 0;
 	int err, k;
 
 	while (1) {
@@ -505,8 +527,10 @@ static int serve_loop(struct bsteer_server *s, volatile int *stop)
 			if (s->fe[k].ops->tick)
 				s->fe[k].ops->tick(&s->fe[k]);
 		resync_tick(s, deadline != 0);
-		if (!s->ring)
+		if (!s->ring) {
 			log_failed_legs(s, &failed);
+			policy_look(s, &policy_id, &policy_next);
+		}
 	}
 }
 
