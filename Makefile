@@ -17,7 +17,7 @@ CFLAGS     += -Wall -Wextra -Werror -Wno-format-truncation -std=gnu11 -D_GNU_SOU
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
 UNITS      := $(OUTPUT)/systemd/bsteer@.service $(OUTPUT)/systemd/bsteer@.socket
-LDLIBS     += -lxdp -lbpf -luring -lelf -lz -lpthread -lmicrohttpd -lsystemd
+LDLIBS     += -lxdp -lbpf -luring -lelf -lz -lpthread -lmicrohttpd -lsystemd -lgnutls
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall \
 	      -Wno-unused-function -I. -Iinclude -Ibpf
 
@@ -95,6 +95,7 @@ LIB_OBJS := \
 	frontend/nbd_negotiate \
 	frontend/nbd_reply \
 	frontend/nbd_request \
+	frontend/nbd_tls \
 	frontend/registry \
 	policy/cfg \
 	policy/cow \
@@ -292,12 +293,14 @@ DEB_PKGS := \
 	fio \
 	gcc \
 	gnuplot-nox \
+	gnutls-bin \
 	iperf3 \
 	iproute2 \
 	jq \
 	libbpf-dev \
 	libclang-rt-19-dev \
 	libelf-dev \
+	libgnutls28-dev \
 	libmicrohttpd-dev \
 	libnbd-bin \
 	libsystemd-dev \

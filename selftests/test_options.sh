@@ -49,6 +49,10 @@ TABLE = {
         "--allow-gid": ["-1", "", "x", "4294967295"],
         "--max-connections": NUM(1 << 20),
         "--max-request": ["-1", "0", "4095", "4294967296", "", "x"],
+        "--tls": ["", "x", "-1", "ON"],
+        "--tls-certificates": [""],
+        "--tls-psk": [""],
+        "--tls-verify-peer": "flag",
 
         "--no-hook": "flag",
         "--json-log": "flag",

@@ -33,6 +33,7 @@ static const char serve_usage[] =
 "                    [--allow-remote] [--metrics tcp:HOST:PORT] [--upstream-timeout SECS] [--reply-timeout SECS]\n"
 "                    [--handshake-timeout SECS]\n"
 "                    [--max-request SIZE]\n"
+"                    [--tls off|on|require (--tls-certificates DIR [--tls-verify-peer] | --tls-psk FILE)]\n"
 "                    [--inline-io auto|all|off] [--splice auto|off] [--no-hook]\n"
 "                    [--fuse DIR [--loop] [--fuse-transport ring|dev] [--fuse-depth N]]\n"
 "                    [--allow CIDR]... [--deny CIDR]... [--xdp auto|require|off] [--xdp-dev IF]...\n"
@@ -95,6 +96,20 @@ static const char serve_usage[] =
 "                        the largest NBD READ or WRITE served, in rounds of\n"
 "                        what the slots hold; past it EINVAL, a WRITE's\n"
 "                        payload read and dropped (default 64M)\n"
+"      --tls off|on|require\n"
+"                        TLS for NBD clients (NBD_OPT_STARTTLS, GnuTLS): off\n"
+"                        (default); on: offered, plain clients served too;\n"
+"                        require: every option but STARTTLS and ABORT is\n"
+"                        refused before TLS (ERR_TLS_REQD), and nothing\n"
+"                        about the exports is said\n"
+"      --tls-certificates DIR\n"
+"                        X.509: DIR/server-cert.pem and DIR/server-key.pem\n"
+"                        (DIR/ca-cert.pem for --tls-verify-peer), the layout\n"
+"                        of nbdkit and qemu\n"
+"      --tls-verify-peer clients must show a certificate signed by\n"
+"                        DIR/ca-cert.pem\n"
+"      --tls-psk FILE    pre-shared keys instead, one USER:HEXKEY a line (the\n"
+"                        format psktool writes)\n"
 "      --inline-io auto|all|off\n"
 "                        auto (default): a target file that io_uring cannot\n"
 "                        do I/O on without a worker thread (tmpfs) is served\n"
@@ -152,6 +167,8 @@ static const char serve_usage[] =
 "  bsteer serve --listen unix:/tmp/nbd.sock --export disk=/var/lib/disk.img\n"
 "  bsteer serve --threads 2 --export disk=/dev/vdb\n"
 "  bsteer serve --listen tcp:10.0.0.1:10809 --allow-remote --allow 10.0.0.0/24 --deny 0.0.0.0/0\n"
+"  bsteer serve --listen tcp:10.0.0.1:10809 --allow-remote --tls require --tls-certificates /etc/bsteer/tls\n"
+"  nbdinfo 'nbds://10.0.0.1?tls-certificates=/etc/bsteer/client-tls'\n"
 "  bsteer serve --config /etc/bsteer/serve.conf\n"
 "  bsteer serve --export m=/mnt/a/disk.img,/mnt/b/disk.img --instance mirror0\n"
 "  bsteer serve --export base=/srv/base.img,ro --export scratch=/tmp/s.img\n"
@@ -322,6 +339,10 @@ enum {
 	OPT_MAX_CONNS,
 	OPT_HS_TIMEOUT,
 	OPT_MAX_REQUEST,
+	OPT_TLS,
+	OPT_TLS_CERTS,
+	OPT_TLS_PSK,
+	OPT_TLS_VERIFY,
 };
 
 static const struct option serve_opts[] = {
@@ -352,6 +373,10 @@ static const struct option serve_opts[] = {
 	{ "allow-gid", required_argument, NULL, OPT_ALLOW_GID },
 	{ "max-connections", required_argument, NULL, OPT_MAX_CONNS },
 	{ "max-request", required_argument, NULL, OPT_MAX_REQUEST },
+	{ "tls", required_argument, NULL, OPT_TLS },
+	{ "tls-certificates", required_argument, NULL, OPT_TLS_CERTS },
+	{ "tls-psk", required_argument, NULL, OPT_TLS_PSK },
+	{ "tls-verify-peer", no_argument, NULL, OPT_TLS_VERIFY },
 	{ "config", required_argument, NULL, 'c' },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
@@ -556,6 +581,25 @@ static int serve_option(struct serve_args *a, int opt, char *arg)
 		return parse_secs("--reply-timeout", arg, &a->nbd.reply_timeout_ms);
 	case OPT_HS_TIMEOUT:
 		return parse_secs("--handshake-timeout", arg, &a->nbd.handshake_timeout_ms);
+	case OPT_TLS:
+		if (!strcmp(arg, "off"))
+			a->nbd.tls = NBD_TLS_OFF;
+		else if (!strcmp(arg, "on"))
+			a->nbd.tls = NBD_TLS_ON;
+		else if (!strcmp(arg, "require"))
+			a->nbd.tls = NBD_TLS_REQUIRE;
+		else
+			return -cli_usage("serve", "--tls: '%s' is not off, on or require", arg);
+		return 0;
+	case OPT_TLS_CERTS:
+		a->nbd.tls_certs = arg;
+		return 0;
+	case OPT_TLS_PSK:
+		a->nbd.tls_psk = arg;
+		return 0;
+	case OPT_TLS_VERIFY:
+		a->nbd.tls_verify_peer = true;
+		return 0;
 	case OPT_MAX_REQUEST: {
 		__u64 v;
 
@@ -645,6 +689,22 @@ static int serve_parse(struct serve_args *a, int argc, char **argv, char ***conf
 	return 0;
 }
 
+/* The TLS options: credentials exactly when TLS is on, of one kind. */
+static int serve_tls_check(const struct nbd_conf *c)
+{
+	const char *why = NULL;
+
+	if (c->tls == NBD_TLS_OFF && (c->tls_certs || c->tls_psk || c->tls_verify_peer))
+		why = "--tls-certificates, --tls-psk and --tls-verify-peer go with --tls on or --tls require";
+	else if (c->tls != NBD_TLS_OFF && !c->tls_certs && !c->tls_psk)
+		why = "--tls on|require needs --tls-certificates DIR or --tls-psk FILE";
+	else if (c->tls_certs && c->tls_psk)
+		why = "--tls-certificates and --tls-psk: give one";
+	else if (c->tls_verify_peer && !c->tls_certs)
+		why = "--tls-verify-peer goes with --tls-certificates";
+	return why ? -cli_usage("serve", "%s", why) : 0;
+}
+
 /* The frontends the options ask for: NBD unless only --fuse was given. */
 static int serve_frontends(struct serve_args *a)
 {
@@ -722,6 +782,8 @@ int cmd_serve(int argc, char **argv)
 	rc = serve_activated(&a) ? -1 : 0;
 	if (!rc)
 		rc = serve_parse(&a, argc, argv, &conf);
+	if (!rc)
+		rc = serve_tls_check(&a.nbd);
 	if (rc)
 		goto out;
 	a.s->notify = serve_notify;

@@ -18,7 +18,13 @@ struct nbd_conf {
 	__u32 reply_timeout_ms;		/* a client's unread reply: drop it after */
 	__u32 handshake_timeout_ms;	/* a handshake not done: drop it after */
 	__u32 max_request;		/* the largest READ or WRITE served */
+	int tls;			/* NBD_TLS_*: STARTTLS offered, or required */
+	const char *tls_certs;		/* a directory: server-cert.pem ... */
+	const char *tls_psk;		/* ... or a psktool keys file */
+	bool tls_verify_peer;		/* clients must show a certificate */
 };
+
+enum { NBD_TLS_OFF, NBD_TLS_ON, NBD_TLS_REQUIRE };
 
 extern const struct bsteer_frontend_ops nbd_frontend;
 

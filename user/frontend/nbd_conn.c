@@ -224,6 +224,19 @@ static void hs_next(struct nbd *n, struct hs *h)
 		hs_done(n, h);
 		return;
 	}
+	if (h->out_sent == h->out_len && h->state == HS_STARTTLS) {
+		/* The ACK is out: TLS from the next byte on, through a tunnel. */
+		int fd = nbd_tls_start(n, h->fd);
+
+		if (fd < 0) {
+			hs_free(n, h);
+			return;
+		}
+		h->fd = fd;
+		h->tls = true;
+		h->tcp = false;
+		h->state = HS_OPT_HDR;
+	}
 	bsteer_engine_reserve(n->e, 1);
 	sqe = bsteer_engine_sqe(n->e);
 	if (!sqe) {
@@ -357,6 +370,10 @@ static void nbd_cqe(struct bsteer_fe *fe, const struct io_uring_cqe *cqe)
 	if (kind == UD_HS_RECV || kind == UD_HS_SEND) {
 		if (idx < HS_TABLE && n->hs[idx])
 			hs_cqe(n, n->hs[idx], kind, cqe->res);
+		return;
+	}
+	if (kind >= UD_TLS_NET_RECV && kind <= UD_TLS_APP_SEND) {
+		nbd_tls_cqe(n, kind, idx, cqe->res);
 		return;
 	}
 	if (idx >= MAX_CONNS)
@@ -510,6 +527,7 @@ static void nbd_teardown(struct bsteer_fe *fe)
 		    st.st_dev == sh->unix_dev[i] && st.st_ino == sh->unix_ino[i])
 			unlink(sh->unix_path[i]);
 	}
+	nbd_tls_teardown(sh);
 	free(sh);
 	fe->shared = NULL;
 }
@@ -541,7 +559,8 @@ static int nbd_setup(struct bsteer_fe *fe)
 			err = -EINVAL;
 		}
 	}
-	return err ?: bsteer_access_listen(fe->s, sh->lfd, conf->nlisten);
+	return err ?: nbd_tls_setup(sh, conf) ?:
+		      bsteer_access_listen(fe->s, sh->lfd, conf->nlisten);
 }
 
 /*
@@ -645,6 +664,7 @@ static void nbd_tick(struct bsteer_fe *fe)
 		n->scanned_ns = now;
 		drop_deaf_clients(n, now);
 		expire_handshakes(n, now);
+		nbd_tls_tick(n, now);
 	}
 	for (i = 0; n->nstalled && i < MAX_CONNS; i++) {
 		struct conn *c = &n->conns[i];
@@ -693,6 +713,7 @@ static void nbd_stop(struct bsteer_fe *fe)
 	for (i = 0; i < MAX_CONNS; i++)
 		if (n->conns[i].used)
 			nbd_conn_fail(n, &n->conns[i], NULL);
+	nbd_tls_stop(n);
 }
 
 static bool nbd_idle(struct bsteer_fe *fe)
@@ -703,7 +724,7 @@ static bool nbd_idle(struct bsteer_fe *fe)
 	for (i = 0; i < NBD_MAX_LISTEN; i++)
 		if (n->accept_armed[i] || n->accept_wait[i])
 			return false;
-	if (n->nhs)
+	if (n->nhs || n->ntun)
 		return false;
 	for (i = 0; i < MAX_CONNS; i++)
 		if (n->conns[i].used)
@@ -724,6 +745,7 @@ static void nbd_fini(struct bsteer_fe *fe)
 	for (i = 0; i < MAX_CONNS; i++)
 		if (n->conns[i].used)
 			conn_free(n, &n->conns[i]);
+	nbd_tls_fini(n);
 	free(n->ri);
 	free(n);
 	fe->priv = NULL;
@@ -751,6 +773,9 @@ static const char *const nbd_counters[] = {
 	[NBD_C_SEND_BATCHED]	= "replies_batched",
 	[NBD_C_HS_OPEN]		= "handshakes_open",
 	[NBD_C_HS_TIMEOUTS]	= "handshakes_timed_out",
+	[NBD_C_TLS_OPEN]	= "tls_sessions_open",
+	[NBD_C_TLS_TOTAL]	= "tls_sessions_total",
+	[NBD_C_TLS_FAILED]	= "tls_handshakes_unfinished",
 	NULL,
 };
 

@@ -260,6 +260,37 @@ static void opt_export_name_go(struct nbd *n, struct hs *h,
 	h->state = HS_GO;
 }
 
+/*
+ * STARTTLS: acknowledged, and once the reply is out the socket goes to a
+ * TLS tunnel (nbd_tls.c); options start again over TLS. Anything learnt
+ * before it (structured replies, a meta context) is forgotten, as the
+ * spec asks.
+ */
+static int opt_starttls(struct nbd *n, struct hs *h, __u32 len)
+{
+	int tls = n->conf ? n->conf->tls : NBD_TLS_OFF;
+
+	if (tls == NBD_TLS_OFF)
+		return opt_error(h, NBD_OPT_STARTTLS, NBD_REP_ERR_POLICY,
+				 "TLS is not enabled on this server");
+	if (h->tls)
+		return opt_error(h, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID,
+				 "TLS is already on");
+	if (len)
+		return opt_error(h, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID,
+				 "no data expected");
+	memset(&h->ng, 0, sizeof(h->ng));
+	h->state = HS_STARTTLS;
+	return opt_reply(h, NBD_OPT_STARTTLS, NBD_REP_ACK, NULL, 0);
+}
+
+/* Under --tls require, before STARTTLS: what may be asked. */
+static bool tls_refuses(const struct nbd *n, const struct hs *h, __u32 opt)
+{
+	return n->conf && n->conf->tls == NBD_TLS_REQUIRE && !h->tls &&
+	       opt != NBD_OPT_STARTTLS && opt != NBD_OPT_ABORT;
+}
+
 /* One whole option, its data in @d. Sets the state that follows. */
 static void option(struct nbd *n, struct hs *h, const unsigned char *d)
 {
@@ -268,7 +299,18 @@ static void option(struct nbd *n, struct hs *h, const unsigned char *d)
 	int rc;
 
 	h->state = HS_OPT_HDR;
+	if (tls_refuses(n, h, opt)) {
+		/* Nothing about the exports before TLS; EXPORT_NAME has no error reply. */
+		if (opt == NBD_OPT_EXPORT_NAME)
+			h->state = HS_CLOSE;
+		else if (opt_error(h, opt, NBD_REP_ERR_TLS_REQD, "TLS is required: STARTTLS first"))
+			h->state = HS_CLOSE;
+		return;
+	}
 	switch (opt) {
+	case NBD_OPT_STARTTLS:
+		rc = opt_starttls(n, h, len);
+		break;
 	case NBD_OPT_EXPORT_NAME:
 		opt_export_name_go(n, h, d, len);
 		return;

@@ -32,6 +32,7 @@
 #define MAX_CONNS		BSTEER_FRONTEND_FILES
 #define MAX_HANDSHAKES		1024	/* per worker; the oldest gives way */
 #define HS_TABLE		(2 * MAX_HANDSHAKES)	/* ... and room while it goes */
+#define TUN_TABLE		(MAX_CONNS + HS_TABLE)	/* TLS tunnels (nbd_tls.c) */
 
 #define MAX_PARTS		64	/* parts (slots) of one round */
 
@@ -41,7 +42,9 @@
 
 /* The frontend's own SQEs: its owner tag, then kind << 40 | index. */
 enum { UD_ACCEPT = 1, UD_SEND = 3, UD_SENDV = 4, UD_SPLICE = 5,
-       UD_HS_RECV = 6, UD_HS_SEND = 7, UD_ACCEPT_WAIT = 8 };
+       UD_HS_RECV = 6, UD_HS_SEND = 7, UD_ACCEPT_WAIT = 8,
+       UD_TLS_NET_RECV = 9, UD_TLS_NET_SEND = 10,	/* nbd_tls.c */
+       UD_TLS_APP_RECV = 11, UD_TLS_APP_SEND = 12 };
 
 /* Its counters (bsteer stat shows them by these names). */
 enum {
@@ -61,6 +64,9 @@ enum {
 	NBD_C_SEND_BATCHED,	/* ... and the replies they carried */
 	NBD_C_HS_OPEN,		/* connections in their handshake now */
 	NBD_C_HS_TIMEOUTS,	/* ... closed by --handshake-timeout */
+	NBD_C_TLS_OPEN,		/* TLS tunnels now (nbd_tls.c) */
+	NBD_C_TLS_TOTAL,	/* ... STARTTLS taken, in all */
+	NBD_C_TLS_FAILED,	/* ... that ended before their TLS handshake did */
 };
 
 /*
@@ -161,6 +167,7 @@ enum {
 	HS_OPT_HDR,	/* an option's 16-byte header */
 	HS_OPT_DATA,	/* ... its data */
 	HS_SKIP,	/* ... the data of one too big to take, drained */
+	HS_STARTTLS,	/* the STARTTLS reply out, then TLS from here on */
 	HS_GO,		/* an export chosen: replies out, then transmission */
 	HS_QUIT,	/* replies out, then close */
 	HS_CLOSE,	/* close now */
@@ -180,6 +187,7 @@ struct hs {
 	int op_kind;		/* ... this one (UD_HS_*) */
 	bool dead;		/* timed out: freed when its op is back */
 	bool tcp;
+	bool tls;		/* fd is a TLS tunnel's end (after STARTTLS) */
 	__u32 cflags;
 	__u32 opt, opt_len;	/* the option being read */
 	__u32 skip;		/* bytes of a too-big option left to drain */
@@ -198,6 +206,7 @@ struct nbd_shared {
 	/* The socket file we bound: removed at exit only if it is still ours. */
 	char unix_path[NBD_MAX_LISTEN][108];
 	__u64 unix_dev[NBD_MAX_LISTEN], unix_ino[NBD_MAX_LISTEN];
+	struct tls_cred *tls;	/* --tls: the credentials every worker uses */
 };
 
 /* One worker's NBD frontend. */
@@ -218,6 +227,8 @@ struct nbd {
 	__u32 nhs;		/* ... in the table */
 	__u32 nhs_dead;		/* ... of them given up, their op not back */
 	__u32 hs_evicted;	/* oldest given up for room, not yet logged */
+	struct tunnel *tun[TUN_TABLE];	/* TLS tunnels (nbd_tls.c) */
+	__u32 ntun;
 	struct conn conns[MAX_CONNS];
 	struct req_info *ri;	/* per request of the engine */
 	__u32 nstalled;
@@ -257,6 +268,15 @@ static inline void nbd_count(struct nbd *n, int which, __u64 v)
 int nbd_hs_init(struct hs *h);
 __u32 nbd_hs_want(const struct hs *h);
 void nbd_hs_input(struct nbd *n, struct hs *h);
+
+/* nbd_tls.c */
+int nbd_tls_setup(struct nbd_shared *sh, const struct nbd_conf *conf);
+void nbd_tls_teardown(struct nbd_shared *sh);
+int nbd_tls_start(struct nbd *n, int net);
+void nbd_tls_cqe(struct nbd *n, int kind, __u32 id, int res);
+void nbd_tls_tick(struct nbd *n, __u64 now);
+void nbd_tls_stop(struct nbd *n);
+void nbd_tls_fini(struct nbd *n);
 
 /* nbd_request.c */
 __u32 nbd_round_max(struct nbd *n, const struct bsteer_export *ex);
