@@ -148,12 +148,21 @@ TEST_BINS := $(patsubst %,$(OUTPUT)/selftests/%,$(TESTS))
 # Programs the shell tests run (not tests themselves: no test_ prefix).
 TEST_HELPERS := $(patsubst %,$(OUTPUT)/selftests/%,trace_prog)
 BPF_HDRS  := $(wildcard bpf/*.bpf.h) $(wildcard include/*.h) vmlinux.h
+# Man pages: docs/man/NAME.SECTION.scd -> build/man/NAME.SECTION (scdoc).
+MAN_PAGES := $(patsubst docs/man/%.scd,$(OUTPUT)/man/%,$(wildcard docs/man/*.scd))
 
 .DELETE_ON_ERROR:
 .SECONDARY: $(SKELS) $(BPF_OBJS)
-.PHONY: all clean test test-asan asan fuzz deps vmlinux run lint FORCE
+.PHONY: all clean test test-asan asan fuzz deps vmlinux run lint man FORCE
 
-all: $(BIN) $(BPF_OBJS) $(TEST_BPF) $(TEST_BINS) $(TEST_HELPERS) $(UNITS)
+all: $(BIN) $(BPF_OBJS) $(TEST_BPF) $(TEST_BINS) $(TEST_HELPERS) $(UNITS) man
+
+# Man pages, for make install to take from $(OUTPUT)/man/*.[78].
+man: $(MAN_PAGES)
+
+$(OUTPUT)/man/%: docs/man/%.scd | $(OUTPUT)/man
+	$(call msg,SCDOC,$@)
+	$(Q)scdoc < $< > $@
 
 # systemd units, with the path the binary is installed at.
 $(OUTPUT)/systemd/bsteer@.service: user/systemd/bsteer@.service.in | $(OUTPUT)
@@ -163,7 +172,7 @@ $(OUTPUT)/systemd/bsteer@.socket: user/systemd/bsteer@.socket | $(OUTPUT)
 	$(Q)mkdir -p $(@D)
 	$(Q)cp $< $@
 
-$(OUTPUT) $(OUTPUT)/bpf $(OUTPUT)/selftests $(OUTPUT)/selftests/progs:
+$(OUTPUT) $(OUTPUT)/bpf $(OUTPUT)/man $(OUTPUT)/selftests $(OUTPUT)/selftests/progs:
 	$(Q)mkdir -p $@
 
 define bpf_rule
@@ -294,6 +303,7 @@ DEB_PKGS := \
 	gcc \
 	gnuplot-nox \
 	gnutls-bin \
+	groff-base \
 	iperf3 \
 	iproute2 \
 	jq \
@@ -308,12 +318,14 @@ DEB_PKGS := \
 	libxdp-dev \
 	llvm-19 \
 	make \
+	man-db \
 	nbdkit \
 	pkg-config \
 	prometheus \
 	python3-libnbd \
 	qemu-system-common \
 	qemu-utils \
+	scdoc \
 	shellcheck \
 	systemd \
 	valgrind \
