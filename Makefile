@@ -16,6 +16,13 @@ CFLAGS     += -Wall -Wextra -Werror -Wno-format-truncation -std=gnu11 -D_GNU_SOU
 	      -Iinclude -I$(OUTPUT) -Iuser -MMD -MP $(EXTRA_CFLAGS)
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
+# make install puts the policies' BPF objects (for bpftool, and what
+# 'bsteer policy swap --dry-run' prints) in LIBDIR, found from the binary
+# as ../lib/bsteer: keep LIBDIR at BINDIR/../lib/bsteer.
+LIBDIR     ?= $(PREFIX)/lib/bsteer
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+MANDIR     ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 UNITS      := $(OUTPUT)/systemd/bsteer@.service $(OUTPUT)/systemd/bsteer@.socket
 LDLIBS     += -lxdp -lbpf -luring -lelf -lz -lpthread -lmicrohttpd -lsystemd
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall \
@@ -150,12 +157,17 @@ BPF_HDRS  := $(wildcard bpf/*.bpf.h) $(wildcard include/*.h) vmlinux.h
 
 .DELETE_ON_ERROR:
 .SECONDARY: $(SKELS) $(BPF_OBJS)
-.PHONY: all clean test test-asan asan fuzz deps vmlinux run lint FORCE
+.PHONY: all clean test test-asan asan fuzz deps vmlinux run lint install uninstall FORCE
 
 all: $(BIN) $(BPF_OBJS) $(TEST_BPF) $(TEST_BINS) $(TEST_HELPERS) $(UNITS)
 
-# systemd units, with the path the binary is installed at.
-$(OUTPUT)/systemd/bsteer@.service: user/systemd/bsteer@.service.in | $(OUTPUT)
+# systemd units, with the path the binary is installed at; made again
+# when BINDIR changes (build/systemd/bindir holds the last one).
+$(OUTPUT)/systemd/bindir: FORCE
+	$(Q)mkdir -p $(@D)
+	$(Q)echo '$(BINDIR)' >$@.tmp
+	$(Q)cmp -s $@.tmp $@ && rm -f $@.tmp || mv -f $@.tmp $@
+$(OUTPUT)/systemd/bsteer@.service: user/systemd/bsteer@.service.in $(OUTPUT)/systemd/bindir | $(OUTPUT)
 	$(Q)mkdir -p $(@D)
 	$(Q)sed 's|@BINDIR@|$(BINDIR)|g' $< >$@
 $(OUTPUT)/systemd/bsteer@.socket: user/systemd/bsteer@.socket | $(OUTPUT)
@@ -224,6 +236,42 @@ $(BIN): $(patsubst %,$(OUTPUT)/user/%.o,$(CLI_OBJS)) $(LIB)
 $(OUTPUT)/selftests/%: selftests/%.c $(LIB) | $(OUTPUT)/selftests
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -Iselftests $< $(LIB) $(LDLIBS) -o $@
+
+# make install [PREFIX=/usr/local] [DESTDIR=...]: the binary, the built-in
+# policies' BPF objects, the systemd units, the man pages that are built
+# (build/man/*.8, *.7) and the bash completion. make uninstall removes
+# exactly those files (and the LIBDIR folder, if it is then empty).
+INSTALL      ?= install
+INSTALL_BPF  := $(patsubst %,$(OUTPUT)/bpf/%.bpf.o,$(BPF_POLICY) $(BPF_VARIANTS))
+COMPLETION   := user/completion/bsteer.bash
+# The man pages built (found when make reads this file: build them
+# first); uninstall also removes those docs/man/ makes, built or not.
+MAN8 = $(wildcard $(OUTPUT)/man/*.8)
+MAN7 = $(wildcard $(OUTPUT)/man/*.7)
+MAN_ALL = $(sort $(notdir $(MAN8) $(MAN7)) \
+	$(patsubst docs/man/%.scd,%,$(wildcard docs/man/*.8.scd docs/man/*.7.scd)))
+
+install: $(BIN) $(INSTALL_BPF) $(UNITS)
+	$(call msg,INSTALL,$(DESTDIR)$(PREFIX))
+	$(Q)$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) \
+		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(BASHCOMPDIR)
+	$(Q)$(INSTALL) -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/bsteer
+	$(Q)$(INSTALL) -m 0644 $(INSTALL_BPF) $(DESTDIR)$(LIBDIR)/
+	$(Q)$(INSTALL) -m 0644 $(UNITS) $(DESTDIR)$(SYSTEMDUNITDIR)/
+	$(Q)$(INSTALL) -m 0644 $(COMPLETION) $(DESTDIR)$(BASHCOMPDIR)/bsteer
+	$(if $(MAN8),$(Q)$(INSTALL) -d $(DESTDIR)$(MANDIR)/man8 && \
+		$(INSTALL) -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/)
+	$(if $(MAN7),$(Q)$(INSTALL) -d $(DESTDIR)$(MANDIR)/man7 && \
+		$(INSTALL) -m 0644 $(MAN7) $(DESTDIR)$(MANDIR)/man7/)
+
+uninstall:
+	$(call msg,UNINSTALL,$(DESTDIR)$(PREFIX))
+	$(Q)rm -f $(DESTDIR)$(BINDIR)/bsteer \
+		$(addprefix $(DESTDIR)$(LIBDIR)/,$(notdir $(INSTALL_BPF))) \
+		$(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(notdir $(UNITS))) \
+		$(DESTDIR)$(BASHCOMPDIR)/bsteer \
+		$(foreach m,$(MAN_ALL),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(m))
+	$(Q)rmdir $(DESTDIR)$(LIBDIR) 2>/dev/null || true
 
 # Microbenchmarks: "make bench". Not part of "all"; they link the library
 # like the CLI does and need root to run (bench/hooks.sh wraps hookbench).
