@@ -309,12 +309,14 @@ fuzz:
 		$(FUZZ_OUT)/libbsteer.a $(LDLIBS) -o $(FUZZ_OUT)/fuzz_nbd
 
 # shellcheck over every shell script, found by its first line (bench/results
-# and the build trees left out). The C build is -Werror already.
+# and the build trees left out), and the sourced ones that have none. The
+# C build is -Werror already.
 lint:
 	$(call msg,LINT,shell scripts)
 	$(Q)files=$$(grep -rlE --exclude-dir='build*' --exclude-dir=.git \
 		--exclude-dir=results '^#!(/usr/bin/env |/bin/)(ba)?sh' . | sort); \
-	shellcheck -S warning $$files && shellcheck -S warning -s bash selftests/lib.sh
+	shellcheck -S warning $$files && \
+	shellcheck -S warning -s bash selftests/lib.sh user/completion/bsteer.bash
 
 # Lint, then every test on the plain build, then again on the ASan + UBSan
 # build (any sanitizer report aborts the process and fails its test).
