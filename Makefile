@@ -16,6 +16,13 @@ CFLAGS     += -Wall -Wextra -Werror -Wno-format-truncation -std=gnu11 -D_GNU_SOU
 	      -Iinclude -I$(OUTPUT) -Iuser -MMD -MP $(EXTRA_CFLAGS)
 PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
+# make install puts the policies' BPF objects (for bpftool, and what
+# 'bsteer policy swap --dry-run' prints) in LIBDIR, found from the binary
+# as ../lib/bsteer: keep LIBDIR at BINDIR/../lib/bsteer.
+LIBDIR     ?= $(PREFIX)/lib/bsteer
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+MANDIR     ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 UNITS      := $(OUTPUT)/systemd/bsteer@.service $(OUTPUT)/systemd/bsteer@.socket
 LDLIBS     += -lxdp -lbpf -luring -lelf -lz -lpthread -lmicrohttpd -lsystemd -lgnutls
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall \
@@ -153,7 +160,7 @@ MAN_PAGES := $(patsubst docs/man/%.scd,$(OUTPUT)/man/%,$(wildcard docs/man/*.scd
 
 .DELETE_ON_ERROR:
 .SECONDARY: $(SKELS) $(BPF_OBJS)
-.PHONY: all clean test test-asan asan fuzz deps vmlinux run lint man FORCE
+.PHONY: all clean test test-asan asan fuzz deps vmlinux run lint man install uninstall FORCE
 
 all: $(BIN) $(BPF_OBJS) $(TEST_BPF) $(TEST_BINS) $(TEST_HELPERS) $(UNITS) man
 
@@ -164,8 +171,13 @@ $(OUTPUT)/man/%: docs/man/%.scd | $(OUTPUT)/man
 	$(call msg,SCDOC,$@)
 	$(Q)scdoc < $< > $@
 
-# systemd units, with the path the binary is installed at.
-$(OUTPUT)/systemd/bsteer@.service: user/systemd/bsteer@.service.in | $(OUTPUT)
+# systemd units, with the path the binary is installed at; made again
+# when BINDIR changes (build/systemd/bindir holds the last one).
+$(OUTPUT)/systemd/bindir: FORCE
+	$(Q)mkdir -p $(@D)
+	$(Q)echo '$(BINDIR)' >$@.tmp
+	$(Q)cmp -s $@.tmp $@ && rm -f $@.tmp || mv -f $@.tmp $@
+$(OUTPUT)/systemd/bsteer@.service: user/systemd/bsteer@.service.in $(OUTPUT)/systemd/bindir | $(OUTPUT)
 	$(Q)mkdir -p $(@D)
 	$(Q)sed 's|@BINDIR@|$(BINDIR)|g' $< >$@
 $(OUTPUT)/systemd/bsteer@.socket: user/systemd/bsteer@.socket | $(OUTPUT)
@@ -235,6 +247,39 @@ $(OUTPUT)/selftests/%: selftests/%.c $(LIB) | $(OUTPUT)/selftests
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(CFLAGS) -Iselftests $< $(LIB) $(LDLIBS) -o $@
 
+# make install [PREFIX=/usr/local] [DESTDIR=...]: the binary, the built-in
+# policies' BPF objects, the systemd units, the man pages (docs/man/, built
+# by scdoc) and the bash completion. make uninstall removes exactly those
+# files (and the LIBDIR folder, if it is then empty).
+INSTALL      ?= install
+INSTALL_BPF  := $(patsubst %,$(OUTPUT)/bpf/%.bpf.o,$(BPF_POLICY) $(BPF_VARIANTS))
+COMPLETION   := user/completion/bsteer.bash
+MAN8 = $(filter %.8,$(MAN_PAGES))
+MAN7 = $(filter %.7,$(MAN_PAGES))
+MAN_ALL = $(notdir $(MAN_PAGES))
+
+install: $(BIN) $(INSTALL_BPF) $(UNITS) $(MAN_PAGES)
+	$(call msg,INSTALL,$(DESTDIR)$(PREFIX))
+	$(Q)$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) \
+		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(BASHCOMPDIR)
+	$(Q)$(INSTALL) -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/bsteer
+	$(Q)$(INSTALL) -m 0644 $(INSTALL_BPF) $(DESTDIR)$(LIBDIR)/
+	$(Q)$(INSTALL) -m 0644 $(UNITS) $(DESTDIR)$(SYSTEMDUNITDIR)/
+	$(Q)$(INSTALL) -m 0644 $(COMPLETION) $(DESTDIR)$(BASHCOMPDIR)/bsteer
+	$(if $(MAN8),$(Q)$(INSTALL) -d $(DESTDIR)$(MANDIR)/man8 && \
+		$(INSTALL) -m 0644 $(MAN8) $(DESTDIR)$(MANDIR)/man8/)
+	$(if $(MAN7),$(Q)$(INSTALL) -d $(DESTDIR)$(MANDIR)/man7 && \
+		$(INSTALL) -m 0644 $(MAN7) $(DESTDIR)$(MANDIR)/man7/)
+
+uninstall:
+	$(call msg,UNINSTALL,$(DESTDIR)$(PREFIX))
+	$(Q)rm -f $(DESTDIR)$(BINDIR)/bsteer \
+		$(addprefix $(DESTDIR)$(LIBDIR)/,$(notdir $(INSTALL_BPF))) \
+		$(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(notdir $(UNITS))) \
+		$(DESTDIR)$(BASHCOMPDIR)/bsteer \
+		$(foreach m,$(MAN_ALL),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(m))
+	$(Q)rmdir $(DESTDIR)$(LIBDIR) 2>/dev/null || true
+
 # Microbenchmarks: "make bench". Not part of "all"; they link the library
 # like the CLI does and need root to run (bench/hooks.sh wraps hookbench).
 BENCHES    := hookbench
@@ -271,12 +316,14 @@ fuzz:
 		$(FUZZ_OUT)/libbsteer.a $(LDLIBS) -o $(FUZZ_OUT)/fuzz_nbd
 
 # shellcheck over every shell script, found by its first line (bench/results
-# and the build trees left out). The C build is -Werror already.
+# and the build trees left out), and the sourced ones that have none. The
+# C build is -Werror already.
 lint:
 	$(call msg,LINT,shell scripts)
 	$(Q)files=$$(grep -rlE --exclude-dir='build*' --exclude-dir=.git \
 		--exclude-dir=results '^#!(/usr/bin/env |/bin/)(ba)?sh' . | sort); \
-	shellcheck -S warning $$files && shellcheck -S warning -s bash selftests/lib.sh
+	shellcheck -S warning $$files && \
+	shellcheck -S warning -s bash selftests/lib.sh user/completion/bsteer.bash
 
 # Lint, then every test on the plain build, then again on the ASan + UBSan
 # build (any sanitizer report aborts the process and fails its test).

@@ -38,6 +38,13 @@ int bsteer_check_privileges(const char *who);
 /* Is @sa an IPv4 127/8 or the IPv6 ::1 address? (--allow-remote rules) */
 struct sockaddr;
 bool bsteer_addr_loopback(const struct sockaddr *sa);
+/*
+ * The on-disk copy of BPF object NAME.bpf.o (a built-in policy, for
+ * bpftool): ../lib/bsteer/ next to the running binary (installed), else
+ * bpf/ next to it (the build tree). 0 with its real path in @out, or
+ * -ENOENT with both places named in bsteer_errbuf().
+ */
+int bsteer_bpf_object_path(const char *name, char *out, size_t len);
 
 struct bsteer_json {
 	FILE *f;

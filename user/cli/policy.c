@@ -2,7 +2,6 @@
 /* bsteer policy: list the built-in policies, show and swap the active one. */
 #include <errno.h>
 #include <getopt.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -151,19 +150,6 @@ static int policy_show(const char *name, bool json)
 	return 0;
 }
 
-/* Where the built-in policy objects sit: next to the binary, in bpf/. */
-static int builtin_object(const char *name, char *out, size_t len)
-{
-	char exe[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-
-	if (n < 0)
-		return -errno;
-	exe[n] = 0;
-	snprintf(out, len, "%s/bpf/%s.bpf.o", dirname(exe), name);
-	return access(out, R_OK) ? -errno : 0;
-}
-
 static int policy_dry_run(const char *inst, const char *spec)
 {
 	char obj_path[PATH_MAX], name[64], dir[PATH_MAX], cwd[PATH_MAX];
@@ -173,9 +159,8 @@ static int policy_dry_run(const char *inst, const char *spec)
 	const char *tp = NULL, *sys = NULL;
 
 	if (bsteer_policy_find(spec)) {
-		if (builtin_object(spec, obj_path, sizeof(obj_path))) {
-			fprintf(stderr, "bsteer policy: cannot find %s (built-in objects live next to the binary)\n",
-				obj_path);
+		if (bsteer_bpf_object_path(spec, obj_path, sizeof(obj_path))) {
+			fprintf(stderr, "bsteer policy: %s\n", bsteer_errbuf());
 			return 1;
 		}
 	} else {

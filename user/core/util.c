@@ -2,6 +2,7 @@
 /* Small shared helpers: errors, time, sizes, /proc, a JSON writer. */
 #include <ctype.h>
 #include <errno.h>
+#include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -335,4 +336,36 @@ void json_hist(struct bsteer_json *j, const char *key, const __u64 *slots)
 		json_end_obj(j);
 	}
 	json_end_arr(j);
+}
+
+/* See libbsteer.h: the installed layout first, then the build tree's. */
+int bsteer_bpf_object_path(const char *name, char *out, size_t len)
+{
+	static const char *const where[] = { "../lib/bsteer", "bpf" };
+	char exe[PATH_MAX], real[PATH_MAX], tried[2][PATH_MAX + 80];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	const char *dir;
+	size_t i;
+
+	if (n < 0) {
+		int err = -errno;
+
+		bsteer_set_err("cannot find %s.bpf.o: /proc/self/exe: %s", name,
+			       strerror(-err));
+		return err;
+	}
+	exe[n] = 0;
+	dir = dirname(exe);
+	for (i = 0; i < 2; i++) {
+		snprintf(tried[i], sizeof(tried[i]), "%s/%s/%s.bpf.o", dir,
+			 where[i], name);
+		if (!access(tried[i], R_OK) && realpath(tried[i], real) &&
+		    strlen(real) < len) {
+			memcpy(out, real, strlen(real) + 1);
+			return 0;
+		}
+	}
+	bsteer_set_err("cannot find %s.bpf.o: not in %s nor in %s", name,
+		       tried[0], tried[1]);
+	return -ENOENT;
 }
