@@ -121,7 +121,8 @@ LIB_OBJS := \
 	trace/report \
 	trace/session \
 	trace/tracer \
-	wire/nbd_wire
+	wire/nbd_wire \
+	wire/tls_tunnel
 
 CLI_OBJS := \
 	cli/access \

@@ -372,7 +372,7 @@ static void nbd_cqe(struct bsteer_fe *fe, const struct io_uring_cqe *cqe)
 			hs_cqe(n, n->hs[idx], kind, cqe->res);
 		return;
 	}
-	if (kind >= UD_TLS_NET_RECV && kind <= UD_TLS_APP_SEND) {
+	if (kind >= UD_TLS && kind < UD_TLS + TLS_OPS) {
 		nbd_tls_cqe(n, kind, idx, cqe->res);
 		return;
 	}

@@ -21,6 +21,7 @@
 #include <sys/uio.h>
 #include "frontend/nbd.h"
 #include "wire/nbd_wire.h"
+#include "wire/tls_tunnel.h"
 
 #define META_ALLOC		"base:allocation"
 #define META_ALLOC_ID		1
@@ -43,8 +44,7 @@
 /* The frontend's own SQEs: its owner tag, then kind << 40 | index. */
 enum { UD_ACCEPT = 1, UD_SEND = 3, UD_SENDV = 4, UD_SPLICE = 5,
        UD_HS_RECV = 6, UD_HS_SEND = 7, UD_ACCEPT_WAIT = 8,
-       UD_TLS_NET_RECV = 9, UD_TLS_NET_SEND = 10,	/* nbd_tls.c */
-       UD_TLS_APP_RECV = 11, UD_TLS_APP_SEND = 12 };
+       UD_TLS = 9 };	/* ... to UD_TLS + TLS_OPS - 1: a tunnel's ops (nbd_tls.c) */
 
 /* Its counters (bsteer stat shows them by these names). */
 enum {
@@ -227,8 +227,9 @@ struct nbd {
 	__u32 nhs;		/* ... in the table */
 	__u32 nhs_dead;		/* ... of them given up, their op not back */
 	__u32 hs_evicted;	/* oldest given up for room, not yet logged */
-	struct tunnel *tun[TUN_TABLE];	/* TLS tunnels (nbd_tls.c) */
+	struct tls_tunnel *tun[TUN_TABLE];	/* TLS tunnels (nbd_tls.c) */
 	__u32 ntun;
+	struct tls_host tls_host;	/* ... run on this worker's ring */
 	struct conn conns[MAX_CONNS];
 	struct req_info *ri;	/* per request of the engine */
 	__u32 nstalled;
