@@ -113,6 +113,7 @@ LIB_OBJS := \
 	target/file_inline \
 	target/nbd \
 	target/nbd_client \
+	target/nbd_tls \
 	target/registry \
 	trace/json \
 	trace/live \

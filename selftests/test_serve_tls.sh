@@ -17,10 +17,14 @@
 #  - --tls-verify-peer: a client without a certificate is refused;
 #  - a client silent after STARTTLS is closed by --handshake-timeout and
 #    its tunnel goes (tls_sessions_open back to 0);
+#  - legs: a mirror with an nbds:// leg on nbdkit --tls=require gets every
+#    byte to it; nbds+unix:// with a PSK reads back; a plain nbd:// leg
+#    on that server, a leg whose CA did not sign it, and one with no
+#    credentials are refused with the reason;
 #  - bad option combinations are usage errors (exit 2).
 . "$(dirname "$0")/lib.sh"
 need_root
-need_tools certtool psktool nbdinfo nbdcopy qemu-img python3 jq
+need_tools certtool psktool nbdinfo nbdcopy nbdkit qemu-img python3 jq
 
 INST=$(instance tls)
 S=$T/s.sock
@@ -169,6 +173,50 @@ check "--tls-verify-peer: a client with a certificate the CA signed" nbdinfo --s
 nbdinfo --size "nbds+unix:///d?socket=$S&tls-certificates=$T/cli-nocert" >/dev/null 2>&1
 check "--tls-verify-peer: a client without one is refused" [ $? -ne 0 ]
 stop_serve
+
+# ---- TLS legs: nbds:// and nbds+unix:// targets on nbdkit --tls=require ----
+KPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+truncate -s 64M "$T/up.img" "$T/local.img"
+nbdkit -f -p "$KPORT" -i 127.0.0.1 --tls=require "--tls-certificates=$T/srv" \
+	file "$T/up.img" 2>"$T/kit.log" &
+KIT=$!
+PIDS+=("$KIT")
+wait_for 30 nbdinfo --size "nbds://127.0.0.1:$KPORT/?tls-certificates=$T/cli" ||
+	fail "nbdkit --tls=require did not start: $(cat "$T/kit.log")"
+LEG="nbds://127.0.0.1:$KPORT/?tls-certificates=$T/cli"
+start_serve "$S" --instance "$INST" --export "m=$T/local.img,$LEG" || finish
+M="nbd+unix:///m?socket=$S"
+nbdcopy --connections=2 --request-size=65536 "$T/src" "$M" || fail "nbdcopy into a mirror with a TLS leg"
+check "a mirror with an nbds leg: the TLS leg has every byte" cmp -n 16777216 "$T/src" "$T/up.img"
+check "... and the local leg" cmp -n 16777216 "$T/src" "$T/local.img"
+nbdcopy "$M" "$T/back2" || fail "nbdcopy out of the mirror"
+check "... and reads come back" cmp -n 16777216 "$T/src" "$T/back2"
+stop_serve
+"$BSTEER" serve --listen "unix:$T/x.sock" --instance "$INST-x" \
+	--export "m=nbd://127.0.0.1:$KPORT/" >"$T/bad.log" 2>&1
+check "a plain nbd:// leg on a server that requires TLS: refused, saying so" \
+	grep -q "requires TLS: use nbds://" "$T/bad.log"
+"$BSTEER" serve --listen "unix:$T/x.sock" --instance "$INST-x" \
+	--export "m=nbds://127.0.0.1:$KPORT/?tls-certificates=$T/other" >"$T/bad.log" 2>&1
+check "an nbds leg whose CA did not sign the server: refused at the handshake" \
+	grep -q "TLS handshake" "$T/bad.log"
+"$BSTEER" serve --listen "unix:$T/x.sock" --instance "$INST-x" \
+	--export "m=nbds://127.0.0.1:$KPORT/" >"$T/bad.log" 2>&1
+check "an nbds leg without credentials: refused, naming them" grep -q "tls-certificates=DIR" "$T/bad.log"
+kill "$KIT"
+wait "$KIT" 2>/dev/null
+rm -f "$T/kit.sock"
+nbdkit -f -U "$T/kit.sock" --tls=require "--tls-psk=$T/keys.psk" file "$T/up.img" 2>"$T/kit.log" &
+KIT=$!
+PIDS+=("$KIT")
+wait_for 30 sh -c "[ -S '$T/kit.sock' ] || ! kill -0 $KIT" || fail "nbdkit --tls-psk did not start"
+start_serve "$S" --instance "$INST" \
+	--export "p=nbds+unix://alice@/?socket=$T/kit.sock&tls-psk-file=$T/keys.psk" || finish
+nbdcopy "nbd+unix:///p?socket=$S" "$T/back3" || fail "nbdcopy through an nbds+unix PSK leg"
+check "an nbds+unix leg with a PSK: reads what the mirror wrote" cmp -n 16777216 "$T/src" "$T/back3"
+stop_serve
+kill "$KIT"
+wait "$KIT" 2>/dev/null
 
 # ---- usage ----
 for bad in "--tls on" "--tls maybe --tls-certificates $T/srv" "--tls-certificates $T/srv" \

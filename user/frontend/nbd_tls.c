@@ -213,7 +213,7 @@ int nbd_tls_start(struct nbd *n, int net)
 		gnutls_session_set_verify_cert(ses, NULL, 0);
 	}
 	/* From here @net is the tunnel's, whatever happens. */
-	t = tls_tunnel_new(ses, net, &app);
+	t = tls_tunnel_new(ses, net, false, &app);
 	if (!t)
 		return -EBADF;
 	if (!n->tls_host.sqe)

@@ -23,22 +23,16 @@
 #include <unistd.h>
 #include "target/nbd.h"
 #include "wire/nbd_wire.h"
+#include "wire/tls_tunnel.h"
 
 #define NBD_PORT		"10809"
 #define CONNECT_TIMEOUT_S	10
 #define MAX_REPLY		4096
 
-struct nbd_uri {
-	char host[256];
-	char port[16];
-	char export[256];
-	char socket[108];
-	bool local;	/* nbd+unix */
-};
-
 static bool nbd_match(const char *spec)
 {
-	return !strncmp(spec, "nbd://", 6) || !strncmp(spec, "nbd+unix://", 11);
+	return !strncmp(spec, "nbd://", 6) || !strncmp(spec, "nbd+unix://", 11) ||
+	       !strncmp(spec, "nbds://", 7) || !strncmp(spec, "nbds+unix://", 12);
 }
 
 /* %XX escapes in an export name or socket path. */
@@ -65,30 +59,71 @@ static int unescape(const char *s, size_t n, char *out, size_t outlen)
 	return 0;
 }
 
+/* The query: socket=PATH (unix), and for nbds the TLS settings. */
+static int parse_query(const char *q, struct nbd_uri *u)
+{
+	static const struct { const char *key; size_t off, len; bool tls; } keys[] = {
+		{ "socket", offsetof(struct nbd_uri, socket), sizeof(u->socket), false },
+		{ "tls-certificates", offsetof(struct nbd_uri, tls_certs), sizeof(u->tls_certs), true },
+		{ "tls-psk-file", offsetof(struct nbd_uri, tls_psk), sizeof(u->tls_psk), true },
+		{ "tls-hostname", offsetof(struct nbd_uri, tls_hostname), sizeof(u->tls_hostname), true },
+	};
+
+	while (*q) {
+		const char *amp = strchr(q, '&'), *eq = strchr(q, '=');
+		size_t n = amp ? (size_t)(amp - q) : strlen(q), k;
+
+		if (!eq || eq > q + n)
+			return -EINVAL;
+		for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+			if (strlen(keys[k].key) == (size_t)(eq - q) &&
+			    !strncmp(q, keys[k].key, eq - q))
+				break;
+		if (k == sizeof(keys) / sizeof(keys[0]) || (keys[k].tls && !u->tls) ||
+		    unescape(eq + 1, q + n - eq - 1, (char *)u + keys[k].off, keys[k].len))
+			return -EINVAL;
+		q += n + !!amp;
+	}
+	return 0;
+}
+
+/* [USER@] before the host (or before the path, for unix). */
+static const char *parse_user(const char *p, struct nbd_uri *u)
+{
+	const char *at = strchr(p, '@'), *end = p + strcspn(p, "/?");
+
+	if (!at || at > end)
+		return p;
+	if (unescape(p, at - p, u->user, sizeof(u->user)))
+		return NULL;
+	return at + 1;
+}
+
 static int parse_uri(const char *spec, struct nbd_uri *u)
 {
 	const char *p, *slash, *q;
 
 	memset(u, 0, sizeof(*u));
 	snprintf(u->port, sizeof(u->port), "%s", NBD_PORT);
-	if (!strncmp(spec, "nbd+unix://", 11)) {
+	u->tls = !strncmp(spec, "nbds", 4);
+	p = spec + (u->tls ? 4 : 3);
+	if (!strncmp(p, "+unix://", 8)) {
 		u->local = true;
-		p = spec + 11;
-		if (*p && *p != '/')
+		p = parse_user(p + 8, u);
+		if (!p || (*p && *p != '/'))
 			return -EINVAL;		/* no host part for unix */
 		q = strchr(p, '?');
-		if (!q || strncmp(q, "?socket=", 8) || !q[8])
-			return -EINVAL;
-		if (unescape(p + (*p == '/'), q - p - (*p == '/'), u->export,
-			     sizeof(u->export)) ||
-		    unescape(q + 8, strlen(q + 8), u->socket, sizeof(u->socket)))
+		if (!q || unescape(p + (*p == '/'), q - p - (*p == '/'), u->export,
+				   sizeof(u->export)) || parse_query(q + 1, u) || !u->socket[0])
 			return -EINVAL;
 		return 0;
 	}
-	p = spec + 6;
-	slash = strchr(p, '/');
-	if (!slash)
-		slash = p + strlen(p);
+	if (strncmp(p, "://", 3))
+		return -EINVAL;
+	p = parse_user(p + 3, u);
+	if (!p)
+		return -EINVAL;
+	slash = p + strcspn(p, "/?");
 	if (*p == '[') {		/* [v6 address] */
 		const char *end = memchr(p, ']', slash - p);
 
@@ -117,10 +152,13 @@ static int parse_uri(const char *spec, struct nbd_uri *u)
 		memcpy(u->port, p + 1, n);
 		u->port[n] = 0;
 	}
-	if (*slash && strchr(slash, '?'))
-		return -EINVAL;		/* no query for TCP */
-	return *slash ? unescape(slash + 1, strlen(slash + 1), u->export,
-				 sizeof(u->export)) : 0;
+	q = strchr(slash, '?');
+	if (q && (parse_query(q + 1, u) || u->socket[0]))
+		return -EINVAL;		/* socket= is for unix */
+	if (*slash == '/' && unescape(slash + 1, (q ? q : slash + strlen(slash)) - slash - 1,
+				      u->export, sizeof(u->export)))
+		return -EINVAL;
+	return 0;
 }
 
 static int set_timeout(int fd, int secs)
@@ -186,22 +224,22 @@ static int dial(const struct nbd_uri *u, char *why, size_t wlen)
 	return fd;
 }
 
-static int send_opt(int fd, __u32 opt, const void *data, __u32 len)
+static int send_opt(const struct nbd_link *l, __u32 opt, const void *data, __u32 len)
 {
 	unsigned char h[NBD_OPT_HDR_LEN];
 	int err;
 
 	nbd_opt_header(h, opt, len);
-	err = nbd_xfer(fd, h, sizeof(h), true);
-	return err ?: (len ? nbd_xfer(fd, (void *)data, len, true) : 0);
+	err = nbd_link_xfer(l, h, sizeof(h), true);
+	return err ?: (len ? nbd_link_xfer(l, (void *)data, len, true) : 0);
 }
 
 /* One option reply: its type and up to MAX_REPLY bytes of data. */
-static int recv_rep(int fd, __u32 opt, __u32 *type, unsigned char *data,
+static int recv_rep(const struct nbd_link *l, __u32 opt, __u32 *type, unsigned char *data,
 		    __u32 *len)
 {
 	unsigned char h[NBD_OPT_REPLY_HDR_LEN];
-	int err = nbd_xfer(fd, h, sizeof(h), false);
+	int err = nbd_link_xfer(l, h, sizeof(h), false);
 
 	if (err)
 		return err;
@@ -211,7 +249,7 @@ static int recv_rep(int fd, __u32 opt, __u32 *type, unsigned char *data,
 	*len = nbd_get32(h + 16);
 	if (*len > MAX_REPLY)
 		return -EPROTO;
-	return nbd_xfer(fd, data, *len, false);
+	return nbd_link_xfer(l, data, *len, false);
 }
 
 static const char *rep_err(__u32 type)
@@ -246,7 +284,7 @@ static bool rep_info(const unsigned char *rep, __u32 len, struct nbd_leg *info)
 }
 
 /* NBD_OPT_GO; returns -EOPNOTSUPP if the server predates it. */
-static int opt_go(int fd, const char *export, struct nbd_leg *info,
+static int opt_go(const struct nbd_link *l, const char *export, struct nbd_leg *info,
 		  char *why, size_t wlen)
 {
 	unsigned char buf[4 + 256 + 2 + 2], rep[MAX_REPLY];
@@ -258,9 +296,9 @@ static int opt_go(int fd, const char *export, struct nbd_leg *info,
 	memcpy(buf + 4, export, n);
 	nbd_put16(buf + 4 + n, 1);	/* one info request: block sizes */
 	nbd_put16(buf + 6 + n, NBD_INFO_BLOCK_SIZE);
-	err = send_opt(fd, NBD_OPT_GO, buf, n + 8);
+	err = send_opt(l, NBD_OPT_GO, buf, n + 8);
 	while (!err) {
-		err = recv_rep(fd, NBD_OPT_GO, &type, rep, &len);
+		err = recv_rep(l, NBD_OPT_GO, &type, rep, &len);
 		if (err)
 			break;
 		if (type == NBD_REP_ACK)
@@ -278,13 +316,13 @@ static int opt_go(int fd, const char *export, struct nbd_leg *info,
 }
 
 /* The old way: NBD_OPT_EXPORT_NAME, which has no error reply. */
-static int opt_export_name(int fd, const char *export, bool zeroes,
+static int opt_export_name(const struct nbd_link *l, const char *export, bool zeroes,
 			   struct nbd_leg *info)
 {
 	unsigned char rep[10 + 124];
-	int err = send_opt(fd, NBD_OPT_EXPORT_NAME, export, strlen(export));
+	int err = send_opt(l, NBD_OPT_EXPORT_NAME, export, strlen(export));
 
-	err = err ?: nbd_xfer(fd, rep, 10 + (zeroes ? 124 : 0), false);
+	err = err ?: nbd_link_xfer(l, rep, 10 + (zeroes ? 124 : 0), false);
 	if (err)
 		return err == -ECONNRESET ? -ENOENT : err;
 	info->size = nbd_get64(rep);
@@ -292,12 +330,30 @@ static int opt_export_name(int fd, const char *export, bool zeroes,
 	return 0;
 }
 
-static int handshake(int fd, const char *export, struct nbd_leg *info,
+/* STARTTLS, then TLS on the socket: the options that follow go over it. */
+static int starttls(struct nbd_link *l, const struct nbd_uri *u, char *why, size_t wlen)
+{
+	unsigned char rep[MAX_REPLY];
+	__u32 type, len;
+	int err = send_opt(l, NBD_OPT_STARTTLS, NULL, 0) ?:
+		  recv_rep(l, NBD_OPT_STARTTLS, &type, rep, &len);
+
+	if (err)
+		return err;
+	if (type != NBD_REP_ACK) {
+		snprintf(why, wlen, "STARTTLS: %s", NBD_REP_IS_ERR(type) ? rep_err(type) :
+			 "an unexpected reply");
+		return -EPROTO;
+	}
+	return nbd_tls_client(l, u, why, wlen);
+}
+
+static int handshake(struct nbd_link *l, const struct nbd_uri *u, struct nbd_leg *info,
 		     char *why, size_t wlen)
 {
 	unsigned char h[18], c[4];
 	__u16 sflags;
-	int err = nbd_xfer(fd, h, sizeof(h), false);
+	int err = nbd_link_xfer(l, h, sizeof(h), false);
 
 	if (err) {
 		snprintf(why, wlen, "no NBD greeting: %s", strerror(-err));
@@ -313,12 +369,19 @@ static int handshake(int fd, const char *export, struct nbd_leg *info,
 		return -EPROTO;
 	}
 	nbd_put32(c, NBD_FLAG_FIXED_NEWSTYLE | (sflags & NBD_FLAG_NO_ZEROES));
-	err = nbd_xfer(fd, c, 4, true);
-	if (err)
+	err = nbd_link_xfer(l, c, 4, true);
+	if (!err && u->tls)
+		err = starttls(l, u, why, wlen);
+	if (err) {
+		if (!*why)
+			snprintf(why, wlen, "handshake failed: %s", strerror(-err));
 		return err;
-	err = opt_go(fd, export, info, why, wlen);
+	}
+	err = opt_go(l, u->export, info, why, wlen);
 	if (err == -EOPNOTSUPP)
-		err = opt_export_name(fd, export, !(sflags & NBD_FLAG_NO_ZEROES), info);
+		err = opt_export_name(l, u->export, !(sflags & NBD_FLAG_NO_ZEROES), info);
+	if (err == -EACCES && !u->tls && strstr(why, "TLS required"))
+		snprintf(why, wlen, "the server requires TLS: use nbds:// with ?tls-certificates=DIR or ?tls-psk-file=FILE");
 	if (err && !*why)
 		snprintf(why, wlen, "handshake failed: %s", strerror(-err));
 	return err;
@@ -326,22 +389,27 @@ static int handshake(int fd, const char *export, struct nbd_leg *info,
 
 int nbd_connect(const char *spec, bool rdonly, struct nbd_leg *info)
 {
+	struct nbd_link l = { .fd = -1 };
 	struct nbd_uri u;
 	char why[256] = "";
-	int fd, err;
+	int err, app;
 
 	memset(info, 0, sizeof(*info));
 	if (parse_uri(spec, &u)) {
-		bsteer_set_err("bad NBD URI '%s' (nbd://HOST[:PORT][/EXPORT] or nbd+unix:///EXPORT?socket=PATH)",
+		bsteer_set_err("bad NBD URI '%s' (nbd[s]://HOST[:PORT][/EXPORT][?tls-certificates=DIR|tls-psk-file=FILE] or nbd[s]+unix:///EXPORT?socket=PATH[&...])",
 			       spec);
 		return -EINVAL;
 	}
-	fd = dial(&u, why, sizeof(why));
-	if (fd < 0) {
-		bsteer_set_err("%s: %s", spec, why);
-		return fd;
+	if (u.tls && !u.tls_certs[0] && !u.tls_psk[0]) {
+		bsteer_set_err("%s: nbds:// needs ?tls-certificates=DIR or ?tls-psk-file=FILE", spec);
+		return -EINVAL;
 	}
-	err = handshake(fd, u.export, info, why, sizeof(why));
+	l.fd = dial(&u, why, sizeof(why));
+	if (l.fd < 0) {
+		bsteer_set_err("%s: %s", spec, why);
+		return l.fd;
+	}
+	err = handshake(&l, &u, info, why, sizeof(why));
 	if (!err && !rdonly && (info->flags & NBD_FLAG_READ_ONLY)) {
 		snprintf(why, sizeof(why), "the upstream export is read-only (add ,ro to the export)");
 		err = -EROFS;
@@ -352,12 +420,22 @@ int nbd_connect(const char *spec, bool rdonly, struct nbd_leg *info)
 	}
 	if (err) {
 		bsteer_set_err("%s: %s", spec, why);
-		close(fd);
+		if (l.ses)
+			gnutls_deinit(l.ses);
+		close(l.fd);
 		return err;
 	}
 	/* From here on the ring drives it, and waits as long as it likes. */
-	set_timeout(fd, 0);
-	return fd;
+	set_timeout(l.fd, 0);
+	if (!l.ses)
+		return l.fd;
+	/* nbds: the ring gets the plain end of a tunnel that owns the socket. */
+	info->tun = tls_tunnel_new(l.ses, l.fd, true, &app);
+	if (!info->tun) {
+		bsteer_set_err("%s: no memory or file for the TLS tunnel", spec);
+		return -ENOMEM;
+	}
+	return app;
 }
 
 /* ---- the ops table ---- */
@@ -384,9 +462,13 @@ static int nbd_open(struct bsteer_leg *leg)
 
 static void nbd_close(struct bsteer_leg *leg)
 {
+	struct nbd_leg *info = leg->priv;
+
 	if (leg->fd >= 0)
 		close(leg->fd);
 	leg->fd = -1;
+	if (info)
+		tls_tunnel_free(info->tun);	/* never taken by a ring */
 	free(leg->priv);
 	leg->priv = NULL;
 }

@@ -7,7 +7,31 @@
 #ifndef BSTEER_TARGET_NBD_H
 #define BSTEER_TARGET_NBD_H
 
+#include <gnutls/gnutls.h>
 #include "libbsteer.h"
+
+struct tls_tunnel;
+
+/* An NBD URI: nbd[s]://[USER@]HOST[:PORT][/EXPORT][?TLS...] or
+ * nbd[s]+unix://[USER@]/EXPORT?socket=PATH[&TLS...]. */
+struct nbd_uri {
+	char host[256];
+	char port[16];
+	char export[256];
+	char socket[108];
+	bool local;		/* nbd+unix */
+	bool tls;		/* nbds: STARTTLS, then everything over TLS */
+	char user[64];		/* the PSK identity */
+	char tls_certs[256];	/* ?tls-certificates=DIR (ca-cert.pem ...) */
+	char tls_psk[256];	/* ?tls-psk-file=FILE (psktool's format) */
+	char tls_hostname[256];	/* ?tls-hostname= what the certificate names */
+};
+
+/* The handshake's stream: the socket, or TLS on it once STARTTLS is done. */
+struct nbd_link {
+	int fd;
+	gnutls_session_t ses;
+};
 
 /* What the handshake learnt: a leg's priv. */
 struct nbd_leg {
@@ -15,12 +39,17 @@ struct nbd_leg {
 	__u16 flags;		/* NBD transmission flags */
 	__u32 min_block;	/* 0 if the server did not say */
 	__u32 max_block;
+	struct tls_tunnel *tun;	/* nbds: the leg's tunnel, until a ring takes it */
 };
 
 extern const struct bsteer_target_ops nbd_target;
 
 /* Connect and shake hands: a connected socket, or -errno with a reason. */
 int nbd_connect(const char *spec, bool rdonly, struct nbd_leg *info);
+
+/* nbd_tls.c: TLS for nbds legs, the handshake's side (blocking). */
+int nbd_tls_client(struct nbd_link *l, const struct nbd_uri *u, char *why, size_t wlen);
+int nbd_link_xfer(const struct nbd_link *l, void *buf, size_t len, bool send);
 
 /* nbd_client.c: the ring's half, the ops table's hooks. */
 int nbd_client_attach(struct bsteer_engine *e, __u32 t, const struct bsteer_leg *leg);

@@ -32,6 +32,7 @@
 #include <unistd.h>
 #include "target/nbd.h"
 #include "wire/nbd_wire.h"
+#include "wire/tls_tunnel.h"
 
 #define UP_TIMEOUT_MS	30000	/* unless the engine sets one */
 #define UP_CHAIN_MAX	64	/* SQEs in one send chain */
@@ -40,8 +41,15 @@
 #define UP_ZC_MIN	(64u << 10)	/* SEND_ZC for payloads this big, on TCP */
 #endif
 
-/* Our own SQEs: bsteer_target_ud(target, kind << 40 | op index). */
-enum { UK_TXHDR = 1, UK_TXDATA, UK_TXZC, UK_RXHDR, UK_RXDATA };
+/*
+ * Our own SQEs: bsteer_target_ud(target, kind << 40 | op index); for an
+ * nbds leg's TLS tunnel, UK_TLS with its place * TLS_OPS + its op.
+ */
+enum { UK_TXHDR = 1, UK_TXDATA, UK_TXZC, UK_RXHDR, UK_RXDATA, UK_TLS };
+
+/* An nbds leg's tunnels: the live one, and old ones until their ops are back. */
+#define UP_TUNS		4
+#define UP_TLS_LINGER_S	10
 
 static __u64 up_ud(__u32 t, __u32 kind, __u32 opi)
 {
@@ -85,11 +93,58 @@ struct up_conn {
 	__u64 progress_ns;	/* the last byte moved either way */
 	__u32 nops;
 	struct up_op *op;	/* one per engine op index */
+	struct bsteer_engine *e;
+	struct tls_tunnel *tun[UP_TUNS];	/* nbds: TLS between c->fd and the server */
+	struct tls_host host;
 };
 
 static struct up_conn *conn_of(struct bsteer_engine *e, __u32 t)
 {
 	return bsteer_target_priv(e, t);
+}
+
+/* ---- an nbds leg's TLS tunnel, on this ring ---- */
+
+static struct io_uring_sqe *tls_sqe(void *arg)
+{
+	struct up_conn *c = arg;
+
+	bsteer_engine_reserve(c->e, 1);
+	return bsteer_engine_sqe(c->e);
+}
+
+static __u64 tls_ud(void *arg, __u32 id, int op)
+{
+	const struct up_conn *c = arg;
+
+	return up_ud(c->target, UK_TLS, id * TLS_OPS + op);
+}
+
+static void tls_gone(void *arg, __u32 id, bool handshaken)
+{
+	struct up_conn *c = arg;
+
+	(void)handshaken;
+	c->tun[id] = NULL;
+}
+
+/* Run the leg's tunnel here, if it has one: -EBUSY while old ones linger. */
+static int tls_take(struct bsteer_engine *e, struct up_conn *c, struct nbd_leg *info)
+{
+	__u32 i;
+
+	if (!info || !info->tun)
+		return 0;
+	for (i = 0; i < UP_TUNS && c->tun[i]; i++)
+		;
+	if (i == UP_TUNS)
+		return -EBUSY;
+	c->e = e;
+	c->host = (struct tls_host){ c, tls_sqe, tls_ud, NULL, tls_gone };
+	c->tun[i] = info->tun;
+	info->tun = NULL;
+	tls_tunnel_run(c->tun[i], &c->host, i);
+	return 0;
 }
 
 bool nbd_client_alive(struct bsteer_engine *e, __u32 t)
@@ -105,7 +160,7 @@ bool nbd_client_alive(struct bsteer_engine *e, __u32 t)
  */
 int nbd_client_attach(struct bsteer_engine *e, __u32 t, const struct bsteer_leg *leg)
 {
-	const struct nbd_leg *info = leg->priv;
+	struct nbd_leg *info = leg->priv;
 	struct up_conn *c = conn_of(e, t);
 	int domain = 0;
 	socklen_t len = sizeof(domain);
@@ -124,6 +179,9 @@ int nbd_client_attach(struct bsteer_engine *e, __u32 t, const struct bsteer_leg 
 		}
 		bsteer_target_set_priv(e, t, c);
 	}
+	c->target = t;
+	if (tls_take(e, c, info))
+		return -EBUSY;
 	memset(c->op, 0, c->nops * sizeof(*c->op));
 	c->target = t;
 	c->fd = leg->fd;
@@ -437,6 +495,11 @@ void nbd_client_cqe(struct bsteer_engine *e, __u32 t, const struct io_uring_cqe 
 	struct up_conn *c = conn_of(e, t);
 	int res = cqe->res;
 
+	if (c && kind == UK_TLS) {
+		if (i / TLS_OPS < UP_TUNS && c->tun[i / TLS_OPS])
+			tls_tunnel_cqe(c->tun[i / TLS_OPS], i % TLS_OPS, res);
+		return;
+	}
 	if (!c || (kind != UK_RXHDR && i >= c->nops))
 		return;
 	if (res > 0)
@@ -488,8 +551,14 @@ void nbd_client_fail(struct bsteer_engine *e, __u32 t)
 void nbd_client_kick(struct bsteer_engine *e, __u32 t)
 {
 	struct up_conn *c = conn_of(e, t);
+	__u32 i;
 
-	if (!c || c->dead)
+	if (!c)
+		return;
+	for (i = 0; i < UP_TUNS; i++)	/* an old tunnel whose server does not read */
+		if (c->tun[i])
+			tls_tunnel_tick(c->tun[i], bsteer_now_ns(), UP_TLS_LINGER_S);
+	if (c->dead)
 		return;
 	if (c->outstanding &&
 	    bsteer_now_ns() - c->progress_ns > c->timeout_ms * 1000000ull) {
@@ -521,6 +590,8 @@ void nbd_client_detach(struct bsteer_engine *e, __u32 t)
 		if (send(c->fd, disc, sizeof(disc), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 			(void)0;	/* it is going anyway */
 	}
+	for (int i = 0; i < UP_TUNS; i++)
+		tls_tunnel_free(c->tun[i]);
 	free(c->op);
 	free(c);
 	bsteer_target_set_priv(e, t, NULL);

@@ -340,7 +340,7 @@ void tls_tunnel_tick(struct tls_tunnel *t, __u64 now, __u32 linger_s)
 		tls_tunnel_abort(t);
 }
 
-struct tls_tunnel *tls_tunnel_new(gnutls_session_t ses, int net, int *app)
+struct tls_tunnel *tls_tunnel_new(gnutls_session_t ses, int net, bool handshaken, int *app)
 {
 	struct tls_tunnel *t = calloc(1, sizeof(*t));
 	int sv[2];
@@ -365,6 +365,7 @@ struct tls_tunnel *tls_tunnel_new(gnutls_session_t ses, int net, int *app)
 	t->ses = ses;
 	t->net = net;
 	t->app = sv[1];
+	t->handshaken = handshaken;
 	gnutls_transport_set_ptr(ses, t);
 	gnutls_transport_set_pull_function(ses, tls_pull);
 	gnutls_transport_set_push_function(ses, tls_push);

@@ -47,11 +47,12 @@ struct tls_host {
 
 /*
  * Wrap @net and @ses (the tunnel owns both from here, whatever it
- * returns): the tunnel, and in *@app the socketpair end to use instead
- * of @net; NULL (and both closed) if memory or fds ran out. Nothing runs
- * before tls_tunnel_run().
+ * returns; @handshaken: the session's handshake is done already): the
+ * tunnel, and in *@app the socketpair end to use instead of @net; NULL
+ * (and both closed) if memory or fds ran out. Nothing runs before
+ * tls_tunnel_run().
  */
-struct tls_tunnel *tls_tunnel_new(gnutls_session_t ses, int net, int *app);
+struct tls_tunnel *tls_tunnel_new(gnutls_session_t ses, int net, bool handshaken, int *app);
 /* Start it on @host's ring as its tunnel @id (@host must outlive it). */
 void tls_tunnel_run(struct tls_tunnel *t, const struct tls_host *host, __u32 id);
 /* The completion of its op @op. The tunnel may be gone after this. */
