@@ -80,7 +80,7 @@ check "require without the override: refused" [ $? = 1 ]
 check "... the foreign program is still there" [ "$(xdp_id)" = "$FOREIGN" ]
 
 start_tcp "$HOST_IP:10809" --xdp require --xdp-replace "${ARGS[@]}" || finish
-check "--xdp-replace: said" grep -q "admission: --xdp-replace: $VH already has an XDP program (bsteer_access, id $FOREIGN)" \
+check "--xdp-replace: said" grep -q "admission: --xdp-replace: $VH already has an XDP program (bsteer_access, id $FOREIGN); replaced" \
 	"$T/serve.log"
 ID3=$(xdp_id)
 check "--xdp-replace: ours now" test -n "$ID3" -a "$ID3" != "$FOREIGN"

@@ -9,8 +9,12 @@
  * an IPv6 extension header, --xdp off, a device it could not attach to)
  * is still refused, and a rule changed with bpftool applies there too.
  *
- * Invariants: an XDP program we did not attach is never replaced; ours is
- * detached by bsteer_access_close (SIGINT/SIGTERM end the server there).
+ * Invariants: an XDP program we did not attach is never replaced (unless
+ * --xdp-replace says so); ours is detached by bsteer_access_close
+ * (SIGINT/SIGTERM end the server there), and pinned as access_xdp_IFINDEX
+ * so that after a SIGKILL the next claim of the instance's pins, or bsteer
+ * clean, detaches it: only the program that pin holds, only if it is still
+ * the one on that interface.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -367,7 +371,10 @@ static int attach_all(struct bsteer_server *s, char *why, size_t wlen)
 					 ifname, strerror(-err));
 				return err;
 			}
-			serve_warn(s, "admission: --xdp-replace: %s", why);
+			/* if_taken's words, less its "not replacing it" */
+			if (strstr(why, "; not replacing it"))
+				*strstr(why, "; not replacing it") = 0;
+			serve_warn(s, "admission: --xdp-replace: %s; replaced", why);
 			why[0] = 0;
 		}
 		xp = xdp_program__create(&o);
