@@ -47,6 +47,15 @@ struct {
 	__type(value, struct bsteer_access_count);
 } access_counts SEC(".maps");
 
+/* Not the program's: the server counts its refusals at accept() here. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, BSTEER_ACCESS_STATS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, __u64);
+} access_stats SEC(".maps");
+
 static __always_inline void count(const __u32 *id, bool drop)
 {
 	struct bsteer_access_count *c;

@@ -130,6 +130,8 @@ struct bsteer_instance {
 	__u32 nrings;
 	__u32 nreqs;
 	bool pinned;
+	/* What claiming the pins did worth a log line (a stale XDP program detached). */
+	char note[256];
 	/* Map memory, shared with the BPF programs. */
 	unsigned char *pool;		/* see BSTEER_SLOT_HEADROOM */
 	struct bsteer_slot *meta;
@@ -775,6 +777,14 @@ struct bsteer_access_rule {
 	__u8 addr[16];
 };
 
+/* A TCP client's source address, for --max-per-source (family 0: none). */
+struct bsteer_access_peer {
+	__u8 family;
+	__u8 addr[16];
+};
+
+struct bsteer_access_src;
+
 struct bsteer_access {
 	/* The options. */
 	struct bsteer_access_rule rule[BSTEER_ACCESS_CLI_RULES];
@@ -782,7 +792,9 @@ struct bsteer_access {
 	__u32 uid[BSTEER_ACCESS_IDS], gid[BSTEER_ACCESS_IDS];
 	int nuid, ngid;
 	__u32 max_conns;	/* 0: no limit */
+	__u32 max_per_source;	/* 0: no limit */
 	enum bsteer_xdp_mode xdp;
+	bool xdp_replace;	/* replace another's XDP program (--xdp-replace) */
 	const char *xdp_dev[BSTEER_ACCESS_DEVS];
 	int nxdp_dev;
 	/* Running: the rule maps (-1 if none), the attached devices. */
@@ -792,6 +804,9 @@ struct bsteer_access {
 	int ifindex[BSTEER_ACCESS_DEVS];
 	int nif;
 	__u32 conns;		/* open connections (atomic) */
+	__u64 *stats;		/* access_stats, mapped (enum bsteer_access_stat) */
+	size_t stats_len;
+	struct bsteer_access_src **src;	/* open connections per source */
 };
 
 /* "CIDR" (IPv4 or IPv6; a bare address is /32 or /128) into @r. */
@@ -804,11 +819,19 @@ int bsteer_access_parse(const char *cidr, bool deny, struct bsteer_access_rule *
 int bsteer_access_listen(struct bsteer_server *s, const int *lfd, int n);
 /*
  * A connection just accepted on @fd: 0 to serve it (it then counts toward
- * --max-connections until bsteer_access_release), or -EACCES / -EUSERS
- * (logged) for the caller to close it at once.
+ * --max-connections and, by its source address kept in @peer, toward
+ * --max-per-source until bsteer_access_release(@peer)), or -EACCES /
+ * -EUSERS (logged and counted) for the caller to close it at once.
  */
-int bsteer_access_admit(struct bsteer_server *s, int fd);
-void bsteer_access_release(struct bsteer_server *s);
+int bsteer_access_admit(struct bsteer_server *s, int fd, struct bsteer_access_peer *peer);
+void bsteer_access_release(struct bsteer_server *s, struct bsteer_access_peer *peer);
+/*
+ * The XDP programs a dead instance pinned at @dir left attached
+ * (access_xdp_IFINDEX pins, still the program on that interface):
+ * detached, and said in @msg. Any other program is left alone. Returns
+ * how many were detached.
+ */
+int bsteer_access_detach_stale(const char *dir, char *msg, size_t len);
 /* Detach the XDP program and close the maps (the pins go with the instance). */
 void bsteer_access_close(struct bsteer_server *s);
 

@@ -24,10 +24,13 @@ int cmd_resync(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_clean(int argc, char **argv);
+int cmd_access(int argc, char **argv);
 /* Instance @name's counters in the Prometheus text format: 0 or -errno. */
 int stat_prometheus(const char *name, FILE *f);
 /* The admission rules pinned at @dir and their counts: text, or into @j. */
 void access_report(const char *dir, struct bsteer_json *j);
+/* The same as Prometheus counters (bsteer_access_*_total). */
+void access_prom(const char *dir, const char *inst, FILE *f);
 /* serve --metrics tcp:HOST:PORT: /metrics over HTTP on a thread of its own. */
 int metrics_start(const char *addr, const char *instance, bool allow_remote);
 void metrics_stop(void);

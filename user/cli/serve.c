@@ -38,6 +38,7 @@ static const char serve_usage[] =
 "                    [--fuse DIR [--loop] [--fuse-transport ring|dev] [--fuse-depth N]]\n"
 "                    [--allow CIDR]... [--deny CIDR]... [--xdp auto|require|off] [--xdp-dev IF]...\n"
 "                    [--allow-uid UID]... [--allow-gid GID]... [--max-connections N]\n"
+"                    [--max-per-source N] [--xdp-replace]\n"
 "                    [--json-log] [-v]\n"
 "\n"
 "Serve exports to NBD clients. Each request's payload lands in a borrowed\n"
@@ -153,12 +154,18 @@ static const char serve_usage[] =
 "                        accept() checks the rules in every mode\n"
 "      --xdp-dev IF      attach to IF instead (repeatable; needed when\n"
 "                        listening on every address)\n"
+"      --xdp-replace     replace an XDP program someone else attached to the\n"
+"                        interface (never done otherwise; ours, left by a\n"
+"                        killed server of the same --instance, always is)\n"
 "      --allow-uid UID   admit unix socket clients of this uid (SO_PEERCRED);\n"
 "                        with --allow-uid or --allow-gid, other peers are\n"
 "                        refused (repeatable)\n"
 "      --allow-gid GID   admit unix socket clients of this primary gid\n"
 "      --max-connections N\n"
 "                        close a connection beyond N open ones at once\n"
+"      --max-per-source N\n"
+"                        close a TCP connection from an address that has N\n"
+"                        open already, at once (counted: bsteer stat)\n"
 "      --json-log        log lines as JSON objects\n"
 "  -c, --config FILE     read options from FILE first (see README)\n"
 "  -v, --verbose         log every connection; libbpf diagnostics\n"
@@ -339,6 +346,8 @@ enum {
 	OPT_XDP_DEV,
 	OPT_ALLOW_UID,
 	OPT_ALLOW_GID,
+	OPT_MAX_PER_SOURCE,
+	OPT_XDP_REPLACE,
 	OPT_MAX_CONNS,
 	OPT_HS_TIMEOUT,
 	OPT_MAX_REQUEST,
@@ -375,6 +384,8 @@ static const struct option serve_opts[] = {
 	{ "allow-uid", required_argument, NULL, OPT_ALLOW_UID },
 	{ "allow-gid", required_argument, NULL, OPT_ALLOW_GID },
 	{ "max-connections", required_argument, NULL, OPT_MAX_CONNS },
+	{ "max-per-source", required_argument, NULL, OPT_MAX_PER_SOURCE },
+	{ "xdp-replace", no_argument, NULL, OPT_XDP_REPLACE },
 	{ "max-request", required_argument, NULL, OPT_MAX_REQUEST },
 	{ "tls", required_argument, NULL, OPT_TLS },
 	{ "tls-certificates", required_argument, NULL, OPT_TLS_CERTS },
@@ -497,7 +508,25 @@ static int access_option(struct serve_args *a, int opt, char *arg)
 		if (bsteer_access_parse(arg, opt == OPT_DENY, &ac->rule[ac->nrules]))
 			return -cli_usage("serve", "%s: '%s' is not an IPv4 or IPv6 address or CIDR",
 					  opt == OPT_DENY ? "--deny" : "--allow", arg);
+		/* One rule per prefix and list: a second would take the first's id. */
+		for (int i = 0; i < ac->nrules; i++) {
+			const struct bsteer_access_rule *r = &ac->rule[i], *x = &ac->rule[ac->nrules];
+
+			if (r->deny == x->deny && r->family == x->family && r->plen == x->plen &&
+			    !memcmp(r->addr, x->addr, sizeof(r->addr)))
+				return -cli_usage("serve", "%s %s: the same prefix as rule %d",
+						  opt == OPT_DENY ? "--deny" : "--allow", arg, i);
+		}
 		ac->nrules++;
+		return 0;
+	case OPT_MAX_PER_SOURCE:
+		if (parse_u32("--max-per-source", arg, 1u << 20, &ac->max_per_source))
+			return -2;
+		if (!ac->max_per_source)
+			return -cli_usage("serve", "--max-per-source: '%s' is not 1 or more", arg);
+		return 0;
+	case OPT_XDP_REPLACE:
+		ac->xdp_replace = true;
 		return 0;
 	case OPT_XDP:
 		if (!strcmp(arg, "auto"))
@@ -792,6 +821,9 @@ int cmd_serve(int argc, char **argv)
 	a.s->notify = serve_notify;
 	if (a.access_used)
 		a.s->access = &a.access;
+	/* The admission options guard NBD listeners; FUSE has no clients to judge. */
+	if (a.access_used && !a.nbd.nlisten && a.fuse.dir)
+		fprintf(stderr, "bsteer serve: warning: --allow, --deny, --allow-uid, --allow-gid, --max-connections and --max-per-source guard NBD listeners only; with --fuse and no --listen they have no effect\n");
 	/* Before anything is created: a bad address is a usage error. */
 	if (a.metrics && (rc = metrics_start(a.metrics, a.name, a.nbd.allow_remote))) {
 		rc = rc == -EADDRINUSE ? -1 : -2;

@@ -18,7 +18,8 @@ static const char stat_usage[] =
 "/sys/fs/bpf/bsteer/INSTANCE/: slots free, leased and in flight, decisions\n"
 "made by the completion hook and by the fallback, rejected decisions,\n"
 "direction violations, and ops and bytes per target; for a server with\n"
-"--allow/--deny rules, each rule and the packets it matched and dropped.\n"
+"admission options, each rule and the packets it matched and dropped, and\n"
+"the connections refused at accept() by why.\n"
 "\n"
 "OPTIONS:\n"
 "  -j, --json            one JSON object per report\n"
@@ -660,6 +661,7 @@ static void report_prom(struct view *v, const char *name, FILE *f)
 			name, i, ex, leg, !!(t[i].flags & BSTEER_TGT_RESYNC));
 	}
 	fe_counters(v, prom_fe_one, &pf);
+	access_prom(v->pins.dir, name, f);
 	if (resync_info(v, &rs)) {
 		prom_head(f, "bsteer_resync_copied_bytes", "gauge",
 			  "the last leg rebuild: bytes copied so far");

@@ -9,17 +9,24 @@
  * an IPv6 extension header, --xdp off, a device it could not attach to)
  * is still refused, and a rule changed with bpftool applies there too.
  *
- * Invariants: an XDP program we did not attach is never replaced; ours is
- * detached by bsteer_access_close (SIGINT/SIGTERM end the server there).
+ * Invariants: an XDP program we did not attach is never replaced (unless
+ * --xdp-replace says so); ours is detached by bsteer_access_close
+ * (SIGINT/SIGTERM end the server there), and pinned as access_xdp_IFINDEX
+ * so that after a SIGKILL the next claim of the instance's pins, or bsteer
+ * clean, detaches it: only the program that pin holds, only if it is still
+ * the one on that interface.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -29,6 +36,8 @@
 #include "libbsteer.h"
 #include "bsteer_access.h"
 #include "access.skel.h"
+
+#define SRC_BUCKETS	1024	/* --max-per-source hash table */
 
 int bsteer_access_parse(const char *cidr, bool deny, struct bsteer_access_rule *r)
 {
@@ -118,7 +127,7 @@ static int maps_setup(struct bsteer_server *s, const int *lfd, int n)
 	struct bsteer_access *a = s->access;
 	struct access_bpf *skel;
 	__u8 one = 1;
-	int err, i;
+	int err, i, sfd;
 
 	skel = access_bpf__open_and_load();
 	if (!skel) {
@@ -132,8 +141,15 @@ static int maps_setup(struct bsteer_server *s, const int *lfd, int n)
 	    (err = pin_map(s, skel->maps.access_allow6, &a->fd_allow6)) ||
 	    (err = pin_map(s, skel->maps.access_deny6, &a->fd_deny6)) ||
 	    (err = pin_map(s, skel->maps.access_ports, NULL)) ||
-	    (err = pin_map(s, skel->maps.access_counts, NULL)))
+	    (err = pin_map(s, skel->maps.access_counts, NULL)) ||
+	    (err = pin_map(s, skel->maps.access_stats, &sfd)))
 		return err;
+	a->stats = bsteer_map_mmap(sfd, &a->stats_len, true);
+	if (!a->stats) {
+		err = -errno ?: -EINVAL;
+		bsteer_set_err("cannot map access_stats: %s", strerror(-err));
+		return err;
+	}
 	for (i = 0; i < a->nrules; i++) {
 		err = rule_put(a, &a->rule[i], i);
 		if (err) {
@@ -282,6 +298,53 @@ static bool if_taken(int ifindex, const char *ifname, char *why, size_t wlen)
 	return taken;
 }
 
+/* The pin that marks @ifindex's program as this instance's. */
+static void xdp_pin_path(char *path, size_t len, const char *dir, int ifindex)
+{
+	snprintf(path, len, "%s/access_xdp_%d", dir, ifindex);
+}
+
+/*
+ * Detach the XDP program with id @id from @ifindex, if it is there (alone,
+ * or one of a libxdp dispatcher's); 1 if it was, 0 if not, -errno.
+ */
+static int detach_id(int ifindex, __u32 id)
+{
+	struct xdp_multiprog *mp = xdp_multiprog__get_from_ifindex(ifindex);
+	struct xdp_program *p;
+	int err = 0;
+
+	if (libxdp_get_error(mp) || !mp)
+		return 0;
+	if (xdp_multiprog__is_legacy(mp)) {
+		p = xdp_multiprog__main_prog(mp);
+		if (p && xdp_program__id(p) == id)
+			err = xdp_program__detach(p, ifindex, xdp_multiprog__attach_mode(mp), 0) ?: 1;
+	} else {
+		for (p = xdp_multiprog__next_prog(NULL, mp); p; p = xdp_multiprog__next_prog(p, mp))
+			if (xdp_program__id(p) == id) {
+				err = xdp_program__detach(p, ifindex,
+							  xdp_multiprog__attach_mode(mp), 0) ?: 1;
+				break;
+			}
+	}
+	xdp_multiprog__close(mp);
+	return err;
+}
+
+/* Another's program on @ifindex, replaced as --xdp-replace asks: detached. */
+static int detach_foreign(int ifindex)
+{
+	struct xdp_multiprog *mp = xdp_multiprog__get_from_ifindex(ifindex);
+	int err;
+
+	if (libxdp_get_error(mp) || !mp)
+		return 0;
+	err = xdp_multiprog__detach(mp);
+	xdp_multiprog__close(mp);
+	return err;
+}
+
 static int attach_all(struct bsteer_server *s, char *why, size_t wlen)
 {
 	struct bsteer_access *a = s->access;
@@ -293,14 +356,27 @@ static int attach_all(struct bsteer_server *s, char *why, size_t wlen)
 	for (i = 0; i < a->nif; i++) {
 		DECLARE_LIBXDP_OPTS(xdp_program_opts, o,
 				    .fd = bpf_program__fd(skel->progs.bsteer_access));
-		char ifname[IF_NAMESIZE] = "?";
+		char ifname[IF_NAMESIZE] = "?", path[PATH_MAX];
 		struct xdp_multiprog *mp;
 		struct xdp_program *xp;
 		int err;
 
 		if_indextoname(a->ifindex[i], ifname);
-		if (if_taken(a->ifindex[i], ifname, why, wlen))
-			return -EBUSY;
+		if (if_taken(a->ifindex[i], ifname, why, wlen)) {
+			if (!a->xdp_replace)
+				return -EBUSY;
+			err = detach_foreign(a->ifindex[i]);
+			if (err) {
+				snprintf(why, wlen, "cannot detach the XDP program on %s: %s",
+					 ifname, strerror(-err));
+				return err;
+			}
+			/* if_taken's words, less its "not replacing it" */
+			if (strstr(why, "; not replacing it"))
+				*strstr(why, "; not replacing it") = 0;
+			serve_warn(s, "admission: --xdp-replace: %s; replaced", why);
+			why[0] = 0;
+		}
 		xp = xdp_program__create(&o);
 		err = libxdp_get_error(xp);
 		if (err) {
@@ -314,6 +390,11 @@ static int attach_all(struct bsteer_server *s, char *why, size_t wlen)
 			return err;
 		}
 		a->xprog[i] = xp;
+		/* Ours, for a restart after SIGKILL and for bsteer clean to know. */
+		xdp_pin_path(path, sizeof(path), s->in->dir, a->ifindex[i]);
+		if (bpf_obj_pin(xdp_program__fd(xp), path))
+			serve_warn(s, "admission: cannot pin %s (a restart after SIGKILL will not know the program as its own): %s",
+				   path, strerror(errno));
 		mp = xdp_multiprog__get_from_ifindex(a->ifindex[i]);
 		if (!libxdp_get_error(mp) && mp) {
 			serve_log(s, "admission: XDP program on %s (%s mode, %s)", ifname,
@@ -324,6 +405,44 @@ static int attach_all(struct bsteer_server *s, char *why, size_t wlen)
 		}
 	}
 	return 0;
+}
+
+int bsteer_access_detach_stale(const char *dir, char *msg, size_t len)
+{
+	struct if_nameindex *ifs = if_nameindex(), *p;
+	size_t used = 0;
+	int n = 0;
+
+	if (msg && len)
+		msg[0] = 0;
+	if (!ifs)
+		return 0;
+	for (p = ifs; p->if_index; p++) {
+		struct bpf_prog_info info = {};
+		__u32 ilen = sizeof(info);
+		char path[PATH_MAX];
+		int fd, err;
+
+		xdp_pin_path(path, sizeof(path), dir, p->if_index);
+		fd = bpf_obj_get(path);
+		if (fd < 0)
+			continue;
+		/* Ours by its pin (and its name): the id on the device must match. */
+		if (!bpf_obj_get_info_by_fd(fd, &info, &ilen) &&
+		    !strcmp(info.name, "bsteer_access")) {
+			err = detach_id(p->if_index, info.id);
+			if (err > 0) {
+				n++;
+				if (msg && used < len)
+					used += snprintf(msg + used, len - used,
+							 "%sdetached the XDP program (bsteer_access, id %u) a dead instance left on %s",
+							 used ? "; " : "", info.id, p->if_name);
+			}
+		}
+		close(fd);
+	}
+	if_freenameindex(ifs);
+	return n;
 }
 
 static void detach_all(struct bsteer_access *a)
@@ -347,11 +466,17 @@ int bsteer_access_listen(struct bsteer_server *s, const int *lfd, int n)
 	if (!a)
 		return 0;
 	a->fd_allow4 = a->fd_deny4 = a->fd_allow6 = a->fd_deny6 = -1;
-	if (!a->nrules)
-		return 0;
+	/* The maps for any admission option: refusals are counted there. */
 	err = maps_setup(s, lfd, n);
 	if (err)
 		return err;
+	if (a->max_per_source) {
+		a->src = calloc(SRC_BUCKETS, sizeof(*a->src));
+		if (!a->src)
+			return -ENOMEM;
+	}
+	if (!a->nrules)
+		return 0;
 	if (a->xdp == BSTEER_XDP_OFF) {
 		serve_log(s, "admission: %d rule(s) checked at accept() (--xdp off)", a->nrules);
 		return 0;
@@ -388,26 +513,100 @@ static bool trie_has(int fd, const __u8 *addr, int family)
 	return !bpf_map_lookup_elem(fd, &k6, &id);
 }
 
-static bool admit_ip(const struct bsteer_access *a, const struct sockaddr_storage *ss,
+/* The client's address into @p (a v4 client of a dual-stack socket as v4). */
+static void peer_of(const struct sockaddr_storage *ss, struct bsteer_access_peer *p)
+{
+	memset(p, 0, sizeof(*p));
+	if (ss->ss_family == AF_INET) {
+		p->family = AF_INET;
+		memcpy(p->addr, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+		return;
+	}
+	memcpy(p->addr, ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr, 16);
+	p->family = AF_INET6;
+	/* A v4 client of a dual-stack socket: the v4 rules judge it. */
+	if (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)p->addr)) {
+		memmove(p->addr, p->addr + 12, 4);
+		memset(p->addr + 4, 0, 12);
+		p->family = AF_INET;
+	}
+}
+
+static bool admit_ip(const struct bsteer_access *a, const struct bsteer_access_peer *p,
 		     char *who, size_t wlen)
 {
-	const __u8 *addr;
-	int family = ss->ss_family;
-
-	if (family == AF_INET) {
-		addr = (const __u8 *)&((const struct sockaddr_in *)ss)->sin_addr;
-	} else {
-		addr = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
-		/* A v4 client of a dual-stack socket: the v4 rules judge it. */
-		if (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)addr)) {
-			addr += 12;
-			family = AF_INET;
-		}
-	}
-	inet_ntop(family, addr, who, wlen);
-	if (trie_has(rule_map(a, family, false), addr, family))
+	inet_ntop(p->family, p->addr, who, wlen);
+	if (trie_has(rule_map(a, p->family, false), p->addr, p->family))
 		return true;
-	return !trie_has(rule_map(a, family, true), addr, family);
+	return !trie_has(rule_map(a, p->family, true), p->addr, p->family);
+}
+
+/* ---- --max-per-source: open connections by source address ---- */
+
+struct bsteer_access_src {
+	struct bsteer_access_src *next;
+	struct bsteer_access_peer p;
+	__u32 n;
+};
+
+static pthread_mutex_t src_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct bsteer_access_src **src_bucket(struct bsteer_access *a,
+					     const struct bsteer_access_peer *p)
+{
+	__u32 h = 2166136261u;
+
+	h = (h ^ p->family) * 16777619u;
+	for (int i = 0; i < 16; i++)
+		h = (h ^ p->addr[i]) * 16777619u;
+	return &a->src[h % SRC_BUCKETS];
+}
+
+/* One more from @p, unless it has --max-per-source open: its count before. */
+static __u32 src_take(struct bsteer_access *a, const struct bsteer_access_peer *p)
+{
+	struct bsteer_access_src **b, *e;
+	__u32 n = 0;
+
+	pthread_mutex_lock(&src_lock);
+	b = src_bucket(a, p);
+	for (e = *b; e && memcmp(&e->p, p, sizeof(*p)); e = e->next)
+		;
+	if (!e && (e = calloc(1, sizeof(*e)))) {
+		e->p = *p;
+		e->next = *b;
+		*b = e;
+	}
+	if (e) {
+		n = e->n;
+		if (n < a->max_per_source)
+			e->n++;
+	}
+	pthread_mutex_unlock(&src_lock);
+	return n;
+}
+
+static void src_put(struct bsteer_access *a, const struct bsteer_access_peer *p)
+{
+	struct bsteer_access_src **b, *e;
+
+	pthread_mutex_lock(&src_lock);
+	for (b = src_bucket(a, p); (e = *b); b = &e->next) {
+		if (memcmp(&e->p, p, sizeof(*p)))
+			continue;
+		if (e->n && !--e->n) {
+			*b = e->next;
+			free(e);
+		}
+		break;
+	}
+	pthread_mutex_unlock(&src_lock);
+}
+
+static void count_refusal(struct bsteer_access *a, enum bsteer_access_stat why)
+{
+	if (a->stats)
+		__atomic_add_fetch(&a->stats[why], 1, __ATOMIC_RELAXED);
 }
 
 static bool admit_unix(const struct bsteer_access *a, int fd, char *who, size_t wlen)
@@ -459,45 +658,74 @@ static void refused(struct bsteer_server *s, const char *who)
 		serve_log(s, "admission: refused %s", who);
 }
 
-int bsteer_access_admit(struct bsteer_server *s, int fd)
+int bsteer_access_admit(struct bsteer_server *s, int fd, struct bsteer_access_peer *peer)
 {
 	struct bsteer_access *a = s->access;
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
-	char who[INET6_ADDRSTRLEN + 32] = "?";
-	bool ok = true;
+	char who[INET6_ADDRSTRLEN + 64] = "?";
 	__u32 n;
 
+	memset(peer, 0, sizeof(*peer));
 	if (!a)
 		return 0;
 	n = __atomic_add_fetch(&a->conns, 1, __ATOMIC_RELAXED);
 	if (a->max_conns && n > a->max_conns) {
-		bsteer_access_release(s);
+		bsteer_access_release(s, peer);
 		snprintf(who, sizeof(who), "a connection: %u open, --max-connections %u",
 			 n - 1, a->max_conns);
+		count_refusal(a, BSTEER_ACCESS_REFUSED_MAX);
 		refused(s, who);
 		return -EUSERS;
 	}
 	if (getsockname(fd, (struct sockaddr *)&ss, &len))
 		return 0;
 	if (ss.ss_family == AF_UNIX) {
-		ok = admit_unix(a, fd, who, sizeof(who));
-	} else if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
-		len = sizeof(ss);
-		ok = getpeername(fd, (struct sockaddr *)&ss, &len) ||
-		     admit_ip(a, &ss, who, sizeof(who));
+		if (admit_unix(a, fd, who, sizeof(who)))
+			return 0;
+		count_refusal(a, BSTEER_ACCESS_REFUSED_CRED);
+		bsteer_access_release(s, peer);
+		refused(s, who);
+		return -EACCES;
 	}
-	if (ok)
+	if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)
 		return 0;
-	bsteer_access_release(s);
+	len = sizeof(ss);
+	if (getpeername(fd, (struct sockaddr *)&ss, &len))
+		return 0;
+	peer_of(&ss, peer);
+	if (!admit_ip(a, peer, who, sizeof(who))) {
+		memset(peer, 0, sizeof(*peer));
+		count_refusal(a, BSTEER_ACCESS_REFUSED_RULE);
+		bsteer_access_release(s, peer);
+		refused(s, who);
+		return -EACCES;
+	}
+	if (!a->src || (n = src_take(a, peer)) < a->max_per_source) {
+		if (!a->src)
+			memset(peer, 0, sizeof(*peer));	/* nothing to give back */
+		return 0;
+	}
+	memset(peer, 0, sizeof(*peer));
+	count_refusal(a, BSTEER_ACCESS_REFUSED_SOURCE);
+	bsteer_access_release(s, peer);
+	snprintf(who + strlen(who), sizeof(who) - strlen(who),
+		 ": %u open from it, --max-per-source %u", n, a->max_per_source);
 	refused(s, who);
-	return -EACCES;
+	return -EUSERS;
 }
 
-void bsteer_access_release(struct bsteer_server *s)
+void bsteer_access_release(struct bsteer_server *s, struct bsteer_access_peer *peer)
 {
-	if (s->access)
-		__atomic_sub_fetch(&s->access->conns, 1, __ATOMIC_RELAXED);
+	struct bsteer_access *a = s->access;
+
+	if (!a)
+		return;
+	__atomic_sub_fetch(&a->conns, 1, __ATOMIC_RELAXED);
+	if (peer && peer->family && a->src)
+		src_put(a, peer);
+	if (peer)
+		peer->family = 0;
 }
 
 void bsteer_access_close(struct bsteer_server *s)
@@ -507,6 +735,19 @@ void bsteer_access_close(struct bsteer_server *s)
 	if (!a)
 		return;
 	detach_all(a);
+	if (a->stats)
+		munmap(a->stats, a->stats_len);
+	a->stats = NULL;
 	access_bpf__destroy(a->skel);
 	a->skel = NULL;
+	if (a->src)
+		for (int i = 0; i < SRC_BUCKETS; i++)
+			while (a->src[i]) {
+				struct bsteer_access_src *e = a->src[i];
+
+				a->src[i] = e->next;
+				free(e);
+			}
+	free(a->src);
+	a->src = NULL;
 }

@@ -135,6 +135,7 @@ static int claim_dir(struct bsteer_instance *in)
 			return -EBUSY;
 		}
 		/* Left behind by a process that died: replace it. */
+		bsteer_access_detach_stale(in->dir, in->note, sizeof(in->note));
 		rm_tree(in->dir);
 	}
 	return 0;

@@ -188,6 +188,8 @@ int bsteer_instance_clean(const char *name)
 	if (st.live_pid)
 		return -EBUSY;
 	snprintf(dir, sizeof(dir), "%s/%s", BSTEER_PIN_ROOT, name);
+	/* Its XDP programs, still attached after a SIGKILL: ours to detach. */
+	bsteer_access_detach_stale(dir, NULL, 0);
 	return rm_tree(dir);
 }
 

@@ -775,6 +775,8 @@ static int server_instance(struct bsteer_server *s, struct bsteer_instance_opts 
 	s->in = bsteer_instance_open(io, &err);
 	if (!s->in)
 		return err;
+	if (s->in->note[0])
+		serve_log(s, "instance %s: %s", s->in->name, s->in->note);
 	for (i = 0; i < BSTEER_CFG_WORDS; i++)
 		__atomic_store_n(&s->in->cfg->word[i], p->cfg.word[i],
 				 __ATOMIC_RELEASE);

@@ -63,7 +63,7 @@ static void conn_free(struct nbd *n, struct conn *c)
 	nbd_count(n, NBD_C_CONNS_OPEN, -1ull);
 	nbd_count(n, NBD_C_CONNS_CLOSED, 1);
 	bsteer_engine_frontend_file(n->e, c->idx, -1);
-	bsteer_access_release(n->s);
+	bsteer_access_release(n->s, &c->peer);
 	close(c->fd);
 	free(c->iov);
 	memset(c, 0, sizeof(*c));
@@ -152,7 +152,7 @@ static void hs_free(struct nbd *n, struct hs *h)
 	n->nhs--;
 	n->nhs_dead -= h->dead;
 	nbd_count(n, NBD_C_HS_OPEN, -1ull);
-	bsteer_access_release(n->s);
+	bsteer_access_release(n->s, &h->peer);
 	close(h->fd);
 	free(h->out);
 	free(h);
@@ -199,6 +199,7 @@ static void hs_done(struct nbd *n, struct hs *h)
 	c->block_sizes = h->ng.block_sizes;
 	c->tcp = h->tcp;
 	/* The socket and the admission are the connection's now. */
+	c->peer = h->peer;
 	n->hs[h->id] = NULL;
 	n->nhs--;
 	nbd_count(n, NBD_C_HS_OPEN, -1ull);
@@ -315,19 +316,21 @@ static struct hs *hs_new(struct nbd *n, int fd)
 
 static void on_accept(struct nbd *n, int fd)
 {
+	struct bsteer_access_peer peer;
 	struct hs *h;
 	int one = 1;
 
-	if (bsteer_access_admit(n->s, fd)) {	/* refused: closed at once */
+	if (bsteer_access_admit(n->s, fd, &peer)) {	/* refused: closed at once */
 		close(fd);
 		return;
 	}
 	h = hs_new(n, fd);
 	if (!h) {
-		bsteer_access_release(n->s);
+		bsteer_access_release(n->s, &peer);
 		close(fd);
 		return;
 	}
+	h->peer = peer;
 	/* Only a TCP socket takes it. */
 	h->tcp = !setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	h->deadline_ns = bsteer_now_ns() + n->conf->handshake_timeout_ms * 1000000ull;
@@ -454,6 +457,11 @@ static int listen_tcp(struct nbd_shared *sh, int i, const char *spec,
 	}
 	memcpy(host, spec + 4, port - (spec + 4));
 	host[port - (spec + 4)] = 0;
+	/* tcp:[::1]:PORT, as URIs write an IPv6 host */
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = 0;
+	}
 	rc = getaddrinfo(*host ? host : NULL, port + 1, &hints, &ai);
 	if (rc) {
 		bsteer_set_err("cannot resolve %s: %s", spec, gai_strerror(rc));

@@ -142,6 +142,7 @@ struct conn {
 	bool meta_alloc;	/* base:allocation selected */
 	bool block_sizes;	/* GO asked for them: bound to MIN_BLOCK */
 	bool tcp;		/* a TCP socket (not AF_UNIX) */
+	struct bsteer_access_peer peer;	/* counted toward --max-per-source */
 	struct io *cont;	/* a request with rounds to go: no new ones */
 	struct io *mid_reply;	/* a READ whose reply is part sent: only its */
 };
@@ -188,6 +189,7 @@ struct hs {
 	bool dead;		/* timed out: freed when its op is back */
 	bool tcp;
 	bool tls;		/* fd is a TLS tunnel's end (after STARTTLS) */
+	struct bsteer_access_peer peer;	/* counted toward --max-per-source */
 	__u32 cflags;
 	__u32 opt, opt_len;	/* the option being read */
 	__u32 skip;		/* bytes of a too-big option left to drain */
