@@ -49,6 +49,8 @@ TABLE = {
         "--allow-gid": ["-1", "", "x", "4294967295"],
         "--max-connections": NUM(1 << 20),
         "--max-request": ["-1", "0", "4095", "4294967296", "", "x"],
+        "--max-per-source": NUM(1 << 20),
+        "--xdp-replace": "flag",
         "--tls": ["", "x", "-1", "ON"],
         "--tls-certificates": [""],
         "--tls-psk": [""],
@@ -97,6 +99,9 @@ TABLE = {
         "--help": "flag",
     }),
     "list": ([], {"--json": "flag", "--help": "flag"}),
+    "access": (["add", "nonesuch", "deny", "192.0.2.7"], {
+        "--id": ["-1", "256", "", "x"], "--json": "flag", "--help": "flag",
+    }),
     "clean": (["nonesuch"], {"--dry-run": "flag", "--json": "flag", "--help": "flag"}),
 }
 
