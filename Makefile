@@ -346,6 +346,10 @@ run: all
 DEB_PKGS := \
 	bc \
 	bpftool \
+	ceph-common \
+	ceph-mgr \
+	ceph-mon \
+	ceph-osd \
 	clang-19 \
 	e2fsprogs \
 	fio \
@@ -362,6 +366,7 @@ DEB_PKGS := \
 	libgnutls28-dev \
 	libmicrohttpd-dev \
 	libnbd-bin \
+	librbd-dev \
 	libsystemd-dev \
 	liburing-dev \
 	libxdp-dev \
