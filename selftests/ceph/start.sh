@@ -40,7 +40,7 @@ die() {
 	[ -e "$D/mon.a.pid" ] && kill -0 "$(cat "$D/mon.a.pid")" 2>/dev/null &&
 		timeout 10 ceph -c "$CONF" health detail >&2 2>&1
 	for f in "$D"/log/*.log "$D"/log/*.out; do
-		[ -s "$f" ] || continue
+		[ -s "$f" ] && [ "${f##*/}" != ceph.audit.log ] || continue
 		echo "--- $f (last 20 lines)" >&2
 		tail -20 "$f" >&2
 	done
