@@ -24,7 +24,7 @@ SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 MANDIR     ?= $(PREFIX)/share/man
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 UNITS      := $(OUTPUT)/systemd/bsteer@.service $(OUTPUT)/systemd/bsteer@.socket
-LDLIBS     += -lxdp -lbpf -luring -lelf -lz -lpthread -lmicrohttpd -lsystemd -lgnutls
+LDLIBS     += -lxdp -lbpf -luring -lelf -lz -lpthread -lmicrohttpd -lsystemd -lgnutls -lrbd -lrados
 BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall \
 	      -Wno-unused-function -I. -Iinclude -Ibpf
 
@@ -114,6 +114,7 @@ LIB_OBJS := \
 	target/nbd \
 	target/nbd_client \
 	target/nbd_tls \
+	target/rbd \
 	target/registry \
 	trace/json \
 	trace/live \

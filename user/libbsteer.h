@@ -538,6 +538,7 @@ struct bsteer_leg {
 	__u64 size;
 	bool rdonly;
 	__u32 min_block;	/* the alignment it needs: 0 or 1, none */
+	__u32 timeout_ms;	/* --upstream-timeout, for modules whose ops can hang (0: theirs) */
 	void *priv;		/* the module's, from open(); freed by close() */
 };
 

@@ -58,6 +58,7 @@ static const char serve_usage[] =
 "nbds:// and nbds+unix:// add TLS, as libnbd's URIs do:\n"
 "?tls-certificates=DIR (ca-cert.pem, and client-cert.pem with\n"
 "client-key.pem if there) or nbds://USER@HOST/...?tls-psk-file=FILE.\n"
+"Or an image in Ceph: rbd:POOL/IMAGE[@SNAP][:conf=PATH][:id=USER] (librbd).\n"
 "\n"
 "With --fuse DIR, the exports are also files in a FUSE file system mounted\n"
 "at DIR (an empty directory), served over FUSE's io_uring transport: each\n"

@@ -103,8 +103,13 @@ static int export_token(struct bsteer_export *ex, char *tok)
 			return -EINVAL;
 		}
 		ex->resync_auto = !strcmp(tok + 7, "auto");
-	} else if (strchr(tok, '=') && !strstr(tok, "://")) {
-		/* A policy setting: checked once the policy is known. */
+	} else if (strchr(tok, '=') && strcspn(tok, ":/") > (size_t)(strchr(tok, '=') - tok)) {
+		/*
+		 * A policy setting (KEY=VALUE, no ':' or '/' in KEY; so
+		 * rbd:POOL/IMAGE:conf=PATH, nbds://...?tls-...=, and paths
+		 * with '=' in them are targets): checked once the policy is
+		 * known.
+		 */
 		if (ex->nopts == sizeof(ex->opts) / sizeof(ex->opts[0])) {
 			bsteer_set_err("export '%s': too many settings", ex->name);
 			return -EINVAL;
@@ -248,8 +253,8 @@ int bsteer_server_policy(struct bsteer_server *s, struct bsteer_policy_run *p,
 /* ---- legs ---- */
 
 /* Open the legs of one export; *@sizes gets theirs. */
-static int export_open(struct bsteer_export *ex, const struct bsteer_policy_run *p,
-		       __u64 *sizes)
+static int export_open(struct bsteer_server *s, struct bsteer_export *ex,
+		       const struct bsteer_policy_run *p, __u64 *sizes)
 {
 	bool base_ro = p->d && (p->d->flags & BSTEER_PF_BASE_RDONLY);
 	__u32 i;
@@ -259,6 +264,7 @@ static int export_open(struct bsteer_export *ex, const struct bsteer_policy_run 
 		struct bsteer_leg *leg = &ex->leg[i];
 
 		leg->rdonly = ex->rdonly || (base_ro && i == 0);
+		leg->timeout_ms = s->eo.target_timeout_ms;
 		leg->ops = bsteer_target_for(leg->spec);
 		if (!leg->ops) {
 			bsteer_set_err("no target module for '%s'", leg->spec);
@@ -329,7 +335,7 @@ int bsteer_server_open_legs(struct bsteer_server *s)
 		ex->no_zeroes = p->d && (p->d->flags & BSTEER_PF_NO_ZEROES);
 		err = p->d && p->d->legs_prepare ? p->d->legs_prepare(p, ex) : 0;
 		if (!err)
-			err = export_open(ex, p, sizes);
+			err = export_open(s, ex, p, sizes);
 		if (!err && p->d && p->d->legs_opened)
 			err = p->d->legs_opened(p, ex, sizes);
 		if (!err)

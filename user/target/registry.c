@@ -8,9 +8,11 @@
 
 extern const struct bsteer_target_ops file_target;
 extern const struct bsteer_target_ops nbd_target;
+extern const struct bsteer_target_ops rbd_target;
 
 const struct bsteer_target_ops *const bsteer_target_modules[] = {
 	&nbd_target,
+	&rbd_target,
 	&file_target,	/* last: whatever is not a URI */
 	NULL,
 };

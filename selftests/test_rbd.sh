@@ -1,0 +1,93 @@
+#!/bin/bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# The RBD target (rbd:POOL/IMAGE[@SNAP]:conf=PATH, librbd) on a one-node
+# Ceph cluster of the test's own (selftests/ceph/start.sh):
+#  - a mirror of a local file and an RBD image: nbdcopy writes through it,
+#    both legs hold the bytes (the image read back with rbd export, not
+#    through bsteer), and reads come back; FLUSH, TRIM and WRITE_ZEROES
+#    reach the image;
+#  - a cow overlay over an RBD base: writes land in the overlay, the base
+#    (a snapshot-free image) is unchanged;
+#  - a read-only export of a snapshot;
+#  - a bad pool, image, snapshot without ro, and conf: refused at start,
+#    each with its reason.
+. "$(dirname "$0")/lib.sh"
+need_root
+need_tools nbdcopy nbdinfo nbdsh rbd ceph-mon ceph-osd ceph-mgr python3 jq
+
+C=$T/ceph
+# After the servers stop (AFTER_KILL): the cluster, OSD first.
+AFTER_KILL+=("'$(dirname "$0")/ceph/stop.sh' '$C'")
+CONF=$("$(dirname "$0")/ceph/start.sh" "$C" 2>"$T/ceph.err" | tail -1)
+[ -n "$CONF" ] && [ -f "$CONF" ] || { cat "$T/ceph.err" >&2; fail "the test cluster did not start"; }
+rbdc() { timeout 60 rbd -c "$CONF" "$@"; }
+rbdc create --size 64M rbd/m || fail "rbd create"
+rbdc create --size 64M rbd/base || fail "rbd create base"
+
+INST=$(instance rbd)
+S=$T/s.sock
+truncate -s 64M "$T/local.img"
+head -c 16M /dev/urandom >"$T/src"
+
+# ---- a mirror: a local file and an RBD image ----
+start_serve "$S" --instance "$INST" --export "m=$T/local.img,rbd:rbd/m:conf=$CONF" || finish
+M="nbd+unix:///m?socket=$S"
+check "nbdinfo: the export's size" [ "$(nbdinfo --size "$M")" = 67108864 ]
+nbdcopy --request-size=65536 "$T/src" "$M" || fail "nbdcopy into the mirror"
+rbdc export rbd/m "$T/m.out" >/dev/null 2>&1 || fail "rbd export"
+check "the RBD leg holds every byte (rbd export)" cmp -n 16777216 "$T/src" "$T/m.out"
+check "... and the local leg" cmp -n 16777216 "$T/src" "$T/local.img"
+nbdcopy "$M" "$T/back" || fail "nbdcopy out of the mirror"
+check "reads come back" cmp -n 16777216 "$T/src" "$T/back"
+# FLUSH, TRIM, WRITE_ZEROES: 1 MiB of zeroes at 1 MiB, trimmed at 3 MiB.
+nbdsh -u "$M" -c '
+h.flush()
+h.zero(1 << 20, 1 << 20)
+h.trim(1 << 20, 3 << 20)
+h.flush()
+' || fail "nbdsh flush/zero/trim"
+rbdc export rbd/m "$T/m2.out" >/dev/null 2>&1 || fail "rbd export again"
+check "WRITE_ZEROES reached the image" cmp -n 1048576 -i 1048576:0 "$T/m2.out" /dev/zero
+check "TRIM reached the image (reads as zeroes)" cmp -n 1048576 -i 3145728:0 "$T/m2.out" /dev/zero
+check "the rest is untouched" cmp -n 1048576 "$T/src" "$T/m2.out"
+"$BSTEER" stat "$INST" --json >"$T/stat.json"
+check "the RBD target counted its ops, no errors" \
+	jq -e '.targets[1].ops > 256 and .targets[1].errors == 0' "$T/stat.json"
+stop_serve
+
+# ---- cow over an RBD base ----
+rbdc import --dest-pool rbd "$T/src" base2 >/dev/null 2>&1 || fail "rbd import"
+truncate -s 16M "$T/overlay.img"
+start_serve "$S" --instance "$INST" --export "c=rbd:rbd/base2:conf=$CONF,$T/overlay.img,policy=cow" || finish
+head -c 1M /dev/urandom >"$T/patch"
+nbdsh -u "nbd+unix:///c?socket=$S" -c "
+h.pwrite(open('$T/patch', 'rb').read(), 0)
+h.flush()
+" || fail "write into the cow export"
+nbdcopy "nbd+unix:///c?socket=$S" "$T/cow.out" || fail "read the cow export"
+check "cow: the write reads back" cmp -n 1048576 "$T/patch" "$T/cow.out"
+check "cow: the rest is the base" cmp -i 1048576 "$T/src" "$T/cow.out"
+stop_serve
+rbdc export rbd/base2 "$T/base2.out" >/dev/null 2>&1 || fail "rbd export base2"
+check "cow: the RBD base is unchanged" cmp "$T/src" "$T/base2.out"
+
+# ---- a snapshot, read-only ----
+rbdc snap create rbd/base2@s1 >/dev/null 2>&1 || fail "rbd snap create"
+start_serve "$S" --instance "$INST" --export "s=rbd:rbd/base2@s1:conf=$CONF,ro" || finish
+nbdcopy "nbd+unix:///s?socket=$S" "$T/snap.out" || fail "read the snapshot"
+check "a snapshot export reads the image as it was" cmp "$T/src" "$T/snap.out"
+stop_serve
+
+# ---- refusals at start ----
+bad() {	# bad WHAT EXPECT SPEC
+	"$BSTEER" serve --listen "unix:$T/x.sock" --instance "$INST-x" --export "x=$3" \
+		--upstream-timeout 10 >"$T/bad.log" 2>&1
+	local rc=$?
+	check "$1: refused ($rc), saying '$2'" sh -c "[ $rc -ne 0 ] && grep -q \"$2\" '$T/bad.log'"
+}
+bad "a pool that does not exist" "pool 'nopool'" "rbd:nopool/m:conf=$CONF"
+bad "an image that does not exist" "image 'nosuch'" "rbd:rbd/nosuch:conf=$CONF"
+bad "a snapshot without ro" "snapshot is read-only" "rbd:rbd/base2@s1:conf=$CONF"
+bad "a conf file that is not there" "cannot read the Ceph configuration" "rbd:rbd/m:conf=$T/none.conf"
+bad "a spec without an image" "bad RBD target" "rbd:rbd"
+finish
