@@ -9,6 +9,9 @@
 #  - a cow overlay over an RBD base: writes land in the overlay, the base
 #    (a snapshot-free image) is unchanged;
 #  - a read-only export of a snapshot;
+#  - the OSD stopped (SIGSTOP): the RBD leg of a mirror fails after
+#    --upstream-timeout (librbd's op timeout) while the writes stand on
+#    the local leg; the OSD back, bsteer resync rebuilds the image;
 #  - a bad pool, image, snapshot without ro, and conf: refused at start,
 #    each with its reason.
 . "$(dirname "$0")/lib.sh"
@@ -77,6 +80,34 @@ start_serve "$S" --instance "$INST" --export "s=rbd:rbd/base2@s1:conf=$CONF,ro" 
 nbdcopy "nbd+unix:///s?socket=$S" "$T/snap.out" || fail "read the snapshot"
 check "a snapshot export reads the image as it was" cmp "$T/src" "$T/snap.out"
 stop_serve
+
+# ---- the OSD stopped: the RBD leg fails after --upstream-timeout, the
+# mirror goes on; the OSD back, bsteer resync rebuilds the leg in place ----
+rbdc create --size 16M rbd/m2 || fail "rbd create m2"
+truncate -s 16M "$T/local2.img"
+start_serve "$S" --instance "$INST" --upstream-timeout 3 \
+	--export "m2=$T/local2.img,rbd:rbd/m2:conf=$CONF" || finish
+M2="nbd+unix:///m2?socket=$S"
+OSD=$(cat "$C/osd.0.pid")
+kill -STOP "$OSD"
+AFTER_KILL+=("kill -CONT $OSD")
+# 4 MiB while the OSD is stopped: each write waits for the RBD leg until
+# librbd's op timeout (3 s) ends it; then the leg is failed, the writes stand.
+head -c 4M /dev/urandom >"$T/src2"
+nbdcopy --request-size=1048576 "$T/src2" "$M2" || fail "writes with the OSD stopped"
+"$BSTEER" stat "$INST" --json >"$T/stat2.json"
+check "the RBD leg is marked failed" jq -e '.targets[1].failed' "$T/stat2.json"
+check "... after its ops failed (errors counted)" jq -e '.targets[1].errors > 0' "$T/stat2.json"
+check "the writes are on the local leg" cmp -n 4194304 "$T/src2" "$T/local2.img"
+kill -CONT "$OSD"
+"$BSTEER" resync "$INST" m2 1 --json >"$T/resync.json" 2>"$T/resync.err" ||
+	{ cat "$T/resync.err" >&2; fail "bsteer resync exited $?"; }
+check "resync: done" jq -e '.state == "done"' "$T/resync.json"
+"$BSTEER" stat "$INST" --json >"$T/stat3.json"
+check "the RBD leg serves again" jq -e '(.targets[1].failed | not) and (.targets[1].resyncing | not)' "$T/stat3.json"
+stop_serve
+rbdc export rbd/m2 "$T/m2img.out" >"$T/exp.log" 2>&1 || { tail -5 "$T/exp.log" >&2; fail "rbd export m2"; }
+check "the rebuilt image equals the local leg" cmp "$T/local2.img" "$T/m2img.out"
 
 # ---- refusals at start ----
 bad() {	# bad WHAT EXPECT SPEC
