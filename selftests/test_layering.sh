@@ -9,6 +9,9 @@ need_tools python3
 CHECK=$PWD/selftests/layering.py
 
 check "the tree keeps its layers" python3 "$CHECK" .
+# The core and the ABI know no protocol: not even the word (issue 17).
+check "the core and the ABI never name NBD" sh -c \
+	'! grep -ril nbd user/core include/bsteer.h bpf/core.bpf.c bpf/bsteer.bpf.h'
 
 plant() {	# plant WHAT PATTERN FILE LINE: add LINE to FILE of a copy; it must fail
 	local what=$1 pat=$2 file=$3 line=$4

@@ -89,7 +89,7 @@ static int export_token(struct bsteer_export *ex, char *tok)
 	} else if (!strncmp(tok, "policy=", 7)) {
 		snprintf(ex->policy, sizeof(ex->policy), "%s", tok + 7);
 	} else if (!strncmp(tok, "description=", 12)) {
-		/* Said to clients that ask (NBD_INFO_DESCRIPTION); none by default. */
+		/* Said to clients that ask (a frontend's export info); none by default. */
 		if (strlen(tok + 12) >= sizeof(ex->description)) {
 			bsteer_set_err("export '%s': description longer than %zu bytes",
 				       ex->name, sizeof(ex->description) - 1);
@@ -106,7 +106,7 @@ static int export_token(struct bsteer_export *ex, char *tok)
 	} else if (strchr(tok, '=') && strcspn(tok, ":/") > (size_t)(strchr(tok, '=') - tok)) {
 		/*
 		 * A policy setting (KEY=VALUE, no ':' or '/' in KEY; so
-		 * rbd:POOL/IMAGE:conf=PATH, nbds://...?tls-...=, and paths
+		 * URIs with a query, rbd:POOL/IMAGE:conf=PATH and paths
 		 * with '=' in them are targets): checked once the policy is
 		 * known.
 		 */
