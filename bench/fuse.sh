@@ -18,15 +18,18 @@
 # 0.5 s into the run to 0.5 s before its end).
 #
 # Usage: bench/fuse.sh [--quick] [--rounds N] [--runtime SECS] [--size SIZE]
-#                      [--out DIR]
+#                      [--workloads "W ..."] [--bsteer-args "ARGS"] [--out DIR]
 #   --quick   1 round of 3 s, 4K randread QD32 and 256K read (about 2 min)
 #   default   3 rounds of 10 s, 4K randread and randwrite at QD1 and QD32,
 #             256K sequential read and write QD8, on a 1 GiB image in /var/tmp
+#   --workloads  only these (randread-4k-qd1 randread-4k-qd32 randwrite-4k-qd1
+#             randwrite-4k-qd32 read-256k-qd8 write-256k-qd8)
+#   --bsteer-args  more options for bsteer serve (say "--inline-io all")
 # Writes DIR/results.md, DIR/results.csv and DIR/chart.png (default DIR:
 # bench/results/fuse-YYYYmmdd-HHMMSS).
 set -u
 cd "$(dirname "$0")/.." || exit 1
-ROUNDS=3 RUNTIME=10 SIZE=1G QUICK=0 OUT=
+ROUNDS=3 RUNTIME=10 SIZE=1G QUICK=0 OUT='' WORKLOADS='' BARGS=''
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) QUICK=1; ROUNDS=1; RUNTIME=3; SIZE=256M; shift ;;
@@ -34,10 +37,24 @@ while [ $# -gt 0 ]; do
 	--runtime) RUNTIME=$2; shift 2 ;;
 	--size) SIZE=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
-	-h|--help) sed -n '3,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	--workloads) WORKLOADS=$2; shift 2 ;;
+	--bsteer-args) BARGS=$2; shift 2 ;;
+	-h|--help) sed -n '3,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench/fuse.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
 	esac
 done
+if [ -n "$WORKLOADS" ]; then
+	for w in $WORKLOADS; do
+		case $w in
+		randread-4k-qd1|randread-4k-qd32|randwrite-4k-qd1|randwrite-4k-qd32|read-256k-qd8|write-256k-qd8) ;;
+		*) echo "bench/fuse.sh: unknown workload $w (see --help)" >&2; exit 2 ;;
+		esac
+	done
+elif [ $QUICK = 1 ]; then
+	WORKLOADS="randread-4k-qd32 read-256k-qd8"
+else
+	WORKLOADS="randread-4k-qd1 randread-4k-qd32 randwrite-4k-qd1 randwrite-4k-qd32 read-256k-qd8 write-256k-qd8"
+fi
 for t in fio qemu-storage-daemon losetup gnuplot; do
 	command -v $t >/dev/null || { echo "bench/fuse.sh: $t not installed (make deps)" >&2; exit 1; }
 done
@@ -67,20 +84,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [ $QUICK = 1 ]; then
-	WORKLOADS="randread-4k-qd32 read-256k-qd8"
-else
-	WORKLOADS="randread-4k-qd1 randread-4k-qd32 randwrite-4k-qd1 randwrite-4k-qd32 read-256k-qd8 write-256k-qd8"
-fi
-echo "bench/fuse.sh: image $SIZE in /var/tmp (ext4, page cache), $ROUNDS round(s) of ${RUNTIME}s, $(nproc) CPUs, $(uname -r)" >&2
+echo "bench/fuse.sh: image $SIZE in /var/tmp (ext4, page cache), $ROUNDS round(s) of ${RUNTIME}s, $(nproc) CPUs, $(uname -r)${BARGS:+, bsteer serve $BARGS}" >&2
 head -c "$SIZE" /dev/urandom >"$D/img" || exit 1
 
 # start SERVER PATH: serve the image; DEV gets what fio runs on.
 start() {
 	case $1 in
 	bsteer)
+		# shellcheck disable=SC2086 # --bsteer-args holds several options
 		build/bsteer serve --fuse "$D/mnt" --loop --export "d=$D/img" \
-			--instance "bench-fuse-$$" >"$D/server.log" 2>&1 &
+			--instance "bench-fuse-$$" $BARGS >"$D/server.log" 2>&1 &
 		SERVER=$!
 		for _ in $(seq 300); do
 			grep -q "serving on" "$D/server.log" && break
@@ -189,9 +202,9 @@ PY
 done
 echo >&2
 
-/usr/bin/python3 - "$OUT" "$SIZE" "$ROUNDS" "$RUNTIME" "$(nproc)" "$(uname -r)" <<'PY'
+/usr/bin/python3 - "$OUT" "$SIZE" "$ROUNDS" "$RUNTIME" "$(nproc)" "$(uname -r)" "$BARGS" <<'PY'
 import csv, statistics, sys
-out, size, rounds, runtime, cpus, kernel = sys.argv[1:7]
+out, size, rounds, runtime, cpus, kernel, bargs = sys.argv[1:8]
 rows = list(csv.DictReader(open(out + "/results.csv")))
 def med(path, w, s, f):
     v = [float(r[f]) for r in rows if (r["path"], r["workload"], r["server"]) == (path, w, s) and r[f] != ""]
@@ -204,8 +217,9 @@ md = ["# bench/fuse.sh results", "",
       "Image %s in /var/tmp (ext4, page cache), %s round(s) of %s s, fio io_uring --direct=1; "
       "%s CPUs, kernel %s. Medians over the rounds; `x qsd` and `x loop` are IOPS ratios "
       "to qemu-storage-daemon and to the loop device with direct I/O on the image "
-      "(`loop`; `loop-cache` is the same through the page cache) in the same run."
-      % (size, rounds, runtime, cpus, kernel), "",
+      "(`loop`; `loop-cache` is the same through the page cache) in the same run.%s"
+      % (size, rounds, runtime, cpus, kernel,
+         " bsteer: `bsteer serve ... %s`." % bargs if bargs else ""), "",
       "| path | workload | server | IOPS | x qsd | x loop | MiB/s | CPU us/IO | ctxsw/IO |",
       "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
 chart = []
