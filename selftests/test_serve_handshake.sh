@@ -244,12 +244,12 @@ stop_serve
 S2=$T/nbd2.sock
 INST2=$(instance hs2)
 start_serve "$S2" --instance "$INST2" --handshake-timeout 1 --export "m=$T/disk.img" || finish
-PATH=/usr/bin:$PATH /usr/bin/python3 -u - "$S2" "$SERVE" "$INST2" <<'PY' || fail "handshake timeout, accept back-off"
+PATH=/usr/bin:$PATH /usr/bin/python3 -u - "$S2" "$SERVE" "$INST2" "$T/serve.log" <<'PY' || fail "handshake timeout, accept back-off"
 import os, socket, struct, subprocess, sys, time
 sys.path.insert(0, os.path.join(os.getcwd(), "selftests"))
 import nbd_raw as raw
 
-path, pid, inst = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+path, pid, inst, log = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 
 def raw_sock():
     s = socket.socket(socket.AF_UNIX)
@@ -272,20 +272,25 @@ while raw.stat(inst)["counters"]["handshakes_open"]:
 assert raw.stat(inst)["counters"]["handshakes_timed_out"] == 2
 print("ok: a silent and a half-done handshake are closed (--handshake-timeout)")
 
-# Room for three more descriptors only: the accepts past them fail. The
-# limit bounds the fd numbers, so it goes just past the third free one,
-# counted now that the timed-out handshakes' sockets are closed.
+# No descriptor to spare: the limit is the lowest free fd number (it
+# bounds numbers, not counts), counted now that the timed-out handshakes'
+# sockets are closed. Every accept fails with EMFILE until the server has
+# said it backs off; then the limit goes back and each waiting connection
+# is accepted in the end (a greeting says so).
 fds = set(int(f) for f in os.listdir("/proc/%d/fd" % pid))
-free = [i for i in range(max(fds) + 4) if i not in fds][:3]
+lowest = min(i for i in range(max(fds) + 2) if i not in fds)
 soft = [l.split()[3] for l in open("/proc/%d/limits" % pid) if l.startswith("Max open files")][0]
-subprocess.run(["prlimit", "--pid", str(pid), "--nofile=%d:" % (free[2] + 1)], check=True)
+subprocess.run(["prlimit", "--pid", str(pid), "--nofile=%d:" % lowest], check=True)
 socks = [raw_sock() for _ in range(12)]
-# Each one is accepted in the end, as the held ones time out; a greeting
-# says so.
+end = time.monotonic() + 30	# bounds a hang only
+while "accept failed: Too many open files; backing off" not in open(log).read():
+    assert time.monotonic() < end, "no accept failed"
+    time.sleep(0.05)
+print("ok: the accepts past the limit failed and the server backs off")
+subprocess.run(["prlimit", "--pid", str(pid), "--nofile=%s:" % soft], check=True)
 for s in socks:
     assert raw.recvall(s, 18)[:8] == b"NBDMAGIC"
     s.close()
-subprocess.run(["prlimit", "--pid", str(pid), "--nofile=%s:" % soft], check=True)
 print("ok: 12 connections past the descriptor limit were each served in the end")
 s = raw.connect(path, "m")
 raw.request(s, 0, 0, 4096)
