@@ -285,7 +285,7 @@ uninstall:
 
 # Microbenchmarks: "make bench". Not part of "all"; they link the library
 # like the CLI does and need root to run (bench/hooks.sh wraps hookbench).
-BENCHES    := hookbench
+BENCHES    := hookbench floor
 BENCH_BINS := $(patsubst %,$(OUTPUT)/bench/%,$(BENCHES))
 
 .PHONY: bench

@@ -8,9 +8,11 @@
 # figure in the table is a median over the rounds, with min and max, and a
 # ratio against nbdkit from the same run.
 #
-# Servers: nbdkit file, qemu-nbd --cache=writeback --aio=io_uring, bsteer
-# passthrough, bsteer mirror (a second leg on the same filesystem). All go
-# through the page cache.
+# Servers: nbdkit file, qemu-nbd --cache=writeback --aio=io_uring, the
+# floor (bench/floor.c: one ring set up as bsteer's, header, file op,
+# reply, nothing else; built by make bench), bsteer passthrough, bsteer
+# mirror (a second leg on the same filesystem). All go through the page
+# cache. Each row is also a ratio to the floor's IOPS and CPU per IO.
 # Per run: IOPS, MiB/s, p50/p99 completion latency (fio), server CPU per IO
 # and per GiB (utime+stime of all threads, /proc/PID/stat), server context
 # switches per IO (voluntary+involuntary of the live threads, from
@@ -46,7 +48,7 @@ while [ $# -gt 0 ]; do
 	--threads) THREADS=$2; shift 2 ;;
 	--workloads) WL=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
-	-h|--help) sed -n '3,34p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '3,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench/nbd.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -55,6 +57,7 @@ for t in fio nbdkit qemu-nbd nbdinfo iperf3 gnuplot; do
 done
 case $THREADS in ''|*[!0-9]*|0) echo "bench/nbd.sh: --threads takes a positive number" >&2; exit 2 ;; esac
 [ -x build/bsteer ] || make -s || exit 1
+[ -x build/bench/floor ] || make -s bench || exit 1
 if [ "$FS" = both ]; then
 	OUT=${OUT:-bench/results/$(date +%Y%m%d-%H%M%S)}
 	for f in tmpfs disk; do
@@ -94,7 +97,7 @@ if [ -n "$WL" ]; then
 	done
 	WORKLOADS=${WL//,/ }
 fi
-SERVERS="nbdkit qemu-nbd bsteer bsteer-mirror"
+SERVERS="nbdkit qemu-nbd floor bsteer bsteer-mirror"
 TRANSPORTS="unix tcp"
 PORT=$((20000 + $$ % 20000))
 echo "bench/nbd.sh: image $SIZE on $FS, $ROUNDS round(s) of ${RUNTIME}s, bsteer --threads $THREADS, $(nproc) CPUs, $(uname -r)" >&2
@@ -118,6 +121,9 @@ start() {	# start SERVER TRANSPORT
 		# -2j rows would then run their two jobs one after the other.
 		qemu-nbd -t -x d -f raw --cache=writeback --aio=io_uring --shared=8 $l "$D/img" \
 			>"$D/server.log" 2>&1 & ;;
+	floor)
+		[ "$2" = unix ] && l="unix:$D/s.sock" || l="tcp:127.0.0.1:$PORT"
+		build/bench/floor --listen "$l" --file "$D/img" >"$D/server.log" 2>&1 & ;;
 	bsteer|bsteer-mirror)
 		[ "$2" = unix ] && l="unix:$D/s.sock" || l="tcp:127.0.0.1:$PORT"
 		local legs="$D/img"
@@ -168,7 +174,7 @@ iperf_ceiling() {	# MiB/s over loopback TCP
 
 echo "server,transport,workload,round,iops,mibs,p50_us,p99_us,cpu_us_per_io,cpu_s_per_gib,ctxsw_per_io" >"$OUT/results.csv"
 : >"$OUT/iperf3.txt"
-total=$((ROUNDS * 4 * 2 * $(echo $WORKLOADS | wc -w)))
+total=$((ROUNDS * $(echo $SERVERS | wc -w) * 2 * $(echo $WORKLOADS | wc -w)))
 n=0
 for r in $(seq "$ROUNDS"); do
 	iperf_ceiling >>"$OUT/iperf3.txt"
@@ -230,7 +236,7 @@ import csv, statistics, sys
 out, fs, size, rounds, runtime, cpus, kernel, model, threads = sys.argv[1:10]
 rows = list(csv.DictReader(open(out + "/results.csv")))
 ceil = [float(x) for x in open(out + "/iperf3.txt").read().split()]
-servers = ["nbdkit", "qemu-nbd", "bsteer", "bsteer-mirror"]
+servers = ["nbdkit", "qemu-nbd", "floor", "bsteer", "bsteer-mirror"]
 keys = []
 for r in rows:
     k = (r["transport"], r["workload"])
@@ -244,21 +250,25 @@ md = ["# bench/nbd.sh results", "",
       "bsteer serve --threads %s." % (size, fs, rounds, runtime, cpus, model, kernel, threads),
       "iperf3 loopback TCP ceiling: median %.0f MiB/s (min %.0f, max %.0f)."
       % (statistics.median(ceil), min(ceil), max(ceil)) if ceil else "", "",
-      "Medians over the rounds (min-max); `x` columns are ratios to nbdkit in the same run.", "",
-      "| transport | workload | server | IOPS | x IOPS | MiB/s | p50 us | p99 us | CPU us/IO | x CPU/IO | CPU s/GiB | ctxsw/IO |",
-      "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+      "Medians over the rounds (min-max); `x` columns are ratios to nbdkit in the same run, "
+      "`x floor` to bench/floor.c (the least an io_uring NBD server can do: header, file op, "
+      "reply; no BPF, no policy) in the same run.", "",
+      "| transport | workload | server | IOPS | x IOPS | x floor | MiB/s | p50 us | p99 us | CPU us/IO | x CPU/IO | x floor CPU | CPU s/GiB | ctxsw/IO |",
+      "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
 chart = []
 for tr, w in keys:
     base = med(tr, w, "nbdkit", "iops")[0] or 1
     base_cpu = med(tr, w, "nbdkit", "cpu_us_per_io")[0] or 1
+    floor = med(tr, w, "floor", "iops")[0] or 1
+    floor_cpu = med(tr, w, "floor", "cpu_us_per_io")[0] or 1
     line = ["%s %s" % (tr, w)]
     for s in servers:
         i = med(tr, w, s, "iops")
         c = med(tr, w, s, "cpu_us_per_io")
-        md.append("| %s | %s | %s | %.0f (%.0f-%.0f) | %.2f | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %.3f |" % (
-            tr, w, s, i[0], i[1], i[2], i[0] / base, med(tr, w, s, "mibs")[0],
+        md.append("| %s | %s | %s | %.0f (%.0f-%.0f) | %.2f | %.2f | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f | %.3f |" % (
+            tr, w, s, i[0], i[1], i[2], i[0] / base, i[0] / floor, med(tr, w, s, "mibs")[0],
             med(tr, w, s, "p50_us")[0], med(tr, w, s, "p99_us")[0], c[0], c[0] / base_cpu,
-            med(tr, w, s, "cpu_s_per_gib")[0], med(tr, w, s, "ctxsw_per_io")[0]))
+            c[0] / floor_cpu, med(tr, w, s, "cpu_s_per_gib")[0], med(tr, w, s, "ctxsw_per_io")[0]))
         line.append("%.3f" % (i[0] / base))
     chart.append(" ".join(['"%s"' % line[0]] + line[1:]))
 md += ["", "![IOPS relative to nbdkit](chart.png)", ""]
@@ -279,6 +289,6 @@ set bmargin 9
 set yrange [0:*]
 set grid ytics
 set key top left
-plot "$OUT/chart.dat" using 2:xtic(1) title "nbdkit", '' using 3 title "qemu-nbd", '' using 4 title "bsteer", '' using 5 title "bsteer mirror"
+plot "$OUT/chart.dat" using 2:xtic(1) title "nbdkit", '' using 3 title "qemu-nbd", '' using 4 title "floor", '' using 5 title "bsteer", '' using 6 title "bsteer mirror"
 EOF
 echo "bench/nbd.sh: wrote $OUT/results.md, $OUT/results.csv, $OUT/chart.png" >&2
