@@ -153,7 +153,8 @@ static void hs_free(struct nbd *n, struct hs *h)
 	n->nhs_dead -= h->dead;
 	nbd_count(n, NBD_C_HS_OPEN, -1ull);
 	bsteer_access_release(n->s, &h->peer);
-	close(h->fd);
+	if (h->fd >= 0)
+		close(h->fd);
 	free(h->out);
 	free(h);
 }
@@ -227,10 +228,10 @@ static void hs_next(struct nbd *n, struct hs *h)
 	}
 	if (h->out_sent == h->out_len && h->state == HS_STARTTLS) {
 		/* The ACK is out: TLS from the next byte on, through a tunnel. */
-		int fd = nbd_tls_start(n, h->fd);
+		int fd = nbd_tls_start(n, &h->fd);
 
 		if (fd < 0) {
-			hs_free(n, h);
+			hs_free(n, h);	/* h->fd is -1 if the tunnel took the socket */
 			return;
 		}
 		h->fd = fd;

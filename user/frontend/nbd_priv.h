@@ -275,7 +275,7 @@ void nbd_hs_input(struct nbd *n, struct hs *h);
 /* nbd_tls.c */
 int nbd_tls_setup(struct nbd_shared *sh, const struct nbd_conf *conf);
 void nbd_tls_teardown(struct nbd_shared *sh);
-int nbd_tls_start(struct nbd *n, int net);
+int nbd_tls_start(struct nbd *n, int *net);
 void nbd_tls_cqe(struct nbd *n, int kind, __u32 id, int res);
 void nbd_tls_tick(struct nbd *n, __u64 now);
 void nbd_tls_stop(struct nbd *n);

@@ -179,11 +179,12 @@ void nbd_tls_cqe(struct nbd *n, int kind, __u32 id, int res)
 }
 
 /*
- * Take over @net, the client's socket, right after the STARTTLS reply
+ * Take over *@net, the client's socket, right after the STARTTLS reply
  * went out: returns our end of the socketpair for the handshake and the
- * connection to use instead, or -errno (@net is then still the caller's).
+ * connection to use instead, or -errno. Once the tunnel has the socket,
+ * *@net is -1, even if the tunnel could not be made (it closed it).
  */
-int nbd_tls_start(struct nbd *n, int net)
+int nbd_tls_start(struct nbd *n, int *net)
 {
 	const struct tls_cred *cr = n->sh->tls;
 	gnutls_session_t ses;
@@ -212,10 +213,11 @@ int nbd_tls_start(struct nbd *n, int net)
 		gnutls_certificate_server_set_request(ses, GNUTLS_CERT_REQUIRE);
 		gnutls_session_set_verify_cert(ses, NULL, 0);
 	}
-	/* From here @net is the tunnel's, whatever happens. */
-	t = tls_tunnel_new(ses, net, false, &app);
+	/* From here the socket is the tunnel's, whatever happens. */
+	t = tls_tunnel_new(ses, *net, false, &app);
+	*net = -1;
 	if (!t)
-		return -EBADF;
+		return -ENOMEM;
 	if (!n->tls_host.sqe)
 		n->tls_host = (struct tls_host){ n, host_sqe, host_ud, host_log, host_gone };
 	n->tun[i] = t;
