@@ -445,12 +445,17 @@ int bsteer_access_detach_stale(const char *dir, char *msg, size_t len)
 	return n;
 }
 
-static void detach_all(struct bsteer_access *a)
+static void detach_all(struct bsteer_access *a, const char *dir)
 {
+	char path[PATH_MAX];
+
 	for (int i = 0; i < a->nif; i++) {
 		if (!a->xprog[i])
 			continue;
 		xdp_program__detach(a->xprog[i], a->ifindex[i], XDP_MODE_UNSPEC, 0);
+		/* Its pin says "ours, attached": not so any more. */
+		xdp_pin_path(path, sizeof(path), dir, a->ifindex[i]);
+		unlink(path);
 		xdp_program__close(a->xprog[i]);
 		a->xprog[i] = NULL;
 	}
@@ -486,7 +491,7 @@ int bsteer_access_listen(struct bsteer_server *s, const int *lfd, int n)
 		err = attach_all(s, why, sizeof(why));
 	if (!err)
 		return 0;
-	detach_all(a);
+	detach_all(a, s->in->dir);
 	if (a->xdp == BSTEER_XDP_REQUIRE) {
 		bsteer_set_err("--xdp require: %s", why);
 		return err;
@@ -734,7 +739,7 @@ void bsteer_access_close(struct bsteer_server *s)
 
 	if (!a)
 		return;
-	detach_all(a);
+	detach_all(a, s->in->dir);
 	if (a->stats)
 		munmap(a->stats, a->stats_len);
 	a->stats = NULL;

@@ -27,7 +27,7 @@
 
 /* Credentials live as long as the process: sessions of any leg use them. */
 struct cred {
-	char key[520];
+	char key[1024];
 	gnutls_certificate_credentials_t x509;
 	gnutls_psk_client_credentials_t psk;
 };
@@ -89,7 +89,7 @@ static int psk_key(const char *file, const char *user, char *hex, size_t len)
 
 static struct cred *cred_get(const struct nbd_uri *u, char *why, size_t wlen)
 {
-	char key[520], ca[PATH_MAX], cert[PATH_MAX], pkey[PATH_MAX], hex[512];
+	char key[1024], ca[PATH_MAX], cert[PATH_MAX], pkey[PATH_MAX], hex[512];
 	const char *user = u->user[0] ? u->user : "bsteer";
 	struct cred *c = NULL;
 	int i, rc = 0;
@@ -137,6 +137,13 @@ static struct cred *cred_get(const struct nbd_uri *u, char *why, size_t wlen)
 	}
 	if (rc < 0) {
 		snprintf(why, wlen, "TLS credentials: %s", gnutls_strerror(rc));
+		/* The slot stays free, and holds nothing of this attempt. */
+		if (creds[i].psk)
+			gnutls_psk_free_client_credentials(creds[i].psk);
+		if (creds[i].x509)
+			gnutls_certificate_free_credentials(creds[i].x509);
+		creds[i].psk = NULL;
+		creds[i].x509 = NULL;
 		goto out;
 	}
 	snprintf(creds[i].key, sizeof(creds[i].key), "%s", key);

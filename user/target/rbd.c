@@ -30,7 +30,6 @@
 #include <rbd/librbd.h>
 #include "libbsteer.h"
 
-#define RBD_DONE_MAX	4096	/* completions waiting for the ring, at most */
 #define RBD_TIMEOUT_S	30	/* librbd's OSD op timeout, unless --upstream-timeout */
 
 /* Our own SQE: the eventfd's READ. */
@@ -61,6 +60,7 @@ struct rbd_tgt {
 	__u64 tick;		/* the eventfd's 8 bytes */
 	bool armed;
 	__u32 outstanding;	/* ops librbd has not completed */
+	__u32 cap;		/* done[]'s room: every op the engine can have */
 	pthread_mutex_t lock;	/* the done list, shared with librbd's threads */
 	pthread_cond_t drained;
 	struct rbd_done *done, *spare;
@@ -259,8 +259,9 @@ static int rbd_attach(struct bsteer_engine *e, __u32 t, const struct bsteer_leg 
 		return -EINVAL;
 	r = calloc(1, sizeof(*r));
 	if (r) {
-		r->done = calloc(RBD_DONE_MAX, sizeof(*r->done));
-		r->spare = calloc(RBD_DONE_MAX, sizeof(*r->spare));
+		r->cap = bsteer_engine_nops(e);
+		r->done = calloc(r->cap, sizeof(*r->done));
+		r->spare = calloc(r->cap, sizeof(*r->spare));
 	}
 	if (!r || !r->done || !r->spare) {
 		if (r) {
@@ -295,14 +296,18 @@ static void op_done(rbd_completion_t c, void *arg)
 		res = o->opcode == BSTEER_OP_READ || o->opcode == BSTEER_OP_WRITE ? o->len : 0;
 	pthread_mutex_lock(&r->lock);
 	wake = !r->ndone;
-	/* outstanding bounds ndone: it never passes RBD_DONE_MAX */
+	/* room: ops alive on the target (out, or done and not yet posted) <= cap */
 	r->done[r->ndone++] = (struct rbd_done){ o->ud, (int)res };
-	r->outstanding--;
-	if (!r->outstanding)
-		pthread_cond_broadcast(&r->drained);
-	pthread_mutex_unlock(&r->lock);
+	/*
+	 * The wakeup before the count drops, under the lock: once it is 0,
+	 * detach may free @r and the eventfd's number may be someone else's.
+	 * (An eventfd write of 1 does not block.)
+	 */
 	if (wake && write(r->efd, &one, sizeof(one)) < 0)
 		(void)0;	/* a count already there wakes the ring as well */
+	if (!--r->outstanding)
+		pthread_cond_broadcast(&r->drained);
+	pthread_mutex_unlock(&r->lock);
 	free(o);
 }
 
@@ -316,7 +321,7 @@ static int rbd_submit(struct bsteer_engine *e, __u32 t, const struct bsteer_targ
 	if (!r)
 		return -EINVAL;
 	pthread_mutex_lock(&r->lock);
-	err = r->outstanding >= RBD_DONE_MAX ? -EBUSY : 0;
+	err = r->outstanding + r->ndone >= r->cap ? -EBUSY : 0;	/* never, with cap = nops */
 	if (!err)
 		r->outstanding++;
 	pthread_mutex_unlock(&r->lock);

@@ -270,7 +270,8 @@ static void tunnel_pump(struct tls_tunnel *t)
 		gnutls_bye(t->ses, GNUTLS_SHUT_WR);
 		t->bye = true;
 	}
-	if (t->app_eof && (t->net_eof || !cipher_queued(t))) {
+	/* Done once what the app sent is out (a peer that is gone fails the send). */
+	if (t->app_eof && !cipher_queued(t)) {
 		if (!t->out)
 			tunnel_end(t);
 		else if (out(t, TLS_OP_NET_RECV) || out(t, TLS_OP_APP_SEND))
@@ -287,6 +288,9 @@ static void tunnel_pump(struct tls_tunnel *t)
 	if (!out(t, TLS_OP_NET_RECV) && !t->net_eof && t->cin_len - t->cin_off < TLS_CIN &&
 	    t->pin_len < TLS_PIN)
 		arm(t, TLS_OP_NET_RECV);
+	/* An arm() that found no SQE failed it: with nothing out, nothing will call again. */
+	if (t->failed && !t->out)
+		tunnel_end(t);
 }
 
 void tls_tunnel_cqe(struct tls_tunnel *t, int op, int res)
