@@ -22,18 +22,22 @@
 # (where the rest of the time goes: client, server and OSD share the CPUs).
 #
 # Usage: bench/rbd.sh [--quick] [--rounds N] [--runtime SECS] [--size SIZE]
-#                     [--store memstore|bluestore] [--threads N] [--out DIR]
+#                     [--store memstore|bluestore] [--threads N]
+#                     [--image-features F1,F2] [--out DIR]
 #   --quick   1 round, 3 s runs, a 256 MiB image (about a minute)
 #   default   3 rounds, 10 s runs, a 1 GiB image (about 5 minutes)
 #   --store   the OSD's object store: memstore (in its memory; default) or
 #             bluestore (a sparse file under the temp dir, on /var/tmp)
 #   --threads bsteer's worker threads (default 1; one connection uses one)
+#   --image-features  the image's features (rbd create --image-feature),
+#             e.g. layering,exclusive-lock; default: Ceph's (with fast-diff,
+#             which qemu-nbd asks of every read: see BENCHMARKS.md)
 # Workloads: randread-4k-qd32 randwrite-4k-qd32 read-256k-qd8 write-256k-qd8
 # Writes DIR/results.md and DIR/results.csv (default DIR:
 # bench/results/rbd-YYYYmmdd-HHMMSS).
 set -u
 cd "$(dirname "$0")/.." || exit 1
-ROUNDS=3 RUNTIME=10 SIZE=1G STORE=memstore THREADS=1 OUT=""
+ROUNDS=3 RUNTIME=10 SIZE=1G STORE=memstore THREADS=1 OUT="" FEATURES=""
 while [ $# -gt 0 ]; do
 	case $1 in
 	--quick) ROUNDS=1; RUNTIME=3; SIZE=256M; shift ;;
@@ -42,8 +46,9 @@ while [ $# -gt 0 ]; do
 	--size) SIZE=$2; shift 2 ;;
 	--store) STORE=$2; shift 2 ;;
 	--threads) THREADS=$2; shift 2 ;;
+	--image-features) FEATURES=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
-	-h|--help) sed -n '3,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '3,37p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench/rbd.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -86,10 +91,13 @@ grep 'cluster up' "$D/ceph.err" >&2
 OSD=$(cat "$D/ceph/osd.0.pid")
 rbdc() { timeout 120 rbd -c "$CONF" "$@"; }
 IMG=bench
-rbdc create --size "$BYTES"B "rbd/$IMG" || { echo "bench/rbd.sh: rbd create failed" >&2; exit 1; }
+feat=()
+for f in ${FEATURES//,/ }; do feat+=(--image-feature "$f"); done
+rbdc create --size "$BYTES"B "${feat[@]}" "rbd/$IMG" || { echo "bench/rbd.sh: rbd create failed" >&2; exit 1; }
 rbdc bench --io-type write --io-pattern seq --io-size 4M --io-threads 4 --io-total "$BYTES"B \
 	"rbd/$IMG" >"$D/fill.log" 2>&1 || { cat "$D/fill.log" >&2; echo "bench/rbd.sh: filling the image failed" >&2; exit 1; }
-echo "bench/rbd.sh: rbd/$IMG ($SIZE) created and filled: $(tail -1 "$D/fill.log")" >&2
+FEATURES=$(rbdc info "rbd/$IMG" | sed -n 's/^[[:space:]]*features: //p')
+echo "bench/rbd.sh: rbd/$IMG ($SIZE; $FEATURES) created and filled: $(tail -1 "$D/fill.log")" >&2
 SPEC="rbd:rbd/$IMG:conf=$CONF"
 URI="nbd+unix:///d?socket=$D/s.sock"
 
@@ -182,9 +190,9 @@ echo >&2
 
 /usr/bin/python3 - "$OUT" "$STORE" "$SIZE" "$ROUNDS" "$RUNTIME" "$(nproc)" "$(uname -r)" \
 	"$(awk -F: '/model name/ { print $2; exit }' /proc/cpuinfo | sed 's/^ //')" "$THREADS" \
-	"$(ceph --version | awk '{ print $3 }')" "$(qemu-nbd --version | awk 'NR == 1 { print $2 }')" <<'PY'
+	"$(ceph --version | awk '{ print $3 }')" "$(qemu-nbd --version | awk 'NR == 1 { print $2 }')" "$FEATURES" <<'PY'
 import csv, statistics, sys
-out, store, size, rounds, runtime, cpus, kernel, model, threads, cephv, qemuv = sys.argv[1:12]
+out, store, size, rounds, runtime, cpus, kernel, model, threads, cephv, qemuv, feat = sys.argv[1:13]
 rows = list(csv.DictReader(open(out + "/results.csv")))
 servers = ["qemu-nbd", "bsteer"]
 workloads = []
@@ -195,10 +203,10 @@ def med(w, s, f):
     v = [float(r[f]) for r in rows if (r["workload"], r["server"]) == (w, s)]
     return (statistics.median(v), min(v), max(v)) if v else (0, 0, 0)
 md = ["# bench/rbd.sh results", "",
-      "RBD image of %s on a one-node Ceph %s cluster (%s OSD, pool size 1), %s round(s) of %s s "
+      "RBD image of %s (features: %s) on a one-node Ceph %s cluster (%s OSD, pool size 1), %s round(s) of %s s "
       "per run, fio nbd engine over a unix socket, one job; %s CPUs (%s), kernel %s; "
       "qemu-nbd %s --cache=writeback; bsteer serve --threads %s." % (
-          size, cephv, store, rounds, runtime, cpus, model, kernel, qemuv, threads), "",
+          size, feat, cephv, store, rounds, runtime, cpus, model, kernel, qemuv, threads), "",
       "Medians over the rounds (min-max); `x` columns are bsteer/qemu-nbd in the same run "
       "(IOPS: higher is better; CPU/IO and ctxsw/IO: lower is better). OSD CPU/IO: the OSD "
       "process's CPU per IO in the same run.", "",
