@@ -378,6 +378,7 @@ DEB_PKGS := \
 	pkg-config \
 	prometheus \
 	python3-libnbd \
+	qemu-block-extra \
 	qemu-system-common \
 	qemu-utils \
 	scdoc \

@@ -18,9 +18,11 @@ set -u
 PATH=/usr/bin:/usr/sbin:/bin:/sbin:$PATH	# the ceph CLI wants Debian's python3
 HERE=$(cd "$(dirname "$0")" && pwd)
 BOUND=${CEPH_START_TIMEOUT:-120}
-# memstore: in the OSD's memory, 1 GiB at most, gone with it; bluestore: on a
-# sparse 10 GiB file, DIR/osd/ceph-0/block.
+# memstore: in the OSD's memory, CEPH_MEMSTORE_BYTES at most (default 1 GiB),
+# gone with it; bluestore: on a sparse 10 GiB file, DIR/osd/ceph-0/block.
 STORE=${CEPH_OBJECTSTORE:-memstore}
+MEMSTORE_BYTES=${CEPH_MEMSTORE_BYTES:-1073741824}
+case $MEMSTORE_BYTES in ''|*[!0-9]*) echo "$0: CEPH_MEMSTORE_BYTES: a number of bytes" >&2; exit 2 ;; esac
 case $STORE in memstore|bluestore) ;; *) echo "$0: CEPH_OBJECTSTORE: memstore or bluestore" >&2; exit 2 ;; esac
 
 [ $# -eq 1 ] || { echo "usage: $0 DIR" >&2; exit 2; }
@@ -85,7 +87,7 @@ mon data = $D/mon/\$cluster-\$id
 mgr data = $D/mgr/\$cluster-\$id
 osd data = $D/osd/\$cluster-\$id
 osd objectstore = $STORE
-memstore device bytes = 1073741824
+memstore device bytes = $MEMSTORE_BYTES
 bluestore block create = true
 bluestore block size = 10737418240
 bluestore fsck on mount = false
