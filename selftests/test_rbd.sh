@@ -84,15 +84,16 @@ stop_serve
 # ---- the OSD stopped: the RBD leg fails after --upstream-timeout, the
 # mirror goes on; the OSD back, bsteer resync rebuilds the leg in place ----
 rbdc create --size 16M rbd/m2 || fail "rbd create m2"
+rbdc create --size 4M rbd/probe || fail "rbd create probe"
 truncate -s 16M "$T/local2.img"
-start_serve "$S" --instance "$INST" --upstream-timeout 3 \
+start_serve "$S" --instance "$INST" --upstream-timeout 10 \
 	--export "m2=$T/local2.img,rbd:rbd/m2:conf=$CONF" || finish
 M2="nbd+unix:///m2?socket=$S"
 OSD=$(cat "$C/osd.0.pid")
 kill -STOP "$OSD"
 AFTER_KILL+=("kill -CONT $OSD")
 # 4 MiB while the OSD is stopped: each write waits for the RBD leg until
-# librbd's op timeout (3 s) ends it; then the leg is failed, the writes stand.
+# librbd's op timeout (10 s) ends it; then the leg is failed, the writes stand.
 head -c 4M /dev/urandom >"$T/src2"
 nbdcopy --request-size=1048576 "$T/src2" "$M2" || fail "writes with the OSD stopped"
 "$BSTEER" stat "$INST" --json >"$T/stat2.json"
@@ -100,6 +101,11 @@ check "the RBD leg is marked failed" jq -e '.targets[1].failed' "$T/stat2.json"
 check "... after its ops failed (errors counted)" jq -e '.targets[1].errors > 0' "$T/stat2.json"
 check "the writes are on the local leg" cmp -n 4194304 "$T/src2" "$T/local2.img"
 kill -CONT "$OSD"
+# The resync starts once the cluster serves I/O again (its placement
+# groups may be peering after the stop): a 4 KiB write through librbd
+# succeeds. 120 s bounds a cluster that never recovers.
+probe() { timeout 20 rbd -c "$CONF" bench --io-type write --io-size 4K --io-total 4K rbd/probe >/dev/null 2>&1; }
+check "the cluster serves I/O again" wait_for 120 probe
 "$BSTEER" resync "$INST" m2 1 --json >"$T/resync.json" 2>"$T/resync.err" ||
 	{ cat "$T/resync.err" >&2; fail "bsteer resync exited $?"; }
 check "resync: done" jq -e '.state == "done"' "$T/resync.json"
