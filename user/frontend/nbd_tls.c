@@ -33,21 +33,13 @@ struct tls_cred {
 
 /* ---- credentials: once, on the main thread ---- */
 
-static int dir_file(char *out, size_t len, const char *dir, const char *name)
-{
-	struct stat st;
-
-	snprintf(out, len, "%s/%s", dir, name);
-	return stat(out, &st) ? -errno : 0;
-}
-
 static int x509_load(struct tls_cred *cr, const char *dir)
 {
 	char cert[PATH_MAX], key[PATH_MAX], ca[PATH_MAX];
 	int rc;
 
-	if (dir_file(cert, sizeof(cert), dir, "server-cert.pem") ||
-	    dir_file(key, sizeof(key), dir, "server-key.pem")) {
+	if (tls_cred_file(cert, sizeof(cert), dir, "server-cert.pem") ||
+	    tls_cred_file(key, sizeof(key), dir, "server-key.pem")) {
 		bsteer_set_err("--tls-certificates %s: want server-cert.pem and server-key.pem there (ca-cert.pem too, for --tls-verify-peer)",
 			       dir);
 		return -ENOENT;
@@ -60,7 +52,7 @@ static int x509_load(struct tls_cred *cr, const char *dir)
 		bsteer_set_err("--tls-certificates %s: %s", dir, gnutls_strerror(rc));
 		return -EINVAL;
 	}
-	if (!dir_file(ca, sizeof(ca), dir, "ca-cert.pem")) {
+	if (!tls_cred_file(ca, sizeof(ca), dir, "ca-cert.pem")) {
 		rc = gnutls_certificate_set_x509_trust_file(cr->x509, ca,
 							    GNUTLS_X509_FMT_PEM);
 		if (rc < 0) {

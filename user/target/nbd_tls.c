@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include "target/nbd.h"
 #include "wire/nbd_wire.h"
+#include "wire/tls_tunnel.h"
 
 /* Credentials live as long as the process: sessions of any leg use them. */
 struct cred {
@@ -55,14 +56,6 @@ int nbd_link_xfer(const struct nbd_link *l, void *buf, size_t len, bool send)
 		len -= r;
 	}
 	return 0;
-}
-
-static int file_in(char *out, size_t len, const char *dir, const char *name)
-{
-	struct stat st;
-
-	snprintf(out, len, "%s/%s", dir, name);
-	return stat(out, &st) ? -errno : 0;
 }
 
 /* USER's key in a psktool file, as hex. */
@@ -119,7 +112,7 @@ static struct cred *cred_get(const struct nbd_uri *u, char *why, size_t wlen)
 		rc = gnutls_psk_allocate_client_credentials(&creds[i].psk) ?:
 		     gnutls_psk_set_client_credentials(creds[i].psk, user, &d, GNUTLS_PSK_KEY_HEX);
 	} else {
-		if (file_in(ca, sizeof(ca), u->tls_certs, "ca-cert.pem")) {
+		if (tls_cred_file(ca, sizeof(ca), u->tls_certs, "ca-cert.pem")) {
 			snprintf(why, wlen, "tls-certificates %s: no ca-cert.pem to check the server with",
 				 u->tls_certs);
 			goto out;
@@ -130,8 +123,8 @@ static struct cred *cred_get(const struct nbd_uri *u, char *why, size_t wlen)
 								    GNUTLS_X509_FMT_PEM);
 			rc = rc < 0 ? rc : 0;
 		}
-		if (!rc && !file_in(cert, sizeof(cert), u->tls_certs, "client-cert.pem") &&
-		    !file_in(pkey, sizeof(pkey), u->tls_certs, "client-key.pem"))
+		if (!rc && !tls_cred_file(cert, sizeof(cert), u->tls_certs, "client-cert.pem") &&
+		    !tls_cred_file(pkey, sizeof(pkey), u->tls_certs, "client-key.pem"))
 			rc = gnutls_certificate_set_x509_key_file(creds[i].x509, cert, pkey,
 								  GNUTLS_X509_FMT_PEM);
 	}

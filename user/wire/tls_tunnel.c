@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <stdio.h>
 #include <liburing.h>
 #include "wire/tls_tunnel.h"
 
@@ -382,4 +384,12 @@ void tls_tunnel_run(struct tls_tunnel *t, const struct tls_host *host, __u32 id)
 	t->host = host;
 	t->id = id;
 	tunnel_pump(t);
+}
+
+int tls_cred_file(char *out, size_t len, const char *dir, const char *name)
+{
+	struct stat st;
+
+	snprintf(out, len, "%s/%s", dir, name);
+	return stat(out, &st) ? -errno : 0;
 }

@@ -65,4 +65,7 @@ bool tls_tunnel_handshaken(const struct tls_tunnel *t);
 /* Free it at once, ops out or not (the ring is gone or going). */
 void tls_tunnel_free(struct tls_tunnel *t);
 
+/* DIR/NAME into @out (of @len): 0 if that file is there, else -errno. */
+int tls_cred_file(char *out, size_t len, const char *dir, const char *name);
+
 #endif /* BSTEER_WIRE_TLS_TUNNEL_H */
