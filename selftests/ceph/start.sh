@@ -104,6 +104,13 @@ mon warn on insecure global id reclaim allowed = false
 mon warn on insecure global id reclaim = false
 paxos propose interval = 0.2
 mgr stats period = 1
+# A PG's read lease is osd heartbeat grace x osd pool default read lease
+# ratio (20 s x 0.8). A lone OSD stopped (SIGSTOP) past it finds its PGs'
+# leases expired, with no peer to renew them: every op then waits "for
+# readable", for minutes (seen with dump_ops_in_flight). With no peer OSDs
+# the grace detects nothing, so it is long: a stop of up to 8 min is
+# survived.
+osd heartbeat grace = 600
 mgr tick period = 1
 mon mgr digest period = 1
 [mon]
