@@ -115,5 +115,35 @@ check "prometheus: a rule's hits" \
 	grep -Eq "^bsteer_access_rule_hits_total\{instance=\"$INST\",rule=\"0\",action=\"deny\",cidr=\"192.0.2.1/32\"\} 0$" "$T/prom.txt"
 check "prometheus: a rule's drops" \
 	grep -Eq "^bsteer_access_rule_drops_total\{instance=\"$INST\",rule=\"20\",action=\"allow\",cidr=\"${NS_IP6%::*}::/64\"\} 0$" "$T/prom.txt"
+
+# Concurrent adds: each holds the pin directory's lock while it picks a
+# free id, so twelve at once get twelve ids. While another process holds
+# that lock, an add waits for it.
+PIN=/sys/fs/bpf/bsteer/$INST
+pids=()
+for i in $(seq 1 12); do
+	"$BSTEER" access add "$INST" deny "203.0.113.$i" >/dev/null 2>>"$T/conc.err" &
+	pids+=($!)
+done
+bad=0
+for p in "${pids[@]}"; do wait "$p" || bad=$((bad + 1)); done
+check "concurrent adds: all 12 succeed" [ "$bad" = 0 ]
+"$BSTEER" access list "$INST" --json >"$T/conc.json" || fail "access list --json"
+check "concurrent adds: 12 rules, 12 distinct ids" python3 -c 'import json, sys
+r = [x for x in json.load(open(sys.argv[1]))["access_rules"] if x["cidr"].startswith("203.0.113.")]
+sys.exit(not (len(r) == 12 and len({x["id"] for x in r}) == 12))' "$T/conc.json"
+flock -x "$PIN" -c "touch '$T/locked'; until [ -e '$T/unlock' ]; do sleep 0.1; done" &
+LOCKER=$!
+AFTER_KILL+=("kill $LOCKER")
+wait_for 10 test -e "$T/locked" || fail "flock on $PIN"
+"$BSTEER" access add "$INST" deny 203.0.113.100 >/dev/null &
+ADDER=$!
+sleep 1
+check "an add waits while the lock is held" sh -c "! '$BSTEER' access list '$INST' | grep -q ' 203.0.113.100/32 '"
+touch "$T/unlock"
+wait "$ADDER"
+check "... and is done once it is released" [ $? = 0 ]
+wait "$LOCKER"
+check "... the rule is there" sh -c "'$BSTEER' access list '$INST' | grep -q ' 203.0.113.100/32 '"
 stop_serve
 finish

@@ -7,10 +7,12 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <net/if.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -421,6 +423,28 @@ static int access_del(const char *name, const char *dir, const struct bsteer_acc
 	return 0;
 }
 
+/*
+ * add and del read the rules, pick and write: two of them at once on one
+ * instance could pick the same free id. Each holds an exclusive lock on
+ * the instance's pin directory for that; the server takes none.
+ */
+static int access_change(const char *name, const char *dir, const char *sub,
+			 const struct bsteer_access_rule *r, long want_id)
+{
+	int lock = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc;
+
+	if (lock < 0 || flock(lock, LOCK_EX)) {
+		fprintf(stderr, "bsteer access: %s: cannot lock %s: %s\n", name, dir,
+			strerror(errno));
+		if (lock >= 0)
+			close(lock);
+		return 1;
+	}
+	rc = !strcmp(sub, "add") ? access_add(name, dir, r, want_id) : access_del(name, dir, r);
+	close(lock);
+	return rc;
+}
+
 int cmd_access(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -486,10 +510,8 @@ int cmd_access(int argc, char **argv)
 	rc = access_dir(argv[optind + 1], dir, sizeof(dir));
 	if (rc)
 		return rc;
-	if (!strcmp(sub, "add"))
-		return access_add(argv[optind + 1], dir, &r, id);
-	if (!strcmp(sub, "del"))
-		return access_del(argv[optind + 1], dir, &r);
+	if (!strcmp(sub, "add") || !strcmp(sub, "del"))
+		return access_change(argv[optind + 1], dir, sub, &r, id);
 	if (json) {
 		struct bsteer_json j;
 
