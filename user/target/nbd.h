@@ -46,6 +46,10 @@ extern const struct bsteer_target_ops nbd_target;
 
 /* Connect and shake hands: a connected socket, or -errno with a reason. */
 int nbd_connect(const char *spec, bool rdonly, struct nbd_leg *info);
+/* The same, kept blocking (@timeout_s on each transfer, 0: none) in @l. */
+int nbd_dial(const char *spec, bool rdonly, struct nbd_leg *info, struct nbd_link *l,
+	     int timeout_s);
+void nbd_link_close(struct nbd_link *l);
 
 /* nbd_tls.c: TLS for nbds legs, the handshake's side (blocking). */
 int nbd_tls_client(struct nbd_link *l, const struct nbd_uri *u, char *why, size_t wlen);
