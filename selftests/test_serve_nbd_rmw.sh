@@ -10,6 +10,10 @@
 #    several writes to different bytes of one block in flight at once, on
 #    two connections (two workers); every byte reads back as the model
 #    says, and both mirror legs and the lone upstream end equal to it;
+#  - the same through an nbds:// leg (TLS with a PSK), if psktool is here;
+#  - a mirror's NBD leg killed mid-way: marked failed, the writes go on on
+#    the file leg; rebuilt by bsteer resync on a new nbdkit, unaligned
+#    writes from both workers reach it, and both legs end equal the model;
 #  - a client that asked for the block sizes is told the upstream's
 #    minimum (nbdinfo) and held to it (EINVAL);
 #  - an upstream whose reads fail: an unaligned read fails with the
@@ -22,13 +26,15 @@ need_tools nbdkit nbdsh nbdinfo
 nbdkit --filter=blocksize-policy null --dump-plugin >/dev/null 2>&1 ||
 	skip "nbdkit has no blocksize-policy filter"
 
-# start_kit NAME ARGS...: nbdkit on $T/NAME.sock, 4 KiB blocks, strict.
+# start_kit NAME ARGS...: nbdkit on $T/NAME.sock, 4 KiB blocks, strict;
+# KIT holds its PID.
 start_kit() {
 	local name=$1
 	shift
 	nbdkit -f --exit-with-parent -U "$T/$name.sock" --filter=blocksize-policy "$@" \
 		blocksize-minimum=4096 blocksize-error-policy=error >"$T/$name.log" 2>&1 &
-	PIDS+=($!)
+	KIT=$!
+	PIDS+=("$KIT")
 	wait_for 10 [ -S "$T/$name.sock" ] || { cat "$T/$name.log" >&2; fail "nbdkit $name did not start"; finish; }
 }
 kit_uri() { echo "nbd+unix:///?socket=$T/$1.sock"; }
@@ -43,11 +49,13 @@ start_serve "$T/s.sock" --instance "$(instance rmw)" --threads 2 --slot-size 64K
 	--export "solo=$(kit_uri solo)" --export "m=$T/leg0,$(kit_uri mir)" \
 	--export "e=$(kit_uri err)" || finish
 
-PATH=/usr/bin:$PATH /usr/bin/python3 - "$T" <<'PY' || fail "unaligned I/O against the model"
+# model.py T EXPORT...: the unaligned workload on each export, against a
+# model kept in $T/model.EXPORT (zeroes at first).
+cat >"$T/model.py" <<'PY'
 import os, random, sys
 import nbd
 
-T = sys.argv[1]
+T, names = sys.argv[1], sys.argv[2:]
 SIZE, B = 16 << 20, 4096
 seed = random.randrange(1 << 32)
 rng = random.Random(seed)
@@ -69,9 +77,10 @@ def check(h, model, off, ln, what):
 
 LENS = [1, 7, 100, 511, 512, 513, 4095, 4096, 4097, 8191, 12289, 65535, 65537, 200001]
 
-for name in ("solo", "m"):
+for name in names:
     h, h2 = conn(name), conn(name)
-    model = bytearray(SIZE)
+    mf = "%s/model.%s" % (T, name)
+    model = bytearray(open(mf, "rb").read() if os.path.exists(mf) else SIZE)
     ops = {"write": 0, "zero": 0, "trim": 0, "read": 0}
     for i in range(400):
         ln = rng.choice(LENS)
@@ -129,9 +138,11 @@ for name in ("solo", "m"):
         off += ln
     h.shutdown()
     h2.shutdown()
-    open("%s/model.%s" % (T, name), "wb").write(model)
+    open(mf, "wb").write(model)
     print("ok: %s: the whole export reads back as the model" % name)
 PY
+PATH=/usr/bin:$PATH /usr/bin/python3 "$T/model.py" "$T" solo m ||
+	fail "unaligned I/O against the model"
 
 # Both legs of the mirror, and the lone upstream, hold the model.
 nbdcopy "$(kit_uri solo)" "$T/up.solo" || fail "nbdcopy from the lone upstream exited $?"
@@ -158,6 +169,45 @@ print("ok: a client that asked is held to 4096 (EINVAL), aligned writes served")
 PY
 
 stop_serve
+
+# The same through an nbds leg (TLS, PSK): the thread's connection too.
+if type -P psktool >/dev/null; then
+	psktool -u alice -p "$T/keys.psk" >/dev/null 2>&1
+	start_kit tls --tls=require "--tls-psk=$T/keys.psk" memory 16M
+	start_serve "$T/s.sock" --instance "$(instance rmw-tls)" --threads 2 --slot-size 64K \
+		--export "t=nbds+unix://alice@/?socket=$T/tls.sock&tls-psk-file=$T/keys.psk" || finish
+	PATH=/usr/bin:$PATH /usr/bin/python3 "$T/model.py" "$T" t ||
+		fail "unaligned I/O through an nbds leg"
+	stop_serve
+	nbdcopy "nbds+unix://alice@/?socket=$T/tls.sock&tls-psk-file=$T/keys.psk" "$T/up.t" ||
+		fail "nbdcopy from the TLS upstream exited $?"
+	check "the TLS upstream equals the model" cmp -s "$T/model.t" "$T/up.t"
+fi
+
+# The mirror's NBD leg dies (its thread's connection breaks on an
+# unaligned write), is marked failed, and is rebuilt by bsteer resync on
+# a new nbdkit: each worker's thread connects again, to the new one.
+truncate -s 16M "$T/k.img" "$T/l.img"
+start_kit rk file "$T/k.img"
+RK=$KIT
+INST=$(instance rmw-back)
+start_serve "$T/s.sock" --instance "$INST" --threads 2 --slot-size 64K \
+	--export "r=$T/l.img,$(kit_uri rk)" || finish
+PATH=/usr/bin:$PATH /usr/bin/python3 "$T/model.py" "$T" r || fail "unaligned I/O before the leg dies"
+kill -KILL "$RK"
+wait "$RK" 2>/dev/null
+PATH=/usr/bin:$PATH /usr/bin/python3 "$T/model.py" "$T" r || fail "unaligned I/O on one leg"
+"$BSTEER" stat "$INST" --json >"$T/stat.json"
+check "the dead NBD leg is marked failed" [ "$(json "$T/stat.json" targets.1.failed)" = true ]
+rm -f "$T/rk.sock"
+start_kit rk file "$T/k.img"
+check "bsteer resync rebuilds the leg" "$BSTEER" resync "$INST" r 1
+PATH=/usr/bin:$PATH /usr/bin/python3 "$T/model.py" "$T" r || fail "unaligned I/O after the rebuild"
+"$BSTEER" stat "$INST" --json >"$T/stat.json"
+check "the rebuilt leg stays healthy" [ "$(json "$T/stat.json" targets.1.failed)" = false ]
+stop_serve
+check "the rebuilt leg equals the model" cmp -s "$T/model.r" "$T/k.img"
+check "the file leg equals the model" cmp -s "$T/model.r" "$T/l.img"
 
 # The upstream's reads fail: so do the read-modify-writes, with its error.
 start_serve "$T/s.sock" --instance "$(instance rmw-err)" --export "e=$(kit_uri err),policy=passthrough" || finish
