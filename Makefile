@@ -113,6 +113,7 @@ LIB_OBJS := \
 	target/file_inline \
 	target/nbd \
 	target/nbd_client \
+	target/nbd_rmw \
 	target/nbd_tls \
 	target/rbd \
 	target/registry \

@@ -13,8 +13,8 @@
 #   - a client that never learned the block sizes (EXPORT_NAME, or GO
 #     without NBD_INFO_BLOCK_SIZE) has the default minimum of 1: unaligned
 #     READs and WRITEs, one part or several, are served and land where
-#     they should; one that asked is held to the advertised 512; so is
-#     every client of an export on an NBD upstream that declared 512;
+#     they should, on a file and on an NBD upstream that declared 512
+#     (read-modify-write); one that asked is held to the advertised 512;
 #   - READs and WRITEs larger than the slots hold (40 MiB, the reference
 #     suite's "integrityhuge" size, where a round is 2 MiB) are served up
 #     to --max-request, in rounds: simple replies stay whole, with the
@@ -168,12 +168,18 @@ probe(WRITE, 0, 50 * MiB, EINVAL, "50 MiB write past --max-request (drained)", s
 probe(READ, 0, 50 * MiB, EINVAL, "50 MiB read past --max-request", sock=big)
 big.close()
 
-# An export on an NBD upstream that declared 512: even a client that
-# never asked is held to it (there is no read-modify-write).
+# An export on an NBD upstream that declared 512: a client that never
+# asked still has the default of 1 (the NBD target reads, merges and
+# writes whole blocks); one that asked is held to the 512.
+up_img = os.path.dirname(disk) + "/up.img"
 up = raw.connect(path, "up", export_name=True)
-probe(WRITE, 4096 + 7, 1001, EINVAL, "unaligned write to an upstream with a 512 minimum (drained)",
-      sock=up)
+unaligned(up, 4096 + 7, 1001, "unaligned write to an upstream with a 512 minimum", img=up_img)
+unaligned(up, 3 * 65536 + 5, 200001, "unaligned four-part write to that upstream", img=up_img)
 probe(WRITE, 4096, 1024, 0, "aligned write to that upstream", sock=up)
+up.close()
+up = raw.connect(path, "up", infos=[raw.INFO_BLOCK_SIZE])
+probe(WRITE, 4096 + 7, 1001, EINVAL, "unaligned write to that upstream after asking (drained)",
+      sock=up)
 up.close()
 
 # A READ in rounds whose sixth round fails (the file ends at 10 MiB): a

@@ -63,6 +63,7 @@ static int send_info(struct nbd *n, struct hs *h, __u32 opt, __u16 type,
 {
 	unsigned char b[2 + 128];
 	size_t len = 2;
+	__u32 min, max;
 
 	nbd_put16(b, type);
 	switch (type) {
@@ -82,9 +83,12 @@ static int send_info(struct nbd *n, struct hs *h, __u32 opt, __u16 type,
 		memcpy(b + 2, ex->description, len - 2);
 		break;
 	case NBD_INFO_BLOCK_SIZE:
-		nbd_put32(b + 2, MIN_BLOCK);
-		nbd_put32(b + 6, 4096);
-		nbd_put32(b + 10, nbd_max_io(n, ex));
+		/* The maximum a multiple of the minimum, the preferred no less. */
+		min = nbd_export_min_block(ex);
+		max = nbd_max_io(n, ex) / min * min ?: min;
+		nbd_put32(b + 2, min);
+		nbd_put32(b + 6, min > 4096 ? min : 4096);
+		nbd_put32(b + 10, max);
 		len = 14;
 		break;
 	default:

@@ -140,7 +140,7 @@ struct conn {
 	struct msghdr msg;
 	bool structured;	/* structured replies negotiated */
 	bool meta_alloc;	/* base:allocation selected */
-	bool block_sizes;	/* GO asked for them: bound to MIN_BLOCK */
+	bool block_sizes;	/* GO asked for them: bound to nbd_export_min_block */
 	bool tcp;		/* a TCP socket (not AF_UNIX) */
 	struct bsteer_access_peer peer;	/* counted toward --max-per-source */
 	struct io *cont;	/* a request with rounds to go: no new ones */
@@ -284,6 +284,7 @@ void nbd_tls_fini(struct nbd *n);
 /* nbd_request.c */
 __u32 nbd_round_max(struct nbd *n, const struct bsteer_export *ex);
 __u32 nbd_max_io(struct nbd *n, const struct bsteer_export *ex);
+__u32 nbd_export_min_block(const struct bsteer_export *ex);
 __u32 nbd_min_block(const struct conn *c);
 void nbd_resume(struct nbd *n, struct conn *c);
 void nbd_round_sent(struct nbd *n, struct io *io);

@@ -321,20 +321,30 @@ static void start_io(struct nbd *n, struct conn *c,
 }
 
 /*
+ * The minimum block size advertised (NBD_INFO_BLOCK_SIZE): ours, raised
+ * to any leg's own (an NBD upstream that said so).
+ */
+__u32 nbd_export_min_block(const struct bsteer_export *ex)
+{
+	__u32 need = MIN_BLOCK, i;
+
+	for (i = 0; i < ex->ntargets; i++)
+		if (ex->leg[i].min_block > need)
+			need = ex->leg[i].min_block;
+	return need;
+}
+
+/*
  * The alignment a client is held to. One that asked for the block sizes
- * (GO with NBD_INFO_BLOCK_SIZE) got MIN_BLOCK and must keep to it; one
- * that did not (EXPORT_NAME, or GO without asking) gets the spec's
- * default of 1, unless a target of the export cannot take less than its
- * own minimum (an NBD upstream that said so): then that.
+ * (GO with NBD_INFO_BLOCK_SIZE) was told nbd_export_min_block() and must
+ * keep to it; one that did not (EXPORT_NAME, or GO without asking) gets
+ * the spec's default of 1, whatever the legs need: a target that cannot
+ * take less than its own minimum serves the rest itself (the NBD target
+ * by read-modify-write, target/nbd_rmw.c).
  */
 __u32 nbd_min_block(const struct conn *c)
 {
-	__u32 need = c->block_sizes ? MIN_BLOCK : 1, i;
-
-	for (i = 0; i < c->ex->ntargets; i++)
-		if (c->ex->leg[i].min_block > need)
-			need = c->ex->leg[i].min_block;
-	return need;
+	return c->block_sizes ? nbd_export_min_block(c->ex) : 1;
 }
 
 int nbd_check_request(const struct bsteer_export *ex, __u32 max, __u32 align,

@@ -387,14 +387,20 @@ static int handshake(struct nbd_link *l, const struct nbd_uri *u, struct nbd_leg
 	return err;
 }
 
-int nbd_connect(const char *spec, bool rdonly, struct nbd_leg *info)
+/*
+ * Connect and shake hands, blocking: @l gets the socket (and the TLS
+ * session, for nbds), its sends and receives bounded by @timeout_s (0:
+ * none). 0, or -errno with the reason in bsteer_errbuf().
+ */
+int nbd_dial(const char *spec, bool rdonly, struct nbd_leg *info, struct nbd_link *l,
+	     int timeout_s)
 {
-	struct nbd_link l = { .fd = -1 };
 	struct nbd_uri u;
 	char why[256] = "";
-	int err, app;
+	int err;
 
 	memset(info, 0, sizeof(*info));
+	*l = (struct nbd_link){ .fd = -1 };
 	if (parse_uri(spec, &u)) {
 		bsteer_set_err("bad NBD URI '%s' (nbd[s]://HOST[:PORT][/EXPORT][?tls-certificates=DIR|tls-psk-file=FILE] or nbd[s]+unix:///EXPORT?socket=PATH[&...])",
 			       spec);
@@ -404,12 +410,12 @@ int nbd_connect(const char *spec, bool rdonly, struct nbd_leg *info)
 		bsteer_set_err("%s: nbds:// needs ?tls-certificates=DIR or ?tls-psk-file=FILE", spec);
 		return -EINVAL;
 	}
-	l.fd = dial(&u, why, sizeof(why));
-	if (l.fd < 0) {
+	l->fd = dial(&u, why, sizeof(why));
+	if (l->fd < 0) {
 		bsteer_set_err("%s: %s", spec, why);
-		return l.fd;
+		return l->fd;
 	}
-	err = handshake(&l, &u, info, why, sizeof(why));
+	err = handshake(l, &u, info, why, sizeof(why));
 	if (!err && !rdonly && (info->flags & NBD_FLAG_READ_ONLY)) {
 		snprintf(why, sizeof(why), "the upstream export is read-only (add ,ro to the export)");
 		err = -EROFS;
@@ -418,15 +424,34 @@ int nbd_connect(const char *spec, bool rdonly, struct nbd_leg *info)
 		snprintf(why, sizeof(why), "the upstream export is empty");
 		err = -EINVAL;
 	}
+	if (!err)
+		err = set_timeout(l->fd, timeout_s);
 	if (err) {
-		bsteer_set_err("%s: %s", spec, why);
-		if (l.ses)
-			gnutls_deinit(l.ses);
-		close(l.fd);
+		bsteer_set_err("%s: %s", spec, *why ? why : strerror(-err));
+		nbd_link_close(l);
 		return err;
 	}
+	return 0;
+}
+
+void nbd_link_close(struct nbd_link *l)
+{
+	if (l->ses)
+		gnutls_deinit(l->ses);
+	if (l->fd >= 0)
+		close(l->fd);
+	*l = (struct nbd_link){ .fd = -1 };
+}
+
+int nbd_connect(const char *spec, bool rdonly, struct nbd_leg *info)
+{
+	struct nbd_link l;
+	int err, app;
+
 	/* From here on the ring drives it, and waits as long as it likes. */
-	set_timeout(l.fd, 0);
+	err = nbd_dial(spec, rdonly, info, &l, 0);
+	if (err)
+		return err;
 	if (!l.ses)
 		return l.fd;
 	/* nbds: the ring gets the plain end of a tunnel that owns the socket. */

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * The NBD target, shared by its two files: nbd.c connects and shakes
- * hands (blocking, at start); nbd_client.c runs the requests and replies
- * on the worker's ring.
+ * The NBD target, shared by its files: nbd.c connects and shakes hands
+ * (blocking, at start); nbd_client.c runs the requests and replies on the
+ * worker's ring; nbd_rmw.c serves the ops that are not aligned to the
+ * upstream's minimum block size, on a thread; nbd_tls.c is nbds's TLS.
  */
 #ifndef BSTEER_TARGET_NBD_H
 #define BSTEER_TARGET_NBD_H
@@ -46,6 +47,10 @@ extern const struct bsteer_target_ops nbd_target;
 
 /* Connect and shake hands: a connected socket, or -errno with a reason. */
 int nbd_connect(const char *spec, bool rdonly, struct nbd_leg *info);
+/* The same, kept blocking (@timeout_s on each transfer, 0: none) in @l. */
+int nbd_dial(const char *spec, bool rdonly, struct nbd_leg *info, struct nbd_link *l,
+	     int timeout_s);
+void nbd_link_close(struct nbd_link *l);
 
 /* nbd_tls.c: TLS for nbds legs, the handshake's side (blocking). */
 int nbd_tls_client(struct nbd_link *l, const struct nbd_uri *u, char *why, size_t wlen);
@@ -61,5 +66,17 @@ __u32 nbd_client_waiting(struct bsteer_engine *e, __u32 t);
 bool nbd_client_alive(struct bsteer_engine *e, __u32 t);
 void nbd_client_fail(struct bsteer_engine *e, __u32 t);
 void nbd_client_detach(struct bsteer_engine *e, __u32 t);
+
+/* nbd_rmw.c: ops not aligned to the upstream's minimum block size. */
+struct nbd_rmw;
+bool nbd_rmw_unaligned(__u32 block, const struct bsteer_target_io *io);
+struct nbd_rmw *nbd_rmw_new(const char *spec, __u32 t, __u32 cap, __u32 timeout_ms,
+			    int *err);
+int nbd_rmw_submit(struct nbd_rmw *r, const struct bsteer_target_io *io, __u32 block);
+void nbd_rmw_arm(struct bsteer_engine *e, struct nbd_rmw *r, __u64 ud);
+void nbd_rmw_cqe(struct bsteer_engine *e, struct nbd_rmw *r);
+__u32 nbd_rmw_waiting(struct nbd_rmw *r);
+void nbd_rmw_drop(struct nbd_rmw *r);
+void nbd_rmw_free(struct nbd_rmw *r);
 
 #endif /* BSTEER_TARGET_NBD_H */

@@ -19,6 +19,10 @@
  * NOP with IORING_NOP_INJECT_RESULT posts the op's own completion, which
  * the completion hook decides like any other.
  *
+ * An op that is not aligned to the server's minimum block size (a client
+ * that never learned it may send one) goes to nbd_rmw.c instead, which
+ * reads and writes whole blocks on a connection of its own.
+ *
  * A connection that fails (EOF, error, a reply that matches nothing, or no
  * progress for the timeout with requests out) is shut down and every
  * request on it fails with EIO; later ops to it fail at once. A mirror
@@ -45,7 +49,7 @@
  * Our own SQEs: bsteer_target_ud(target, kind << 40 | op index); for an
  * nbds leg's TLS tunnel, UK_TLS with its place * TLS_OPS + its op.
  */
-enum { UK_TXHDR = 1, UK_TXDATA, UK_TXZC, UK_RXHDR, UK_RXDATA, UK_TLS };
+enum { UK_TXHDR = 1, UK_TXDATA, UK_TXZC, UK_RXHDR, UK_RXDATA, UK_TLS, UK_RMW };
 
 /* An nbds leg's tunnels: the live one, and old ones until their ops are back. */
 #define UP_TUNS		4
@@ -96,6 +100,8 @@ struct up_conn {
 	struct bsteer_engine *e;
 	struct tls_tunnel *tun[UP_TUNS];	/* nbds: TLS between c->fd and the server */
 	struct tls_host host;
+	__u32 min_block;	/* the server's, if it said (>1: ops off it go to rmw) */
+	struct nbd_rmw *rmw;	/* nbd_rmw.c's thread, once min_block > 1 */
 };
 
 static struct up_conn *conn_of(struct bsteer_engine *e, __u32 t)
@@ -193,6 +199,16 @@ int nbd_client_attach(struct bsteer_engine *e, __u32 t, const struct bsteer_leg 
 	c->zc = !getsockopt(leg->fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) &&
 		(domain == AF_INET || domain == AF_INET6);
 	c->progress_ns = bsteer_now_ns();
+	c->min_block = info ? info->min_block : 0;
+	if (c->rmw) {
+		nbd_rmw_drop(c->rmw);	/* a new connection: the thread's goes too */
+	} else if (c->min_block > 1) {
+		int err;
+
+		c->rmw = nbd_rmw_new(leg->spec, t, c->nops, c->timeout_ms, &err);
+		if (!c->rmw)
+			return err;
+	}
 	return 0;
 }
 
@@ -273,6 +289,9 @@ int nbd_client_submit(struct bsteer_engine *e, __u32 t,
 		return -EINVAL;
 	if (o->state != UO_FREE)
 		return -EBUSY;
+	/* Off the server's minimum block size: read-modify-write, on a thread. */
+	if (!c->dead && cmd >= 0 && c->rmw && nbd_rmw_unaligned(c->min_block, io))
+		return nbd_rmw_submit(c->rmw, io, c->min_block);
 	memset(o, 0, sizeof(*o));
 	o->ud = io->ud;
 	o->buf = io->buf;
@@ -500,6 +519,11 @@ void nbd_client_cqe(struct bsteer_engine *e, __u32 t, const struct io_uring_cqe 
 			tls_tunnel_cqe(c->tun[i / TLS_OPS], i % TLS_OPS, res);
 		return;
 	}
+	if (c && kind == UK_RMW) {
+		if (c->rmw)
+			nbd_rmw_cqe(e, c->rmw);
+		return;
+	}
 	if (!c || (kind != UK_RXHDR && i >= c->nops))
 		return;
 	if (res > 0)
@@ -543,6 +567,8 @@ void nbd_client_fail(struct bsteer_engine *e, __u32 t)
 {
 	struct up_conn *c = conn_of(e, t);
 
+	if (c && c->rmw)
+		nbd_rmw_drop(c->rmw);
 	if (c && !c->dead)
 		conn_fail(e, c, -ESHUTDOWN, "the leg was marked failed");
 }
@@ -558,6 +584,8 @@ void nbd_client_kick(struct bsteer_engine *e, __u32 t)
 	for (i = 0; i < UP_TUNS; i++)	/* an old tunnel whose server does not read */
 		if (c->tun[i])
 			tls_tunnel_tick(c->tun[i], bsteer_now_ns(), UP_TLS_LINGER_S);
+	if (c->rmw)
+		nbd_rmw_arm(e, c->rmw, up_ud(t, UK_RMW, 0));
 	if (c->dead)
 		return;
 	if (c->outstanding &&
@@ -590,6 +618,7 @@ void nbd_client_detach(struct bsteer_engine *e, __u32 t)
 		if (send(c->fd, disc, sizeof(disc), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 			(void)0;	/* it is going anyway */
 	}
+	nbd_rmw_free(c->rmw);
 	for (int i = 0; i < UP_TUNS; i++)
 		tls_tunnel_free(c->tun[i]);
 	free(c->op);
