@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 # bsteer list shows live and stale instances; bsteer stat says when an
 # instance's owner is gone; bsteer clean removes stale pins only, never a
-# live instance's, and --dry-run removes nothing.
+# live instance's, and --dry-run removes nothing; cleans during a start
+# leave the starting instance alone; an unfinished start's staging pins
+# (+PID+NAME) are removed once PID is gone.
 . "$(dirname "$0")/lib.sh"
 need_root
 LIVE=$(instance listlive) DEAD=$(instance listdead)
@@ -52,4 +54,35 @@ check "clean: the stale pins are gone" [ ! -e "$ROOT/$DEAD" ]
 check "clean: the live pins are not" [ -d "$ROOT/$LIVE" ]
 check "the live server still serves" nbdinfo --size "nbd+unix:///aye?socket=$T/a.sock"
 stop_serve
+
+# A start pins under +PID+NAME and renames it to NAME once its info map
+# names the owner: cleans run all through a start leave it alone.
+STARTING=$(instance liststart)
+( while [ ! -e "$T/stop-cleaning" ]; do "$BSTEER" clean >/dev/null 2>&1; done ) &
+CLEANER=$!
+AFTER_KILL+=("kill $CLEANER")
+start_serve "$T/c.sock" --instance "$STARTING" --export "sea=$T/a.img" || finish
+touch "$T/stop-cleaning"
+wait "$CLEANER"
+check "cleans during a start: the new instance's pins stay" [ -e "$ROOT/$STARTING/info" ]
+check "... and it serves" nbdinfo --size "nbd+unix:///sea?socket=$T/c.sock"
+check "... no staging directory is left" sh -c "! ls -a '$ROOT' | grep -q '^+[0-9]*+$STARTING\$'"
+stop_serve
+# A start killed half way leaves +PID+NAME: clean removes it when PID is
+# gone, and not while it lives.
+sleep 1000 &
+ALIVE=$!
+AFTER_KILL+=("kill $ALIVE")
+mkdir "$ROOT/+$ALIVE+$STARTING" || fail "mkdir in $ROOT"
+sh -c 'exit 0' &
+GONE=$!
+wait "$GONE"
+mkdir "$ROOT/+$GONE+$STARTING" || fail "mkdir in $ROOT"
+"$BSTEER" clean --json >"$T/clean2.json"
+check "clean: an unfinished start's staging pins removed, in --json" python3 -c "
+import json, sys
+sys.exit(0 if json.load(open('$T/clean2.json'))['unfinished'] == ['+$GONE+$STARTING'] else 1)"
+check "... gone" [ ! -e "$ROOT/+$GONE+$STARTING" ]
+check "... but not one whose process lives" [ -d "$ROOT/+$ALIVE+$STARTING" ]
+rmdir "$ROOT/+$ALIVE+$STARTING"
 finish

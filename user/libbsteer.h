@@ -204,6 +204,13 @@ int bsteer_instances(struct bsteer_instance_status *out, int max);
  * it is alive (never touched), -ENOENT, or the error of the removal.
  */
 int bsteer_instance_clean(const char *name);
+/*
+ * The staging directories (+PID+NAME) of starts whose process died before
+ * their pins moved to NAME: each removed (unless @dry) and given to @each;
+ * how many.
+ */
+int bsteer_staging_clean(bool dry, void (*each)(const char *dir, int pid, void *arg),
+			 void *arg);
 void *bsteer_map_mmap(int fd, size_t *len, bool writable);
 
 /*

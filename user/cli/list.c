@@ -38,10 +38,13 @@ static const char clean_usage[] =
 "(exit 1). The pins of a live instance are never touched. An XDP program\n"
 "a killed server left attached (pinned under it as access_xdp_IFINDEX and\n"
 "still the one on that interface) is detached; any other is left alone.\n"
+"With no INSTANCE, also the staging pins (+PID+NAME) of a start whose\n"
+"process died before it named its instance.\n"
 "\n"
 "OPTIONS:\n"
 "  -n, --dry-run         say what would be removed, remove nothing\n"
-"  -j, --json            one JSON object: {\"removed\": [...], \"refused\": [...]}\n"
+"  -j, --json            one JSON object: {\"removed\": [...], \"refused\": [...],\n"
+"                        \"unfinished\": [...]}\n"
 "  -h, --help            this text\n"
 "\n"
 "EXAMPLES:\n"
@@ -153,6 +156,18 @@ int cmd_list(int argc, char **argv)
 	return 0;
 }
 
+static void staging_text(const char *dir, int pid, void *arg)
+{
+	printf("%s %s (a start that did not finish: pid %d is gone)\n",
+	       *(bool *)arg ? "would remove" : "removed", dir, pid);
+}
+
+static void staging_json(const char *dir, int pid, void *arg)
+{
+	(void)pid;
+	json_str(arg, NULL, dir);
+}
+
 int cmd_clean(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -232,6 +247,14 @@ int cmd_clean(int argc, char **argv)
 			fprintf(stderr, "bsteer clean: %s is alive%s: left alone\n",
 				st[i].name, st[i].live_pid > 0 ? "" : " again");
 	}
+	/* With no name: the pins of starts that died before they were owned. */
+	if (json) {
+		json_end_arr(&j);
+		json_arr(&j, "unfinished");
+	}
+	if (!named)
+		bsteer_staging_clean(dry, json ? staging_json : staging_text,
+				     json ? (void *)&j : (void *)&dry);
 	if (json) {
 		json_end_arr(&j);
 		json_finish(&j);

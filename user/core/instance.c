@@ -171,11 +171,21 @@ static int load_core(struct bsteer_instance *in, const struct bsteer_instance_op
 }
 
 /* Pin every core map under the instance's directory, and map the mmapable. */
+/*
+ * The maps are pinned in a staging directory, +PID+NAME (not a valid
+ * instance name, so list and clean pass over it; bpffs refuses dots), and
+ * moved to NAME once "info" says whose they are:
+ * a directory under NAME without an owner would look dead to a
+ * `bsteer clean` run meanwhile, which would remove a starting server's
+ * pins.
+ */
 static int pin_maps(struct bsteer_instance *in)
 {
 	char path[PATH_MAX];
 	int err, i;
 
+	snprintf(in->dir, sizeof(in->dir), "%s/+%d+%s", BSTEER_PIN_ROOT, getpid(), in->name);
+	rm_tree(in->dir);	/* a staging directory this PID's forebear left */
 	if (mkdir(in->dir, 0700)) {
 		err = -errno;
 		bsteer_set_err("cannot create %s: %s", in->dir, strerror(errno));
@@ -226,6 +236,26 @@ static int pin_maps(struct bsteer_instance *in)
 	in->fe_hdr = in->map_mem[BSTEER_MAP_FE_HDR];
 	in->fe_req = in->map_mem[BSTEER_MAP_FE_REQ];
 	in->fe_stats = in->map_mem[BSTEER_MAP_FE_STATS];
+	return 0;
+}
+
+/* The staged pins, owned: under the instance's own name. */
+static int publish(struct bsteer_instance *in)
+{
+	char dir[sizeof(in->dir)];
+	int err;
+
+	snprintf(dir, sizeof(dir), "%s/%s", BSTEER_PIN_ROOT, in->name);
+	if (rename(in->dir, dir)) {
+		err = -errno;
+		if (errno == ENOTEMPTY || errno == EEXIST)
+			bsteer_set_err("instance '%s' was claimed by another process meanwhile (pins at %s)",
+				       in->name, dir);
+		else
+			bsteer_set_err("cannot move %s to %s: %s", in->dir, dir, strerror(errno));
+		return err;
+	}
+	snprintf(in->dir, sizeof(in->dir), "%s", dir);
 	return 0;
 }
 
@@ -284,7 +314,9 @@ struct bsteer_instance *bsteer_instance_open(const struct bsteer_instance_opts *
 	if (err)
 		goto fail;
 	write_info(in, o);
-	err = parsers_install(in, o->frontends);
+	err = publish(in);
+	if (!err)
+		err = parsers_install(in, o->frontends);
 	if (!err && o->policy)
 		err = bsteer_policy_install(in->dir, in->map_fd, o->policy,
 					    o->verbose);

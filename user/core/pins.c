@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -191,6 +192,35 @@ int bsteer_instance_clean(const char *name)
 	/* Its XDP programs, still attached after a SIGKILL: ours to detach. */
 	bsteer_access_detach_stale(dir, NULL, 0);
 	return rm_tree(dir);
+}
+
+int bsteer_staging_clean(bool dry, void (*each)(const char *dir, int pid, void *arg), void *arg)
+{
+	char dir[PATH_MAX];
+	struct dirent *de;
+	DIR *d = opendir(BSTEER_PIN_ROOT);
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d))) {
+		char *end;
+		long pid;
+
+		if (de->d_name[0] != '+')
+			continue;
+		pid = strtol(de->d_name + 1, &end, 10);
+		if (*end != '+' || pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		snprintf(dir, sizeof(dir), "%s/%s", BSTEER_PIN_ROOT, de->d_name);
+		if (!dry && rm_tree(dir))
+			continue;
+		if (each)
+			each(de->d_name, (int)pid, arg);
+		n++;
+	}
+	closedir(d);
+	return n;
 }
 
 int bsteer_instance_of_pid(int pid, char *name, size_t len)
