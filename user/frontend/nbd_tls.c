@@ -3,13 +3,25 @@
  * TLS for NBD clients (NBD_OPT_STARTTLS), with GnuTLS's record layer in
  * userspace: this kernel has no kTLS.
  *
- * After STARTTLS a connection's socket is handed to a TLS tunnel on the
- * worker's ring (user/wire/tls_tunnel.c), and the handshake and then the
- * connection carry on over one end of a socketpair as if nothing had
- * changed: the rest of the frontend (the ring handshake, header receives
- * parsed by BPF, payloads received into slots, replies sent and spliced
- * from slots) never sees ciphertext. Here: the server's credentials, and
- * the worker's table of tunnels, whose SQEs are the frontend's.
+ * After STARTTLS a connection's socket is handed to a TLS stream on the
+ * worker's ring (user/wire/tls_stream.c), and every byte of the NBD
+ * handshake and then of the connection goes through it, with no
+ * socketpair and no plaintext staged: the ring receives ciphertext and
+ * GnuTLS decrypts it straight where the plain receive would have put it
+ * (a header into its entry in map memory, a WRITE payload into its
+ * slot); a reply is encrypted straight from the slot (its header in the
+ * headroom) and the ring sends the ciphertext. Each such transfer then
+ * completes as the plain socket op would have, a NOP with an injected
+ * result and that op's user_data: the parser and the policy at the
+ * completion hook see no difference (they key on the user_data and the
+ * result, not the opcode), nor does the rest of the frontend. A TLS
+ * connection's replies are never spliced (its requests belong to the
+ * frontend's no-pipe owner): the cipher needs the bytes in memory. The
+ * issue hook's slot audit sees no fixed-buffer op for these transfers
+ * (there is none: the slot is read and written by GnuTLS, in userspace).
+ *
+ * Here: the server's credentials, and the worker's table of streams,
+ * whose SQEs are the frontend's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,9 +33,9 @@
 #include <gnutls/gnutls.h>
 #include "frontend/nbd_priv.h"
 #include "wire/tls_stream.h"
-#include "wire/tls_tunnel.h"
+#include "wire/tls_tunnel.h"	/* tls_cred_file() */
 
-#define TLS_LINGER_S	10		/* a closed connection's last replies, at most */
+#define TLS_LINGER_S	10		/* a closing connection's last replies and close_notify, at most */
 
 struct tls_cred {
 	gnutls_certificate_credentials_t x509;
