@@ -569,7 +569,10 @@ static int recv_part(struct nbd *n, struct io *io)
 	int err;
 
 	if (c->tls) {
-		/* Decrypted straight into the slot; the next header follows it then. */
+		/*
+		 * Decrypted straight into the slot, and the next header right
+		 * behind it, in the stream's order (what the link does below).
+		 */
 		err = bsteer_frontend_op_own(n->e, req, BSTEER_OP_READ,
 					     BSTEER_FRONTEND_FILE(c->idx), rq->slot, 0,
 					     rq->len, &ud);
@@ -582,6 +585,10 @@ static int recv_part(struct nbd *n, struct io *io)
 		nbd_count(n, NBD_C_BYTES_WRITTEN, rq->len);
 		tls_stream_recv(c->tls, bsteer_slot_data(n->in, rq->slot), rq->len,
 				TLS_RECV_EXACT, ud);
+		if (link) {
+			prep_header(n, c);
+			c->hdr_linked = true;
+		}
 		return 0;
 	}
 	bsteer_engine_reserve(n->e, 2);	/* the payload and the next header */

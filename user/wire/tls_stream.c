@@ -33,6 +33,13 @@ struct tls_send {
 	__u32 bytes;		/* plaintext */
 };
 
+struct tls_recv {
+	unsigned char *buf;
+	__u32 len, got;
+	int how;
+	__u64 ud;
+};
+
 struct tls_stream {
 	const struct tls_stream_host *host;
 	__u32 id;
@@ -45,12 +52,9 @@ struct tls_stream {
 	bool closing;		/* the user let go */
 	__u8 out;		/* ops out, a bit per TLS_STREAM_* */
 	__u64 closing_ns;
-	/* The receive asked for. */
-	bool rx;
-	int rx_how;
-	unsigned char *rx_buf;
-	__u32 rx_len, rx_got;
-	__u64 rx_ud;
+	/* The receives asked for: rxq[0] is filled first, then rxq[1]. */
+	struct tls_recv rxq[TLS_STREAM_RECVS];
+	__u32 nrx;
 	/* Sends whose ciphertext is not all out, oldest first. */
 	struct tls_send sq[TLS_STREAM_SENDS];
 	__u32 sq_head, sq_n;
@@ -163,13 +167,22 @@ static void cancel_recv(struct tls_stream *s)
 	io_uring_sqe_set_data64(sqe, 0);
 }
 
-/* The receive asked for is over: its completion, with @res. */
+/* The first receive asked for is over: its completion, with @res. */
 static void rx_done(struct tls_stream *s, int res)
 {
-	s->rx = false;
+	__u64 ud = s->rxq[0].ud;
+
+	s->rxq[0] = s->rxq[1];
+	s->nrx--;
 	if (res > 0 && s->host->moved)
 		s->host->moved(s->host->arg, true, res);
-	s->host->done(s->host->arg, s->rx_ud, res);
+	s->host->done(s->host->arg, ud, res);
+}
+
+/* ... at the end of the stream: what it got, or 0 if it wanted all. */
+static void rx_eof(struct tls_stream *s)
+{
+	rx_done(s, s->rxq[0].how == TLS_RECV_EXACT ? 0 : (int)s->rxq[0].got);
 }
 
 static void stream_fail(struct tls_stream *s, const char *what, int rc)
@@ -180,7 +193,7 @@ static void stream_fail(struct tls_stream *s, const char *what, int rc)
 	/* Every op out comes back, with an error or EOF. */
 	shutdown(s->net, SHUT_RDWR);
 	cancel_recv(s);
-	if (s->rx)
+	while (s->nrx)
 		rx_done(s, -ECONNRESET);
 	for (; s->sq_n; s->sq_n--, s->sq_head = (s->sq_head + 1) % TLS_STREAM_SENDS)
 		s->host->done(s->host->arg, s->sq[s->sq_head].ud, -EPIPE);
@@ -237,22 +250,29 @@ static void arm(struct tls_stream *s, int op)
 }
 
 /*
- * Decrypt into the receive asked for, as far as what came in goes.
- * true if it needs more ciphertext.
+ * Decrypt into the receives asked for, in order, as far as what came in
+ * goes. true if they need more ciphertext.
  */
 static bool rx_pump(struct tls_stream *s)
 {
 	int warnings = 0;
 	bool eof = s->rd_shut;
 
-	while (s->rx && !eof && !s->failed && s->rx_got < s->rx_len) {
-		ssize_t r = gnutls_record_recv(s->ses, s->rx_buf + s->rx_got,
-					       s->rx_len - s->rx_got);
+	while (s->nrx && !s->failed) {
+		struct tls_recv *q = &s->rxq[0];
+		ssize_t r;
 
+		if (q->got == q->len || (q->how == TLS_RECV_SOME && q->got)) {
+			rx_done(s, q->got);
+			continue;
+		}
+		if (eof) {
+			rx_eof(s);
+			continue;
+		}
+		r = gnutls_record_recv(s->ses, q->buf + q->got, q->len - q->got);
 		if (r > 0) {
-			s->rx_got += r;
-			if (s->rx_how == TLS_RECV_SOME)
-				break;
+			q->got += r;
 		} else if (r == 0 || r == GNUTLS_E_PREMATURE_TERMINATION) {
 			eof = s->net_eof = true;
 		} else if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
@@ -261,15 +281,8 @@ static bool rx_pump(struct tls_stream *s)
 			eof = true;
 		} else if (gnutls_error_is_fatal(r) || ++warnings > 16) {
 			stream_fail(s, "receive", r);
-			return false;
 		}
 	}
-	if (!s->rx || s->failed)
-		return false;
-	if (s->rx_got == s->rx_len || (s->rx_how == TLS_RECV_SOME && s->rx_got))
-		rx_done(s, s->rx_got);
-	else if (eof)
-		rx_done(s, s->rx_how == TLS_RECV_EXACT ? 0 : (int)s->rx_got);
 	return false;
 }
 
@@ -329,16 +342,11 @@ static void stream_pump(struct tls_stream *s)
 
 void tls_stream_recv(struct tls_stream *s, void *buf, __u32 len, int how, __u64 ud)
 {
-	if (s->rx || s->failed || s->closing) {
-		s->host->done(s->host->arg, ud, s->rx ? -EBUSY : -ECONNRESET);
+	if (s->nrx == TLS_STREAM_RECVS || s->failed || s->closing) {
+		s->host->done(s->host->arg, ud, s->failed || s->closing ? -ECONNRESET : -EBUSY);
 		return;
 	}
-	s->rx = true;
-	s->rx_buf = buf;
-	s->rx_len = len;
-	s->rx_got = 0;
-	s->rx_how = how;
-	s->rx_ud = ud;
+	s->rxq[s->nrx++] = (struct tls_recv){ .buf = buf, .len = len, .how = how, .ud = ud };
 	stream_pump(s);
 }
 
@@ -433,8 +441,8 @@ void tls_stream_shut_rd(struct tls_stream *s)
 		return;
 	s->rd_shut = true;
 	cancel_recv(s);
-	if (!s->failed && s->rx)
-		rx_done(s, s->rx_how == TLS_RECV_EXACT ? 0 : (int)s->rx_got);
+	while (!s->failed && s->nrx)
+		rx_eof(s);
 }
 
 void tls_stream_close(struct tls_stream *s)

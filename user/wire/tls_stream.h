@@ -17,8 +17,9 @@
  * plain socket op would have had: the completion hook and the frontend
  * see it as they would see that op.
  *
- * One receive at a time; sends queue (up to TLS_STREAM_SENDS) and
- * complete in order. The stream's own ops (ciphertext in and out) are
+ * Receives queue (two: a payload, and the next header behind it, as the
+ * plain path links them) and so do sends (up to TLS_STREAM_SENDS); each
+ * kind completes in order. The stream's own ops (ciphertext in and out) are
  * SQEs of its host, at most one of each out, handed back with
  * tls_stream_cqe().
  */
@@ -36,6 +37,7 @@ struct tls_stream;
 enum { TLS_STREAM_NET_RECV, TLS_STREAM_NET_SEND, TLS_STREAM_OPS };
 
 #define TLS_STREAM_SENDS	16	/* sends queued, not yet out */
+#define TLS_STREAM_RECVS	2	/* receives queued (a payload, the header after it) */
 
 /* How a receive ends. */
 enum {
@@ -74,8 +76,9 @@ void tls_stream_run(struct tls_stream *s, const struct tls_stream_host *host, __
 /*
  * Receive @len bytes of plaintext into @buf (@how: TLS_RECV_*); its
  * completion is posted with @ud. Requests made before the handshake is
- * done wait for it (a failed one fails them). A receive while one is
- * out, or on a failed stream, completes at once with -EBUSY or an error.
+ * done wait for it (a failed one fails them). It is filled after those
+ * asked for before it. One past TLS_STREAM_RECVS, or on a failed stream,
+ * completes at once with -EBUSY or an error.
  */
 void tls_stream_recv(struct tls_stream *s, void *buf, __u32 len, int how, __u64 ud);
 /*
@@ -87,7 +90,7 @@ void tls_stream_recv(struct tls_stream *s, void *buf, __u32 len, int how, __u64 
 void tls_stream_send(struct tls_stream *s, const struct iovec *iov, int n, __u64 ud, int res);
 /* The completion of its op @op. The stream may be gone after this. */
 void tls_stream_cqe(struct tls_stream *s, int op, int res);
-/* Reading is over (a connection that fails): a receive out ends with 0, as on EOF. */
+/* Reading is over (a connection that fails): the receives out end as on EOF. */
 void tls_stream_shut_rd(struct tls_stream *s);
 /* End it now: every request out completes with an error; the socket is shut. */
 void tls_stream_abort(struct tls_stream *s);
