@@ -21,6 +21,8 @@
 #    bytes written and read were decrypted into the slots and encrypted
 #    from them (tls_bytes_{de,en}crypted_in_place), and a connection held
 #    open has no AF_UNIX socket pair in the server's descriptors;
+#  - a TLS client that closes mid-payload (a WRITE cut short): its
+#    connection and session go, and the server goes on;
 #  - legs: a mirror with an nbds:// leg on nbdkit --tls=require gets every
 #    byte to it; nbds+unix:// with a PSK reads back; a plain nbd:// leg
 #    on that server, a leg whose CA did not sign it, and one with no
@@ -111,6 +113,35 @@ check "... and no socket pair" \
 	awk -v p="pid=$SERVE," '$0 ~ p && $5 == "*" { n++ } END { exit n != 0 }' "$T/ss"
 touch "$T/release"
 wait "$HOLD" || fail "the held TLS connection's client failed"
+
+# A TLS client that goes mid-payload: its WRITE's payload, decrypted into
+# the slot, ends short; the connection closes and its session goes.
+check "TLS: a READ, then a WRITE cut short after 1000 of 65536 bytes" \
+	python3 - "$S" "$T/cli/ca-cert.pem" <<'PY'
+import socket, ssl, struct, sys
+sys.path.insert(0, "selftests")
+from nbd_raw import recvall, IHAVEOPT
+s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(sys.argv[1])
+recvall(s, 18)
+s.sendall(struct.pack(">I", 3) + struct.pack(">QII", IHAVEOPT, 5, 0))   # STARTTLS
+recvall(s, 20)
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+t = ctx.wrap_socket(s, server_hostname="localhost")
+t.sendall(struct.pack(">QII", IHAVEOPT, 7, 7) + struct.pack(">I", 1) + b"d" + struct.pack(">H", 0))
+while True:     # GO's replies, to its ACK
+    _, opt, rtype, ln = struct.unpack(">QIII", recvall(t, 20))
+    recvall(t, ln)
+    if rtype == 1:
+        break
+t.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 0, 1, 0, 4096))
+hdr, data = recvall(t, 16), recvall(t, 4096)
+t.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 1, 2, 0, 65536) + b"x" * 1000)
+t.close()
+sys.exit(0 if hdr[:4] == bytes.fromhex("67446698") and hdr[4:8] == bytes(4) else 1)
+PY
+check "... the server saw the payload cut" wait_for 30 grep -q "client closed during a write payload" "$T/serve.log"
+check "... and its connection and session are gone" wait_for 30 sh -c \
+	"[ \"\$('$BSTEER' stat '$INST' --json | jq -r '.counters | \"\\(.connections_open) \\(.tls_sessions_open)\"')\" = '0 0' ]"
 check "nbdinfo over TLS on TCP" nbdinfo --size "nbds://127.0.0.1:$PORT/d?tls-certificates=$T/cli"
 qemu-img convert -O raw \
 	--object "tls-creds-x509,id=tls0,dir=$T/cli,endpoint=client" \
