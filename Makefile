@@ -125,6 +125,7 @@ LIB_OBJS := \
 	trace/session \
 	trace/tracer \
 	wire/nbd_wire \
+	wire/tls_stream \
 	wire/tls_tunnel
 
 CLI_OBJS := \

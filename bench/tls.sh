@@ -5,7 +5,10 @@
 # plain and with --tls require (X.509, certificates made here by certtool),
 # over loopback TCP, read by the same client: nbdcopy (libnbd) copying the
 # whole export to null:, one connection, extents off (every byte is read),
-# 4 KiB requests 32 in flight, then 256 KiB requests 8 in flight. fio's nbd
+# 4 KiB requests 32 in flight, then 256 KiB requests 8 in flight; then the
+# same two written: nbdcopy of a file of random data (in memory) into the
+# whole export. Reads time the server's sends (with TLS: the encryption),
+# writes its receives (the decryption). fio's nbd
 # engine cannot be the client: libnbd refuses it the certificate files.
 # The four servers take turns within each round; figures are medians over
 # the rounds, with the ratios TLS/plain for each server and bsteer/nbdkit
@@ -60,8 +63,9 @@ certtool --generate-certificate --load-ca-certificate "$T/srv/ca-cert.pem" \
 	--template "$T/srv.info" --outfile "$T/srv/server-cert.pem" 2>/dev/null
 cp "$T/srv/ca-cert.pem" "$T/cli/"
 
-# The image: real data on tmpfs, so every read moves bytes.
+# The image: real data, so every read moves bytes; and what the writes write.
 head -c "${SIZE}M" /dev/urandom >"$T/disk.img"
+head -c "${SIZE}M" /dev/urandom >"$T/src.img"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 SERVER=""
@@ -95,17 +99,19 @@ uri() {	# uri NAME PORT
 	*) echo "nbd://127.0.0.1:$2/d" ;;
 	esac
 }
-run() {	# run NAME PORT REQSIZE REQUESTS: seconds for the whole export
-	local t0 t1
+run() {	# run NAME PORT [w]REQSIZE REQUESTS: seconds for the whole export
+	local t0 t1 from to
+	from=$(uri "$1" "$2") to=null:
+	case $3 in w*) from=$T/src.img to=$(uri "$1" "$2") ;; esac
 	t0=$(date +%s.%N)
-	nbdcopy --no-extents --connections=1 --request-size="$3" --requests="$4" \
-		"$(uri "$1" "$2")" null: || { echo "bench/tls.sh: nbdcopy from $1 failed" >&2; exit 1; }
+	nbdcopy --no-extents --connections=1 --request-size="${3#w}" --requests="$4" \
+		"$from" "$to" || { echo "bench/tls.sh: nbdcopy with $1 failed" >&2; exit 1; }
 	t1=$(date +%s.%N)
 	echo "$t1 - $t0" | bc -l
 }
 
 SERVERS="bsteer bsteer-tls nbdkit nbdkit-tls"
-WORK="4096:32 262144:8"
+WORK="4096:32 262144:8 w4096:32 w262144:8"
 : >"$T/raw"
 for r in $(seq "$ROUNDS"); do
 	for s in $SERVERS; do
@@ -114,7 +120,7 @@ for r in $(seq "$ROUNDS"); do
 		for w in $WORK; do
 			secs=$(run "$s" "$port" "${w%:*}" "${w#*:}")
 			echo "$r $s $w $secs" >>"$T/raw"
-			printf 'round %s  %-11s %7s x%-2s  %6.2f s\n' "$r" "$s" "${w%:*}" "${w#*:}" "$secs" >&2
+			printf 'round %s  %-11s %8s x%-2s  %6.2f s\n' "$r" "$s" "${w%:*}" "${w#*:}" "$secs" >&2
 		done
 		stop
 	done
@@ -128,19 +134,21 @@ for line in open(raw):
     _, s, w, t = line.split()
     secs[(s, w)].append(float(t))
 byte = size << 20
-print(f"nbdcopy of a {size} MiB export to null:, 1 connection, loopback TCP, median of {rounds} round(s)\n")
+print(f"nbdcopy of a {size} MiB export to null: (read) and of a file into it (write), "
+      f"1 connection, loopback TCP, median of {rounds} round(s)\n")
 print("| server | request, in flight | MiB/s | IOPS | TLS/plain | bsteer/nbdkit |")
 print("| --- | --- | ---: | ---: | ---: | ---: |")
 med = {k: statistics.median(v) for k, v in secs.items()}
-for w in ("4096:32", "262144:8"):
-    req, qd = w.split(":")
+for w in ("4096:32", "262144:8", "w4096:32", "w262144:8"):
+    req, qd = w.lstrip("w").split(":")
+    how = "write" if w.startswith("w") else "read"
     for s in ("bsteer", "bsteer-tls", "nbdkit", "nbdkit-tls"):
         t = med[(s, w)]
         base = s.split("-")[0]
         tls = f"{med[(base, w)] / t:.2f}x" if s.endswith("tls") else ""
         other = s.replace("bsteer", "nbdkit") if s.startswith("bsteer") else None
         vs = f"{med[(other, w)] / t:.2f}x" if other else ""
-        print(f"| {s} | {int(req) // 1024} KiB x{qd} | {byte / t / 2**20:.0f} | "
+        print(f"| {s} | {how} {int(req) // 1024} KiB x{qd} | {byte / t / 2**20:.0f} | "
               f"{byte / int(req) / t:.0f} | {tls} | {vs} |")
 PY
 cat "$OUT/results.md"

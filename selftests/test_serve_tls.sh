@@ -16,7 +16,13 @@
 #  - --tls-psk: the right key works, a wrong one is refused;
 #  - --tls-verify-peer: a client without a certificate is refused;
 #  - a client silent after STARTTLS is closed by --handshake-timeout and
-#    its tunnel goes (tls_sessions_open back to 0);
+#    its session goes (tls_sessions_open back to 0);
+#  - an established connection's data goes through no socketpair: the
+#    bytes written and read were decrypted into the slots and encrypted
+#    from them (tls_bytes_{de,en}crypted_in_place), and a connection held
+#    open has no AF_UNIX socket pair in the server's descriptors;
+#  - a TLS client that closes mid-payload (a WRITE cut short): its
+#    connection and session go, and the server goes on;
 #  - legs: a mirror with an nbds:// leg on nbdkit --tls=require gets every
 #    byte to it; nbds+unix:// with a PSK reads back; a plain nbd:// leg
 #    on that server, a leg whose CA did not sign it, and one with no
@@ -78,6 +84,64 @@ nbdcopy --connections=4 --requests=16 --request-size=4096 "$T/src" "$TLS" ||
 nbdcopy --request-size=262144 "$TLS" "$T/back" || fail "nbdcopy out of it over TLS"
 check "nbdcopy over TLS: what went in comes back" cmp -n 16777216 "$T/src" "$T/back"
 check "... and is on the disk" cmp -n 16777216 "$T/src" "$T/disk"
+# No copy through a socketpair: the 16 MiB written were decrypted straight
+# into the slots (and the headers into map memory), and the 16 MiB read
+# encrypted straight from them. A tunnel would count none of it, and a
+# socketpair would show in the server's descriptors.
+check "TLS payloads decrypted in place (no tunnel)" \
+	[ "$(counter tls_bytes_decrypted_in_place)" -ge $((16777216 + 4096 * 28)) ]
+check "TLS replies encrypted in place" \
+	[ "$(counter tls_bytes_encrypted_in_place)" -ge 16777216 ]
+# A connection held open, past its handshake: the server has its socket
+# (bound to $S) and no socket pair (two ends with no address).
+nbdsh -c "
+import os, time
+h.set_uri_allow_local_file(True)
+h.connect_uri('$TLS')
+h.pread(512, 0)
+end = time.time() + 60
+while not os.path.exists('$T/release') and time.time() < end:
+    time.sleep(0.1)
+" &
+HOLD=$!
+PIDS+=("$HOLD")
+wait_for 30 sh -c "[ \"\$('$BSTEER' stat '$INST' --json | jq -r .counters.connections_open)\" = 1 ]"
+ss -xpn >"$T/ss"
+check "a TLS connection held open: the server has its socket" \
+	awk -v p="pid=$SERVE," -v s="$S" '$0 ~ p && $5 == s { n++ } END { exit n != 1 }' "$T/ss"
+check "... and no socket pair" \
+	awk -v p="pid=$SERVE," '$0 ~ p && $5 == "*" { n++ } END { exit n != 0 }' "$T/ss"
+touch "$T/release"
+wait "$HOLD" || fail "the held TLS connection's client failed"
+
+# A TLS client that goes mid-payload: its WRITE's payload, decrypted into
+# the slot, ends short; the connection closes and its session goes.
+check "TLS: a READ, then a WRITE cut short after 1000 of 65536 bytes" \
+	python3 - "$S" "$T/cli/ca-cert.pem" <<'PY'
+import socket, ssl, struct, sys
+sys.path.insert(0, "selftests")
+from nbd_raw import recvall, IHAVEOPT
+s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(sys.argv[1])
+recvall(s, 18)
+s.sendall(struct.pack(">I", 3) + struct.pack(">QII", IHAVEOPT, 5, 0))   # STARTTLS
+recvall(s, 20)
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+t = ctx.wrap_socket(s, server_hostname="localhost")
+t.sendall(struct.pack(">QII", IHAVEOPT, 7, 7) + struct.pack(">I", 1) + b"d" + struct.pack(">H", 0))
+while True:     # GO's replies, to its ACK
+    _, opt, rtype, ln = struct.unpack(">QIII", recvall(t, 20))
+    recvall(t, ln)
+    if rtype == 1:
+        break
+t.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 0, 1, 0, 4096))
+hdr, data = recvall(t, 16), recvall(t, 4096)
+t.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 1, 2, 0, 65536) + b"x" * 1000)
+t.close()
+sys.exit(0 if hdr[:4] == bytes.fromhex("67446698") and hdr[4:8] == bytes(4) else 1)
+PY
+check "... the server saw the payload cut" wait_for 30 grep -q "client closed during a write payload" "$T/serve.log"
+check "... and its connection and session are gone" wait_for 30 sh -c \
+	"[ \"\$('$BSTEER' stat '$INST' --json | jq -r '.counters | \"\\(.connections_open) \\(.tls_sessions_open)\"')\" = '0 0' ]"
 check "nbdinfo over TLS on TCP" nbdinfo --size "nbds://127.0.0.1:$PORT/d?tls-certificates=$T/cli"
 qemu-img convert -O raw \
 	--object "tls-creds-x509,id=tls0,dir=$T/cli,endpoint=client" \
@@ -132,7 +196,7 @@ sys.exit(0 if closed(s) else 1)
 PY
 
 # A client that asks for STARTTLS, gets its ACK, then says nothing: the
-# handshake timeout (2 s here) closes it, and its tunnel goes with it.
+# handshake timeout (2 s here) closes it, and its TLS session goes with it.
 python3 - "$S" <<'PY' &
 import socket, struct, sys, time
 sys.path.insert(0, "selftests")
@@ -145,10 +209,10 @@ s.recv(1)   # until the server closes it
 PY
 SILENT=$!
 PIDS+=("$SILENT")
-check "a client silent after STARTTLS has a tunnel" wait_for 30 sh -c \
+check "a client silent after STARTTLS has a TLS session" wait_for 30 sh -c \
 	"[ \"\$('$BSTEER' stat '$INST' --json | jq -r .counters.tls_sessions_open)\" = 1 ]"
 check "... closed by --handshake-timeout" wait_for 60 sh -c "! kill -0 $SILENT 2>/dev/null"
-check "... and its tunnel is gone" wait_for 30 sh -c \
+check "... and its session is gone" wait_for 30 sh -c \
 	"[ \"\$('$BSTEER' stat '$INST' --json | jq -r .counters.tls_sessions_open)\" = 0 ]"
 check "every TLS session counted" [ "$(counter tls_sessions_total)" -ge 8 ]
 stop_serve

@@ -509,6 +509,20 @@ int bsteer_frontend_op_linked(struct bsteer_engine *e, __u32 req, __u8 opcode,
 int bsteer_frontend_send_prefixed(struct bsteer_engine *e, __u32 req,
 				  __u32 file, __u32 slot, __u32 prefix,
 				  __u32 len);
+/*
+ * A frontend op the frontend carries out itself, with no SQE of the
+ * engine's: READ fills @len bytes of @slot, WRITE sends @prefix bytes of
+ * headroom and @len of data from it (a TLS record layer in userspace
+ * decrypting into the slot, encrypting from it). It is recorded as the
+ * ops above are, and *@ud gets its user_data: the frontend posts its
+ * completion with bsteer_target_complete(e, *ud, res) exactly once, with
+ * res = prefix + len once all is done (a short result would be taken for
+ * a short transfer, its rest asked of the socket), or 0 or -errno. The
+ * hooks then see it as they see a plain receive's or send's.
+ */
+int bsteer_frontend_op_own(struct bsteer_engine *e, __u32 req, __u8 opcode,
+			   __u32 file, __u32 slot, __u32 prefix, __u32 len,
+			   __u64 *ud);
 /* Submit, wait for @wait_nr completions, execute every decision. */
 int bsteer_engine_run(struct bsteer_engine *e, unsigned wait_nr);
 /* The same, waiting at most @timeout_ms (-1: no limit). */
@@ -707,6 +721,7 @@ struct bsteer_fe {
 	struct bsteer_server *s;	/* the worker (or the main thread's) */
 	__u32 id;			/* its registry index */
 	int owner;			/* its owner id in the worker's engine */
+	int owner_nopipe;		/* ... for requests whose replies are never spliced */
 	__u32 hdr_base;			/* its first header entry per ring */
 	const void *conf;		/* its options, as the CLI set them */
 	void *shared;			/* from setup() */

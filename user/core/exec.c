@@ -13,6 +13,7 @@
 #include "core/engine.h"
 
 #define OPF_LINK	0x20000000u	/* engine's own: link the next SQE to it */
+#define OPF_OWN		0x40000000u	/* ... no SQE: the frontend completes it */
 
 /*
  * Does policy op READ of @len at @slot_off go into the slot's pipe? Only
@@ -151,9 +152,12 @@ static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
 		o->piped = piped;
 		err = target_submit(e, piped, o - e->op, opcode, file, slot,
 				    buf, len, offset, flags, ud);
-	} else
+	} else if (frontend && (flags & OPF_OWN)) {
+		err = 0;	/* bsteer_frontend_op_own(): the frontend posts it */
+	} else {
 		err = prep_sqe(e, o, opcode, file, slot, buf, len, offset, ud,
 			       frontend && (flags & OPF_LINK));
+	}
 	if (err) {
 		o->piped = 0;
 		return err;
@@ -186,7 +190,7 @@ static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
 
 static int frontend_op(struct bsteer_engine *e, __u32 r, __u8 opcode,
 		       __u32 file, __u32 slot, __u32 prefix, __u32 len,
-		       __u64 offset, __u32 flags)
+		       __u64 offset, __u32 flags, __u64 *ud)
 {
 	struct bsteer_req *rq = &e->in->reqs[r];
 	struct bsteer_req_op *o = NULL;
@@ -221,6 +225,8 @@ static int frontend_op(struct bsteer_engine *e, __u32 r, __u8 opcode,
 		e->in->meta[slot].dir = BSTEER_DIR_DRAIN;
 	}
 	opp(e, r, i)->prefix = prefix;
+	if (ud)
+		*ud = bsteer_ud(r, rq->gen, i, o->seq);
 	return submit_op(e, r, i, opcode, file, slot, 0, prefix + len, offset,
 			 flags, true);
 }
@@ -228,13 +234,13 @@ static int frontend_op(struct bsteer_engine *e, __u32 r, __u8 opcode,
 int bsteer_frontend_op(struct bsteer_engine *e, __u32 r, __u8 opcode,
 		       __u32 file, __u32 slot, __u32 len, __u64 offset)
 {
-	return frontend_op(e, r, opcode, file, slot, 0, len, offset, 0);
+	return frontend_op(e, r, opcode, file, slot, 0, len, offset, 0, NULL);
 }
 
 int bsteer_frontend_op_linked(struct bsteer_engine *e, __u32 r, __u8 opcode,
 			      __u32 file, __u32 slot, __u32 len, __u64 offset)
 {
-	return frontend_op(e, r, opcode, file, slot, 0, len, offset, OPF_LINK);
+	return frontend_op(e, r, opcode, file, slot, 0, len, offset, OPF_LINK, NULL);
 }
 
 int bsteer_frontend_send_prefixed(struct bsteer_engine *e, __u32 r,
@@ -245,7 +251,20 @@ int bsteer_frontend_send_prefixed(struct bsteer_engine *e, __u32 r,
 	    len > e->in->slot_size || prefix > e->in->slot_size - len)
 		return -EINVAL;
 	return frontend_op(e, r, BSTEER_OP_WRITE, file, slot, prefix, len,
-			   BSTEER_OFF_STREAM, 0);
+			   BSTEER_OFF_STREAM, 0, NULL);
+}
+
+int bsteer_frontend_op_own(struct bsteer_engine *e, __u32 r, __u8 opcode,
+			   __u32 file, __u32 slot, __u32 prefix, __u32 len,
+			   __u64 *ud)
+{
+	if ((opcode != BSTEER_OP_READ && opcode != BSTEER_OP_WRITE) ||
+	    slot == BSTEER_NO_SLOT || !len || prefix > BSTEER_SLOT_HEADROOM ||
+	    (opcode == BSTEER_OP_READ && prefix) ||
+	    len > e->in->slot_size || prefix > e->in->slot_size - len)
+		return -EINVAL;
+	return frontend_op(e, r, opcode, file, slot, prefix, len,
+			   BSTEER_OFF_STREAM, OPF_OWN, ud);
 }
 
 /* ---- checks ---- */

@@ -607,7 +607,10 @@ static int worker_setup(struct bsteer_server *s, struct bsteer_leg *legs)
 
 		fe->s = s;
 		fe->owner = bsteer_engine_owner(s->e, &fe_owner[fe->ops->pipes], fe);
-		err = fe->owner < 0 ? fe->owner :
+		/* A TLS connection's replies are encrypted from the slots: no pipes. */
+		fe->owner_nopipe = fe->owner < 0 || !fe->ops->pipes ? fe->owner :
+				   bsteer_engine_owner(s->e, &fe_owner[0], fe);
+		err = fe->owner < 0 ? fe->owner : fe->owner_nopipe < 0 ? fe->owner_nopipe :
 		      bsteer_engine_owner_parser(s->e, fe->owner, fe->id);
 		if (!err)
 			err = fe->ops->start(fe);

@@ -34,7 +34,9 @@ void nbd_conn_fail(struct nbd *n, struct conn *c, const char *why)
 	c->closing = true;
 	/* An error breaks the stream both ways; a hang-up only stops reading. */
 	shutdown(c->fd, SHUT_RD);
-	if (c->hdr_armed) {
+	if (c->tls) {
+		tls_stream_shut_rd(c->tls);	/* ends a receive out, as EOF would */
+	} else if (c->hdr_armed) {
 		/* shutdown() does not wake a receive on every socket kind. */
 		bsteer_engine_reserve(n->e, 1);
 		sqe = bsteer_engine_sqe(n->e);
@@ -64,7 +66,10 @@ static void conn_free(struct nbd *n, struct conn *c)
 	nbd_count(n, NBD_C_CONNS_CLOSED, 1);
 	bsteer_engine_frontend_file(n->e, c->idx, -1);
 	bsteer_access_release(n->s, &c->peer);
-	close(c->fd);
+	if (c->tls)
+		tls_stream_close(c->tls);	/* close_notify, then it closes fd */
+	else
+		close(c->fd);
 	free(c->iov);
 	memset(c, 0, sizeof(*c));
 }
@@ -153,7 +158,9 @@ static void hs_free(struct nbd *n, struct hs *h)
 	n->nhs_dead -= h->dead;
 	nbd_count(n, NBD_C_HS_OPEN, -1ull);
 	bsteer_access_release(n->s, &h->peer);
-	if (h->fd >= 0)
+	if (h->tls)
+		tls_stream_close(h->tls);
+	else if (h->fd >= 0)
 		close(h->fd);
 	free(h->out);
 	free(h);
@@ -172,6 +179,10 @@ static void hs_kill(struct nbd *n, struct hs *h)
 	}
 	h->dead = true;
 	n->nhs_dead++;
+	if (h->tls) {
+		tls_stream_abort(h->tls);	/* the op out completes, failed */
+		return;
+	}
 	/* Either wakes the op; its completion frees @h. */
 	shutdown(h->fd, SHUT_RDWR);
 	bsteer_engine_reserve(n->e, 1);
@@ -199,6 +210,7 @@ static void hs_done(struct nbd *n, struct hs *h)
 	c->meta_alloc = h->ng.meta_alloc;
 	c->block_sizes = h->ng.block_sizes;
 	c->tcp = h->tcp;
+	c->tls = h->tls;
 	/* The socket and the admission are the connection's now. */
 	c->peer = h->peer;
 	n->hs[h->id] = NULL;
@@ -227,17 +239,30 @@ static void hs_next(struct nbd *n, struct hs *h)
 		return;
 	}
 	if (h->out_sent == h->out_len && h->state == HS_STARTTLS) {
-		/* The ACK is out: TLS from the next byte on, through a tunnel. */
-		int fd = nbd_tls_start(n, &h->fd);
+		/* The ACK is out: TLS from the next byte on, through a stream. */
+		int fd = h->fd, err = nbd_tls_start(n, &h->fd, &h->tls);
 
-		if (fd < 0) {
-			hs_free(n, h);	/* h->fd is -1 if the tunnel took the socket */
+		if (err) {
+			hs_free(n, h);	/* h->fd is -1 if the stream took the socket */
 			return;
 		}
-		h->fd = fd;
-		h->tls = true;
-		h->tcp = false;
+		h->fd = fd;	/* the stream's: for the connection's file table */
 		h->state = HS_OPT_HDR;
+	}
+	if (h->tls) {
+		/* Plaintext from and into the hs; its completions come as the ops' would. */
+		h->op_out = true;
+		if (h->out_sent < h->out_len) {
+			struct iovec v = { h->out + h->out_sent, h->out_len - h->out_sent };
+
+			h->op_kind = UD_HS_SEND;
+			tls_stream_send(h->tls, &v, 1, nbd_ud(n, UD_HS_SEND, h->id), v.iov_len);
+		} else {
+			h->op_kind = UD_HS_RECV;
+			tls_stream_recv(h->tls, h->in + h->in_len, nbd_hs_want(h) - h->in_len,
+					TLS_RECV_SOME, nbd_ud(n, UD_HS_RECV, h->id));
+		}
+		return;
 	}
 	bsteer_engine_reserve(n->e, 1);
 	sqe = bsteer_engine_sqe(n->e);
@@ -376,7 +401,7 @@ static void nbd_cqe(struct bsteer_fe *fe, const struct io_uring_cqe *cqe)
 			hs_cqe(n, n->hs[idx], kind, cqe->res);
 		return;
 	}
-	if (kind >= UD_TLS && kind < UD_TLS + TLS_OPS) {
+	if (kind >= UD_TLS && kind < UD_TLS + TLS_STREAM_OPS) {
 		nbd_tls_cqe(n, kind, idx, cqe->res);
 		return;
 	}
@@ -630,6 +655,8 @@ static void drop_deaf_clients(struct nbd *n, __u64 now)
 		    now - c->send_ns > n->conf->reply_timeout_ms * 1000000ull) {
 			/* Both ways: the send it is stuck in fails now. */
 			shutdown(c->fd, SHUT_RDWR);
+			if (c->tls)
+				tls_stream_abort(c->tls);
 			nbd_conn_fail(n, c, "the client has not read a reply in time (--reply-timeout)");
 		}
 	}
@@ -733,7 +760,7 @@ static bool nbd_idle(struct bsteer_fe *fe)
 	for (i = 0; i < NBD_MAX_LISTEN; i++)
 		if (n->accept_armed[i] || n->accept_wait[i])
 			return false;
-	if (n->nhs || n->ntun)
+	if (n->nhs || n->ntls)
 		return false;
 	for (i = 0; i < MAX_CONNS; i++)
 		if (n->conns[i].used)
@@ -748,12 +775,21 @@ static void nbd_fini(struct bsteer_fe *fe)
 
 	if (!n)
 		return;
+	/* The streams go last, at once: nobody closes them first. */
 	for (i = 0; i < HS_TABLE; i++)
-		if (n->hs[i])
+		if (n->hs[i]) {
+			if (n->hs[i]->tls)
+				n->hs[i]->fd = -1;
+			n->hs[i]->tls = NULL;
 			hs_free(n, n->hs[i]);
+		}
 	for (i = 0; i < MAX_CONNS; i++)
-		if (n->conns[i].used)
+		if (n->conns[i].used) {
+			if (n->conns[i].tls)
+				n->conns[i].fd = -1;
+			n->conns[i].tls = NULL;
 			conn_free(n, &n->conns[i]);
+		}
 	nbd_tls_fini(n);
 	free(n->ri);
 	free(n);
@@ -785,6 +821,8 @@ static const char *const nbd_counters[] = {
 	[NBD_C_TLS_OPEN]	= "tls_sessions_open",
 	[NBD_C_TLS_TOTAL]	= "tls_sessions_total",
 	[NBD_C_TLS_FAILED]	= "tls_handshakes_unfinished",
+	[NBD_C_TLS_DECRYPTED]	= "tls_bytes_decrypted_in_place",
+	[NBD_C_TLS_ENCRYPTED]	= "tls_bytes_encrypted_in_place",
 	NULL,
 };
 

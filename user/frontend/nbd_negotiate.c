@@ -266,7 +266,7 @@ static void opt_export_name_go(struct nbd *n, struct hs *h,
 
 /*
  * STARTTLS: acknowledged, and once the reply is out the socket goes to a
- * TLS tunnel (nbd_tls.c); options start again over TLS. Anything learnt
+ * TLS stream (nbd_tls.c); options start again over TLS. Anything learnt
  * before it (structured replies, a meta context) is forgotten, as the
  * spec asks.
  */

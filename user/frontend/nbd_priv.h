@@ -21,7 +21,7 @@
 #include <sys/uio.h>
 #include "frontend/nbd.h"
 #include "wire/nbd_wire.h"
-#include "wire/tls_tunnel.h"
+#include "wire/tls_stream.h"
 
 #define META_ALLOC		"base:allocation"
 #define META_ALLOC_ID		1
@@ -33,7 +33,7 @@
 #define MAX_CONNS		BSTEER_FRONTEND_FILES
 #define MAX_HANDSHAKES		1024	/* per worker; the oldest gives way */
 #define HS_TABLE		(2 * MAX_HANDSHAKES)	/* ... and room while it goes */
-#define TUN_TABLE		(MAX_CONNS + HS_TABLE)	/* TLS tunnels (nbd_tls.c) */
+#define TLS_TABLE		(MAX_CONNS + HS_TABLE)	/* TLS streams (nbd_tls.c) */
 
 #define MAX_PARTS		64	/* parts (slots) of one round */
 
@@ -44,7 +44,7 @@
 /* The frontend's own SQEs: its owner tag, then kind << 40 | index. */
 enum { UD_ACCEPT = 1, UD_SEND = 3, UD_SENDV = 4, UD_SPLICE = 5,
        UD_HS_RECV = 6, UD_HS_SEND = 7, UD_ACCEPT_WAIT = 8,
-       UD_TLS = 9 };	/* ... to UD_TLS + TLS_OPS - 1: a tunnel's ops (nbd_tls.c) */
+       UD_TLS = 9 };	/* ... to UD_TLS + TLS_STREAM_OPS - 1: a stream's ops (nbd_tls.c) */
 
 /* Its counters (bsteer stat shows them by these names). */
 enum {
@@ -64,9 +64,11 @@ enum {
 	NBD_C_SEND_BATCHED,	/* ... and the replies they carried */
 	NBD_C_HS_OPEN,		/* connections in their handshake now */
 	NBD_C_HS_TIMEOUTS,	/* ... closed by --handshake-timeout */
-	NBD_C_TLS_OPEN,		/* TLS tunnels now (nbd_tls.c) */
+	NBD_C_TLS_OPEN,		/* TLS sessions now (nbd_tls.c) */
 	NBD_C_TLS_TOTAL,	/* ... STARTTLS taken, in all */
 	NBD_C_TLS_FAILED,	/* ... that ended before their TLS handshake did */
+	NBD_C_TLS_DECRYPTED,	/* plaintext decrypted into its place (header, slot, ...) */
+	NBD_C_TLS_ENCRYPTED,	/* ... and encrypted from it */
 };
 
 /*
@@ -142,6 +144,7 @@ struct conn {
 	bool meta_alloc;	/* base:allocation selected */
 	bool block_sizes;	/* GO asked for them: bound to nbd_export_min_block */
 	bool tcp;		/* a TCP socket (not AF_UNIX) */
+	struct tls_stream *tls;	/* after STARTTLS: every byte goes through it (it owns fd) */
 	struct bsteer_access_peer peer;	/* counted toward --max-per-source */
 	struct io *cont;	/* a request with rounds to go: no new ones */
 	struct io *mid_reply;	/* a READ whose reply is part sent: only its */
@@ -188,7 +191,7 @@ struct hs {
 	int op_kind;		/* ... this one (UD_HS_*) */
 	bool dead;		/* timed out: freed when its op is back */
 	bool tcp;
-	bool tls;		/* fd is a TLS tunnel's end (after STARTTLS) */
+	struct tls_stream *tls;	/* after STARTTLS: every byte goes through it (it owns fd) */
 	struct bsteer_access_peer peer;	/* counted toward --max-per-source */
 	__u32 cflags;
 	__u32 opt, opt_len;	/* the option being read */
@@ -229,9 +232,9 @@ struct nbd {
 	__u32 nhs;		/* ... in the table */
 	__u32 nhs_dead;		/* ... of them given up, their op not back */
 	__u32 hs_evicted;	/* oldest given up for room, not yet logged */
-	struct tls_tunnel *tun[TUN_TABLE];	/* TLS tunnels (nbd_tls.c) */
-	__u32 ntun;
-	struct tls_host tls_host;	/* ... run on this worker's ring */
+	struct tls_stream *tls[TLS_TABLE];	/* TLS streams (nbd_tls.c) */
+	__u32 ntls;
+	struct tls_stream_host tls_host;	/* ... run on this worker's ring */
 	struct conn conns[MAX_CONNS];
 	struct req_info *ri;	/* per request of the engine */
 	__u32 nstalled;
@@ -275,7 +278,7 @@ void nbd_hs_input(struct nbd *n, struct hs *h);
 /* nbd_tls.c */
 int nbd_tls_setup(struct nbd_shared *sh, const struct nbd_conf *conf);
 void nbd_tls_teardown(struct nbd_shared *sh);
-int nbd_tls_start(struct nbd *n, int *net);
+int nbd_tls_start(struct nbd *n, int *net, struct tls_stream **s);
 void nbd_tls_cqe(struct nbd *n, int kind, __u32 id, int res);
 void nbd_tls_tick(struct nbd *n, __u64 now);
 void nbd_tls_stop(struct nbd *n);

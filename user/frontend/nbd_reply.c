@@ -215,10 +215,25 @@ int nbd_send_part(struct nbd *n, struct conn *c, struct reply *r,
 	struct io *io = r->io;
 	__u32 req = io->req[r->part];
 	struct bsteer_req *rq = &n->in->reqs[req];
+	__u64 ud;
 	int err;
 
 	rinfo(n, req)->reply_c = c;
 	c->send_ns = bsteer_engine_now(n->e);
+	if (c->tls) {
+		/* Encrypted straight from the slot (and the header in its headroom). */
+		err = bsteer_frontend_op_own(n->e, req, BSTEER_OP_WRITE,
+					     BSTEER_FRONTEND_FILE(c->idx), rq->slot,
+					     prefix, rq->len, &ud);
+		if (err) {
+			rinfo(n, req)->reply_c = NULL;
+			return err;
+		}
+		tls_stream_send(c->tls, &(struct iovec){
+					bsteer_slot_data(n->in, rq->slot) - prefix,
+					prefix + rq->len }, 1, ud, prefix + rq->len);
+		return 0;
+	}
 	err = bsteer_frontend_send_prefixed(n->e, req, BSTEER_FRONTEND_FILE(c->idx),
 					    rq->slot, prefix, rq->len);
 	if (err)
@@ -302,6 +317,8 @@ static int send_spliced(struct nbd *n, struct conn *c,
 	__u32 i, file = BSTEER_FRONTEND_FILE(c->idx);
 	int fd, any = 0;
 
+	if (c->tls)	/* its requests never fill a pipe (fe->owner_nopipe) */
+		return -EAGAIN;
 	for (i = 0; i < io->nparts; i++) {
 		int k = part_piped(n, io, i, &fd);
 
@@ -426,16 +443,22 @@ static int send_vectored(struct nbd *n, struct conn *c)
 	}
 	if (nr < 2)
 		return -EAGAIN;
-	bsteer_engine_reserve(n->e, 1);
-	sqe = bsteer_engine_sqe(n->e);
-	if (!sqe)
-		return -EAGAIN;
+	if (c->tls) {
+		sqe = NULL;
+	} else {
+		bsteer_engine_reserve(n->e, 1);
+		sqe = bsteer_engine_sqe(n->e);
+		if (!sqe)
+			return -EAGAIN;
+	}
 	c->msg = (struct msghdr){ .msg_iov = c->iov, .msg_iovlen = niov };
-	io_uring_prep_sendmsg(sqe, BSTEER_FRONTEND_FILE(c->idx), &c->msg,
-			      MSG_WAITALL | MSG_NOSIGNAL |
-			      (c->tcp && last->next ? MSG_MORE : 0));
-	sqe->flags |= IOSQE_FIXED_FILE;
-	io_uring_sqe_set_data64(sqe, nbd_ud(n, UD_SENDV, c->idx));
+	if (sqe) {
+		io_uring_prep_sendmsg(sqe, BSTEER_FRONTEND_FILE(c->idx), &c->msg,
+				      MSG_WAITALL | MSG_NOSIGNAL |
+				      (c->tcp && last->next ? MSG_MORE : 0));
+		sqe->flags |= IOSQE_FIXED_FILE;
+		io_uring_sqe_set_data64(sqe, nbd_ud(n, UD_SENDV, c->idx));
+	}
 	c->sends++;
 	c->sending = c->head;
 	c->nsending = nr;
@@ -447,6 +470,8 @@ static int send_vectored(struct nbd *n, struct conn *c)
 	c->send_ns = bsteer_engine_now(n->e);
 	nbd_count(n, NBD_C_SENDV, 1);
 	nbd_count(n, NBD_C_SEND_BATCHED, nr);
+	if (c->tls)	/* encrypted from the slots; done once all is out */
+		tls_stream_send(c->tls, c->iov, niov, nbd_ud(n, UD_SENDV, c->idx), bytes);
 	return 0;
 }
 
@@ -483,6 +508,21 @@ static void reply_next(struct nbd *n, struct conn *c)
 	}
 	if (r->io && !send_with_header(n, c, r))
 		return;
+	if (c->tls) {
+		/* The header's record first; the data's follow from the slots. */
+		c->sends++;
+		tls_stream_send(c->tls, &(struct iovec){ r->hdr, r->hdr_len }, 1,
+				nbd_ud(n, UD_SEND, c->idx), r->hdr_len);
+		if (!r->io)
+			return;
+		r->part = 0;
+		if (nbd_send_part(n, c, r, 0)) {
+			nbd_io_free(n, r->io);
+			r->io = NULL;
+			nbd_conn_fail(n, c, "cannot send read data");
+		}
+		return;
+	}
 	bsteer_engine_reserve(n->e, 2);
 	sqe = bsteer_engine_sqe(n->e);
 	if (!sqe) {

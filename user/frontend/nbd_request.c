@@ -51,8 +51,22 @@ __u32 nbd_max_io(struct nbd *n, const struct bsteer_export *ex)
 
 static void prep_header(struct nbd *n, struct conn *c)
 {
-	struct io_uring_sqe *sqe = bsteer_engine_sqe(n->e);
+	struct io_uring_sqe *sqe;
 
+	if (c->tls) {
+		/*
+		 * Decrypted into the same map memory; the completion is posted
+		 * with the receive's user_data and result, so the hook's parser
+		 * takes it as it takes a plain receive's.
+		 */
+		c->hdr_armed = true;
+		tls_stream_recv(c->tls, bsteer_hdr(n->in, n->ring, nbd_hconn(n, c->idx)),
+				NBD_REQUEST_LEN, TLS_RECV_ALL,
+				bsteer_parse_ud(n->fe->id, n->ring, nbd_hconn(n, c->idx),
+						++c->hdr_seq));
+		return;
+	}
+	sqe = bsteer_engine_sqe(n->e);
 	if (!sqe) {
 		c->closing = true;	/* cannot happen after the reserve */
 		return;
@@ -120,7 +134,8 @@ static int io_parts(struct nbd *n, struct io *io, __u32 nparts, __u32 part)
 			    io->len;
 
 		/* A refused WRITE's payload is still received, and dropped. */
-		err = bsteer_req_alloc(n->e, n->fe->owner, io->rtype, off, len, &r);
+		err = bsteer_req_alloc(n->e, io->c->tls ? n->fe->owner_nopipe : n->fe->owner,
+				       io->rtype, off, len, &r);
 		if (err)
 			break;
 		io->req[i] = r;
@@ -560,8 +575,32 @@ static int recv_part(struct nbd *n, struct io *io)
 	 * armed again once the rest is in.
 	 */
 	bool link = io->recv_next == io->nparts && header_may_follow(c);
+	__u64 ud;
 	int err;
 
+	if (c->tls) {
+		/*
+		 * Decrypted straight into the slot, and the next header right
+		 * behind it, in the stream's order (what the link does below).
+		 */
+		err = bsteer_frontend_op_own(n->e, req, BSTEER_OP_READ,
+					     BSTEER_FRONTEND_FILE(c->idx), rq->slot, 0,
+					     rq->len, &ud);
+		if (err)
+			return err;
+		rinfo(n, req)->payload_c = c;
+		rinfo(n, req)->payload_io = io;
+		io->payload_out = true;
+		c->payload = true;
+		nbd_count(n, NBD_C_BYTES_WRITTEN, rq->len);
+		tls_stream_recv(c->tls, bsteer_slot_data(n->in, rq->slot), rq->len,
+				TLS_RECV_EXACT, ud);
+		if (link) {
+			prep_header(n, c);
+			c->hdr_linked = true;
+		}
+		return 0;
+	}
 	bsteer_engine_reserve(n->e, 2);	/* the payload and the next header */
 	err = (link ? bsteer_frontend_op_linked : bsteer_frontend_op)
 		(n->e, req, BSTEER_OP_READ, BSTEER_FRONTEND_FILE(c->idx),

@@ -3,13 +3,25 @@
  * TLS for NBD clients (NBD_OPT_STARTTLS), with GnuTLS's record layer in
  * userspace: this kernel has no kTLS.
  *
- * After STARTTLS a connection's socket is handed to a TLS tunnel on the
- * worker's ring (user/wire/tls_tunnel.c), and the handshake and then the
- * connection carry on over one end of a socketpair as if nothing had
- * changed: the rest of the frontend (the ring handshake, header receives
- * parsed by BPF, payloads received into slots, replies sent and spliced
- * from slots) never sees ciphertext. Here: the server's credentials, and
- * the worker's table of tunnels, whose SQEs are the frontend's.
+ * After STARTTLS a connection's socket is handed to a TLS stream on the
+ * worker's ring (user/wire/tls_stream.c), and every byte of the NBD
+ * handshake and then of the connection goes through it, with no
+ * socketpair and no plaintext staged: the ring receives ciphertext and
+ * GnuTLS decrypts it straight where the plain receive would have put it
+ * (a header into its entry in map memory, a WRITE payload into its
+ * slot); a reply is encrypted straight from the slot (its header in the
+ * headroom) and the ring sends the ciphertext. Each such transfer then
+ * completes as the plain socket op would have, a NOP with an injected
+ * result and that op's user_data: the parser and the policy at the
+ * completion hook see no difference (they key on the user_data and the
+ * result, not the opcode), nor does the rest of the frontend. A TLS
+ * connection's replies are never spliced (its requests belong to the
+ * frontend's no-pipe owner): the cipher needs the bytes in memory. The
+ * issue hook's slot audit sees no fixed-buffer op for these transfers
+ * (there is none: the slot is read and written by GnuTLS, in userspace).
+ *
+ * Here: the server's credentials, and the worker's table of streams,
+ * whose SQEs are the frontend's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,9 +32,10 @@
 #include <unistd.h>
 #include <gnutls/gnutls.h>
 #include "frontend/nbd_priv.h"
-#include "wire/tls_tunnel.h"
+#include "wire/tls_stream.h"
+#include "wire/tls_tunnel.h"	/* tls_cred_file() */
 
-#define TLS_LINGER_S	10		/* a closed connection's last replies, at most */
+#define TLS_LINGER_S	10		/* a closing connection's last replies and close_notify, at most */
 
 struct tls_cred {
 	gnutls_certificate_credentials_t x509;
@@ -130,7 +143,7 @@ void nbd_tls_teardown(struct nbd_shared *sh)
 	sh->tls = NULL;
 }
 
-/* ---- the tunnels of one worker (user/wire/tls_tunnel.c) ---- */
+/* ---- the TLS streams of one worker (user/wire/tls_stream.c) ---- */
 
 static struct io_uring_sqe *host_sqe(void *arg)
 {
@@ -145,6 +158,15 @@ static __u64 host_ud(void *arg, __u32 id, int op)
 	return nbd_ud(arg, UD_TLS + op, id);
 }
 
+/* A request's completion, as the socket op it stands for would have posted it. */
+static int host_done(void *arg, __u64 ud, int res)
+{
+	struct nbd *n = arg;
+
+	bsteer_engine_reserve(n->e, 1);
+	return bsteer_target_complete(n->e, ud, res);
+}
+
 static void host_log(void *arg, const char *what, const char *why)
 {
 	struct nbd *n = arg;
@@ -156,37 +178,43 @@ static void host_gone(void *arg, __u32 id, bool handshaken)
 {
 	struct nbd *n = arg;
 
-	n->tun[id] = NULL;
-	n->ntun--;
+	n->tls[id] = NULL;
+	n->ntls--;
 	nbd_count(n, NBD_C_TLS_OPEN, -1ull);
 	/* Refused, cut short, or timed out: the client never got through. */
 	if (!handshaken)
 		nbd_count(n, NBD_C_TLS_FAILED, 1);
 }
 
+static void host_moved(void *arg, bool in, __u32 bytes)
+{
+	nbd_count(arg, in ? NBD_C_TLS_DECRYPTED : NBD_C_TLS_ENCRYPTED, bytes);
+}
+
 void nbd_tls_cqe(struct nbd *n, int kind, __u32 id, int res)
 {
-	if (id < TUN_TABLE && n->tun[id])
-		tls_tunnel_cqe(n->tun[id], kind - UD_TLS, res);
+	if (id < TLS_TABLE && n->tls[id])
+		tls_stream_cqe(n->tls[id], kind - UD_TLS, res);
 }
 
 /*
  * Take over *@net, the client's socket, right after the STARTTLS reply
- * went out: returns our end of the socketpair for the handshake and the
- * connection to use instead, or -errno. Once the tunnel has the socket,
- * *@net is -1, even if the tunnel could not be made (it closed it).
+ * went out: 0 and in *@s the stream that every byte of the connection
+ * goes through from here (the TLS handshake first), or -errno. Once the
+ * stream has the socket, *@net is -1, even if the stream could not be
+ * made (it closed it).
  */
-int nbd_tls_start(struct nbd *n, int *net)
+int nbd_tls_start(struct nbd *n, int *net, struct tls_stream **s)
 {
 	const struct tls_cred *cr = n->sh->tls;
 	gnutls_session_t ses;
-	struct tls_tunnel *t;
-	int app, rc;
+	struct tls_stream *t;
+	int rc;
 	__u32 i;
 
-	for (i = 0; i < TUN_TABLE && n->tun[i]; i++)
+	for (i = 0; i < TLS_TABLE && n->tls[i]; i++)
 		;
-	if (i == TUN_TABLE || !cr)
+	if (i == TLS_TABLE || !cr)
 		return -ENOSPC;
 	rc = gnutls_init(&ses, GNUTLS_SERVER | GNUTLS_NONBLOCK);
 	if (rc)
@@ -205,47 +233,60 @@ int nbd_tls_start(struct nbd *n, int *net)
 		gnutls_certificate_server_set_request(ses, GNUTLS_CERT_REQUIRE);
 		gnutls_session_set_verify_cert(ses, NULL, 0);
 	}
-	/* From here the socket is the tunnel's, whatever happens. */
-	t = tls_tunnel_new(ses, *net, false, &app);
+	/* From here the socket is the stream's, whatever happens. */
+	t = tls_stream_new(ses, *net);
 	*net = -1;
 	if (!t)
 		return -ENOMEM;
 	if (!n->tls_host.sqe)
-		n->tls_host = (struct tls_host){ n, host_sqe, host_ud, host_log, host_gone };
-	n->tun[i] = t;
-	n->ntun++;
+		n->tls_host = (struct tls_stream_host){
+			.arg = n, .sqe = host_sqe, .ud = host_ud, .done = host_done,
+			.log = host_log, .gone = host_gone, .moved = host_moved };
+	n->tls[i] = t;
+	n->ntls++;
 	nbd_count(n, NBD_C_TLS_OPEN, 1);
 	nbd_count(n, NBD_C_TLS_TOTAL, 1);
-	tls_tunnel_run(t, &n->tls_host, i);
-	return app;
+	tls_stream_run(t, &n->tls_host, i);
+	*s = t;
+	return 0;
 }
 
-/* Twice a second: a closed connection's client that does not take its last replies goes. */
+/*
+ * Twice a second: a closing connection's client that does not take its
+ * last replies (or close_notify) within TLS_LINGER_S goes.
+ */
 void nbd_tls_tick(struct nbd *n, __u64 now)
 {
 	__u32 i;
 
-	for (i = 0; n->ntun && i < TUN_TABLE; i++)
-		if (n->tun[i])
-			tls_tunnel_tick(n->tun[i], now, TLS_LINGER_S);
+	for (i = 0; n->ntls && i < MAX_CONNS; i++) {
+		struct conn *c = &n->conns[i];
+
+		if (c->used && c->tls && c->closing && c->sending &&
+		    now - c->send_ns > TLS_LINGER_S * 1000000000ull)
+			tls_stream_abort(c->tls);
+	}
+	for (i = 0; n->ntls && i < TLS_TABLE; i++)
+		if (n->tls[i])
+			tls_stream_tick(n->tls[i], now, TLS_LINGER_S);
 }
 
-/* Stopping: the connections' closes end their tunnels; those still in a handshake go now. */
+/* Stopping: the connections' closes end their streams; those still in a handshake go now. */
 void nbd_tls_stop(struct nbd *n)
 {
 	__u32 i;
 
-	for (i = 0; i < TUN_TABLE; i++)
-		if (n->tun[i] && !tls_tunnel_handshaken(n->tun[i]))
-			tls_tunnel_abort(n->tun[i]);
+	for (i = 0; i < TLS_TABLE; i++)
+		if (n->tls[i] && !tls_stream_handshaken(n->tls[i]))
+			tls_stream_abort(n->tls[i]);
 }
 
 void nbd_tls_fini(struct nbd *n)
 {
 	__u32 i;
 
-	for (i = 0; i < TUN_TABLE; i++) {
-		tls_tunnel_free(n->tun[i]);
-		n->tun[i] = NULL;
+	for (i = 0; i < TLS_TABLE; i++) {
+		tls_stream_free(n->tls[i]);
+		n->tls[i] = NULL;
 	}
 }

@@ -6,7 +6,10 @@
  *   peer <--ciphertext-- cout <--encrypt-- ain <--recv-- app <== its user
  *
  * tunnel_pump(), after every completion, does what can be done and arms
- * what is missing.
+ * what is missing. Plaintext passes through pin and ain, and the
+ * socketpair, on its way: the copy each way that tls_stream.c does
+ * without, for the frontend. The NBD target's legs keep the tunnel
+ * (their client reads and writes a socket it does not know is TLS).
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * A TLS tunnel on an io_uring ring: GnuTLS's record layer in userspace,
- * for kernels without kTLS, shared by the NBD frontend (the server's end
- * of a client's connection) and the NBD target (the client's end of an
- * upstream leg).
+ * for kernels without kTLS, used by the NBD target (the client's end of
+ * an upstream leg), whose ring client then works on a plain socket. It
+ * costs a copy each way through the socketpair; the NBD frontend's
+ * connections go without it, through a TLS stream that decrypts into and
+ * encrypts from the slots (tls_stream.h).
  *
  * The tunnel takes a connected socket (@net) and a GnuTLS session on it
  * (its handshake done or still to do), and gives back one end of a
