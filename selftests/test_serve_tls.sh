@@ -270,7 +270,7 @@ check "an nbds leg without credentials: refused, naming them" grep -q "tls-certi
 kill "$KIT"
 wait "$KIT" 2>/dev/null
 rm -f "$T/kit.sock"
-nbdkit -f -U "$T/kit.sock" --tls=require "--tls-psk=$T/keys.psk" file "$T/up.img" 2>"$T/kit.log" &
+nbdkit -f -v -U "$T/kit.sock" --tls=require "--tls-psk=$T/keys.psk" file "$T/up.img" 2>"$T/kit.log" &
 KIT=$!
 PIDS+=("$KIT")
 wait_for 30 sh -c "[ -S '$T/kit.sock' ] || ! kill -0 $KIT" || fail "nbdkit --tls-psk did not start"
@@ -279,6 +279,9 @@ start_serve "$S" --instance "$INST" \
 nbdcopy "nbd+unix:///p?socket=$S" "$T/back3" || fail "nbdcopy through an nbds+unix PSK leg"
 check "an nbds+unix leg with a PSK: reads what the mirror wrote" cmp -n 16777216 "$T/src" "$T/back3"
 stop_serve
+# The leg's goodbye goes through its tunnel, encrypted, before it is freed.
+check "the nbds leg's server got NBD_CMD_DISC at the stop" \
+	wait_for 10 grep -q "client sent NBD_CMD_DISC" "$T/kit.log"
 kill "$KIT"
 wait "$KIT" 2>/dev/null
 

@@ -609,13 +609,19 @@ void nbd_client_detach(struct bsteer_engine *e, __u32 t)
 {
 	struct up_conn *c = conn_of(e, t);
 	unsigned char disc[NBD_REQUEST_LEN];
+	bool tls = false;
 
 	if (!c)
 		return;
+	for (int i = 0; i < UP_TUNS; i++)
+		tls = tls || c->tun[i];
 	/* A polite goodbye, if the connection is idle and alive. */
 	if (!c->dead && !c->outstanding) {
 		nbd_request_header(disc, 0, NBD_CMD_DISC, 0, 0, 0);
-		if (send(c->fd, disc, sizeof(disc), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+		/* An nbds leg's: through its live tunnel, which goes with us. */
+		for (int i = 0; i < UP_TUNS; i++)
+			tls_tunnel_goodbye(c->tun[i], disc, sizeof(disc));
+		if (!tls && send(c->fd, disc, sizeof(disc), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 			(void)0;	/* it is going anyway */
 	}
 	nbd_rmw_free(c->rmw);

@@ -52,6 +52,8 @@ struct tls_tunnel {
 	__u32 cq_len, cq_cap;
 };
 
+static bool out(const struct tls_tunnel *t, int op);
+
 static __u64 now_ns(void)
 {
 	struct timespec ts;
@@ -122,6 +124,37 @@ void tls_tunnel_free(struct tls_tunnel *t)
 	free(t->cout);
 	free(t->cq);
 	free(t);
+}
+
+/* Send @len bytes of @p on @fd now, as far as the socket takes them. */
+static bool send_nowait(int fd, const unsigned char *p, __u32 len)
+{
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n <= 0)
+			return false;
+		p += n;
+		len -= n;
+	}
+	return true;
+}
+
+void tls_tunnel_goodbye(struct tls_tunnel *t, const void *buf, size_t len)
+{
+	if (!t || !t->handshaken || t->failed || t->bye || t->app_eof ||
+	    out(t, TLS_OP_NET_SEND))
+		return;
+	if (gnutls_record_send(t->ses, buf, len) != (ssize_t)len)
+		return;
+	if (gnutls_bye(t->ses, GNUTLS_SHUT_WR) == GNUTLS_E_SUCCESS)
+		t->bye = true;
+	/* What a send had not taken yet goes first, then what GnuTLS queued. */
+	if (send_nowait(t->net, t->cout + t->cout_off, t->cout_len - t->cout_off)) {
+		t->cout_off = t->cout_len;
+		if (send_nowait(t->net, t->cq, t->cq_len))
+			t->cq_len = 0;
+	}
 }
 
 static void tunnel_end(struct tls_tunnel *t)

@@ -64,6 +64,14 @@ void tls_tunnel_tick(struct tls_tunnel *t, __u64 now_ns, __u32 linger_s);
 /* End it now (both sockets shut): gone once its ops are back. */
 void tls_tunnel_abort(struct tls_tunnel *t);
 bool tls_tunnel_handshaken(const struct tls_tunnel *t);
+/*
+ * Last words before tls_tunnel_free(): @len bytes of plaintext and
+ * close_notify, encrypted and sent on the socket at once, without
+ * blocking and behind what was queued (an NBD target's NBD_CMD_DISC).
+ * Best effort: nothing while a send of the tunnel's is out (ours would
+ * overtake it), nor if it failed or its app had closed.
+ */
+void tls_tunnel_goodbye(struct tls_tunnel *t, const void *buf, size_t len);
 /* Free it at once, ops out or not (the ring is gone or going). */
 void tls_tunnel_free(struct tls_tunnel *t);
 
