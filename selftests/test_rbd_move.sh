@@ -75,7 +75,10 @@ check "rbd export: the image holds what the client wrote, byte for byte" \
 truncate -s 64M "$T/back.img"
 "$BSTEER" leg add "$INST" d "$T/back.img" --resync >"$T/out" 2>&1 || { cat "$T/out" >&2; fail "leg add of a file leg"; }
 check "the file leg took the first free place" [ "$(legstate 0)" = ok ]
-rados_conns() { ls -l /proc/"$SERVE"/fd 2>/dev/null | grep -c eventfd; }
+rados_conns() {	# the server's eventfds (an RBD leg has one per worker)
+	local f
+	for f in /proc/"$SERVE"/fd/*; do readlink "$f"; done | grep -c eventfd
+}
 before=$(rados_conns)
 "$BSTEER" leg remove "$INST" d 1 >"$T/out" 2>&1 || { cat "$T/out" >&2; fail "leg remove of the RBD leg"; }
 check "the RBD leg absent" [ "$(legstate 1)" = absent ]
