@@ -137,8 +137,8 @@ check "the server logged each change" sh -c "[ \$(grep -c 'removed$' '$T/serve.l
 # --- a stripe takes no leg ---
 truncate -s 8M "$T/s0" "$T/s1" "$T/s2"
 start_serve "$S" --instance "$INST" --export "s=$T/s0,$T/s1,policy=stripe" || finish
-refused "a stripe: add" "depends on the number of legs" add "$INST" s "$T/s2"
-refused "a stripe: remove" "depends on the number of legs" remove "$INST" s 1
+refused "a stripe: add" "a stripe layout, which a change in the number of legs would break" add "$INST" s "$T/s2"
+refused "a stripe: remove" "a stripe layout, which a change in the number of legs would break" remove "$INST" s 1
 
 # --- usage errors ---
 usage "no subcommand" "want add or remove"

@@ -275,7 +275,7 @@ static const char *refusal(struct bsteer_server *s, struct bsteer_leg_job *j, in
 	if (strcmp(layout, "replica")) {
 		*err = -EOPNOTSUPP;
 		snprintf(j->why, sizeof(j->why),
-			 "policy %s: its %s layout depends on the number of legs (a mirror takes legs)",
+			 "policy %s keeps a %s layout, which a change in the number of legs would break: only a mirror takes one",
 			 s->policy ? s->policy->name : "?", layout);
 		return j->why;
 	}
