@@ -8,14 +8,15 @@
 #    shows the legs at each step;
 #  - an NBD leg (nbdkit, slow writes) added with --resync --no-wait: the
 #    only up-to-date leg is not removed while it is rebuilt; once rebuilt,
-#    the NBD leg is removed;
+#    the NBD leg is removed; then an nbds:// leg (TLS with a PSK) added,
+#    rebuilt and removed;
 #  - refusals, each with its reason: the last leg, a leg not there, an
 #    unknown export, the same target twice, a target that cannot be opened
 #    or is too small, no free place, a stripe (either way), a missing
 #    instance; usage errors exit 2.
 . "$(dirname "$0")/lib.sh"
 need_root
-need_tools nbdkit nbdcopy nbdsh python3
+need_tools nbdkit nbdcopy nbdsh psktool python3
 WRITER=$PWD/selftests/leg_writer.py
 SIZE=64M
 INST=$(instance leg)
@@ -131,8 +132,23 @@ check "the NBD leg holds the export" cmp -s "$T/kit.out" "$T/b.img"
 "$BSTEER" leg remove "$INST" m 0 --json >"$T/rm2.json" 2>&1 || { cat "$T/rm2.json" >&2; fail "removing the NBD leg"; }
 check "the NBD leg removed" [ "$(legstate 0)" = absent ]
 nbdsh -u "$U" -c 'h.pwrite(b"x" * 4096, 0); h.flush()' || fail "a write after the NBD leg went"
+nbdcopy "$U" "$T/back2" || fail "nbdcopy out of the export"
+
+# --- an nbds:// leg (TLS, a PSK): its tunnels' ops cancelled as it goes ---
+psktool -u alice -p "$T/keys.psk" >/dev/null 2>&1 || fail "psktool"
+nbdkit -f --exit-with-parent --tls=require --tls-psk="$T/keys.psk" -U "$T/tls.sock" \
+	memory $SIZE >"$T/tlskit.log" 2>&1 &
+PIDS+=("$!")
+wait_for 10 [ -S "$T/tls.sock" ] || fail "nbdkit --tls did not start"
+TURI="nbds+unix://alice@/?socket=$T/tls.sock&tls-psk-file=$T/keys.psk"
+"$BSTEER" leg add "$INST" m "$TURI" --resync >"$T/out" 2>&1 || { cat "$T/out" >&2; fail "leg add of an nbds leg"; }
+nbdcopy "$TURI" "$T/tls.out" || fail "nbdcopy from nbdkit --tls"
+check "the nbds leg holds the export" cmp -s "$T/tls.out" "$T/back2"
+"$BSTEER" leg remove "$INST" m 0 >"$T/out" 2>&1 || { cat "$T/out" >&2; fail "leg remove of the nbds leg"; }
+check "the nbds leg removed" [ "$(legstate 0)" = absent ]
+nbdsh -u "$U" -c 'h.pwrite(b"x" * 4096, 0); h.flush()' || fail "a write after the nbds leg went"
 stop_serve
-check "the server logged each change" sh -c "[ \$(grep -c 'removed$' '$T/serve.log') -eq 4 ]"
+check "the server logged each change" sh -c "[ \$(grep -c 'removed$' '$T/serve.log') -eq 5 ]"
 
 # --- a stripe takes no leg ---
 truncate -s 8M "$T/s0" "$T/s1" "$T/s2"

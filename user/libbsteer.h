@@ -423,8 +423,14 @@ int bsteer_engine_files(struct bsteer_engine *e, const int *targets,
 /* Put @fd in place of target @t's file (a leg opened again). */
 int bsteer_engine_target_file(struct bsteer_engine *e, __u32 t, int fd);
 /*
+ * Cancel every SQE on the ring on file @fd (a fixed file's index if
+ * @fixed); done when it returns. 0 or -errno.
+ */
+int bsteer_engine_cancel_fd(struct bsteer_engine *e, int fd, bool fixed);
+/*
  * Cancel what target @t's module left on the ring: every SQE on its fixed
- * file, and on @fd (a plain file it polls; -1: none). Before it detaches.
+ * file, on @fd (a plain file it polls; -1: none), and what its cancel hook
+ * names. Before it detaches, with the ring running.
  */
 int bsteer_engine_target_cancel(struct bsteer_engine *e, __u32 t, int fd);
 /* Put @fd (or -1 to clear) at frontend file @k. */
@@ -595,6 +601,12 @@ struct bsteer_target_ops {
 	void (*fail)(struct bsteer_engine *e, __u32 t);
 	/* Is the target's connection still up? (NULL: always.) */
 	bool (*alive)(struct bsteer_engine *e, __u32 t);
+	/*
+	 * The leg goes while the ring runs (bsteer leg remove): cancel its
+	 * SQEs on files other than its fixed file and leg->fd, which the
+	 * engine cancels itself (bsteer_engine_cancel_fd), before detach.
+	 */
+	void (*cancel)(struct bsteer_engine *e, __u32 t);
 	void (*detach)(struct bsteer_engine *e, __u32 t);
 	/* Each worker opens its own (a connection per ring). */
 	bool per_worker;

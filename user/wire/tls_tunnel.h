@@ -62,6 +62,8 @@ void tls_tunnel_tick(struct tls_tunnel *t, __u64 now_ns, __u32 linger_s);
 /* End it now (both sockets shut): gone once its ops are back. */
 void tls_tunnel_abort(struct tls_tunnel *t);
 bool tls_tunnel_handshaken(const struct tls_tunnel *t);
+/* Its two sockets (the network's, its end of the app's pair), for cancels. */
+void tls_tunnel_fds(const struct tls_tunnel *t, int *net, int *app);
 /* Free it at once, ops out or not (the ring is gone or going). */
 void tls_tunnel_free(struct tls_tunnel *t);
 
