@@ -947,6 +947,8 @@ void serve_logl(struct bsteer_server *s, enum bsteer_log_level level,
 int resync_pin(struct bsteer_server *s);
 void resync_tick(struct bsteer_server *s, bool stopping);
 void resync_fini(struct bsteer_server *s);
+/* No rebuild running, and none with copies still out: one may start. */
+bool resync_quiet(struct bsteer_server *s);
 /* Is a rebuild running (on target @t; BSTEER_NO_SLOT: on any)? */
 bool resync_running(struct bsteer_server *s, __u32 t);
 /*

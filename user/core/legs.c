@@ -45,6 +45,7 @@
 enum lj_phase {
 	LJ_IDLE,
 	LJ_ADDING,	/* the round attaching it */
+	LJ_STARTING,	/* in: its rebuild waits for the last one's copies */
 	LJ_UNDOING,	/* a worker could not: the round letting it go */
 	LJ_DRAINING,	/* removed: its ops in flight coming back */
 	LJ_REMOVING,	/* the round letting it go */
@@ -385,6 +386,10 @@ static void add_finish(struct bsteer_server *s, struct bsteer_leg_job *j)
 	int err;
 
 	__atomic_fetch_and(&tg->flags, ~BSTEER_TGT_ABSENT, __ATOMIC_RELEASE);
+	if (j->st.resync && !resync_quiet(s) && bsteer_now_ns() < j->deadline) {
+		j->phase = LJ_STARTING;	/* a rebuild cancelled a moment ago */
+		return;
+	}
 	if (j->st.resync) {
 		err = resync_start_fresh(s, j->ex, j->i, &j->st.resync_seq);
 		if (err) {
@@ -475,6 +480,7 @@ static void round_done(struct bsteer_server *s, struct bsteer_leg_job *j)
 	switch (j->phase) {
 	case LJ_ADDING:
 		if (!err) {
+			j->deadline = bsteer_now_ns() + LJ_DRAIN_NS;
 			add_finish(s, j);
 			return;
 		}
@@ -548,6 +554,8 @@ void legs_tick(struct bsteer_server *s, bool stopping)
 		}
 		if (j->phase == LJ_DRAINING)
 			remove_drained(s, j);
+		else if (j->phase == LJ_STARTING)
+			add_finish(s, j);
 		else
 			round_done(s, j);
 		return;

@@ -366,7 +366,7 @@ static void job_start(struct bsteer_server *s, struct bsteer_resync_job *j,
 	j->ex = bsteer_export_find(s, j->st.export);
 	j->next = 0;
 	j->nredo = 0;
-	j->inflight = 0;
+	/* (inflight is not reset: a job that ended may have copies out yet.) */
 	j->redo_streak = 0;
 	j->flush_req = BSTEER_NO_SLOT;
 	j->chunk = s->in->slot_size < RS_CHUNK ? s->in->slot_size : RS_CHUNK;
@@ -393,6 +393,10 @@ static void job_start(struct bsteer_server *s, struct bsteer_resync_job *j,
 	} else if (j->ex->rdonly) {
 		err = -EROFS;
 		why = "the export is read-only";
+	} else if (j->inflight) {
+		/* Their completions would count as this job's. */
+		err = -EBUSY;
+		why = "the last rebuild's copies are still coming back";
 	}
 	for (i = 0; !err && i < j->ex->ntargets; i++) {
 		tg = &s->in->targets[j->ex->tbase + i];
@@ -548,6 +552,11 @@ static struct bsteer_resync_job *job_of(struct bsteer_server *s)
 	if (!s->ring)
 		j->owner = bsteer_engine_owner(s->e, &owner, s);
 	return j;
+}
+
+bool resync_quiet(struct bsteer_server *s)
+{
+	return !s->rs || (!s->rs->active && !s->rs->inflight);
 }
 
 bool resync_running(struct bsteer_server *s, __u32 t)
