@@ -8,7 +8,8 @@
 #    shows the legs at each step;
 #  - an NBD leg (nbdkit, slow writes) added with --resync --no-wait: the
 #    only up-to-date leg is not removed while it is rebuilt; once rebuilt,
-#    the NBD leg is removed; then an nbds:// leg (TLS with a PSK) added,
+#    the NBD leg is removed (and before, removed while rebuilt: the
+#    rebuild stops, and a new add rebuilds it anew); then an nbds:// leg (TLS with a PSK) added,
 #    rebuilt and removed;
 #  - refusals, each with its reason: the last leg, a leg not there, an
 #    unknown export, the same target twice, a target that cannot be opened
@@ -121,6 +122,14 @@ nbdkit -f --exit-with-parent -U "$T/kit.sock" --filter=delay memory $SIZE wdelay
 PIDS+=("$!")
 wait_for 10 [ -S "$T/kit.sock" ] || fail "nbdkit did not start"
 KURI="nbd+unix:///?socket=$T/kit.sock"
+# Removed while it is rebuilt: the rebuild stops; added again at once, it
+# is rebuilt anew (once the stopped rebuild's copies are back).
+"$BSTEER" leg add "$INST" m "$KURI" --resync --no-wait >"$T/out" 2>&1 ||
+	{ cat "$T/out" >&2; fail "leg add of an NBD leg"; }
+"$BSTEER" leg remove "$INST" m 0 >"$T/out" 2>&1 || { cat "$T/out" >&2; fail "removing a leg being rebuilt"; }
+"$BSTEER" stat "$INST" --json >"$T/st.json"
+check "removed while rebuilt: absent" [ "$(json "$T/st.json" exports.0.legs.0.state)" = absent ]
+check "... its rebuild stopped, saying why" [ "$(json "$T/st.json" resync.message)" = "the leg was removed" ]
 "$BSTEER" leg add "$INST" m "$KURI" --resync --no-wait >"$T/out" 2>&1 ||
 	{ cat "$T/out" >&2; fail "leg add of an NBD leg"; }
 check "--no-wait: back while it is rebuilt" grep -q "as leg 0 of 'm', rebuilding" "$T/out"
@@ -148,7 +157,7 @@ check "the nbds leg holds the export" cmp -s "$T/tls.out" "$T/back2"
 check "the nbds leg removed" [ "$(legstate 0)" = absent ]
 nbdsh -u "$U" -c 'h.pwrite(b"x" * 4096, 0); h.flush()' || fail "a write after the nbds leg went"
 stop_serve
-check "the server logged each change" sh -c "[ \$(grep -c 'removed$' '$T/serve.log') -eq 5 ]"
+check "the server logged each change" sh -c "[ \$(grep -c 'removed$' '$T/serve.log') -eq 6 ]"
 
 # --- a stripe takes no leg ---
 truncate -s 8M "$T/s0" "$T/s1" "$T/s2"
