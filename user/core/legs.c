@@ -313,8 +313,10 @@ static void add_start(struct bsteer_server *s, struct bsteer_leg_job *j)
 		job_done(s, j, err, why);
 		return;
 	}
+	/* A free place: absent, and nothing left in it (a remove that timed out). */
 	for (n = 0; n < j->ex->ntargets; n++)
-		if (s->in->targets[j->ex->tbase + n].flags & BSTEER_TGT_ABSENT)
+		if ((s->in->targets[j->ex->tbase + n].flags & BSTEER_TGT_ABSENT) &&
+		    !j->ex->leg[n].ops)
 			break;
 	if (n == j->ex->ntargets) {
 		err = -ENOSPC;
@@ -413,8 +415,8 @@ static void remove_start(struct bsteer_server *s, struct bsteer_leg_job *j)
 	int err = 0;
 
 	why = refusal(s, j, &err);
-	if (!why && (j->st.leg >= j->ex->ntargets ||
-		     (s->in->targets[j->ex->tbase + j->st.leg].flags & BSTEER_TGT_ABSENT))) {
+	/* (An absent place with a leg in it: a remove that timed out, again.) */
+	if (!why && (j->st.leg >= j->ex->ntargets || !j->ex->leg[j->st.leg].ops)) {
 		err = -ENOENT;
 		why = "no such leg";
 	}
