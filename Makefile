@@ -85,6 +85,7 @@ LIB_OBJS := \
 	core/copy \
 	core/exec \
 	core/instance \
+	core/legs \
 	core/loader \
 	core/modules \
 	core/pins \
@@ -133,6 +134,7 @@ CLI_OBJS := \
 	cli/args \
 	cli/copy \
 	cli/cow \
+	cli/leg \
 	cli/list \
 	cli/main \
 	cli/metrics \

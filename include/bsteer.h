@@ -348,6 +348,12 @@ struct bsteer_decision {
 #define BSTEER_TGT_FAILED	0x1
 #define BSTEER_TGT_RDONLY	0x2
 #define BSTEER_TGT_RESYNC	0x4	/* being rebuilt: takes writes, serves no reads */
+/*
+ * No leg in this place: a spare an export keeps for `bsteer leg add`, or a
+ * leg removed. Always with BSTEER_TGT_FAILED, so a policy that knows only
+ * that flag never reads or writes it.
+ */
+#define BSTEER_TGT_ABSENT	0x8
 
 /*
  * A target's op latency, from the executor's submission to its reaping of

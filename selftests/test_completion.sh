@@ -52,7 +52,7 @@ check "cow: its subcommands" [ "$(comp cow '' | paste -sd' ')" = "commit status"
 # --- instance names: a live one
 truncate -s 16M "$T/a.img"
 start_serve "$T/s.sock" --instance "$INST" --export "m=$T/a.img" || finish
-for words in "stat" "resync" "clean" "policy show" "policy swap" "policy load" \
+for words in "stat" "resync" "leg add" "leg remove" "clean" "policy show" "policy swap" "policy load" \
 	"policy config" "trace --instance" "stat --json"; do
 	# shellcheck disable=SC2086 # the words, split
 	check "$words: the instance $INST" has "$INST" "$(comp $words '')"

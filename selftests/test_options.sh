@@ -82,6 +82,9 @@ TABLE = {
     }),
     "cow": (["status", "a", "b"], {"--map": [""], "--json": "flag", "--help": "flag"}),
     "resync": (["inst", "exp", "1"], {"--json": "flag", "--no-wait": "flag", "--help": "flag"}),
+    "leg": (["add", "inst", "exp", "/tgt"], {
+        "--resync": "flag", "--no-wait": "flag", "--json": "flag", "--help": "flag",
+    }),
     "trace": (["-d", "1"], {
         "--pid": ["-1", "0", "1073741824", "", "x", ","],
         "--comm": ["", "c" * 16],

@@ -429,6 +429,17 @@ int bsteer_engine_files(struct bsteer_engine *e, const int *targets,
 			__u32 ntargets, const int *frontend, __u32 nfrontend);
 /* Put @fd in place of target @t's file (a leg opened again). */
 int bsteer_engine_target_file(struct bsteer_engine *e, __u32 t, int fd);
+/*
+ * Cancel every SQE on the ring on file @fd (a fixed file's index if
+ * @fixed); done when it returns. 0 or -errno.
+ */
+int bsteer_engine_cancel_fd(struct bsteer_engine *e, int fd, bool fixed);
+/*
+ * Cancel what target @t's module left on the ring: every SQE on its fixed
+ * file, on @fd (a plain file it polls; -1: none), and what its cancel hook
+ * names. Before it detaches, with the ring running.
+ */
+int bsteer_engine_target_cancel(struct bsteer_engine *e, __u32 t, int fd);
 /* Put @fd (or -1 to clear) at frontend file @k. */
 int bsteer_engine_frontend_file(struct bsteer_engine *e, __u32 k, int fd);
 /* Which targets a request's policy may use (default: all of them). */
@@ -611,6 +622,12 @@ struct bsteer_target_ops {
 	void (*fail)(struct bsteer_engine *e, __u32 t);
 	/* Is the target's connection still up? (NULL: always.) */
 	bool (*alive)(struct bsteer_engine *e, __u32 t);
+	/*
+	 * The leg goes while the ring runs (bsteer leg remove): cancel its
+	 * SQEs on files other than its fixed file and leg->fd, which the
+	 * engine cancels itself (bsteer_engine_cancel_fd), before detach.
+	 */
+	void (*cancel)(struct bsteer_engine *e, __u32 t);
 	void (*detach)(struct bsteer_engine *e, __u32 t);
 	/* Each worker opens its own (a connection per ring). */
 	bool per_worker;
@@ -761,7 +778,12 @@ struct bsteer_server {
 	struct bsteer_access *access;	/* admission rules, or NULL */
 	int resync_fd;		/* the pinned "resync" map, or -1 */
 	int exports_fd;		/* the pinned "exports" map, or -1 */
+	int legreq_fd;		/* the pinned "leg_request" map, or -1 */
+	int legspec_fd;		/* the pinned "leg_specs" map, or -1 */
 	struct bsteer_resync_job *rs;	/* worker 0's leg rebuild */
+	struct bsteer_leg_job *lj;	/* worker 0's leg add or remove */
+	struct bsteer_leg *legs;	/* the worker's own legs, by target */
+	struct bsteer_server *main;	/* the main thread's (its legs close last) */
 	int flush_owner;	/* the final flush's engine owner */
 	struct bsteer_engine_opts eo;
 	bool no_splice;		/* --splice off */
@@ -947,6 +969,86 @@ void serve_logl(struct bsteer_server *s, enum bsteer_log_level level,
 int resync_pin(struct bsteer_server *s);
 void resync_tick(struct bsteer_server *s, bool stopping);
 void resync_fini(struct bsteer_server *s);
+/* No rebuild running, and none with copies still out: one may start. */
+bool resync_quiet(struct bsteer_server *s);
+/* Is a rebuild running (on target @t; BSTEER_NO_SLOT: on any)? */
+bool resync_running(struct bsteer_server *s, __u32 t);
+/*
+ * Rebuild leg @leg of @ex, just opened on every worker (bsteer leg add
+ * --resync): no reopening. *@seq: the job's seq in map "resync".
+ */
+int resync_start_fresh(struct bsteer_server *s, struct bsteer_export *ex,
+		       __u32 leg, __u32 *seq);
+/* The rebuild of target @t, if one runs, ends: the leg is going. */
+void resync_cancel(struct bsteer_server *s, __u32 t);
+/* This worker let go of target @t: a file reopened for it closes too. */
+void resync_forget(struct bsteer_server *s, __u32 t);
+
+/*
+ * Rounds: worker 0 asks every other worker to do something to target @t
+ * on its own ring (only that ring's thread may), and waits for them all.
+ * One at a time: round_begin() is -EBUSY while another is out.
+ */
+enum bsteer_round_kind {
+	BSTEER_ROUND_REOPEN,	/* a failed leg: a fresh file or connection */
+	BSTEER_ROUND_ADD,	/* a new leg: attach it */
+	BSTEER_ROUND_REMOVE,	/* a removed leg: let it go */
+};
+int round_begin(struct bsteer_server *s, enum bsteer_round_kind kind, __u32 t,
+		__u64 want);
+bool round_busy(void);
+/* 1 once every worker answered (*@err, @why: the first failure), else 0. */
+int round_poll(struct bsteer_server *s, int *err, char *why, size_t len);
+
+/*
+ * Legs added and removed on a running server (bsteer leg): map
+ * "leg_request" (one entry), pinned by bsteer serve, works as "resync"
+ * does: the CLI writes a request, worker 0 answers in the same entry.
+ * Map "leg_specs" (BSTEER_MAX_TARGETS entries) says what each target
+ * holds, for bsteer stat. Userspace only.
+ */
+enum bsteer_leg_op {
+	BSTEER_LEG_ADD		= 1,
+	BSTEER_LEG_REMOVE	= 2,
+};
+
+#define BSTEER_LEG_SPEC_MAX	512
+
+struct bsteer_leg_request {
+	__u32 state;		/* enum bsteer_resync_state */
+	__u32 seq;
+	__u32 op;		/* enum bsteer_leg_op */
+	__u32 leg;		/* remove: the leg; add: the place it got */
+	__s32 error;		/* -errno when FAILED */
+	__u32 resync;		/* add: rebuild it from the others */
+	__u32 resync_seq;	/* add --resync: the rebuild's seq in "resync" */
+	__u32 target;		/* the leg's target index */
+	char  export[64];
+	char  message[128];	/* why it failed */
+	char  spec[BSTEER_LEG_SPEC_MAX];	/* add: the target */
+};
+
+struct bsteer_leg_spec {
+	char spec[BSTEER_LEG_SPEC_MAX];	/* "" while absent */
+};
+
+/* Spare places per replica export, for legs added later (room allowing). */
+#define BSTEER_LEG_SPARES	2
+
+int legs_pin(struct bsteer_server *s);
+void legs_tick(struct bsteer_server *s, bool stopping);
+void legs_fini(struct bsteer_server *s);
+/* The main thread, once every leg is closed: what the added ones kept. */
+void legs_free_specs(void);
+/* A worker's part of a round: attach target @t's new leg, or let it go. */
+int legs_attach_mine(struct bsteer_server *s, __u32 t, const char **why);
+void legs_detach_mine(struct bsteer_server *s, __u32 t);
+/*
+ * The first leg of @ex in service (not failed, absent or being rebuilt),
+ * for what only a leg that holds the export can say: its index, or -1.
+ */
+int bsteer_export_first_leg(const struct bsteer_instance *in,
+			    const struct bsteer_export *ex);
 
 /* ---- bsteer copy, the job (user/core/copy.c) ---- */
 

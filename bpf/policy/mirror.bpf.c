@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * mirror: writes and flushes go to every healthy leg from one sealed slot;
- * a read goes to one healthy leg and moves to the next one on error. A leg
+ * a read goes to one healthy leg and moves to another one on error. A leg
  * that fails is taken out of service; the request succeeds while at least
  * one leg took the write.
  *
@@ -158,17 +158,30 @@ static __always_inline int mirror_fanout(struct bsteer_pctx *p, __u8 opcode,
 	return mirror_fanout_to(p, opcode, slot, len, false);
 }
 
-/* The target of the first readable leg at or after leg @from; -1 if none. */
+/*
+ * The target of the first readable leg from leg @from on, round to the
+ * legs before it; -1 if none. A read that failed on a leg tries the
+ * others, those before it too (the leg is failed by then: it is not
+ * picked again), so a leg removed under a read (bsteer leg remove) costs
+ * the read nothing while another leg serves.
+ */
 static __always_inline int mirror_pick(struct bsteer_pctx *p, __u32 from)
 {
 	__u32 n = bsteer_nlegs(p);
-	__u32 i;
+	__u32 i, k;
 
+	if (n > MIRROR_MAX_LEGS)
+		n = MIRROR_MAX_LEGS;
+	if (from >= n)
+		from = 0;
 	for (i = 0; i < MIRROR_MAX_LEGS; i++) {
 		if (i >= n)
 			break;
-		if (i >= from && mirror_readable(bsteer_leg(p, i)))
-			return bsteer_leg(p, i);
+		k = from + i;
+		if (k >= n)
+			k -= n;
+		if (mirror_readable(bsteer_leg(p, k)))
+			return bsteer_leg(p, k);
 	}
 	return -1;
 }

@@ -21,6 +21,7 @@ int cmd_policy(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_cow(int argc, char **argv);
 int cmd_resync(int argc, char **argv);
+int cmd_leg(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_clean(int argc, char **argv);

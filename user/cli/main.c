@@ -13,6 +13,7 @@ static const struct bsteer_cmd cmds[] = {
 	{ "policy", "list, load, swap and configure policies", cmd_policy },
 	{ "cow", "show or commit a copy-on-write overlay", cmd_cow },
 	{ "resync", "rebuild a mirror leg of a running server", cmd_resync },
+	{ "leg", "add or remove a mirror leg of a running server", cmd_leg },
 	{ "access", "add, remove and list the admission rules of a server", cmd_access },
 	{ "list", "list the instances, alive and left behind", cmd_list },
 	{ "clean", "remove the pins of instances whose owner is gone", cmd_clean },

@@ -73,7 +73,27 @@ struct view {
 	size_t len[BSTEER_MAP__MAX];
 	int exports_fd;		/* a server's "exports" pin, or -1 */
 	int resync_fd;		/* a server's "resync" pin, or -1 */
+	int legspec_fd;		/* a server's "leg_specs" pin, or -1 */
 };
+
+/* A target's state, as a word. */
+static const char *target_state(__u32 flags)
+{
+	return flags & BSTEER_TGT_ABSENT ? "absent" :
+	       flags & BSTEER_TGT_FAILED ? "failed" :
+	       flags & BSTEER_TGT_RESYNC ? "resyncing" : "ok";
+}
+
+/* What target @t holds (its spec), "" if not known. */
+static void target_spec(const struct view *v, __u32 t, char *out, size_t len)
+{
+	struct bsteer_leg_spec ls;
+
+	if (v->legspec_fd < 0 || bpf_map_lookup_elem(v->legspec_fd, &t, &ls))
+		ls.spec[0] = 0;
+	ls.spec[sizeof(ls.spec) - 1] = 0;
+	snprintf(out, len, "%s", ls.spec);
+}
 
 /* The server's last leg rebuild, if it has done or is doing one. */
 static bool resync_info(const struct view *v, struct bsteer_resync *rs)
@@ -143,8 +163,10 @@ static bool export_info(const struct view *v, __u32 k, struct bsteer_export_info
 
 static void exports_json(const struct view *v, struct bsteer_json *j)
 {
+	const struct bsteer_target *tg = v->mem[BSTEER_MAP_TARGETS];
 	struct bsteer_export_info x;
-	__u32 k;
+	char spec[BSTEER_LEG_SPEC_MAX];
+	__u32 k, i;
 
 	if (v->exports_fd < 0)
 		return;
@@ -157,6 +179,18 @@ static void exports_json(const struct view *v, struct bsteer_json *j)
 		json_u64(j, "targets", x.ntargets);
 		json_bool(j, "read_only", x.flags & BSTEER_EXF_RDONLY);
 		json_str(j, "device", x.device);
+		/* Its legs as they are now: added, rebuilt, removed. */
+		json_arr(j, "legs");
+		for (i = 0; i < x.ntargets && x.tbase + i < BSTEER_MAX_TARGETS; i++) {
+			json_obj(j, NULL);
+			json_u64(j, "leg", i);
+			json_u64(j, "target", x.tbase + i);
+			target_spec(v, x.tbase + i, spec, sizeof(spec));
+			json_str(j, "spec", spec);
+			json_str(j, "state", target_state(tg[x.tbase + i].flags));
+			json_end_obj(j);
+		}
+		json_end_arr(j);
 		json_end_obj(j);
 	}
 	json_end_arr(j);
@@ -164,14 +198,22 @@ static void exports_json(const struct view *v, struct bsteer_json *j)
 
 static void exports_text(const struct view *v)
 {
+	const struct bsteer_target *tg = v->mem[BSTEER_MAP_TARGETS];
 	struct bsteer_export_info x;
-	__u32 k;
+	char spec[BSTEER_LEG_SPEC_MAX];
+	__u32 k, i;
 
-	for (k = 0; export_info(v, k, &x); k++)
+	for (k = 0; export_info(v, k, &x); k++) {
 		printf("export %s: %llu bytes on targets %u..%u%s%s%s\n", x.name,
 		       (unsigned long long)x.size, x.tbase, x.tbase + x.ntargets - 1,
 		       x.flags & BSTEER_EXF_RDONLY ? ", read-only" : "",
 		       x.device[0] ? ", " : "", x.device);
+		for (i = 0; i < x.ntargets && x.tbase + i < BSTEER_MAX_TARGETS; i++) {
+			target_spec(v, x.tbase + i, spec, sizeof(spec));
+			printf("  leg %u (target %u): %s%s%s\n", i, x.tbase + i,
+			       target_state(tg[x.tbase + i].flags), spec[0] ? ", " : "", spec);
+		}
+	}
 }
 
 static int view_open(struct view *v, const char *name)
@@ -188,6 +230,7 @@ static int view_open(struct view *v, const char *name)
 	memset(v, 0, sizeof(*v));
 	v->exports_fd = -1;
 	v->resync_fd = -1;
+	v->legspec_fd = -1;
 	err = bsteer_pins_open(&v->pins, name);
 	if (err)
 		return err;
@@ -195,6 +238,8 @@ static int view_open(struct view *v, const char *name)
 	v->exports_fd = bpf_obj_get(path);	/* a server's; -1 otherwise */
 	snprintf(path, sizeof(path), "%s/resync", v->pins.dir);
 	v->resync_fd = bpf_obj_get(path);
+	snprintf(path, sizeof(path), "%s/leg_specs", v->pins.dir);
+	v->legspec_fd = bpf_obj_get(path);
 	for (i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
 		int m = need[i];
 
@@ -219,6 +264,8 @@ static void view_close(struct view *v)
 		close(v->exports_fd);
 	if (v->resync_fd >= 0)
 		close(v->resync_fd);
+	if (v->legspec_fd >= 0)
+		close(v->legspec_fd);
 	bsteer_pins_close(&v->pins);
 }
 
@@ -407,6 +454,8 @@ static void report(struct view *v, const char *name, bool json)
 			json_u64(&j, "errors", t[i].errors);
 			json_bool(&j, "failed", t[i].flags & BSTEER_TGT_FAILED);
 			json_bool(&j, "resyncing", t[i].flags & BSTEER_TGT_RESYNC);
+			json_bool(&j, "absent", t[i].flags & BSTEER_TGT_ABSENT);
+			json_str(&j, "state", target_state(t[i].flags));
 			json_obj(&j, "latency");
 			json_u64(&j, "count", lat_count(&t[i]));
 			json_u64(&j, "sum_ns", t[i].lat_sum_ns);
@@ -463,8 +512,7 @@ static void report(struct view *v, const char *name, bool json)
 		       (unsigned long long)t[i].ops,
 		       (unsigned long long)t[i].bytes,
 		       (unsigned long long)t[i].errors, p50, p99,
-		       t[i].flags & BSTEER_TGT_FAILED ? "failed" :
-		       t[i].flags & BSTEER_TGT_RESYNC ? "resyncing" : "ok");
+		       target_state(t[i].flags));
 	}
 	resync_text(v);
 	access_report(v->pins.dir, NULL);
@@ -621,6 +669,8 @@ static void report_prom(struct view *v, const char *name, FILE *f)
 	for (k = 0; k < sizeof(tgt) / sizeof(tgt[0]); k++) {
 		prom_head(f, tgt[k].metric, tgt[k].gauge ? "gauge" : "counter", tgt[k].help);
 		for (i = 0; i < ntg; i++) {
+			if (t[i].flags & BSTEER_TGT_ABSENT)
+				continue;	/* a place for a leg, none there */
 			target_leg(v, i, ex, sizeof(ex), &leg);
 			fprintf(f, "%s{instance=\"%s\",target=\"%u\",export=\"%s\",leg=\"%u\"} %llu\n",
 				tgt[k].metric, name, i, ex, leg,
@@ -630,6 +680,8 @@ static void report_prom(struct view *v, const char *name, FILE *f)
 	prom_head(f, "bsteer_target_latency_seconds", "histogram",
 		  "target ops, submission to completion as the executor sees them");
 	for (i = 0; i < ntg; i++) {
+			if (t[i].flags & BSTEER_TGT_ABSENT)
+				continue;	/* a place for a leg, none there */
 		__u64 cum = 0;
 		__u32 b;
 
@@ -650,12 +702,16 @@ static void report_prom(struct view *v, const char *name, FILE *f)
 	}
 	prom_head(f, "bsteer_target_failed", "gauge", "1 while the target is marked failed");
 	for (i = 0; i < ntg; i++) {
+			if (t[i].flags & BSTEER_TGT_ABSENT)
+				continue;	/* a place for a leg, none there */
 		target_leg(v, i, ex, sizeof(ex), &leg);
 		fprintf(f, "bsteer_target_failed{instance=\"%s\",target=\"%u\",export=\"%s\",leg=\"%u\"} %d\n",
 			name, i, ex, leg, !!(t[i].flags & BSTEER_TGT_FAILED));
 	}
 	prom_head(f, "bsteer_target_resyncing", "gauge", "1 while the target is being rebuilt");
 	for (i = 0; i < ntg; i++) {
+			if (t[i].flags & BSTEER_TGT_ABSENT)
+				continue;	/* a place for a leg, none there */
 		target_leg(v, i, ex, sizeof(ex), &leg);
 		fprintf(f, "bsteer_target_resyncing{instance=\"%s\",target=\"%u\",export=\"%s\",leg=\"%u\"} %d\n",
 			name, i, ex, leg, !!(t[i].flags & BSTEER_TGT_RESYNC));

@@ -54,7 +54,6 @@ struct bsteer_resync_job {
 	bool active;
 	bool reopening;			/* waiting for the other workers */
 	bool automatic;			/* resync=auto started it */
-	__u64 round_deadline;
 	__u32 round_seen;		/* workers 1..n: the last round done */
 	/* resync=auto, per target: when to try again, and how long after. */
 	__u64 retry_at[BSTEER_MAX_TARGETS];
@@ -63,18 +62,67 @@ struct bsteer_resync_job {
 };
 
 /*
- * A round: worker 0 asks every other worker to open target @t again on its
- * own ring; each answers once per @gen. Only the lock orders them.
+ * A round: worker 0 asks every other worker to do @kind to target @t on its
+ * own ring (open it again, attach a new leg, let a removed one go); each
+ * answers once per @gen. Only the lock orders them; @busy (worker 0's
+ * alone) keeps a second round from starting over the first.
  */
 static struct {
 	pthread_mutex_t lock;
 	__u32 gen;
+	enum bsteer_round_kind kind;
 	__u32 t;
 	__u64 want;
 	__u32 answered;
 	int err;
-	char why[64];
+	char why[96];
+	bool busy;
+	__u64 deadline;
 } round = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+int round_begin(struct bsteer_server *s, enum bsteer_round_kind kind, __u32 t,
+		__u64 want)
+{
+	if (round.busy)
+		return -EBUSY;
+	pthread_mutex_lock(&round.lock);
+	round.kind = kind;
+	round.t = t;
+	round.want = want;
+	round.answered = 0;
+	round.err = 0;
+	round.why[0] = 0;
+	round.gen++;
+	pthread_mutex_unlock(&round.lock);
+	round.busy = true;
+	round.deadline = bsteer_now_ns() + RS_ROUND_NS;
+	(void)s;
+	return 0;
+}
+
+bool round_busy(void)
+{
+	return round.busy;
+}
+
+int round_poll(struct bsteer_server *s, int *err, char *why, size_t len)
+{
+	__u32 answered;
+
+	pthread_mutex_lock(&round.lock);
+	answered = round.answered;
+	*err = round.err;
+	snprintf(why, len, "%s", round.why);
+	pthread_mutex_unlock(&round.lock);
+	if (answered < s->in->nrings - 1) {
+		if (bsteer_now_ns() <= round.deadline)
+			return 0;
+		*err = -ETIMEDOUT;
+		snprintf(why, len, "a worker did not answer");
+	}
+	round.busy = false;
+	return 1;
+}
 
 int resync_pin(struct bsteer_server *s)
 {
@@ -188,19 +236,10 @@ static void job_go(struct bsteer_server *s, struct bsteer_resync_job *j)
 static void round_check(struct bsteer_server *s, struct bsteer_resync_job *j)
 {
 	char why[sizeof(round.why)];
-	__u32 answered;
 	int err;
 
-	pthread_mutex_lock(&round.lock);
-	answered = round.answered;
-	err = round.err;
-	memcpy(why, round.why, sizeof(why));
-	pthread_mutex_unlock(&round.lock);
-	if (answered < s->in->nrings - 1) {
-		if (bsteer_now_ns() > j->round_deadline)
-			job_refuse(s, j, -ETIMEDOUT, "a worker did not open the leg again");
+	if (!round_poll(s, &err, why, sizeof(why)))
 		return;
-	}
 	if (err)
 		job_refuse(s, j, err, why);
 	else
@@ -250,39 +289,48 @@ static int reopen_mine(struct bsteer_server *s, struct bsteer_resync_job *j, __u
 static int reopen_leg(struct bsteer_server *s, struct bsteer_resync_job *j,
 		      const char **why)
 {
-	int err = reopen_mine(s, j, j->t, j->ex->size, why);
+	int err;
 
+	if (s->in->nrings > 1 && round.busy) {
+		*why = "a leg is being added or removed";
+		return -EBUSY;
+	}
+	err = reopen_mine(s, j, j->t, j->ex->size, why);
 	if (err || s->in->nrings < 2)
 		return err;
-	pthread_mutex_lock(&round.lock);
-	round.t = j->t;
-	round.want = j->ex->size;
-	round.answered = 0;
-	round.err = 0;
-	round.why[0] = 0;
-	round.gen++;
-	pthread_mutex_unlock(&round.lock);
+	round_begin(s, BSTEER_ROUND_REOPEN, j->t, j->ex->size);
 	j->reopening = true;
-	j->round_deadline = bsteer_now_ns() + RS_ROUND_NS;
 	return 0;
 }
 
 /* Workers 1..n: answer a round worker 0 started. */
 static void round_answer(struct bsteer_server *s, struct bsteer_resync_job *j)
 {
+	enum bsteer_round_kind kind;
 	const char *why = "";
 	__u32 gen, t;
 	__u64 want;
-	int err;
+	int err = 0;
 
 	pthread_mutex_lock(&round.lock);
 	gen = round.gen;
+	kind = round.kind;
 	t = round.t;
 	want = round.want;
 	pthread_mutex_unlock(&round.lock);
 	if (gen == j->round_seen)
 		return;
-	err = reopen_mine(s, j, t, want, &why);
+	switch (kind) {
+	case BSTEER_ROUND_REOPEN:
+		err = reopen_mine(s, j, t, want, &why);
+		break;
+	case BSTEER_ROUND_ADD:
+		err = legs_attach_mine(s, t, &why);
+		break;
+	case BSTEER_ROUND_REMOVE:
+		legs_detach_mine(s, t);
+		break;
+	}
 	pthread_mutex_lock(&round.lock);
 	if (gen == round.gen) {
 		if (err && !round.err) {
@@ -295,8 +343,12 @@ static void round_answer(struct bsteer_server *s, struct bsteer_resync_job *j)
 	j->round_seen = gen;
 }
 
+/*
+ * Start rebuilding the leg @req names; @fresh: it was just opened on every
+ * worker (bsteer leg add --resync), so it needs no reopening.
+ */
 static void job_start(struct bsteer_server *s, struct bsteer_resync_job *j,
-		      const struct bsteer_resync *req)
+		      const struct bsteer_resync *req, bool fresh)
 {
 	struct bsteer_target *tg;
 	const char *why = NULL;
@@ -314,7 +366,7 @@ static void job_start(struct bsteer_server *s, struct bsteer_resync_job *j,
 	j->ex = bsteer_export_find(s, j->st.export);
 	j->next = 0;
 	j->nredo = 0;
-	j->inflight = 0;
+	/* (inflight is not reset: a job that ended may have copies out yet.) */
 	j->redo_streak = 0;
 	j->flush_req = BSTEER_NO_SLOT;
 	j->chunk = s->in->slot_size < RS_CHUNK ? s->in->slot_size : RS_CHUNK;
@@ -331,7 +383,8 @@ static void job_start(struct bsteer_server *s, struct bsteer_resync_job *j,
 	j->reopening = false;
 	if (j->automatic)
 		j->st.attempts = ++j->attempts[j->t];
-	if (req->leg >= j->ex->ntargets) {
+	if (req->leg >= j->ex->ntargets ||
+	    (s->in->targets[j->t].flags & BSTEER_TGT_ABSENT)) {
 		err = -EINVAL;
 		why = "no such leg";
 	} else if (strcmp(s->in->info->layout, "replica")) {
@@ -340,6 +393,10 @@ static void job_start(struct bsteer_server *s, struct bsteer_resync_job *j,
 	} else if (j->ex->rdonly) {
 		err = -EROFS;
 		why = "the export is read-only";
+	} else if (j->inflight) {
+		/* Their completions would count as this job's. */
+		err = -EBUSY;
+		why = "the last rebuild's copies are still coming back";
 	}
 	for (i = 0; !err && i < j->ex->ntargets; i++) {
 		tg = &s->in->targets[j->ex->tbase + i];
@@ -351,7 +408,7 @@ static void job_start(struct bsteer_server *s, struct bsteer_resync_job *j,
 		why = "no other leg is healthy";
 	}
 	tg = &s->in->targets[j->t];
-	if (!err && ((tg->flags & BSTEER_TGT_FAILED) ||
+	if (!err && !fresh && ((tg->flags & BSTEER_TGT_FAILED) ||
 		     (j->ex->leg[req->leg].ops->alive &&
 		      !j->ex->leg[req->leg].ops->alive(s->e, j->t))))
 		err = reopen_leg(s, j, &why);
@@ -459,7 +516,8 @@ static void auto_tick(struct bsteer_server *s, struct bsteer_resync_job *j, __u6
 
 		for (i = 0; ex->resync_auto && i < ex->ntargets; i++) {
 			t = ex->tbase + i;
-			if ((s->in->targets[t].flags & (BSTEER_TGT_FAILED | BSTEER_TGT_RESYNC)) !=
+			if ((s->in->targets[t].flags & (BSTEER_TGT_FAILED | BSTEER_TGT_RESYNC |
+							BSTEER_TGT_ABSENT)) !=
 			    BSTEER_TGT_FAILED || now < j->retry_at[t])
 				continue;
 			if (bpf_map_lookup_elem(s->resync_fd, &key, &cur))
@@ -469,9 +527,78 @@ static void auto_tick(struct bsteer_server *s, struct bsteer_resync_job *j, __u6
 			req.leg = i;
 			snprintf(req.export, sizeof(req.export), "%s", ex->name);
 			j->automatic = true;
-			job_start(s, j, &req);
+			job_start(s, j, &req, false);
 			return;
 		}
+	}
+}
+
+/* Worker 0's job, made on its first use. */
+static struct bsteer_resync_job *job_of(struct bsteer_server *s)
+{
+	static const struct bsteer_owner_ops owner = {
+		.complete = resync_complete,
+	};
+	struct bsteer_resync_job *j = s->rs;
+	__u32 t;
+
+	if (j)
+		return j;
+	j = s->rs = calloc(1, sizeof(*j));
+	if (!j)
+		return NULL;
+	for (t = 0; t < BSTEER_MAX_TARGETS; t++)
+		j->own_fd[t] = -1;
+	if (!s->ring)
+		j->owner = bsteer_engine_owner(s->e, &owner, s);
+	return j;
+}
+
+bool resync_quiet(struct bsteer_server *s)
+{
+	return !s->rs || (!s->rs->active && !s->rs->inflight);
+}
+
+bool resync_running(struct bsteer_server *s, __u32 t)
+{
+	return s->rs && s->rs->active && (t == BSTEER_NO_SLOT || s->rs->t == t);
+}
+
+int resync_start_fresh(struct bsteer_server *s, struct bsteer_export *ex,
+		       __u32 leg, __u32 *seq)
+{
+	struct bsteer_resync_job *j = job_of(s);
+	struct bsteer_resync req = {}, cur;
+	__u32 key = 0;
+
+	if (!j || s->resync_fd < 0)
+		return -ENOMEM;
+	if (j->active)
+		return -EBUSY;
+	if (bpf_map_lookup_elem(s->resync_fd, &key, &cur))
+		cur.seq = 0;
+	req.state = BSTEER_RS_REQUESTED;
+	req.seq = (cur.seq + 1) ?: 1;
+	req.leg = leg;
+	snprintf(req.export, sizeof(req.export), "%s", ex->name);
+	j->automatic = false;
+	job_start(s, j, &req, true);
+	*seq = req.seq;
+	return j->st.state == BSTEER_RS_FAILED ? j->st.error : 0;
+}
+
+void resync_cancel(struct bsteer_server *s, __u32 t)
+{
+	if (resync_running(s, t))
+		job_end(s, s->rs, -ECANCELED, "the leg was removed");
+}
+
+/* The leg at @t is gone from this worker: so is the file reopened for it. */
+void resync_forget(struct bsteer_server *s, __u32 t)
+{
+	if (s->rs && t < BSTEER_MAX_TARGETS && s->rs->own_fd[t] >= 0) {
+		close(s->rs->own_fd[t]);
+		s->rs->own_fd[t] = -1;
 	}
 }
 
@@ -480,21 +607,11 @@ void resync_tick(struct bsteer_server *s, bool stopping)
 	struct bsteer_resync_job *j = s->rs;
 	struct bsteer_resync req;
 	__u64 now = bsteer_now_ns();
-	__u32 key = 0, t;
+	__u32 key = 0;
 
-	if (!j) {
-		static const struct bsteer_owner_ops owner = {
-			.complete = resync_complete,
-		};
-
-		j = s->rs = calloc(1, sizeof(*j));
-		if (!j)
-			return;
-		for (t = 0; t < BSTEER_MAX_TARGETS; t++)
-			j->own_fd[t] = -1;
-		if (!s->ring)
-			j->owner = bsteer_engine_owner(s->e, &owner, s);
-	}
+	j = job_of(s);
+	if (!j)
+		return;
 	if (s->ring) {
 		if (!stopping)
 			round_answer(s, j);
@@ -522,7 +639,7 @@ void resync_tick(struct bsteer_server *s, bool stopping)
 	if (!bpf_map_lookup_elem(s->resync_fd, &key, &req) &&
 	    req.state == BSTEER_RS_REQUESTED) {
 		j->automatic = false;
-		job_start(s, j, &req);
+		job_start(s, j, &req, false);
 		return;
 	}
 	auto_tick(s, j, now);

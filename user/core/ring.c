@@ -689,6 +689,43 @@ int bsteer_engine_target_file(struct bsteer_engine *e, __u32 t, int fd)
 	return err < 0 ? err : 0;
 }
 
+int bsteer_engine_cancel_fd(struct bsteer_engine *e, int fd, bool fixed)
+{
+	struct io_uring_sqe *sqe;
+	int err;
+
+	if (fd < 0)
+		return -EBADF;
+	sqe = bsteer_engine_sqe(e);
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL |
+				(fixed ? IORING_ASYNC_CANCEL_FD_FIXED : 0));
+	io_uring_sqe_set_data64(sqe, bsteer_ud_tagged(BSTEER_UD_ENGINE, 0, 0));
+	/*
+	 * Now: a cancel is done at submission, so once this returns no
+	 * cancelled op writes into its owner's buffers any more.
+	 */
+	err = io_uring_submit(&e->ring);
+	return err < 0 ? err : 0;
+}
+
+int bsteer_engine_target_cancel(struct bsteer_engine *e, __u32 t, int fd)
+{
+	const struct bsteer_target_ops *ops;
+	int err;
+
+	if (t >= e->ntargets)
+		return -EINVAL;
+	err = bsteer_engine_cancel_fd(e, t, true);
+	if (!err && fd >= 0)
+		err = bsteer_engine_cancel_fd(e, fd, false);
+	ops = tgt_ops(e, t);
+	if (!err && ops->cancel)
+		ops->cancel(e, t);
+	return err;
+}
+
 int bsteer_engine_frontend_file(struct bsteer_engine *e, __u32 k, int fd)
 {
 	int err;

@@ -308,6 +308,25 @@ static int export_size(struct bsteer_export *ex, const struct bsteer_policy_run 
 	return 0;
 }
 
+/*
+ * A layout that keeps the whole export on every leg can take legs while it
+ * serves (bsteer leg add): places for them, absent until then, as far as
+ * the policy's most legs and the target table allow. @n: the targets
+ * given out so far, this export's included.
+ */
+static __u32 export_spares(struct bsteer_export *ex, struct bsteer_policy_run *p,
+			   __u32 n)
+{
+	__u32 max = p->d ? p->d->max_legs : BSTEER_DEC_OPS, k;
+
+	for (k = 0; k < BSTEER_LEG_SPARES && ex->ntargets < max &&
+		    n + k < BSTEER_MAX_TARGETS; k++)
+		ex->leg[ex->ntargets++] = (struct bsteer_leg){ .fd = -1 };
+	if (ex->ntargets > p->legs)
+		p->legs = ex->ntargets;
+	return k;
+}
+
 /* Open every leg; exports take consecutive target indices. */
 int bsteer_server_open_legs(struct bsteer_server *s)
 {
@@ -343,6 +362,8 @@ int bsteer_server_open_legs(struct bsteer_server *s)
 		if (err)
 			return err;
 		n += ex->ntargets;
+		if (!strcmp(layout, "replica"))
+			n += export_spares(ex, p, n);
 	}
 	s->ntargets = n;
 	return 0;
@@ -360,6 +381,7 @@ void bsteer_server_close_legs(struct bsteer_server *s)
 			if (ex->leg[i].ops && ex->leg[i].ops->close)
 				ex->leg[i].ops->close(&ex->leg[i]);
 	}
+	legs_free_specs();
 }
 
 /* ---- a worker ---- */
@@ -458,6 +480,11 @@ static void log_failed_legs(struct bsteer_server *s, __u32 *seen)
 	for (t = 0; t < s->ntargets; t++) {
 		const struct bsteer_target *tg = &s->in->targets[t];
 
+		if (tg->flags & BSTEER_TGT_ABSENT) {
+			/* A place with no leg; one added later may fail anew. */
+			*seen &= ~(1u << t);
+			continue;
+		}
 		if (!(tg->flags & BSTEER_TGT_FAILED) || (*seen & (1u << t)))
 			continue;
 		*seen |= 1u << t;
@@ -533,6 +560,7 @@ static int serve_loop(struct bsteer_server *s, volatile int *stop)
 			if (s->fe[k].ops->tick)
 				s->fe[k].ops->tick(&s->fe[k]);
 		resync_tick(s, deadline != 0);
+		legs_tick(s, deadline != 0);
 		if (!s->ring) {
 			log_failed_legs(s, &failed);
 			policy_look(s, &policy_id, &policy_next);
@@ -554,6 +582,10 @@ static int worker_legs(struct bsteer_server *s, struct bsteer_leg *legs, int *fd
 
 		for (i = 0; i < ex->ntargets; i++, t++) {
 			legs[t] = ex->leg[i];
+			if (!legs[t].ops) {	/* a place for a leg, absent */
+				fds[t] = -1;
+				continue;
+			}
 			if (s->ring && legs[t].ops->per_worker) {
 				/* The main thread has checked that it takes writes. */
 				legs[t].rdonly = true;
@@ -650,6 +682,7 @@ static void *worker_main(void *arg)
 	struct bsteer_leg legs[BSTEER_MAX_TARGETS] = {};
 	int err, k, started = 0;
 
+	s->legs = legs;
 	err = worker_setup(s, legs);
 	started = !err;
 	worker_settled();
@@ -667,7 +700,9 @@ static void *worker_main(void *arg)
 	bsteer_engine_free(s->e);
 	s->e = NULL;
 	resync_fini(s);
+	legs_fini(s);
 	worker_legs_close(s, legs);
+	s->legs = NULL;
 	s->status = err;
 	return NULL;
 }
@@ -792,10 +827,19 @@ static int server_instance(struct bsteer_server *s, struct bsteer_instance_opts 
 	if (p->d && (p->d->flags & BSTEER_PF_BASE_RDONLY))
 		for (k = 0; k < s->nexports; k++)
 			s->in->targets[s->exports[k].tbase].flags |= BSTEER_TGT_RDONLY;
-	/* Each leg's size, for bsteer stat and for checks of live settings. */
+	/*
+	 * Each leg's size, for bsteer stat and for checks of live settings;
+	 * a place kept for a leg added later is absent, and failed so that
+	 * no policy touches it.
+	 */
 	for (k = 0; k < s->nexports; k++)
-		for (i = 0; i < s->exports[k].ntargets; i++)
-			s->in->targets[s->exports[k].tbase + i].size = s->exports[k].leg[i].size;
+		for (i = 0; i < s->exports[k].ntargets; i++) {
+			struct bsteer_target *tg = &s->in->targets[s->exports[k].tbase + i];
+
+			tg->size = s->exports[k].leg[i].size;
+			if (!s->exports[k].leg[i].ops)
+				tg->flags |= BSTEER_TGT_FAILED | BSTEER_TGT_ABSENT;
+		}
 	err = p->d && p->d->setup ? p->d->setup(p, s->in, s->exports, s->nexports) : 0;
 	if (err)
 		return err;
@@ -806,6 +850,10 @@ static int server_instance(struct bsteer_server *s, struct bsteer_instance_opts 
 	err = exports_pin(s);
 	if (err)
 		serve_warn(s, "cannot pin the exports map (bsteer stat will not list them): %s",
+			  strerror(-err));
+	err = legs_pin(s);
+	if (err)
+		serve_warn(s, "cannot pin the leg maps (bsteer leg will not work): %s",
 			  strerror(-err));
 	return 0;
 }
@@ -819,6 +867,7 @@ static __u32 workers_start(struct bsteer_server *s, struct bsteer_server *w,
 	for (i = 0; i < threads; i++) {
 		w[i] = *s;
 		w[i].ring = i;
+		w[i].main = s;
 		if (pthread_create(&tid[i], NULL, worker_main, &w[i])) {
 			serve_err(s, "cannot start worker %u", i);
 			*stop_flag = 1;
@@ -840,16 +889,23 @@ int bsteer_server_run(struct bsteer_server *s, struct bsteer_instance_opts *io,
 
 	stop_flag = stop;
 	s->exports_fd = -1;
+	s->legreq_fd = -1;
+	s->legspec_fd = -1;
 	if (threads > BSTEER_MAX_RINGS || frontends_check(s) || server_instance(s, io) ||
 	    frontends_setup(s)) {
 		serve_err(s, "%s", bsteer_errbuf());
 		goto out;
 	}
-	for (k = 0; k < s->nexports; k++)
-		serve_log(s, "export '%s': %llu bytes on %u target(s)%s, policy %s",
+	for (k = 0; k < s->nexports; k++) {
+		__u32 i, n = 0;
+
+		for (i = 0; i < s->exports[k].ntargets; i++)
+			n += s->exports[k].leg[i].ops != NULL;
+		serve_log(s, "export '%s': %llu bytes on %u target(s)%s, policy %s%s",
 			  s->exports[k].name, (unsigned long long)s->exports[k].size,
-			  s->exports[k].ntargets, s->exports[k].rdonly ? ", read-only" : "",
-			  s->policy->name);
+			  n, s->exports[k].rdonly ? ", read-only" : "", s->policy->name,
+			  n < s->exports[k].ntargets ? ", room for more (bsteer leg add)" : "");
+	}
 	w = calloc(threads, sizeof(*w));
 	if (!w)
 		goto out;
@@ -889,6 +945,10 @@ out:
 		close(s->resync_fd);
 	if (s->exports_fd >= 0)
 		close(s->exports_fd);
+	if (s->legreq_fd >= 0)
+		close(s->legreq_fd);
+	if (s->legspec_fd >= 0)
+		close(s->legspec_fd);
 	bsteer_instance_close(s->in);
 	s->in = NULL;
 	return rc;

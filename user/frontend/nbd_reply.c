@@ -131,21 +131,23 @@ void nbd_queue_reply(struct nbd *n, struct conn *c, __u64 cookie,
 }
 
 /*
- * base:allocation for [off, off + len) of the export's first leg, from
- * SEEK_DATA/SEEK_HOLE: up to MAX_EXTENTS descriptors (one with REQ_ONE),
- * none reaching past the request.
+ * base:allocation for [off, off + len) of the export's first leg in
+ * service (legs come and go: bsteer leg), from SEEK_DATA/SEEK_HOLE: up to
+ * MAX_EXTENTS descriptors (one with REQ_ONE), none reaching past the
+ * request.
  */
 void nbd_queue_block_status(struct nbd *n, struct conn *c, __u64 cookie,
 			    __u64 off, __u32 len, bool one)
 {
-	int fd = c->ex->leg[0].fd;
+	int leg = bsteer_export_first_leg(n->in, c->ex);
+	int fd = leg >= 0 ? c->ex->leg[leg].fd : -1;
 	__u64 end = off + len, pos = off;
 	__u32 nx = 0, max = one ? 1 : MAX_EXTENTS;
 	unsigned char d[MAX_EXTENTS][8];
 	struct reply *r;
 
 	/* Only a leg that holds the export as it is can speak for it. */
-	while (pos < end && nx < max && !c->ex->no_extents) {
+	while (pos < end && nx < max && !c->ex->no_extents && fd >= 0) {
 		off_t data = lseek(fd, pos, SEEK_DATA), next;
 		__u32 flags;
 

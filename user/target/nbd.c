@@ -548,5 +548,6 @@ const struct bsteer_target_ops nbd_target = {
 	.fail = nbd_client_fail,
 	.alive = nbd_client_alive,
 	.detach = nbd_client_detach,
+	.cancel = nbd_client_cancel,
 	.per_worker = true,
 };

@@ -66,6 +66,7 @@ __u32 nbd_client_waiting(struct bsteer_engine *e, __u32 t);
 bool nbd_client_alive(struct bsteer_engine *e, __u32 t);
 void nbd_client_fail(struct bsteer_engine *e, __u32 t);
 void nbd_client_detach(struct bsteer_engine *e, __u32 t);
+void nbd_client_cancel(struct bsteer_engine *e, __u32 t);
 
 /* nbd_rmw.c: ops not aligned to the upstream's minimum block size. */
 struct nbd_rmw;

@@ -605,6 +605,21 @@ __u32 nbd_client_waiting(struct bsteer_engine *e, __u32 t)
 	return c ? c->outstanding : 0;
 }
 
+/* Leaving a running ring: the tunnels' ops are on sockets of their own. */
+void nbd_client_cancel(struct bsteer_engine *e, __u32 t)
+{
+	struct up_conn *c = conn_of(e, t);
+	int net, app;
+
+	for (int i = 0; c && i < UP_TUNS; i++) {
+		if (!c->tun[i])
+			continue;
+		tls_tunnel_fds(c->tun[i], &net, &app);
+		bsteer_engine_cancel_fd(e, net, false);
+		bsteer_engine_cancel_fd(e, app, false);
+	}
+}
+
 void nbd_client_detach(struct bsteer_engine *e, __u32 t)
 {
 	struct up_conn *c = conn_of(e, t);

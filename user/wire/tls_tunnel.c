@@ -111,6 +111,12 @@ static __u32 cipher_queued(const struct tls_tunnel *t)
 
 /* ---- the tunnel ---- */
 
+void tls_tunnel_fds(const struct tls_tunnel *t, int *net, int *app)
+{
+	*net = t->net;
+	*app = t->app;
+}
+
 void tls_tunnel_free(struct tls_tunnel *t)
 {
 	if (!t)

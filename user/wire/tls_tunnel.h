@@ -72,6 +72,8 @@ bool tls_tunnel_handshaken(const struct tls_tunnel *t);
  * overtake it), nor if it failed or its app had closed.
  */
 void tls_tunnel_goodbye(struct tls_tunnel *t, const void *buf, size_t len);
+/* Its two sockets (the network's, its end of the app's pair), for cancels. */
+void tls_tunnel_fds(const struct tls_tunnel *t, int *net, int *app);
 /* Free it at once, ops out or not (the ring is gone or going). */
 void tls_tunnel_free(struct tls_tunnel *t);
 
