@@ -117,7 +117,7 @@ refused "no free place" "no free place" add "$INST" m "$T/e.img"
 "$BSTEER" leg remove "$INST" m 2 >/dev/null 2>&1 || fail "removing another"
 
 # --- an NBD leg: the only up-to-date copy stays while it is rebuilt ---
-nbdkit -f --exit-with-parent -U "$T/kit.sock" --filter=delay memory $SIZE wdelay=200ms \
+nbdkit -f -v --exit-with-parent -U "$T/kit.sock" --filter=delay memory $SIZE wdelay=200ms \
 	>"$T/kit.log" 2>&1 &
 PIDS+=("$!")
 wait_for 10 [ -S "$T/kit.sock" ] || fail "nbdkit did not start"
@@ -130,8 +130,17 @@ KURI="nbd+unix:///?socket=$T/kit.sock"
 "$BSTEER" stat "$INST" --json >"$T/st.json"
 check "removed while rebuilt: absent" [ "$(json "$T/st.json" exports.0.legs.0.state)" = absent ]
 check "... its rebuild stopped, saying why" [ "$(json "$T/st.json" resync.message)" = "the leg was removed" ]
+# The removal shut the leg's connections with delayed writes in them; the
+# nbdkit of Debian 12 (1.32) may then abort on its own assertion
+# (connections.c, raw_send_socket: sock >= 0), seen 2 runs in 10 under
+# load. The leg is added again on a server of its own.
+nbdkit -f -v --exit-with-parent -U "$T/kit2.sock" --filter=delay memory $SIZE wdelay=200ms \
+	>"$T/kit2.log" 2>&1 &
+PIDS+=("$!")
+wait_for 10 [ -S "$T/kit2.sock" ] || fail "nbdkit did not start"
+KURI="nbd+unix:///?socket=$T/kit2.sock"
 "$BSTEER" leg add "$INST" m "$KURI" --resync --no-wait >"$T/out" 2>&1 ||
-	{ cat "$T/out" >&2; fail "leg add of an NBD leg"; }
+	{ cat "$T/out" >&2; tail -20 "$T/kit2.log" >&2; fail "leg add of an NBD leg"; }
 check "--no-wait: back while it is rebuilt" grep -q "as leg 0 of 'm', rebuilding" "$T/out"
 refused "the only up-to-date leg while another is rebuilt" "only up-to-date copy" remove "$INST" m 1
 wait_for 120 sh -c "[ \"\$(\"$BSTEER\" stat '$INST' --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"exports\"][0][\"legs\"][0][\"state\"])')\" = ok ]" ||

@@ -1024,7 +1024,7 @@ struct bsteer_leg_request {
 	__u32 resync_seq;	/* add --resync: the rebuild's seq in "resync" */
 	__u32 target;		/* the leg's target index */
 	char  export[64];
-	char  message[128];	/* why it failed */
+	char  message[BSTEER_LEG_SPEC_MAX + 256];	/* why it failed */
 	char  spec[BSTEER_LEG_SPEC_MAX];	/* add: the target */
 };
 

@@ -57,7 +57,7 @@ struct bsteer_leg_job {
 	struct bsteer_export *ex;
 	__u32 i, t;			/* leg, target */
 	__u64 polled_ns, deadline;
-	char why[128];
+	char why[BSTEER_LEG_SPEC_MAX + 256];
 };
 
 /*
