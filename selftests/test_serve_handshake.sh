@@ -26,8 +26,9 @@ INST=$(instance hs)
 truncate -s 64M "$T/disk.img"
 truncate -s 1M "$T/other.img"
 # A long handshake timeout: the 400 held connections must still be held
-# when the good client's reads are done, however slow the machine.
-start_serve "$S" --instance "$INST" --handshake-timeout 600 \
+# when the good client's reads are done, however slow the machine. One
+# worker: the limit of 1024 handshakes at once is a worker's.
+start_serve "$S" --instance "$INST" --threads 1 --handshake-timeout 600 \
 	--export "m=$T/disk.img" --export "d=$T/other.img,description=the other disk" || finish
 
 PATH=/usr/bin:$PATH /usr/bin/python3 -u - "$S" "$INST" "$SERVE" "$T" <<'PY' || fail "held handshakes, TOO_BIG, description"

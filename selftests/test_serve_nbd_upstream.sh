@@ -90,7 +90,9 @@ fi
 # --- a stripe over qemu-nbd and another bsteer ---
 if command -v qemu-nbd >/dev/null; then
 	truncate -s 16M "$T/q.img" "$T/inner.img"
-	qemu-nbd -k "$T/q.sock" -f raw -t "$T/q.img" >"$T/q.log" 2>&1 &
+	# --shared: each of bsteer's workers connects on its own, and qemu-nbd
+	# takes one client at a time unless told.
+	qemu-nbd -k "$T/q.sock" -f raw -t --shared=8 "$T/q.img" >"$T/q.log" 2>&1 &
 	PIDS+=($!)
 	"$BSTEER" serve --listen "unix:$T/inner.sock" --instance "$(instance inner)" \
 		--export "d=$T/inner.img" >"$T/inner.log" 2>&1 &

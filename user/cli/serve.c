@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <sched.h>
 #include <systemd/sd-daemon.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,12 @@
 #define DEF_SLOT	(1u << 20)
 #define DEF_SLOTS	64
 #define MAX_THREADS	BSTEER_MAX_RINGS
+/*
+ * Without --threads, a worker per CPU the server may run on, up to this:
+ * each holds its slots (64 MiB with the defaults), and a connection
+ * belongs to one worker, so more workers than clients only cost memory.
+ */
+#define DEF_THREADS_MAX	8
 
 static const char serve_usage[] =
 "USAGE: bsteer serve [--listen tcp:HOST:PORT|unix:PATH]...\n"
@@ -81,7 +88,8 @@ static const char serve_usage[] =
 "                        socket it inherits (repeatable)\n"
 "  -e, --export SPEC     NAME=TARGET[,TARGET...][,ro][,policy=P][,KEY=VALUE];\n"
 "                        several targets make a mirror (repeatable)\n"
-"  -t, --threads N       worker threads, one ring each (default 1)\n"
+"  -t, --threads N       worker threads, one ring each (default: the CPUs\n"
+"                        it may run on, at most 8)\n"
 "  -i, --instance NAME   pin under /sys/fs/bpf/bsteer/NAME (default serve-PID)\n"
 "  -n, --slots N         buffer slots per thread (default 64)\n"
 "  -s, --slot-size SIZE  bytes per slot, the largest request (default 1M)\n"
@@ -794,11 +802,23 @@ static int serve_settle(struct serve_args *a)
 	return 0;
 }
 
+/* The CPUs this process may run on (its affinity mask), 1 to DEF_THREADS_MAX. */
+static __u64 default_threads(void)
+{
+	cpu_set_t set;
+	int n;
+
+	if (sched_getaffinity(0, sizeof(set), &set))
+		return 1;
+	n = CPU_COUNT(&set);
+	return n < 1 ? 1 : n > DEF_THREADS_MAX ? DEF_THREADS_MAX : n;
+}
+
 int cmd_serve(int argc, char **argv)
 {
 	struct bsteer_policy_run policy;
 	struct serve_args a = {
-		.slot_size = DEF_SLOT, .nslots = DEF_SLOTS, .threads = 1,
+		.slot_size = DEF_SLOT, .nslots = DEF_SLOTS, .threads = default_threads(),
 		.nbd.reply_timeout_ms = 30000,
 		.nbd.handshake_timeout_ms = 10000,
 		.nbd.max_request = NBD_DEF_MAX_REQUEST,

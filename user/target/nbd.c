@@ -356,7 +356,11 @@ static int handshake(struct nbd_link *l, const struct nbd_uri *u, struct nbd_leg
 	int err = nbd_link_xfer(l, h, sizeof(h), false);
 
 	if (err) {
-		snprintf(why, wlen, "no NBD greeting: %s", strerror(-err));
+		/* qemu-nbd, unless --shared=N, greets one client at a time. */
+		snprintf(why, wlen, "no NBD greeting: %s%s", strerror(-err),
+			 err == -ETIMEDOUT ? " (a server that takes one client at a time, "
+			 "such as qemu-nbd without --shared=N, answers only the first "
+			 "of bsteer's connections: one per worker thread)" : "");
 		return err;
 	}
 	if (nbd_get64(h) != NBD_MAGIC) {
@@ -396,7 +400,7 @@ int nbd_dial(const char *spec, bool rdonly, struct nbd_leg *info, struct nbd_lin
 	     int timeout_s)
 {
 	struct nbd_uri u;
-	char why[256] = "";
+	char why[512] = "";
 	int err;
 
 	memset(info, 0, sizeof(*info));
