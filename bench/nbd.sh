@@ -250,28 +250,49 @@ md = ["# bench/nbd.sh results", "",
       "bsteer serve --threads %s." % (size, fs, rounds, runtime, cpus, model, kernel, threads),
       "iperf3 loopback TCP ceiling: median %.0f MiB/s (min %.0f, max %.0f)."
       % (statistics.median(ceil), min(ceil), max(ceil)) if ceil else "", "",
-      "Medians over the rounds (min-max); `x` columns are ratios to nbdkit in the same run, "
-      "`x floor` to bench/floor.c (the least an io_uring NBD server can do: header, file op, "
-      "reply; no BPF, no policy) in the same run.", "",
-      "| transport | workload | server | IOPS | x IOPS | x floor | MiB/s | p50 us | p99 us | CPU us/IO | x CPU/IO | x floor CPU | CPU s/GiB | ctxsw/IO |",
-      "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+      "Medians over the rounds (min-max); `x IOPS` and `x CPU/IO` are ratios to nbdkit in the "
+      "same run, `x qemu` the IOPS ratio to qemu-nbd, `x floor` to bench/floor.c (the least an "
+      "io_uring NBD server can do: header, file op, reply; no BPF, no policy) in the same run.", "",
+      "| transport | workload | server | IOPS | x IOPS | x qemu | x floor | MiB/s | p50 us | p99 us | CPU us/IO | x CPU/IO | x floor CPU | CPU s/GiB | ctxsw/IO |",
+      "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
 chart = []
+behind = []
 for tr, w in keys:
     base = med(tr, w, "nbdkit", "iops")[0] or 1
     base_cpu = med(tr, w, "nbdkit", "cpu_us_per_io")[0] or 1
+    qemu = med(tr, w, "qemu-nbd", "iops")[0] or 1
     floor = med(tr, w, "floor", "iops")[0] or 1
     floor_cpu = med(tr, w, "floor", "cpu_us_per_io")[0] or 1
     line = ["%s %s" % (tr, w)]
     for s in servers:
         i = med(tr, w, s, "iops")
         c = med(tr, w, s, "cpu_us_per_io")
-        md.append("| %s | %s | %s | %.0f (%.0f-%.0f) | %.2f | %.2f | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f | %.3f |" % (
-            tr, w, s, i[0], i[1], i[2], i[0] / base, i[0] / floor, med(tr, w, s, "mibs")[0],
-            med(tr, w, s, "p50_us")[0], med(tr, w, s, "p99_us")[0], c[0], c[0] / base_cpu,
-            c[0] / floor_cpu, med(tr, w, s, "cpu_s_per_gib")[0], med(tr, w, s, "ctxsw_per_io")[0]))
+        md.append("| %s | %s | %s | %.0f (%.0f-%.0f) | %.2f | %.2f | %.2f | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f | %.3f |" % (
+            tr, w, s, i[0], i[1], i[2], i[0] / base, i[0] / qemu, i[0] / floor,
+            med(tr, w, s, "mibs")[0], med(tr, w, s, "p50_us")[0], med(tr, w, s, "p99_us")[0],
+            c[0], c[0] / base_cpu, c[0] / floor_cpu, med(tr, w, s, "cpu_s_per_gib")[0],
+            med(tr, w, s, "ctxsw_per_io")[0]))
         line.append("%.3f" % (i[0] / base))
+        if not s.startswith("bsteer"):
+            continue
+        why = []
+        if i[0] < base:
+            why.append("%.2fx nbdkit" % (i[0] / base))
+        if i[0] < qemu:
+            why.append("%.2fx qemu-nbd" % (i[0] / qemu))
+        if i[0] < 0.9 * floor:
+            why.append("%.2fx the floor" % (i[0] / floor))
+        if s == "bsteer-mirror":
+            one = med(tr, w, "bsteer", "iops")[0] or 1
+            if i[0] < 0.85 * one:
+                why.append("%.2fx passthrough" % (i[0] / one))
+        if why:
+            behind.append("- %s %s, %s: %s" % (tr, w, s, ", ".join(why)))
     chart.append(" ".join(['"%s"' % line[0]] + line[1:]))
-md += ["", "![IOPS relative to nbdkit](chart.png)", ""]
+md += ["", "![IOPS relative to nbdkit](chart.png)", "",
+       "Rows behind a peer, below 0.9x the floor, or (the mirror) below 0.85x passthrough:", ""]
+md += behind or ["- none"]
+md += [""]
 open(out + "/results.md", "w").write("\n".join(md) + "\n")
 open(out + "/chart.dat", "w").write("\n".join(chart) + "\n")
 print("\n".join(md))
