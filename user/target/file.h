@@ -13,7 +13,7 @@
 extern const struct bsteer_target_ops file_inline_target;
 extern const struct bsteer_target_ops file_direct_target;
 
-/* cache=none (file_direct.c): the O_DIRECT alignment of @fd, or -errno. */
+/* cache=none (file_direct.c): what of @fd's goes direct (whole pages at least), or -errno. */
 int file_direct_align(int fd, __u32 *off_align, __u32 *mem_align);
 /* Serve target @t, its file open with O_DIRECT, through io_uring. */
 int file_direct_attach(struct bsteer_engine *e, __u32 t, const struct bsteer_leg *leg);

@@ -21,6 +21,17 @@
  * block, which the page cache's own locking gives for free here.
  * Requests in flight together on the same bytes have no order in NBD, so
  * mixing the two paths changes nothing a client may rely on.
+ *
+ * But the kernel keeps them coherent by the page, not by the byte: a
+ * buffered write that dirties a page while a direct write covering part
+ * of it is in flight (two parts of one request, 512-aligned neighbours)
+ * makes the direct write's last invalidation fail ("Page cache
+ * invalidation failure on direct I/O" in dmesg), and the file's next
+ * fsync then fails with EIO, which fails the leg. So an op goes direct
+ * only if it is aligned to whole pages as well (file_direct_align() says
+ * the larger of the two), and never shares a page with a buffered one.
+ * What is left: a client's own writes to the same page, in flight
+ * together through both paths, can still trip it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -46,6 +57,7 @@ int file_direct_align(int fd, __u32 *off_align, __u32 *mem_align)
 {
 	struct statfs sf;
 	struct statx sx;
+	__u32 page = sysconf(_SC_PAGESIZE);
 	struct stat st;
 	int bs;
 
@@ -62,13 +74,17 @@ int file_direct_align(int fd, __u32 *off_align, __u32 *mem_align)
 		}
 		*off_align = sx.stx_dio_offset_align;
 		*mem_align = sx.stx_dio_mem_align ?: 1;
-		return 0;
+	} else {
+		/* Older kernels (before 6.1) or file systems that do not say. */
+		*off_align = 512;
+		if (!fstat(fd, &st) && S_ISBLK(st.st_mode) && !ioctl(fd, BLKSSZGET, &bs) &&
+		    bs > 0)
+			*off_align = bs;
+		*mem_align = *off_align;
 	}
-	/* Older kernels (before 6.1) or file systems that do not say. */
-	*off_align = 512;
-	if (!fstat(fd, &st) && S_ISBLK(st.st_mode) && !ioctl(fd, BLKSSZGET, &bs) && bs > 0)
-		*off_align = bs;
-	*mem_align = *off_align;
+	/* Whole pages, so that no page is both direct and buffered (above). */
+	if (*off_align < page)
+		*off_align = page;
 	return 0;
 }
 
@@ -160,6 +176,13 @@ int file_direct_attach(struct bsteer_engine *e, __u32 t, const struct bsteer_leg
 		bsteer_set_err("cache=none: cannot open the file again without O_DIRECT");
 		return err;
 	}
+	/*
+	 * No readahead on it: pages read ahead land in the page cache
+	 * after a direct write's first invalidation, and the kernel fails
+	 * the second ("Page cache invalidation failure on direct I/O") and
+	 * records EIO for the file's next fsync.
+	 */
+	posix_fadvise(f->fd, 0, 0, POSIX_FADV_RANDOM);
 	snprintf(f->about, sizeof(f->about),
 		 "O_DIRECT (cache=none), aligned to %u bytes (buffers to %u); ops off it go through the page cache",
 		 f->off_align, f->mem_align);
