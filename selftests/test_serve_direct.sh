@@ -3,7 +3,7 @@
 #
 # Direct I/O targets (--export NAME=TARGET,cache=none): every file leg is
 # open with O_DIRECT (its fd's flags in /proc say so; a cache=writeback
-# export's do not), -v says how it is served, and the page cache holds
+# export's do not), bsteer stat and -v say so, and the page cache holds
 # none of what aligned writes wrote. The bytes stay right for aligned and
 # unaligned requests (a client that never asked for block sizes may send
 # any; those go through a buffered fd of the same file), on one file, a
@@ -108,7 +108,8 @@ else:
 PY
 }
 
-counter() { "$BSTEER" stat "$INST" --json >"$T/stat.json" && json "$T/stat.json" "counters.$1"; }
+counter_json() { "$BSTEER" stat "$INST" --json >"$T/stat.json" && json "$T/stat.json" "$1"; }
+counter() { counter_json "counters.$1"; }
 
 start_serve "$S" --instance "$INST" -v --export "d=$D/a.img,cache=none" \
 	--export "m=$D/m1.img,$D/m2.img,cache=none" \
@@ -121,6 +122,9 @@ check "w.img (cache=writeback) is not" not odirect "$SERVE" "$D/w.img"
 check "-v says so" grep -q "target 0: O_DIRECT (cache=none), aligned to [0-9]* bytes" "$T/serve.log"
 check "-v says so for the 3 legs of cache=none, not the writeback one" \
 	[ "$(grep -c ': O_DIRECT (cache=none)' "$T/serve.log")" = 3 ]
+check "bsteer stat says so" sh -c "'$BSTEER' stat '$INST' | grep -q '^export d: .*, O_DIRECT (cache=none)'"
+check "bsteer stat --json says so" [ "$(counter_json exports.0.cache)" = none ]
+check "and cache=writeback for w" [ "$(counter_json exports.2.cache)" = writeback ]
 nbdinfo --json "nbd+unix:///d?socket=$S" >"$T/info.json" || fail "nbdinfo"
 check "minimum block size still 512" [ "$(json "$T/info.json" exports.0.block_size_minimum)" = 512 ]
 check "preferred block size at least 4096" \

@@ -947,6 +947,7 @@ struct bsteer_export_info {
 
 #define BSTEER_EXF_USED		0x1
 #define BSTEER_EXF_RDONLY	0x2
+#define BSTEER_EXF_DIRECT	0x4	/* cache=none: its file legs are O_DIRECT */
 
 /* Export @k is (also) block device @path: for bsteer stat. */
 void bsteer_server_export_device(struct bsteer_server *s, int k, const char *path);

@@ -741,7 +741,8 @@ static int exports_pin(struct bsteer_server *s)
 		x.size = ex->size;
 		x.tbase = ex->tbase;
 		x.ntargets = ex->ntargets;
-		x.flags = BSTEER_EXF_USED | (ex->rdonly ? BSTEER_EXF_RDONLY : 0);
+		x.flags = BSTEER_EXF_USED | (ex->rdonly ? BSTEER_EXF_RDONLY : 0) |
+			  (ex->direct ? BSTEER_EXF_DIRECT : 0);
 		bpf_map_update_elem(fd, &k, &x, BPF_ANY);
 	}
 	snprintf(path, sizeof(path), "%s/exports", s->in->dir);
