@@ -111,6 +111,7 @@ LIB_OBJS := \
 	policy/redirect \
 	policy/registry \
 	target/file \
+	target/file_direct \
 	target/file_inline \
 	target/nbd \
 	target/nbd_client \

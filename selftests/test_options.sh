@@ -25,7 +25,7 @@ NAME = ["", "a/b", "n" * 33]
 TABLE = {
     "serve": ([], {
         "--listen": ["", "x", "tcp:127.0.0.1:-1", "tcp:127.0.0.1:0", "tcp:127.0.0.1:65536", "unix:"],
-        "--export": ["", "x", "-1", "0", "=a"],
+        "--export": ["", "x", "-1", "0", "=a", "x=/dev/null,cache=bogus"],
         "--threads": NUM(64),
         "--instance": NAME,
         "--slots": ["-1", "0", "1", "16385", "", "x"],

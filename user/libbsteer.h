@@ -570,6 +570,8 @@ struct bsteer_leg {
 	__u64 size;
 	bool rdonly;
 	__u32 min_block;	/* the alignment it needs: 0 or 1, none */
+	__u32 pref_block;	/* the alignment it serves best (0: any) */
+	bool direct;		/* cache=none: bypass the host's page cache */
 	__u32 timeout_ms;	/* --upstream-timeout, for modules whose ops can hang (0: theirs) */
 	void *priv;		/* the module's, from open(); freed by close() */
 };
@@ -682,6 +684,7 @@ struct bsteer_export {
 	bool no_zeroes;		/* the policy cannot do WRITE_ZEROES */
 	bool no_extents;	/* leg 0 is not the export: all data */
 	bool resync_auto;	/* resync=auto: failed legs rebuilt unasked */
+	bool direct;		/* cache=none: legs opened past the page cache */
 	char policy[64];
 	char *opts[16];		/* KEY=VALUE settings for the policy */
 	__u32 nopts;
@@ -944,6 +947,7 @@ struct bsteer_export_info {
 
 #define BSTEER_EXF_USED		0x1
 #define BSTEER_EXF_RDONLY	0x2
+#define BSTEER_EXF_DIRECT	0x4	/* cache=none: its file legs are O_DIRECT */
 
 /* Export @k is (also) block device @path: for bsteer stat. */
 void bsteer_server_export_device(struct bsteer_server *s, int k, const char *path);

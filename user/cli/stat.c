@@ -178,6 +178,7 @@ static void exports_json(const struct view *v, struct bsteer_json *j)
 		json_u64(j, "first_target", x.tbase);
 		json_u64(j, "targets", x.ntargets);
 		json_bool(j, "read_only", x.flags & BSTEER_EXF_RDONLY);
+		json_str(j, "cache", x.flags & BSTEER_EXF_DIRECT ? "none" : "writeback");
 		json_str(j, "device", x.device);
 		/* Its legs as they are now: added, rebuilt, removed. */
 		json_arr(j, "legs");
@@ -204,9 +205,10 @@ static void exports_text(const struct view *v)
 	__u32 k, i;
 
 	for (k = 0; export_info(v, k, &x); k++) {
-		printf("export %s: %llu bytes on targets %u..%u%s%s%s\n", x.name,
+		printf("export %s: %llu bytes on targets %u..%u%s%s%s%s\n", x.name,
 		       (unsigned long long)x.size, x.tbase, x.tbase + x.ntargets - 1,
 		       x.flags & BSTEER_EXF_RDONLY ? ", read-only" : "",
+		       x.flags & BSTEER_EXF_DIRECT ? ", O_DIRECT (cache=none)" : "",
 		       x.device[0] ? ", " : "", x.device);
 		for (i = 0; i < x.ntargets && x.tbase + i < BSTEER_MAX_TARGETS; i++) {
 			target_spec(v, x.tbase + i, spec, sizeof(spec));

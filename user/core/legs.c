@@ -340,6 +340,7 @@ static void add_start(struct bsteer_server *s, struct bsteer_leg_job *j)
 	}
 	leg.spec = spec;
 	leg.timeout_ms = s->eo.target_timeout_ms;
+	leg.direct = j->ex->direct;
 	leg.ops = bsteer_target_for(spec);
 	bsteer_set_err("%s", "");
 	err = leg.ops ? leg.ops->open(&leg) : -EINVAL;

@@ -103,6 +103,13 @@ static int export_token(struct bsteer_export *ex, char *tok)
 			return -EINVAL;
 		}
 		ex->resync_auto = !strcmp(tok + 7, "auto");
+	} else if (!strncmp(tok, "cache=", 6)) {
+		if (strcmp(tok + 6, "none") && strcmp(tok + 6, "writeback")) {
+			bsteer_set_err("export '%s': cache=%s: want none or writeback",
+				       ex->name, tok + 6);
+			return -EINVAL;
+		}
+		ex->direct = !strcmp(tok + 6, "none");
 	} else if (strchr(tok, '=') && strcspn(tok, ":/") > (size_t)(strchr(tok, '=') - tok)) {
 		/*
 		 * A policy setting (KEY=VALUE, no ':' or '/' in KEY; so
@@ -264,6 +271,7 @@ static int export_open(struct bsteer_server *s, struct bsteer_export *ex,
 		struct bsteer_leg *leg = &ex->leg[i];
 
 		leg->rdonly = ex->rdonly || (base_ro && i == 0);
+		leg->direct = ex->direct;
 		leg->timeout_ms = s->eo.target_timeout_ms;
 		leg->ops = bsteer_target_for(leg->spec);
 		if (!leg->ops) {
@@ -733,7 +741,8 @@ static int exports_pin(struct bsteer_server *s)
 		x.size = ex->size;
 		x.tbase = ex->tbase;
 		x.ntargets = ex->ntargets;
-		x.flags = BSTEER_EXF_USED | (ex->rdonly ? BSTEER_EXF_RDONLY : 0);
+		x.flags = BSTEER_EXF_USED | (ex->rdonly ? BSTEER_EXF_RDONLY : 0) |
+			  (ex->direct ? BSTEER_EXF_DIRECT : 0);
 		bpf_map_update_elem(fd, &k, &x, BPF_ANY);
 	}
 	snprintf(path, sizeof(path), "%s/exports", s->in->dir);

@@ -87,7 +87,7 @@ static int send_info(struct nbd *n, struct hs *h, __u32 opt, __u16 type,
 		min = nbd_export_min_block(ex);
 		max = nbd_max_io(n, ex) / min * min ?: min;
 		nbd_put32(b + 2, min);
-		nbd_put32(b + 6, min > 4096 ? min : 4096);
+		nbd_put32(b + 6, nbd_export_pref_block(ex, min));
 		nbd_put32(b + 10, max);
 		len = 14;
 		break;

@@ -288,6 +288,7 @@ void nbd_tls_fini(struct nbd *n);
 __u32 nbd_round_max(struct nbd *n, const struct bsteer_export *ex);
 __u32 nbd_max_io(struct nbd *n, const struct bsteer_export *ex);
 __u32 nbd_export_min_block(const struct bsteer_export *ex);
+__u32 nbd_export_pref_block(const struct bsteer_export *ex, __u32 min);
 __u32 nbd_min_block(const struct conn *c);
 void nbd_resume(struct nbd *n, struct conn *c);
 void nbd_round_sent(struct nbd *n, struct io *io);

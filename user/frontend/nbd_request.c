@@ -350,6 +350,21 @@ __u32 nbd_export_min_block(const struct bsteer_export *ex)
 }
 
 /*
+ * The preferred block size advertised: 4096, or more if the minimum or a
+ * leg's own best alignment (cache=none: its O_DIRECT alignment) is more.
+ * Only a hint: a client off it is still served (by the leg's slow path).
+ */
+__u32 nbd_export_pref_block(const struct bsteer_export *ex, __u32 min)
+{
+	__u32 pref = min > 4096 ? min : 4096, i;
+
+	for (i = 0; i < ex->ntargets; i++)
+		if (ex->leg[i].pref_block > pref)
+			pref = ex->leg[i].pref_block;
+	return pref;
+}
+
+/*
  * The alignment a client is held to. One that asked for the block sizes
  * (GO with NBD_INFO_BLOCK_SIZE) was told nbd_export_min_block() and must
  * keep to it; one that did not (EXPORT_NAME, or GO without asking) gets

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * The file target: a regular file or a block device, through the page
- * cache. Each worker serves it with io_uring's fixed-buffer ops (the
+ * cache (or past it: cache=none, file_direct.c). Each worker serves it with io_uring's fixed-buffer ops (the
  * core's bsteer_uring_target), or inline on the ring's own thread where
  * io_uring would need a worker thread for it (file_inline.c).
  */
@@ -21,14 +21,28 @@ static bool file_match(const char *spec)
 
 static int file_open(struct bsteer_leg *leg)
 {
+	int flags = (leg->rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	__u32 off_align, mem_align;
 	struct stat st;
-	int fd = open(leg->spec, (leg->rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
-	int err;
+	int fd, err;
 
+	fd = open(leg->spec, flags | (leg->direct ? O_DIRECT : 0));
+	if (fd < 0 && leg->direct && errno == EINVAL) {
+		bsteer_set_err("cache=none: the file system refuses O_DIRECT");
+		return -EINVAL;
+	}
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st))
 		goto fail;
+	if (leg->direct) {
+		err = file_direct_align(fd, &off_align, &mem_align);
+		if (err) {
+			close(fd);
+			return err;
+		}
+		leg->pref_block = off_align;	/* told to NBD clients as preferred */
+	}
 	if (S_ISREG(st.st_mode)) {
 		leg->size = st.st_size;
 	} else if (S_ISBLK(st.st_mode)) {
@@ -53,10 +67,17 @@ static void file_close(struct bsteer_leg *leg)
 	leg->fd = -1;
 }
 
-/* Inline where io_uring would need a worker thread; else io_uring's own. */
+/*
+ * Inline where io_uring would need a worker thread; else io_uring's own.
+ * cache=none is never inline: io_uring does O_DIRECT without a worker.
+ */
 static int file_attach(struct bsteer_engine *e, __u32 t, const struct bsteer_leg *leg)
 {
-	int err = file_inline_attach(e, t, leg->fd, bsteer_engine_opts(e));
+	int err;
+
+	if (leg->direct)
+		return file_direct_attach(e, t, leg);
+	err = file_inline_attach(e, t, leg->fd, bsteer_engine_opts(e));
 
 	if (!err)
 		bsteer_target_use(e, t, &bsteer_uring_target);
@@ -71,7 +92,7 @@ static int file_attach(struct bsteer_engine *e, __u32 t, const struct bsteer_leg
 static int file_reopen(struct bsteer_engine *e, __u32 t, const struct bsteer_leg *leg,
 		       __u64 want, int *own_fd)
 {
-	struct bsteer_leg fresh = { .spec = leg->spec, .fd = -1 };
+	struct bsteer_leg fresh = { .spec = leg->spec, .fd = -1, .direct = leg->direct };
 	struct stat st;
 	int err;
 
