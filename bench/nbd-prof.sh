@@ -18,7 +18,8 @@
 #                          [--dir DIR] [--runtime SECS] [--servers LIST]
 #                          [--json] [-- BSTEER-SERVE-OPTIONS...]
 #   defaults: randread, 4k, QD32, unix, a 1 GiB image in /dev/shm (tmpfs),
-#   8 s per server, --servers floor,bsteer,nbdkit; --dir /var/tmp for ext4
+#   8 s per server, --servers floor,bsteer,nbdkit; --dir /var/tmp for ext4;
+#   bsteer-mirror, another server, is a 2-leg mirror (a copy beside the image)
 # Examples:
 #   bench/nbd-prof.sh
 #   bench/nbd-prof.sh --rw randwrite --dir /var/tmp --transport tcp
@@ -37,7 +38,7 @@ while [ $# -gt 0 ]; do
 	--servers) SERVERS=$2; shift 2 ;;
 	--json) JSON=1; shift ;;
 	--) shift; break ;;
-	-h|--help) sed -n '3,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '3,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "bench/nbd-prof.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -45,7 +46,7 @@ case $TR in unix|tcp) ;; *) echo "bench/nbd-prof.sh: --transport unix or tcp" >&
 case $RUNTIME in ''|*[!0-9]*) echo "bench/nbd-prof.sh: --runtime takes whole seconds" >&2; exit 2 ;; esac
 [ "$RUNTIME" -ge 4 ] || { echo "bench/nbd-prof.sh: --runtime is at least 4 s" >&2; exit 2; }
 for s in ${SERVERS//,/ }; do
-	case $s in floor|bsteer|nbdkit) ;; *) echo "bench/nbd-prof.sh: unknown server $s (floor, bsteer, nbdkit)" >&2; exit 2 ;; esac
+	case $s in floor|bsteer|bsteer-mirror|nbdkit) ;; *) echo "bench/nbd-prof.sh: unknown server $s (floor, bsteer, bsteer-mirror, nbdkit)" >&2; exit 2 ;; esac
 done
 for t in fio perf nbdkit nbdinfo; do
 	command -v $t >/dev/null || { echo "bench/nbd-prof.sh: $t not installed (make deps)" >&2; exit 1; }
@@ -63,6 +64,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 PORT=$((20000 + $$ % 20000))
 head -c 1G /dev/urandom >"$D/img" || exit 1
+case ",$SERVERS," in *,bsteer-mirror,*) cp "$D/img" "$D/img2" || exit 1 ;; esac
 if [ "$TR" = unix ]; then URI="nbd+unix:///d?socket=$D/s.sock"; else URI="nbd://127.0.0.1:$PORT/d"; fi
 
 start() {	# start SERVER [BSTEER-OPTIONS...]
@@ -76,9 +78,11 @@ start() {	# start SERVER [BSTEER-OPTIONS...]
 	floor)
 		[ "$TR" = unix ] && l="unix:$D/s.sock" || l="tcp:127.0.0.1:$PORT"
 		build/bench/floor --listen "$l" --file "$D/img" >"$D/server.log" 2>&1 & ;;
-	bsteer)
+	bsteer|bsteer-mirror)
 		[ "$TR" = unix ] && l="unix:$D/s.sock" || l="tcp:127.0.0.1:$PORT"
-		build/bsteer serve --listen "$l" --export "d=$D/img" --instance "prof-$$" "$@" \
+		local legs=$D/img
+		[ "$s" = bsteer-mirror ] && legs=$D/img,$D/img2
+		build/bsteer serve --listen "$l" --export "d=$legs" --instance "prof-$$" "$@" \
 			>"$D/server.log" 2>&1 & ;;
 	esac
 	SERVER=$!
@@ -106,7 +110,7 @@ echo "bench/nbd-prof.sh: $RW $BS QD$QD over $TR, image in $DIR, ${RUNTIME}s per 
 others=$(find /sys/fs/bpf/bsteer -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
 [ "$others" -gt 0 ] && echo "bench/nbd-prof.sh: warning: $others other bsteer instance(s) live: their hooks run at every io_uring event here too" >&2
 for s in ${SERVERS//,/ }; do
-	if [ "$s" = bsteer ]; then start bsteer "$@"; else start "$s"; fi
+	case $s in bsteer*) start "$s" "$@" ;; *) start "$s" ;; esac
 	fio --name=p --ioengine=nbd --uri="$URI" --rw="$RW" --bs="$BS" --iodepth="$QD" \
 		--time_based --runtime="$RUNTIME" --ramp_time=1 --output-format=json \
 		>"$D/$s.fio.json" 2>"$D/$s.fio.err" &
