@@ -49,9 +49,22 @@
  */
 #define INLINE_WRITE_MAX	(64u << 10)
 
+/*
+ * --inline-io auto on ext4: a write that took the budget or longer sends
+ * the target's writes (this ring's) to io-wq for BACKOFF_MIN, twice that
+ * if the next inline one is slow too, and so on up to BACKOFF_MAX; a fast
+ * one starts the count again.
+ */
+#define BACKOFF_MIN_NS		(100ull * 1000 * 1000)
+#define BACKOFF_MAX_NS		(2000ull * 1000 * 1000)
+
 struct inl {
 	int fd;
 	bool all;		/* every op it can (tmpfs); else small writes */
+	bool budget;		/* ... while they are fast (not --inline-io all) */
+	__u64 budget_ns;	/* a write this long or longer is slow */
+	__u64 wq_until;		/* writes go to io-wq until then (CLOCK_MONOTONIC) */
+	__u64 backoff_ns;	/* the last back-off, 0 after a fast write */
 };
 
 /* Would it do @io here? */
@@ -70,6 +83,42 @@ static bool takes(const struct inl *f, const struct bsteer_target_io *io)
 	}
 }
 
+/*
+ * A small write to ext4 under --inline-io auto: a pwrite() here, timed,
+ * unless a back-off is on. clock_gettime() is the vDSO's, some 20 ns.
+ */
+static int budget_write(struct bsteer_engine *e, __u32 t, struct inl *f,
+			const struct bsteer_target_io *io)
+{
+	struct bsteer_instance *in = bsteer_engine_instance(e);
+	__u64 t0 = bsteer_now_ns(), took;
+	int res;
+
+	if (f->wq_until) {
+		if (t0 < f->wq_until) {
+			bsteer_stat_add(in, BSTEER_ST_INLINE_BACKOFF, 1);
+			return bsteer_uring_target.submit(e, t, io);
+		}
+		f->wq_until = 0;
+	}
+	res = pwrite(f->fd, io->buf, io->len, io->offset);
+	if (res < 0)
+		res = -errno;
+	took = bsteer_now_ns() - t0;
+	if (took >= f->budget_ns) {
+		f->backoff_ns = f->backoff_ns ? f->backoff_ns * 2 : BACKOFF_MIN_NS;
+		if (f->backoff_ns > BACKOFF_MAX_NS)
+			f->backoff_ns = BACKOFF_MAX_NS;
+		f->wq_until = t0 + took + f->backoff_ns;
+		bsteer_stat_add(in, BSTEER_ST_INLINE_SLOW, 1);
+	} else {
+		f->backoff_ns = 0;
+	}
+	bsteer_stat_add(in, BSTEER_ST_INLINE_OPS, 1);
+	bsteer_stat_add(in, BSTEER_ST_INLINE_WRITES, 1);
+	return bsteer_target_complete(e, io->ud, res);
+}
+
 /* A read of a hole copies zeroes and allocates nothing, as with io_uring. */
 static int inl_submit(struct bsteer_engine *e, __u32 t,
 		      const struct bsteer_target_io *io)
@@ -84,7 +133,14 @@ static int inl_submit(struct bsteer_engine *e, __u32 t,
 		res = pread(f->fd, io->buf, io->len, io->offset);
 		break;
 	case BSTEER_OP_WRITE:
-		res = pwrite(f->fd, io->buf, io->len, io->offset);
+		if (f->all)
+			res = pwrite(f->fd, io->buf, io->len, io->offset);
+		else if (f->budget)
+			return budget_write(e, t, f, io);
+		else {
+			res = pwrite(f->fd, io->buf, io->len, io->offset);
+			bsteer_stat_add(bsteer_engine_instance(e), BSTEER_ST_INLINE_WRITES, 1);
+		}
 		break;
 	case BSTEER_OP_FSYNC:
 		res = fsync(f->fd);
@@ -130,7 +186,8 @@ static const char *inl_about(struct bsteer_engine *e, __u32 t)
 	const struct inl *f = bsteer_target_priv(e, t);
 
 	return f->all ? "served inline by the ring's thread (io_uring would need a worker)" :
-			"its small one-leg writes are done by the ring's thread (io_uring would need a worker)";
+	       f->budget ? "its small one-leg writes are done by the ring's thread while they are fast (io_uring would need a worker)" :
+			   "its small one-leg writes are done by the ring's thread (io_uring would need a worker)";
 }
 
 const struct bsteer_target_ops file_inline_target = {
@@ -164,14 +221,16 @@ int file_inline_attach(struct bsteer_engine *e, __u32 t, int fd,
 	v.iov_len = 1;
 	all = preadv2(fd, &v, 1, 0, RWF_NOWAIT) < 0 && errno == EOPNOTSUPP;
 	v.iov_base = NULL;
-	if (!all && !(o->inline_writes && pwritev2(fd, &v, 1, 0, RWF_NOWAIT) < 0 &&
-		      errno == EOPNOTSUPP))
+	if (!all && !((o->inline_writes || o->inline_budget) &&
+		      pwritev2(fd, &v, 1, 0, RWF_NOWAIT) < 0 && errno == EOPNOTSUPP))
 		return 0;
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
 	f->fd = fd;
 	f->all = all;
+	f->budget = !all && !o->inline_writes;
+	f->budget_ns = (__u64)o->inline_budget_us * 1000;
 	bsteer_target_use(e, t, &file_inline_target);
 	bsteer_target_set_priv(e, t, f);
 	return 1;
