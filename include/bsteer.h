@@ -491,6 +491,9 @@ enum bsteer_stat {
 	BSTEER_ST_INLINE_OPS,		/* target ops done by the ring's thread */
 	BSTEER_ST_SPLICED_READS,	/* reads into a slot's pipe, not its memory */
 	BSTEER_ST_POLICY_CHANGES,	/* active policy replaced, as a server saw it */
+	BSTEER_ST_INLINE_WRITES,	/* writes to a punting file (ext4) done inline */
+	BSTEER_ST_INLINE_SLOW,		/* ... that took the budget or longer: a back-off */
+	BSTEER_ST_INLINE_BACKOFF,	/* writes sent to io-wq during a back-off */
 	BSTEER_ST__MAX,
 };
 

@@ -36,6 +36,7 @@ TABLE = {
         "--reply-timeout": SECS(3600),
         "--handshake-timeout": SECS(3600),
         "--inline-io": ["-1", "0", "", "x"],
+        "--inline-budget": ["-1", "10000001", "", "x"],
         "--splice": ["-1", "0", "", "x"],
         "--fuse": [""],
         "--fuse-depth": NUM(256),

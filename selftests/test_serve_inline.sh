@@ -133,6 +133,113 @@ check "all: both legs written" sh -c "cmp -s '$T/src' '$T/m1.img' && cmp -s '$T/
 check "all: a mirror's legs were not inline" [ "$(counter inline_ops)" = "$n" ]
 stop_serve
 
+# --inline-io auto (the default) on ext4: small one-leg writes are inline
+# too, each timed; one that takes --inline-budget or longer sends the
+# target's writes to io-wq for a back-off (100 ms, doubling while slow).
+# Counted: inline_writes, inline_slow_writes (each began a back-off) and
+# inline_backoff_writes (sent to io-wq by one). No timing is asserted: the
+# first write is always tried inline, and every write the rule takes is
+# one of the two kinds.
+# writes SEED N: N writes of 4K/16K/64K to the disk export, each read back,
+# then the image itself compared with what was written.
+writes() {
+	nbdsh -u "nbd+unix:///disk?socket=$S" -c "
+import random
+random.seed($1)
+want = {}
+for i in range($2):
+    off = random.randrange(0, (64 << 20) // 4096) * 4096
+    ln = min(random.choice((4096, 16384, 65536)), (64 << 20) - off)
+    data = random.randbytes(ln)
+    h.pwrite(data, off)
+    for o in range(off, off + ln, 4096):
+        want[o] = data[o - off:o - off + 4096]
+for o, d in want.items():
+    assert h.pread(4096, o) == d, o
+img = open('$T/disk.img', 'rb')
+for o, d in want.items():
+    img.seek(o)
+    assert img.read(4096) == d, ('file', o)
+"
+}
+# punts CMD...: io-wq hand-offs (io_uring_queue_async_work) by the server
+# while CMD runs, in $T/punts; "" if perf cannot count them here.
+punts() {
+	local perf rc
+	rm -f "$T/punts" "$T/perf"
+	perf stat -x, -e io_uring:io_uring_queue_async_work -p "$SERVE" -o "$T/perf" &
+	perf=$!
+	sleep 0.5	# perf attached
+	"$@"
+	rc=$?
+	kill -INT "$perf"
+	wait "$perf"
+	awk -F, '/io_uring_queue_async_work/ { print $1 }' "$T/perf" >"$T/punts"
+	return $rc
+}
+perf_ok=$(perf stat -e io_uring:io_uring_queue_async_work -- true >/dev/null 2>&1 && echo 1)
+sum() { echo $(($(counter inline_writes) + $(counter inline_backoff_writes))); }
+
+start_serve "$S" --instance "$INST" -v --export "disk=$T/disk.img" || finish
+check "auto: the ext4 target's small writes are inline while fast" \
+	grep -q "target 0: its small one-leg writes are done by the ring's thread while they are fast" "$T/serve.log"
+if [ -n "$perf_ok" ]; then
+	punts writes 21 200 || fail "auto: small writes to ext4 read back"
+else
+	writes 21 200 || fail "auto: small writes to ext4 read back"
+fi
+check "auto: every write inline or sent by a back-off" [ "$(sum)" = 200 ]
+check "auto: the first at least was inline" [ "$(counter inline_writes)" -ge 1 ]
+check "auto: inline_ops counts them" [ "$(counter inline_ops)" = "$(counter inline_writes)" ]
+# With the default budget (1 ms, some 100 times a page-cache write) a slow
+# write may still happen on a loaded machine; without one, none goes to io-wq.
+slow=$(counter inline_slow_writes)
+echo "auto: $(counter inline_writes) inline, $slow slow, $(counter inline_backoff_writes) by a back-off"
+[ "$slow" = 0 ] && check "auto: no slow write, no back-off write" [ "$(counter inline_backoff_writes)" = 0 ]
+if [ -n "$perf_ok" ] && [ -s "$T/punts" ]; then
+	echo "auto: $(cat "$T/punts") io-wq hand-offs during the writes"
+	check "auto: io-wq took at most the back-off's writes" \
+		[ "$(cat "$T/punts")" -le "$(counter inline_backoff_writes)" ]
+fi
+stop_serve
+
+# --inline-budget 0: every inline write is slow. The first is done inline
+# and begins a back-off; later ones go to io-wq (the next inline try only
+# after 100 ms, then 200, 400 ...).
+start_serve "$S" --instance "$INST" --inline-budget 0 --export "disk=$T/disk.img" || finish
+if [ -n "$perf_ok" ]; then
+	punts writes 22 200 || fail "budget 0: small writes to ext4 read back"
+else
+	writes 22 200 || fail "budget 0: small writes to ext4 read back"
+fi
+echo "budget 0: $(counter inline_writes) inline, $(counter inline_slow_writes) slow, $(counter inline_backoff_writes) by a back-off"
+check "budget 0: every write inline or sent by a back-off" [ "$(sum)" = 200 ]
+check "budget 0: the first was inline" [ "$(counter inline_writes)" -ge 1 ]
+check "budget 0: every inline write was slow" \
+	[ "$(counter inline_slow_writes)" = "$(counter inline_writes)" ]
+check "budget 0: later writes went to io-wq" [ "$(counter inline_backoff_writes)" -gt 0 ]
+if [ -n "$perf_ok" ] && [ -s "$T/punts" ]; then
+	echo "budget 0: $(cat "$T/punts") io-wq hand-offs during the writes"
+	check "budget 0: io-wq did take writes" [ "$(cat "$T/punts")" -gt 0 ]
+fi
+stop_serve
+
+# A budget of 10 s (the most): a write that slow would be a hung disk, a
+# margin of some 10^6 over a page-cache write, so none falls back.
+start_serve "$S" --instance "$INST" --inline-budget 10000000 --export "disk=$T/disk.img" || finish
+writes 23 200 || fail "budget 10 s: small writes to ext4 read back"
+check "budget 10 s: all 200 writes inline" [ "$(counter inline_writes)" = 200 ]
+check "budget 10 s: no slow write" [ "$(counter inline_slow_writes)" = 0 ]
+check "budget 10 s: no back-off write" [ "$(counter inline_backoff_writes)" = 0 ]
+stop_serve
+
+# --inline-io off: no inline write, no back-off.
+start_serve "$S" --instance "$INST" --inline-io off --export "disk=$T/disk.img" || finish
+writes 24 50 || fail "off: small writes to ext4 read back"
+check "off: no inline write" [ "$(counter inline_writes)" = 0 ]
+check "off: no back-off write" [ "$(counter inline_backoff_writes)" = 0 ]
+stop_serve
+
 "$BSTEER" serve --inline-io sometimes >"$T/bad.log" 2>&1
 check "a bad --inline-io value is refused" [ $? -ne 0 ]
 check "... and named" grep -q -- "--inline-io: .* is not auto, all or off" "$T/bad.log"

@@ -344,11 +344,16 @@ struct bsteer_engine_opts {
 	 * Inline I/O: a target file that io_uring cannot do I/O on without
 	 * a worker thread (no FMODE_NOWAIT: tmpfs) is served by the ring's
 	 * own thread; with inline_writes, also small one-leg writes to a
-	 * file whose buffered writes io_uring would punt (ext4). The file
-	 * target reads these when it attaches.
+	 * file whose buffered writes io_uring would punt (ext4), always.
+	 * With inline_budget instead, those writes are inline while they
+	 * are fast: one that takes inline_budget_us or longer (0: every
+	 * one) sends the target's writes back to io-wq for a while. The
+	 * file target reads these when it attaches.
 	 */
 	bool inline_io;
 	bool inline_writes;
+	bool inline_budget;
+	__u32 inline_budget_us;
 	/* Remote targets: no progress this long with ops out fails them. */
 	__u32 target_timeout_ms;
 	/* 128-byte SQEs (a FUSE frontend's uring_cmds need them). */

@@ -41,7 +41,8 @@ static const char serve_usage[] =
 "                    [--handshake-timeout SECS]\n"
 "                    [--max-request SIZE]\n"
 "                    [--tls off|on|require (--tls-certificates DIR [--tls-verify-peer] | --tls-psk FILE)]\n"
-"                    [--inline-io auto|all|off] [--splice auto|off] [--no-hook]\n"
+"                    [--inline-io auto|all|off] [--inline-budget USECS]\n"
+"                    [--splice auto|off] [--no-hook]\n"
 "                    [--fuse DIR [--loop] [--fuse-transport ring|dev] [--fuse-depth N]]\n"
 "                    [--allow CIDR]... [--deny CIDR]... [--xdp auto|require|off] [--xdp-dev IF]...\n"
 "                    [--allow-uid UID]... [--allow-gid GID]... [--max-connections N]\n"
@@ -131,12 +132,20 @@ static const char serve_usage[] =
 "                        auto (default): a target file that io_uring cannot\n"
 "                        do I/O on without a worker thread (tmpfs) is served\n"
 "                        by the ring's own thread: pread() for reads of up\n"
-"                        to 64K, pwrite() for writes; all: also one-leg\n"
-"                        writes of up to 64K to a file whose buffered writes\n"
-"                        io_uring hands to a worker (ext4): no context switch,\n"
-"                        but a write that waits for the journal or for dirty\n"
-"                        pages to drain holds up the thread's other clients;\n"
-"                        off: all via io_uring\n"
+"                        to 64K, pwrite() for writes; and one-leg writes of\n"
+"                        up to 64K to a file whose buffered writes io_uring\n"
+"                        hands to a worker (ext4) are pwrite()s too, while\n"
+"                        they are fast (--inline-budget); all: those always,\n"
+"                        with no budget: no context switch, but a write that\n"
+"                        waits for the journal or for dirty pages to drain\n"
+"                        holds up the thread's other clients; off: all via\n"
+"                        io_uring\n"
+"      --inline-budget USECS\n"
+"                        with --inline-io auto, an inline write to ext4 that\n"
+"                        takes this long or longer sends that target's writes\n"
+"                        to io-wq for 100 ms (doubling while the next inline\n"
+"                        one is slow too, up to 2 s); 0: every write is slow\n"
+"                        (default 1000, max 10000000)\n"
 "      --splice auto|off auto (default): a read over 64K that the policy\n"
 "                        marks as the reply's (passthrough, mirror) goes from\n"
 "                        the page cache to the client's socket through a pipe\n"
@@ -368,6 +377,7 @@ enum {
 	OPT_TLS_CERTS,
 	OPT_TLS_PSK,
 	OPT_TLS_VERIFY,
+	OPT_INLINE_BUDGET,
 };
 
 static const struct option serve_opts[] = {
@@ -384,6 +394,7 @@ static const struct option serve_opts[] = {
 	{ "handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT },
 	{ "json-log", no_argument, NULL, 'J' },
 	{ "inline-io", required_argument, NULL, 'M' },
+	{ "inline-budget", required_argument, NULL, OPT_INLINE_BUDGET },
 	{ "splice", required_argument, NULL, 'Z' },
 	{ "no-hook", no_argument, NULL, 'N' },
 	{ "fuse", required_argument, NULL, 'F' },
@@ -666,7 +677,10 @@ static int serve_option(struct serve_args *a, int opt, char *arg)
 			return -2;
 		s->eo.inline_io = !off;
 		s->eo.inline_writes = all;
+		s->eo.inline_budget = !off && !all;
 		return 0;
+	case OPT_INLINE_BUDGET:
+		return parse_u32("--inline-budget", arg, 10000000, &s->eo.inline_budget_us);
 	case 'F':
 		if (!*arg)
 			return -cli_usage("serve", "--fuse: an empty directory name");
@@ -835,6 +849,8 @@ int cmd_serve(int argc, char **argv)
 		return 1;
 	a.s->resync_fd = -1;
 	a.s->eo.inline_io = true;
+	a.s->eo.inline_budget = true;
+	a.s->eo.inline_budget_us = 1000;
 	snprintf(a.name, sizeof(a.name), "serve-%d", getpid());
 	rc = serve_activated(&a) ? -1 : 0;
 	if (!rc)

@@ -65,6 +65,9 @@ static const char *const stat_names[BSTEER_ST__MAX] = {
 	[BSTEER_ST_INLINE_OPS]		= "inline_ops",
 	[BSTEER_ST_SPLICED_READS]	= "spliced_reads",
 	[BSTEER_ST_POLICY_CHANGES]	= "policy_changes",
+	[BSTEER_ST_INLINE_WRITES]	= "inline_writes",
+	[BSTEER_ST_INLINE_SLOW]		= "inline_slow_writes",
+	[BSTEER_ST_INLINE_BACKOFF]	= "inline_backoff_writes",
 };
 
 struct view {

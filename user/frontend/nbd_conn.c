@@ -58,7 +58,7 @@ static void conn_free(struct nbd *n, struct conn *c)
 		next = r->next;
 		if (r->io)
 			nbd_io_free(n, r->io);
-		free(r);
+		nbd_reply_put(n, r);
 	}
 	if (c->stalled)
 		n->nstalled--;
@@ -791,6 +791,7 @@ static void nbd_fini(struct bsteer_fe *fe)
 			conn_free(n, &n->conns[i]);
 		}
 	nbd_tls_fini(n);
+	nbd_pools_free(n);
 	free(n->ri);
 	free(n);
 	fe->priv = NULL;

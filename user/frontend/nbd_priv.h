@@ -36,6 +36,16 @@
 #define TLS_TABLE		(MAX_CONNS + HS_TABLE)	/* TLS streams (nbd_tls.c) */
 
 #define MAX_PARTS		64	/* parts (slots) of one round */
+/* Records of each kind kept per worker; none under ASan, which then sees every use after free. */
+#ifndef __has_feature
+#define __has_feature(x)	0
+#endif
+#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+#define POOL_MAX		0
+#else
+#define POOL_MAX		256
+#endif
+#define REPLY_POOL_HDR		32	/* replies with this much header or less are kept */
 
 /* A vectored send: up to SEND_IOV pieces; no reply joins past SEND_MAX bytes. */
 #define SEND_IOV		64
@@ -241,6 +251,15 @@ struct nbd {
 	__u64 to_send[MAX_CONNS / 64];	/* connections with replies to start */
 	bool stopping;
 	__u64 scanned_ns;	/* last look for replies nobody reads */
+	/*
+	 * Request and reply records given back, kept for the next ones (at
+	 * most POOL_MAX each): calloc() and free() per IO were 11% of the
+	 * server's instructions (callgrind, 4K randread QD32 over unix: 5602
+	 * per IO, 4961 with the pools).
+	 */
+	struct io *io_pool;	/* linked through ->c */
+	struct reply *reply_pool;	/* through ->next; REPLY_POOL_HDR bytes of header */
+	__u32 io_pooled, reply_pooled;
 };
 
 static inline __u64 nbd_ud(const struct nbd *n, int kind, __u32 idx)
@@ -305,6 +324,13 @@ void nbd_queue_reply(struct nbd *n, struct conn *c, __u64 cookie, __u32 error,
 void nbd_queue_block_status(struct nbd *n, struct conn *c, __u64 cookie,
 			    __u64 off, __u32 len, bool one);
 void nbd_io_free(struct nbd *n, struct io *io);
+/* A zeroed request record (its req[] is not: parts set what they use), or NULL. */
+struct io *nbd_io_new(struct nbd *n);
+/* Back to the pool (or free()), with none of nbd_io_free()'s bookkeeping. */
+void nbd_io_put(struct nbd *n, struct io *io);
+void nbd_reply_put(struct nbd *n, struct reply *r);
+/* The pools' records, at the end. */
+void nbd_pools_free(struct nbd *n);
 int nbd_send_part(struct nbd *n, struct conn *c, struct reply *r, __u32 prefix);
 void nbd_reply_done(struct nbd *n, struct conn *c, bool ok);
 void nbd_reply_cqe(struct nbd *n, struct conn *c, int kind, int res);

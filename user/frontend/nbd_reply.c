@@ -63,14 +63,71 @@ static void enqueue_front(struct nbd *n, struct conn *c, struct reply *r)
 static struct reply *reply_alloc(struct nbd *n, struct conn *c,
 				 __u32 hdr_len)
 {
-	struct reply *r = calloc(1, sizeof(*r) + hdr_len);
+	struct reply *r = NULL;
 
+	if (hdr_len <= REPLY_POOL_HDR && (r = n->reply_pool)) {
+		n->reply_pool = r->next;
+		n->reply_pooled--;
+		memset(r, 0, sizeof(*r) + hdr_len);
+	} else {
+		r = calloc(1, sizeof(*r) + (hdr_len < REPLY_POOL_HDR ? REPLY_POOL_HDR : hdr_len));
+	}
 	if (!r) {
 		nbd_conn_fail(n, c, "out of memory for a reply");
 		return NULL;
 	}
 	r->hdr_len = hdr_len;
 	return r;
+}
+
+void nbd_reply_put(struct nbd *n, struct reply *r)
+{
+	if (r->hdr_len > REPLY_POOL_HDR || n->reply_pooled >= POOL_MAX) {
+		free(r);
+		return;
+	}
+	r->next = n->reply_pool;
+	n->reply_pool = r;
+	n->reply_pooled++;
+}
+
+struct io *nbd_io_new(struct nbd *n)
+{
+	struct io *io = n->io_pool;
+
+	if (!io)
+		return calloc(1, sizeof(*io));
+	n->io_pool = (struct io *)io->c;
+	n->io_pooled--;
+	memset(io, 0, offsetof(struct io, req));
+	return io;
+}
+
+void nbd_io_put(struct nbd *n, struct io *io)
+{
+	if (n->io_pooled >= POOL_MAX) {
+		free(io);
+		return;
+	}
+	io->c = (struct conn *)n->io_pool;
+	n->io_pool = io;
+	n->io_pooled++;
+}
+
+void nbd_pools_free(struct nbd *n)
+{
+	struct reply *r;
+	struct io *io;
+
+	while ((r = n->reply_pool)) {
+		n->reply_pool = r->next;
+		free(r);
+	}
+	while ((io = n->io_pool)) {
+		n->io_pool = (struct io *)io->c;
+		free(io);
+	}
+	n->reply_pooled = n->io_pooled = 0;
 }
 
 /* A structured chunk header: the cookie goes back as the client sent it. */
@@ -204,7 +261,7 @@ void nbd_io_free(struct nbd *n, struct io *io)
 	for (i = 0; io->cmd == NBD_CMD_READ && i < io->nparts; i++)
 		bsteer_req_put(n->e, io->req[i]);
 	io->c->slots -= io->nslots;
-	free(io);
+	nbd_io_put(n, io);
 }
 
 /*
@@ -277,7 +334,7 @@ void nbd_reply_done(struct nbd *n, struct conn *c, bool ok)
 				nbd_io_free(n, r->io);
 			c->reqs--;
 		}
-		free(r);
+		nbd_reply_put(n, r);
 	}
 	c->sending = NULL;
 	if (more)

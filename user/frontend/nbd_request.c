@@ -307,7 +307,7 @@ static void start_io(struct nbd *n, struct conn *c,
 		stall(n, c, p);
 		return;
 	}
-	io = calloc(1, sizeof(*io));
+	io = nbd_io_new(n);
 	if (!io) {
 		nbd_conn_fail(n, c, "out of memory for a request");
 		return;
@@ -323,7 +323,7 @@ static void start_io(struct nbd *n, struct conn *c,
 	io->nbd_error = nerr;
 	if (io_parts(n, io, nparts, part)) {
 		/* Free by count, a last completion not yet reaped: wait. */
-		free(io);
+		nbd_io_put(n, io);
 		stall(n, c, p);
 		return;
 	}
