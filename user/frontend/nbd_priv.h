@@ -36,14 +36,15 @@
 #define TLS_TABLE		(MAX_CONNS + HS_TABLE)	/* TLS streams (nbd_tls.c) */
 
 #define MAX_PARTS		64	/* parts (slots) of one round */
-/* Records of each kind kept per worker; none under ASan, which then sees every use after free. */
+#define POOL_MAX		256	/* records of each kind kept per worker */
+/* None under ASan, which then sees every use after free. */
 #ifndef __has_feature
 #define __has_feature(x)	0
 #endif
 #if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
-#define POOL_MAX		0
+#define POOLED			0
 #else
-#define POOL_MAX		256
+#define POOLED			1
 #endif
 #define REPLY_POOL_HDR		32	/* replies with this much header or less are kept */
 

@@ -82,7 +82,7 @@ static struct reply *reply_alloc(struct nbd *n, struct conn *c,
 
 void nbd_reply_put(struct nbd *n, struct reply *r)
 {
-	if (r->hdr_len > REPLY_POOL_HDR || n->reply_pooled >= POOL_MAX) {
+	if (!POOLED || r->hdr_len > REPLY_POOL_HDR || n->reply_pooled >= POOL_MAX) {
 		free(r);
 		return;
 	}
@@ -105,7 +105,7 @@ struct io *nbd_io_new(struct nbd *n)
 
 void nbd_io_put(struct nbd *n, struct io *io)
 {
-	if (n->io_pooled >= POOL_MAX) {
+	if (!POOLED || n->io_pooled >= POOL_MAX) {
 		free(io);
 		return;
 	}
