@@ -7,7 +7,12 @@
  * reply. No BPF, no checks beyond what keeps the stream in step, no
  * policy, no slots: a malloc'd buffer per request. Like bsteer it serves
  * a file io_uring would hand to io-wq (tmpfs) on the ring's own thread
- * (pread/pwrite), unless --no-inline; else the ops go to io_uring.
+ * (pread/pwrite), unless --no-inline; else the ops go to io_uring, but
+ * for writes of up to 64 KiB to a file whose buffered writes io_uring
+ * would punt (ext4): those are pwrite()s here too, as bsteer's default
+ * does them. A READ over 64 KiB is spliced, as bsteer's are: from the
+ * file into a pipe (inline where io_uring would punt, else a SPLICE op),
+ * the reply's header sent with MSG_MORE, then the pipe into the socket.
  *
  * The handshake is blocking and minimal (fixed newstyle, OPT_GO or
  * EXPORT_NAME, any export name); it is not what is measured.
@@ -30,6 +35,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -39,8 +45,15 @@
 
 #define MAX_CONNS	64
 #define MAX_IO		(32u << 20)
+#define INLINE_MAX	(64u << 10)	/* bsteer's inline reads and writes, and splice */
+#define PIPE_SIZE	(1u << 20)	/* a spliced read's most: bsteer's slot */
 
-enum { K_ACCEPT = 1, K_HDR, K_PAYLOAD, K_FILE, K_SEND };
+enum { K_ACCEPT = 1, K_HDR, K_PAYLOAD, K_FILE, K_SEND, K_SPLICE_IN, K_SPLICE_OUT };
+
+struct pipe_ent {
+	struct pipe_ent *next;
+	int fd[2];
+};
 
 struct req {
 	struct conn *c;
@@ -50,6 +63,7 @@ struct req {
 	struct iovec iov[2];
 	struct msghdr msg;
 	unsigned char *buf;
+	struct pipe_ent *pipe;	/* a spliced read's data */
 	__u32 len, got;
 	__u16 type;
 	int err;
@@ -67,7 +81,9 @@ struct conn {
 static struct io_uring ring;
 static int file_fd, lfd;
 static __u64 file_size;
-static bool inline_io = true;
+static bool inline_io = true;	/* every op on the ring's thread (tmpfs) */
+static bool inline_writes;	/* small writes on it (ext4) */
+static struct pipe_ent *free_pipes;
 static volatile sig_atomic_t stop;
 
 static void on_signal(int sig)
@@ -94,6 +110,49 @@ static struct io_uring_sqe *sqe_get(void)
 		exit(1);
 	}
 	return s;
+}
+
+/* ---- pipes for spliced reads, kept for the next ---- */
+
+static struct pipe_ent *pipe_get(void)
+{
+	struct pipe_ent *p = free_pipes;
+
+	if (p) {
+		free_pipes = p->next;
+		return p;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	if (pipe2(p->fd, O_CLOEXEC) || fcntl(p->fd[1], F_SETPIPE_SZ, PIPE_SIZE) < 0) {
+		fprintf(stderr, "floor: cannot make a %u-byte pipe: %s\n", PIPE_SIZE, strerror(errno));
+		exit(1);
+	}
+	return p;
+}
+
+static void pipe_put(struct pipe_ent *p)
+{
+	p->next = free_pipes;
+	free_pipes = p;
+}
+
+static void pipe_close(struct pipe_ent *p)
+{
+	close(p->fd[0]);
+	close(p->fd[1]);
+	free(p);
+}
+
+static void req_free(struct req *r)
+{
+	if (r->pipe && (r->err || r->got < r->len))
+		pipe_close(r->pipe);	/* it may hold data: not for the next */
+	else if (r->pipe)
+		pipe_put(r->pipe);
+	free(r->buf);
+	free(r);
 }
 
 /* ---- the blocking handshake ---- */
@@ -160,12 +219,10 @@ static void conn_put(struct conn *c)
 		struct req *r = c->head;
 
 		c->head = r->next;
-		free(r->buf);
-		free(r);
+		req_free(r);
 	}
 	if (c->rx)
-		free(c->rx->buf);
-	free(c->rx);
+		req_free(c->rx);
 	close(c->fd);
 	free(c);
 }
@@ -196,7 +253,7 @@ static void send_next(struct conn *c)
 		return;
 	c->sending = true;
 	s = sqe_get();
-	io_uring_prep_sendmsg(s, c->fd, &r->msg, MSG_WAITALL | MSG_NOSIGNAL);
+	io_uring_prep_sendmsg(s, c->fd, &r->msg, MSG_WAITALL | MSG_NOSIGNAL | r->msg.msg_flags);
 	io_uring_sqe_set_data64(s, ud(K_SEND, r));
 	c->refs++;
 }
@@ -204,20 +261,56 @@ static void send_next(struct conn *c)
 static void reply(struct req *r)
 {
 	struct conn *c = r->c;
-	bool data = r->type == NBD_CMD_READ && !r->err;
+	bool data = r->type == NBD_CMD_READ && !r->err && !r->pipe;
 
 	nbd_put32(r->reply, NBD_SIMPLE_REPLY_MAGIC);
 	nbd_put32(r->reply + 4, r->err);
 	memcpy(r->reply + 8, r->hdr + 8, 8);	/* the cookie */
 	r->iov[0] = (struct iovec){ r->reply, NBD_REPLY_LEN };
 	r->iov[1] = (struct iovec){ r->buf, data ? r->len : 0 };
-	r->msg = (struct msghdr){ .msg_iov = r->iov, .msg_iovlen = data ? 2 : 1 };
+	r->msg = (struct msghdr){ .msg_iov = r->iov, .msg_iovlen = data ? 2 : 1,
+				  .msg_flags = r->pipe && !r->err ? MSG_MORE : 0 };
 	if (c->tail)
 		c->tail->next = r;
 	else
 		c->head = r;
 	c->tail = r;
 	send_next(c);
+}
+
+/* The rest of a spliced read's data, from its pipe into the socket. */
+static void splice_out(struct req *r)
+{
+	struct io_uring_sqe *s = sqe_get();
+
+	io_uring_prep_splice(s, r->pipe->fd[0], -1, r->c->fd, -1, r->len - r->got, 0);
+	io_uring_sqe_set_data64(s, ud(K_SPLICE_OUT, r));
+	r->c->refs++;
+}
+
+/* A READ over INLINE_MAX: the file's pages into a pipe, not copied. */
+static void splice_in(struct req *r, __u64 off)
+{
+	struct io_uring_sqe *s;
+	loff_t o = off;
+	ssize_t n;
+
+	r->pipe = pipe_get();
+	if (!r->pipe) {
+		r->err = ENOMEM;
+		reply(r);
+		return;
+	}
+	if (inline_io) {
+		n = splice(file_fd, &o, r->pipe->fd[1], NULL, r->len, SPLICE_F_NONBLOCK);
+		r->err = n == (ssize_t)r->len ? 0 : n < 0 ? errno : EIO;
+		reply(r);
+		return;
+	}
+	s = sqe_get();
+	io_uring_prep_splice(s, file_fd, off, r->pipe->fd[1], -1, r->len, 0);
+	io_uring_sqe_set_data64(s, ud(K_SPLICE_IN, r));
+	r->c->refs++;
 }
 
 /* The file op, inline or on the ring. */
@@ -227,7 +320,11 @@ static void file_op(struct req *r)
 	struct io_uring_sqe *s;
 	ssize_t n;
 
-	if (inline_io) {
+	if (r->type == NBD_CMD_READ && r->len > INLINE_MAX && r->len <= PIPE_SIZE) {
+		splice_in(r, off);
+		return;
+	}
+	if (inline_io || (inline_writes && r->type == NBD_CMD_WRITE && r->len <= INLINE_MAX)) {
 		n = r->type == NBD_CMD_READ ? pread(file_fd, r->buf, r->len, off) :
 		    r->type == NBD_CMD_WRITE ? pwrite(file_fd, r->buf, r->len, off) :
 		    fdatasync(file_fd);
@@ -262,8 +359,14 @@ static void on_header(struct conn *c)
 		conn_kill(c);
 		return;
 	}
-	if ((r->type == NBD_CMD_READ || r->type == NBD_CMD_WRITE) &&
-	    (r->len > MAX_IO || !(r->buf = malloc(r->len ? r->len : 1)))) {
+	if ((r->type == NBD_CMD_READ || r->type == NBD_CMD_WRITE) && r->len > MAX_IO) {
+		conn_kill(c);
+		return;
+	}
+	/* A spliced read needs no buffer. */
+	if (!(r->type == NBD_CMD_READ && r->len > INLINE_MAX && r->len <= PIPE_SIZE) &&
+	    (r->type == NBD_CMD_READ || r->type == NBD_CMD_WRITE) &&
+	    !(r->buf = malloc(r->len ? r->len : 1))) {
 		conn_kill(c);
 		return;
 	}
@@ -351,15 +454,26 @@ static void on_cqe(const struct io_uring_cqe *cqe)
 		r->err = res < 0 ? -res : 0;
 		reply(r);
 		break;
+	case K_SPLICE_IN:
+		r->err = res == (int)r->len ? 0 : res < 0 ? -res : EIO;
+		reply(r);
+		break;
 	case K_SEND:
+	case K_SPLICE_OUT:
+		if (res < 0) {
+			conn_kill(c);
+		} else if (r->pipe && !r->err) {	/* the header is out, or some data */
+			r->got += kind == K_SPLICE_OUT ? res : 0;
+			if (r->got < r->len) {
+				splice_out(r);
+				break;
+			}
+		}
 		c->sending = false;
 		c->head = r->next;
 		if (!c->head)
 			c->tail = NULL;
-		if (res < 0)
-			conn_kill(c);
-		free(r->buf);
-		free(r);
+		req_free(r);
 		send_next(c);
 		break;
 	}
@@ -441,8 +555,13 @@ int main(int argc, char **argv)
 	}
 	file_size = st.st_size;
 	/* As bsteer's --inline-io auto: the ring's thread only where io_uring would punt. */
-	if (inline_io && !fstatfs(file_fd, &fs) && fs.f_type != TMPFS_MAGIC)
+	if (inline_io && !fstatfs(file_fd, &fs) && fs.f_type != TMPFS_MAGIC) {
+		struct iovec v = { NULL, 1 };
+
 		inline_io = false;
+		/* Refused before the buffer is looked at: io_uring punts its writes. */
+		inline_writes = pwritev2(file_fd, &v, 1, 0, RWF_NOWAIT) < 0 && errno == EOPNOTSUPP;
+	}
 	lfd = listen_on(listen_spec);
 	if (lfd < 0) {
 		fprintf(stderr, "floor: cannot listen on %s: %s\n", listen_spec, strerror(errno));
@@ -456,7 +575,7 @@ int main(int argc, char **argv)
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
 	fprintf(stderr, "floor: serving %s on %s (%s)\n", file, listen_spec,
-		inline_io ? "inline" : "io_uring");
+		inline_io ? "inline" : inline_writes ? "io_uring, small writes inline" : "io_uring");
 	arm_accept();
 	while (!stop) {
 		int rc = io_uring_submit_and_wait(&ring, 1);
