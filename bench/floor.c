@@ -17,8 +17,11 @@
  * The handshake is blocking and minimal (fixed newstyle, OPT_GO or
  * EXPORT_NAME, any export name); it is not what is measured.
  *
+ * With --threads N, N such threads, each with its own ring, all accepting
+ * on the one listening socket, as bsteer's workers do.
+ *
  * Usage: floor (--listen unix:PATH | --listen tcp:HOST:PORT) --file PATH
- *              [--no-inline]
+ *              [--no-inline] [--threads N]
  * It runs until SIGINT or SIGTERM.
  */
 #include <errno.h>
@@ -34,6 +37,7 @@
 #include <linux/magic.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
@@ -78,19 +82,12 @@ struct conn {
 	bool sending;
 };
 
-static struct io_uring ring;
+static __thread struct io_uring ring;	/* each thread its own */
 static int file_fd, lfd;
 static __u64 file_size;
 static bool inline_io = true;	/* every op on the ring's thread (tmpfs) */
 static bool inline_writes;	/* small writes on it (ext4) */
-static struct pipe_ent *free_pipes;
-static volatile sig_atomic_t stop;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop = 1;
-}
+static __thread struct pipe_ent *free_pipes;
 
 static __u64 ud(int kind, void *p)
 {
@@ -423,8 +420,7 @@ static void on_cqe(const struct io_uring_cqe *cqe)
 	if (kind == K_ACCEPT) {
 		if (res >= 0)
 			on_accept(res);
-		if (!stop)
-			arm_accept();
+		arm_accept();
 		return;
 	}
 	c = r->c;
@@ -515,37 +511,72 @@ static int listen_on(const char *spec)
 	return listen(fd, 128) ? -1 : fd;
 }
 
+/* A thread's ring, set up as bsteer's worker's, serving until the end. */
+static void *serve(void *arg)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_SINGLE_ISSUER |
+				      IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE,
+				     .cq_entries = 4096 };
+	struct io_uring_cqe *cqe;
+	unsigned head, n;
+
+	(void)arg;
+	if (io_uring_queue_init_params(256, &ring, &p)) {
+		fprintf(stderr, "floor: io_uring_queue_init failed\n");
+		exit(1);
+	}
+	arm_accept();
+	for (;;) {
+		int rc = io_uring_submit_and_wait(&ring, 1);
+
+		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+			fprintf(stderr, "floor: io_uring_enter: %s\n", strerror(-rc));
+			exit(1);
+		}
+		n = 0;
+		io_uring_for_each_cqe(&ring, head, cqe) {
+			on_cqe(cqe);
+			n++;
+		}
+		io_uring_cq_advance(&ring, n);
+	}
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "listen", required_argument, NULL, 'l' },
 		{ "file", required_argument, NULL, 'f' },
 		{ "no-inline", no_argument, NULL, 'n' },
+		{ "threads", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	struct io_uring_params p = { .flags = IORING_SETUP_SINGLE_ISSUER |
-				      IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE,
-				     .cq_entries = 4096 };
 	const char *listen_spec = NULL, *file = NULL;
-	struct io_uring_cqe *cqe;
+	int o, threads = 1, i;
 	struct statfs fs;
+	sigset_t sigs;
 	struct stat st;
-	unsigned head, n;
-	int o;
+	pthread_t tid;
 
-	while ((o = getopt_long(argc, argv, "l:f:nh", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "l:f:nt:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'l': listen_spec = optarg; break;
 		case 'f': file = optarg; break;
 		case 'n': inline_io = false; break;
+		case 't': threads = atoi(optarg); break;
 		default:
-			fprintf(stderr, "usage: floor --listen unix:PATH|tcp:HOST:PORT --file PATH [--no-inline]\n");
+			fprintf(stderr, "usage: floor --listen unix:PATH|tcp:HOST:PORT --file PATH [--no-inline] [--threads N]\n");
 			return o == 'h' ? 0 : 2;
 		}
 	}
 	if (!listen_spec || !file) {
 		fprintf(stderr, "floor: --listen and --file are needed (see --help)\n");
+		return 2;
+	}
+	if (threads < 1 || threads > 64) {
+		fprintf(stderr, "floor: --threads takes 1 to 64\n");
 		return 2;
 	}
 	file_fd = open(file, O_RDWR | O_CLOEXEC);
@@ -567,31 +598,22 @@ int main(int argc, char **argv)
 		fprintf(stderr, "floor: cannot listen on %s: %s\n", listen_spec, strerror(errno));
 		return 1;
 	}
-	if (io_uring_queue_init_params(256, &ring, &p)) {
-		fprintf(stderr, "floor: io_uring_queue_init failed\n");
-		return 1;
-	}
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
+	/* The threads serve; this one waits for the signal that ends it all. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	fprintf(stderr, "floor: serving %s on %s (%s)\n", file, listen_spec,
-		inline_io ? "inline" : inline_writes ? "io_uring, small writes inline" : "io_uring");
-	arm_accept();
-	while (!stop) {
-		int rc = io_uring_submit_and_wait(&ring, 1);
-
-		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
-			fprintf(stderr, "floor: io_uring_enter: %s\n", strerror(-rc));
+	fprintf(stderr, "floor: serving %s on %s (%s), %d thread%s\n", file, listen_spec,
+		inline_io ? "inline" : inline_writes ? "io_uring, small writes inline" : "io_uring",
+		threads, threads > 1 ? "s" : "");
+	for (i = 0; i < threads; i++) {
+		if (pthread_create(&tid, NULL, serve, NULL)) {
+			fprintf(stderr, "floor: cannot start a thread\n");
 			return 1;
 		}
-		n = 0;
-		io_uring_for_each_cqe(&ring, head, cqe) {
-			on_cqe(cqe);
-			n++;
-		}
-		io_uring_cq_advance(&ring, n);
 	}
-	io_uring_queue_exit(&ring);
+	sigwait(&sigs, &o);
 	if (!strncmp(listen_spec, "unix:", 5))
 		unlink(listen_spec + 5);
 	return 0;

@@ -77,7 +77,9 @@ start() {	# start SERVER [BSTEER-OPTIONS...]
 		nbdkit -f --exit-with-parent $l -e d file "$D/img" >"$D/server.log" 2>&1 & ;;
 	floor)
 		[ "$TR" = unix ] && l="unix:$D/s.sock" || l="tcp:127.0.0.1:$PORT"
-		build/bench/floor --listen "$l" --file "$D/img" >"$D/server.log" 2>&1 & ;;
+		# As many threads as bsteer's default: the CPUs, at most 8.
+		build/bench/floor --listen "$l" --file "$D/img" --threads "$(t=$(nproc); echo $((t > 8 ? 8 : t)))" \
+			>"$D/server.log" 2>&1 & ;;
 	bsteer|bsteer-mirror)
 		[ "$TR" = unix ] && l="unix:$D/s.sock" || l="tcp:127.0.0.1:$PORT"
 		local legs=$D/img

@@ -9,8 +9,9 @@
 # ratio against nbdkit from the same run.
 #
 # Servers: nbdkit file, qemu-nbd --cache=writeback --aio=io_uring, the
-# floor (bench/floor.c: one ring set up as bsteer's, header, file op,
-# reply, nothing else; built by make bench), bsteer passthrough, bsteer
+# floor (bench/floor.c: rings set up as bsteer's, as many, making its
+# choices of inline I/O and splice; header, file op, reply, nothing else;
+# built by make bench), bsteer passthrough, bsteer
 # mirror (a second leg on the same filesystem). All go through the page
 # cache. Each row is also a ratio to the floor's IOPS and CPU per IO.
 # Per run: IOPS, MiB/s, p50/p99 completion latency (fio), server CPU per IO
@@ -123,7 +124,7 @@ start() {	# start SERVER TRANSPORT
 			>"$D/server.log" 2>&1 & ;;
 	floor)
 		[ "$2" = unix ] && l="unix:$D/s.sock" || l="tcp:127.0.0.1:$PORT"
-		build/bench/floor --listen "$l" --file "$D/img" >"$D/server.log" 2>&1 & ;;
+		build/bench/floor --listen "$l" --file "$D/img" --threads "$THREADS" >"$D/server.log" 2>&1 & ;;
 	bsteer|bsteer-mirror)
 		[ "$2" = unix ] && l="unix:$D/s.sock" || l="tcp:127.0.0.1:$PORT"
 		local legs="$D/img"
