@@ -4,21 +4,21 @@
 # bench/nbd-prof.sh: where an NBD server's CPU goes, per IO, for one fio
 # workload, servers in turns: bsteer serve against the floor
 # (bench/floor.c) and nbdkit, the same image and client as bench/nbd.sh.
-# Per server, over the middle of a run: IOPS, server CPU per IO, and per IO
-# the io_uring_enter calls, SQEs, CQEs, io-wq hand-offs and context
-# switches (perf stat on tracepoints); then a perf record of the server
-# (cpu-clock, call graphs) cut into what the kernel and the server spend a
-# request on: header receive, reply send, file read or write, io_uring's
-# own work, BPF programs, and the server's userspace, in us per IO
-# (inclusive shares of the server's samples times its CPU per IO). The
-# perf data stays in a temporary directory. See BENCHMARKS.md, "Where the
+# Per server, three fio runs on one server: IOPS and server CPU per IO
+# with nothing attached; per IO the io_uring_enter calls, SQEs, CQEs,
+# io-wq hand-offs and context switches (perf stat on tracepoints); and a
+# perf record of the server (cpu-clock, call graphs) cut into what it
+# spends a request on: receive, send, file read or write, io_uring's own
+# work, the BPF hooks, and its userspace, in us per IO (inclusive shares
+# of its samples times the first run's CPU per IO; they overlap where one
+# calls another). The perf data stays in a temporary directory. See BENCHMARKS.md, "Where the
 # floor's lead comes from".
 #
 # Usage: bench/nbd-prof.sh [--rw RW] [--bs BS] [--qd N] [--transport unix|tcp]
 #                          [--dir DIR] [--runtime SECS] [--servers LIST]
 #                          [--json] [-- BSTEER-SERVE-OPTIONS...]
 #   defaults: randread, 4k, QD32, unix, a 1 GiB image in /dev/shm (tmpfs),
-#   8 s per server, --servers floor,bsteer,nbdkit; --dir /var/tmp for ext4;
+#   3 runs of 8 s per server, --servers floor,bsteer,nbdkit; --dir /var/tmp for ext4;
 #   bsteer-mirror, another server, is a 2-leg mirror (a copy beside the image)
 # Examples:
 #   bench/nbd-prof.sh
@@ -44,7 +44,7 @@ while [ $# -gt 0 ]; do
 done
 case $TR in unix|tcp) ;; *) echo "bench/nbd-prof.sh: --transport unix or tcp" >&2; exit 2 ;; esac
 case $RUNTIME in ''|*[!0-9]*) echo "bench/nbd-prof.sh: --runtime takes whole seconds" >&2; exit 2 ;; esac
-[ "$RUNTIME" -ge 4 ] || { echo "bench/nbd-prof.sh: --runtime is at least 4 s" >&2; exit 2; }
+[ "$RUNTIME" -ge 5 ] || { echo "bench/nbd-prof.sh: --runtime is at least 5 s" >&2; exit 2; }
 for s in ${SERVERS//,/ }; do
 	case $s in floor|bsteer|bsteer-mirror|nbdkit) ;; *) echo "bench/nbd-prof.sh: unknown server $s (floor, bsteer, bsteer-mirror, nbdkit)" >&2; exit 2 ;; esac
 done
@@ -103,27 +103,47 @@ stop() {
 	SERVER=""
 }
 
-cpu_ticks() {	# utime+stime of every thread of $SERVER, in clock ticks
+cpu_ticks() {	# utime+stime of the server, all its threads (gone ones too), in ticks
 	awk '{ print $14 + $15 }' "/proc/$SERVER/stat"
 }
 
-EVENTS=syscalls:sys_enter_io_uring_enter,io_uring:io_uring_submit_req,io_uring:io_uring_complete,io_uring:io_uring_queue_async_work,context-switches,task-clock
-echo "bench/nbd-prof.sh: $RW $BS QD$QD over $TR, image in $DIR, ${RUNTIME}s per server" >&2
+# fio_run NAME [COMMAND...]: fio for RUNTIME s; COMMAND runs over its
+# middle (from 2 s in, for RUNTIME - 3 s), not near either end.
+fio_run() {
+	local name=$1
+	shift
+	fio --name=p --ioengine=nbd --uri="$URI" --rw="$RW" --bs="$BS" --iodepth="$QD" \
+		--time_based --runtime="$RUNTIME" --ramp_time=1 --output-format=json \
+		>"$D/$name.fio.json" 2>"$D/$name.fio.err" &
+	local fio_pid=$!
+	sleep 2
+	"$@"
+	wait "$fio_pid" || { echo "bench/nbd-prof.sh: fio failed ($name):" >&2; cat "$D/$name.fio.err" >&2; exit 1; }
+}
+
+ticks_over() {	# ticks_over FILE: the server's CPU ticks over the window
+	local t0 t1
+	t0=$(cpu_ticks)
+	sleep "$WINDOW"
+	t1=$(cpu_ticks)
+	echo $((t1 - t0)) >"$1"
+}
+
+EVENTS=syscalls:sys_enter_io_uring_enter,io_uring:io_uring_submit_req,io_uring:io_uring_complete,io_uring:io_uring_queue_async_work,context-switches
+WINDOW=$((RUNTIME - 3))
+echo "bench/nbd-prof.sh: $RW $BS QD$QD over $TR, image in $DIR, 3 runs of ${RUNTIME}s per server" >&2
 others=$(find /sys/fs/bpf/bsteer -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
 [ "$others" -gt 0 ] && echo "bench/nbd-prof.sh: warning: $others other bsteer instance(s) live: their hooks run at every io_uring event here too" >&2
 for s in ${SERVERS//,/ }; do
 	case $s in bsteer*) start "$s" "$@" ;; *) start "$s" ;; esac
-	fio --name=p --ioengine=nbd --uri="$URI" --rw="$RW" --bs="$BS" --iodepth="$QD" \
-		--time_based --runtime="$RUNTIME" --ramp_time=1 --output-format=json \
-		>"$D/$s.fio.json" 2>"$D/$s.fio.err" &
-	fio_pid=$!
-	sleep 2
-	# Half the run is counted, a third of it profiled: neither near its ends.
-	half=$((RUNTIME / 2)) third=$((RUNTIME / 3))
-	perf stat -x, -e "$EVENTS" -p "$SERVER" -o "$D/$s.stat" -- sleep "$half" 2>/dev/null
-	perf record -q -g -e cpu-clock -F 4999 -p "$SERVER" -o "$D/$s.data" -- sleep "$third" \
-		>/dev/null 2>&1
-	wait "$fio_pid" || { echo "bench/nbd-prof.sh: fio failed on $s:" >&2; cat "$D/$s.fio.err" >&2; exit 1; }
+	# Three runs, so that no figure is taken under another's instruments:
+	# CPU per IO with nothing attached; counts per IO under perf stat
+	# (tracepoints slow a server, but a count per IO stays what it is);
+	# the profile's shares under perf record (sampling only).
+	fio_run "$s.plain" ticks_over "$D/$s.ticks"
+	fio_run "$s.count" perf stat -x, -e "$EVENTS" -p "$SERVER" -o "$D/$s.stat" -- sleep "$WINDOW"
+	fio_run "$s.prof" perf record -q -g -e cpu-clock -F 4999 -p "$SERVER" -o "$D/$s.data" \
+		-- sleep "$WINDOW"
 	perf report -i "$D/$s.data" --children --sort sym --stdio -g none --percent-limit 0.3 \
 		2>/dev/null >"$D/$s.children"
 	perf report -i "$D/$s.data" --no-children --sort dso --stdio -g none 2>/dev/null >"$D/$s.dso"
@@ -131,8 +151,8 @@ for s in ${SERVERS//,/ }; do
 	echo "bench/nbd-prof.sh: $s done" >&2
 done
 
-python3 - "$D" "$SERVERS" "$((RUNTIME / 2))" "$JSON" "$RW $BS QD$QD over $TR, image in $DIR" <<'PY'
-import json, re, sys
+python3 - "$D" "$SERVERS" "$WINDOW" "$JSON" "$RW $BS QD$QD over $TR, image in $DIR" <<'PY'
+import json, os, re, sys
 d, servers, window, as_json, what = sys.argv[1], sys.argv[2].split(","), float(sys.argv[3]), sys.argv[4] == "1", sys.argv[5]
 
 # Inclusive shares: a sample counts in every group whose function is on
@@ -151,7 +171,7 @@ GROUPS = [
     # way in (every bsteer instance on the machine runs at every event).
     ("BPF at io_uring_submit_req", r"^bpf_trace_run1$"),
     ("BPF at io_uring_complete", r"^bpf_trace_run3$"),
-    ("switched out (schedule)", r"^__schedule$"),
+    ("the scheduler (__schedule)", r"^__schedule$"),
 ]
 
 def fio_iops(s):
@@ -184,11 +204,13 @@ def user_share(s):
     return share
 
 res = {}
+hz = os.sysconf("SC_CLK_TCK")
 for s in servers:
     st = stat(s)
-    iops = fio_iops(s)
-    ios = iops * window          # fio's rate over the counted window
-    cpu = st.get("task-clock", 0) * 1e3 / ios if ios else 0   # task-clock is in ms
+    iops = fio_iops(s + ".plain")
+    ticks = float(open("%s/%s.ticks" % (d, s)).read())
+    cpu = ticks / hz * 1e6 / (iops * window) if iops else 0
+    ios = fio_iops(s + ".count") * window   # the counted run's IOs
     ch = children(s)
     groups = {}
     for name, rx in GROUPS:
