@@ -33,6 +33,7 @@
 #   bench/direct.sh --rounds 5 --runtime 20 --out /tmp/direct
 set -u
 cd "$(dirname "$0")/.." || exit 1
+. bench/lib.sh
 ROUNDS=3 RUNTIME=10 SIZE=1G THREADS=$(nproc) DIR=/var/tmp OUT=""
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -91,13 +92,7 @@ start() {	# start SERVER
 			--instance "bench-direct-$$" --threads "$THREADS" >"$D/server.log" 2>&1 & ;;
 	esac
 	SERVER=$!
-	for _ in $(seq 100); do
-		nbdinfo --size "$URI" >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	echo "bench/direct.sh: $1 did not start:" >&2
-	cat "$D/server.log" >&2
-	exit 1
+	served "$URI" "bench/direct.sh: $1 did not start" "$D/server.log"
 }
 
 stop() { kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null; SERVER=; }

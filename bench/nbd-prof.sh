@@ -26,6 +26,7 @@
 #   bench/nbd-prof.sh --servers floor,bsteer -- --inline-io off
 set -u
 cd "$(dirname "$0")/.." || exit 1
+. bench/lib.sh
 RW=randread BS=4k QD=32 TR=unix DIR=/dev/shm RUNTIME=8 SERVERS=floor,bsteer,nbdkit JSON=0
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -88,13 +89,7 @@ start() {	# start SERVER [BSTEER-OPTIONS...]
 			>"$D/server.log" 2>&1 & ;;
 	esac
 	SERVER=$!
-	for _ in $(seq 100); do
-		nbdinfo --size "$URI" >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	echo "bench/nbd-prof.sh: $s did not start:" >&2
-	cat "$D/server.log" >&2
-	exit 1
+	served "$URI" "bench/nbd-prof.sh: $s did not start" "$D/server.log"
 }
 
 stop() {

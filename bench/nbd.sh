@@ -37,6 +37,7 @@
 # bench/results/YYYYmmdd-HHMMSS).
 set -u
 cd "$(dirname "$0")/.." || exit 1
+. bench/lib.sh
 ROUNDS=3 RUNTIME=10 SIZE=1G FS=tmpfs QUICK=0 OUT="" THREADS=$(nproc) WL=""
 ARGS=("$@")
 while [ $# -gt 0 ]; do
@@ -134,13 +135,7 @@ start() {	# start SERVER TRANSPORT
 			>"$D/server.log" 2>&1 & ;;
 	esac
 	SERVER=$!
-	for _ in $(seq 100); do
-		nbdinfo --size "$(uri "$2")" >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	echo "bench/nbd.sh: $1 did not start on $2:" >&2
-	cat "$D/server.log" >&2
-	exit 1
+	served "$(uri "$2")" "bench/nbd.sh: $1 did not start on $2" "$D/server.log"
 }
 
 stop() { kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null; SERVER=; }
