@@ -108,6 +108,9 @@ finish() {
 start_serve() {
 	local sock=$1
 	shift
+	# Emptied here, not by the redirection below: that happens in the
+	# child, and the wait may read the last server's "listening" first.
+	: >"$T/serve.log"
 	"$BSTEER" serve --listen "unix:$sock" "$@" >"$T/serve.log" 2>&1 &
 	SERVE=$!
 	PIDS+=("$SERVE")

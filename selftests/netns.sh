@@ -37,6 +37,7 @@ make_netns() {
 start_tcp() {
 	local addr=$1
 	shift
+	: >"$T/serve.log"	# before the fork: see start_serve
 	"$BSTEER" serve --listen "tcp:$addr" --allow-remote "$@" >"$T/serve.log" 2>&1 &
 	SERVE=$!
 	PIDS+=("$SERVE")

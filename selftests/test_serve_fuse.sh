@@ -23,6 +23,7 @@ AFTER_KILL+=("umount -l '$M'")
 
 # start_fuse ARGS...: bsteer serve --fuse $M, until it serves (or died).
 start_fuse() {
+	: >"$T/serve.log"	# before the fork: see start_serve in lib.sh
 	"$BSTEER" serve --fuse "$M" --instance "$INST" "$@" >"$T/serve.log" 2>&1 &
 	SERVE=$!
 	PIDS+=("$SERVE")
@@ -100,6 +101,7 @@ stop_serve
 
 # NBD and FUSE at once, over the same export.
 S=$T/nbd.sock
+: >"$T/serve.log"
 "$BSTEER" serve --fuse "$M" --listen "unix:$S" --instance "$INST" \
 	--export "d=$T/a.img,$T/b.img,policy=mirror" >"$T/serve.log" 2>&1 &
 SERVE=$!

@@ -30,6 +30,9 @@ pids_round() {	# pids_round WHAT -p-ARGS... (A and B stand for the PIDs)
 		x=${x//A/$a}
 		args+=("${x//B/$b}")
 	done
+	# Emptied before the fork, or the wait below may read the last
+	# round's "ready" and open the gates before this tracer is attached.
+	: >"$T/p.err"
 	"$BSTEER" trace --json "${args[@]}" >"$T/p.json" 2>"$T/p.err" &
 	local tr=$!
 	PIDS+=("$tr")
