@@ -107,9 +107,28 @@ static __always_inline __u8 fixed_dir(__u8 opcode)
 }
 
 /*
+ * A frontend's payload receive (bsteer_frontend_recv) names its slot by
+ * address, not index: find it in the request's record of the op instead.
+ */
+static __always_inline int recv_slot(__u64 ud, __u32 *slot)
+{
+	__u32 r = bsteer_ud_req(ud), op = bsteer_ud_op(ud);
+	struct bsteer_req *rq;
+
+	if (!bsteer_ud_ours(ud) || op >= BSTEER_REQ_OPS)
+		return -1;
+	rq = bpf_map_lookup_elem(&reqs, &r);
+	if (!rq)
+		return -1;
+	*slot = rq->ops[op].slot;
+	return 0;
+}
+
+/*
  * Issue side: count the kernel's fixed-buffer ops per slot and check each
- * against the lease. Tracing cannot stop the op; the executor's checks are
- * what prevent a bad one. This is the independent witness.
+ * against the lease, and the socket receives into a slot as well. Tracing
+ * cannot stop the op; the executor's checks are what prevent a bad one.
+ * This is the independent witness.
  */
 SEC("tp_btf/io_uring_submit_req")
 int BPF_PROG(bsteer_issue, struct io_kiocb *req)
@@ -123,15 +142,26 @@ int BPF_PROG(bsteer_issue, struct io_kiocb *req)
 	if (!ring)
 		return 0;
 	opcode = req->opcode;
-	need = fixed_dir(opcode);
-	if (!need)
-		return 0;
-	slot = req->buf_index;
-	stat_inc(BSTEER_ST_KOPS);
-	m = bpf_map_lookup_elem(&slot_meta, &slot);
-	if (!m)
-		return 0;
-	__sync_fetch_and_add(&m->kops, 1);
+	if (opcode == IORING_OP_RECV) {
+		/* kops stays the fixed-buffer count the tracer can match. */
+		if (recv_slot(req->cqe.user_data, &slot))
+			return 0;
+		need = BSTEER_DIR_FILL;
+		stat_inc(BSTEER_ST_KRECVS);
+		m = bpf_map_lookup_elem(&slot_meta, &slot);
+		if (!m)
+			return 0;
+	} else {
+		need = fixed_dir(opcode);
+		if (!need)
+			return 0;
+		slot = req->buf_index;
+		stat_inc(BSTEER_ST_KOPS);
+		m = bpf_map_lookup_elem(&slot_meta, &slot);
+		if (!m)
+			return 0;
+		__sync_fetch_and_add(&m->kops, 1);
+	}
 	if ((m->state != BSTEER_SLOT_LEASED &&
 	     m->state != BSTEER_SLOT_RELEASING) || !(m->dir & need)) {
 		stat_inc(BSTEER_ST_VIOLATIONS);

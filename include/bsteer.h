@@ -471,7 +471,7 @@ enum bsteer_stat {
 	BSTEER_ST_DEC_STALE,		/* decision cookie did not match */
 	BSTEER_ST_DEC_MISSING,		/* no decision even after fallback */
 	BSTEER_ST_NO_POLICY,		/* tail call found no policy */
-	BSTEER_ST_VIOLATIONS,		/* fixed-buffer op against the lease */
+	BSTEER_ST_VIOLATIONS,		/* slot op at issue against the lease */
 	BSTEER_ST_FOREIGN,		/* completion outside the owner task */
 	BSTEER_ST_KOPS,			/* fixed-buffer ops seen at issue */
 	BSTEER_ST_OPS_SUBMITTED,
@@ -494,6 +494,7 @@ enum bsteer_stat {
 	BSTEER_ST_INLINE_WRITES,	/* writes to a punting file (ext4) done inline */
 	BSTEER_ST_INLINE_SLOW,		/* ... that took the budget or longer: a back-off */
 	BSTEER_ST_INLINE_BACKOFF,	/* writes sent to io-wq during a back-off */
+	BSTEER_ST_KRECVS,		/* socket receives into a slot seen at issue */
 	BSTEER_ST__MAX,
 };
 

@@ -518,6 +518,16 @@ int bsteer_frontend_op(struct bsteer_engine *e, __u32 req, __u8 opcode,
 int bsteer_frontend_op_linked(struct bsteer_engine *e, __u32 req, __u8 opcode,
 			      __u32 file, __u32 slot, __u32 len, __u64 offset);
 /*
+ * A payload receive from socket @file into @slot: one RECV with
+ * MSG_WAITALL, which the kernel retries until all @len bytes are in, so it
+ * comes back short only when the peer leaves or errs (its rest then goes
+ * out as a READ, as above). @link: as bsteer_frontend_op_linked(). It uses
+ * the slot's address, not its registration, so the issue hook's fixed-buffer
+ * audit (and the tracer) do not see it; the executor's checks still apply.
+ */
+int bsteer_frontend_recv(struct bsteer_engine *e, __u32 req, __u32 file,
+			 __u32 slot, __u32 len, bool link);
+/*
  * Send @prefix bytes the frontend wrote into @slot's headroom, right before
  * its data, and then @len bytes of data, as one stream write to @file.
  * -EINVAL if the prefix does not fit the headroom or the two the slot.

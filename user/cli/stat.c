@@ -48,6 +48,7 @@ static const char *const stat_names[BSTEER_ST__MAX] = {
 	[BSTEER_ST_VIOLATIONS]		= "violations",
 	[BSTEER_ST_FOREIGN]		= "foreign_completions",
 	[BSTEER_ST_KOPS]		= "kernel_fixed_ops",
+	[BSTEER_ST_KRECVS]		= "kernel_slot_recvs",
 	[BSTEER_ST_OPS_SUBMITTED]	= "ops_submitted",
 	[BSTEER_ST_OPS_COMPLETED]	= "ops_completed",
 	[BSTEER_ST_OPS_SHORT]		= "ops_short",

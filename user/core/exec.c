@@ -10,10 +10,12 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include "core/engine.h"
 
 #define OPF_LINK	0x20000000u	/* engine's own: link the next SQE to it */
 #define OPF_OWN		0x40000000u	/* ... no SQE: the frontend completes it */
+#define OPF_RECV	0x10000000u	/* ... a socket's receive, whole or EOF */
 
 /*
  * Does policy op READ of @len at @slot_off go into the slot's pipe? Only
@@ -59,7 +61,7 @@ static const char *check_piped(struct bsteer_engine *e, __u32 r,
 /* An engine-level op: the arrival NOP, a WAIT, a frontend's own transfer. */
 static int prep_sqe(struct bsteer_engine *e, struct bsteer_op_priv *o,
 		    __u8 opcode, __u32 file, __u32 slot, void *buf, __u32 len,
-		    __u64 offset, __u64 ud, bool link)
+		    __u64 offset, __u64 ud, __u32 flags)
 {
 	struct io_uring_sqe *sqe = bsteer_engine_sqe(e);
 
@@ -67,7 +69,15 @@ static int prep_sqe(struct bsteer_engine *e, struct bsteer_op_priv *o,
 		return -EBUSY;
 	switch (opcode) {
 	case BSTEER_OP_READ:
-		io_uring_prep_read_fixed(sqe, file, buf, len, offset, slot);
+		if (flags & OPF_RECV)
+			/*
+			 * The kernel retries a short receive itself until
+			 * all @len are in: one CQE per payload, and the
+			 * header linked behind it is not cancelled by one.
+			 */
+			io_uring_prep_recv(sqe, file, buf, len, MSG_WAITALL);
+		else
+			io_uring_prep_read_fixed(sqe, file, buf, len, offset, slot);
 		sqe->flags |= IOSQE_FIXED_FILE;
 		break;
 	case BSTEER_OP_WRITE:
@@ -88,7 +98,7 @@ static int prep_sqe(struct bsteer_engine *e, struct bsteer_op_priv *o,
 		break;
 	}
 	io_uring_sqe_set_data64(sqe, ud);
-	if (link)
+	if (flags & OPF_LINK)
 		sqe->flags |= IOSQE_IO_LINK;
 	return 0;
 }
@@ -156,7 +166,7 @@ static int submit_op(struct bsteer_engine *e, __u32 r, __u32 op, __u8 opcode,
 		err = 0;	/* bsteer_frontend_op_own(): the frontend posts it */
 	} else {
 		err = prep_sqe(e, o, opcode, file, slot, buf, len, offset, ud,
-			       frontend && (flags & OPF_LINK));
+			       frontend ? flags & (OPF_LINK | OPF_RECV) : 0);
 	}
 	if (err) {
 		o->piped = 0;
@@ -241,6 +251,16 @@ int bsteer_frontend_op_linked(struct bsteer_engine *e, __u32 r, __u8 opcode,
 			      __u32 file, __u32 slot, __u32 len, __u64 offset)
 {
 	return frontend_op(e, r, opcode, file, slot, 0, len, offset, OPF_LINK, NULL);
+}
+
+int bsteer_frontend_recv(struct bsteer_engine *e, __u32 r, __u32 file,
+			 __u32 slot, __u32 len, bool link)
+{
+	if (slot == BSTEER_NO_SLOT || !len)
+		return -EINVAL;
+	return frontend_op(e, r, BSTEER_OP_READ, file, slot, 0, len,
+			   BSTEER_OFF_STREAM, OPF_RECV | (link ? OPF_LINK : 0),
+			   NULL);
 }
 
 int bsteer_frontend_send_prefixed(struct bsteer_engine *e, __u32 r,

@@ -586,8 +586,8 @@ static int recv_part(struct nbd *n, struct io *io)
 	/*
 	 * The last part's payload is followed in the stream by the next
 	 * header: receive that right behind it, linked, rather than a loop
-	 * turn later. A payload read that comes up short cancels it; it is
-	 * armed again once the rest is in.
+	 * turn later. The payload's receive waits for all of it, so only a
+	 * client that leaves mid-payload cancels the header's.
 	 */
 	bool link = io->recv_next == io->nparts && header_may_follow(c);
 	__u64 ud;
@@ -617,9 +617,8 @@ static int recv_part(struct nbd *n, struct io *io)
 		return 0;
 	}
 	bsteer_engine_reserve(n->e, 2);	/* the payload and the next header */
-	err = (link ? bsteer_frontend_op_linked : bsteer_frontend_op)
-		(n->e, req, BSTEER_OP_READ, BSTEER_FRONTEND_FILE(c->idx),
-		 rq->slot, rq->len, BSTEER_OFF_STREAM);
+	err = bsteer_frontend_recv(n->e, req, BSTEER_FRONTEND_FILE(c->idx),
+				   rq->slot, rq->len, link);
 	if (err)
 		return err;
 	if (link) {
