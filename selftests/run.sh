@@ -2,9 +2,11 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #
 # Runs every selftest: the C tests in build/selftests/ and the shell tests
-# selftests/test_*.sh, once per build in PASSES. Each gets a timeout; the kernel log is checked for
-# WARNING/BUG after each. Exit 77 is a skip, which counts as a failure when
-# CI=true. Ends with one line: "N passed, N failed, N skipped".
+# selftests/test_*.sh, once per build in PASSES. Each gets a timeout; after
+# each, the kernel log is checked for WARNING/BUG, and what the test left
+# of loop devices and mounts of its temp dirs is a failure. Exit 77 is a
+# skip, which counts as a failure when CI=true. Ends with one line:
+# "N passed, N failed, N skipped".
 #
 # Usage: selftests/run.sh [NAME_SUBSTRING...]
 set -u
@@ -51,6 +53,30 @@ want() {
 
 dmesg_lines() { dmesg 2>/dev/null | wc -l; }
 
+# Loop devices and mounts of a test's temp dirs (lib.sh: bsteer-test.*)
+# still there after it: a test undoes what it makes. A loop device let go
+# with autoclear is detached once closed, a moment after its holder
+# exits: so they get 10 s to go.
+leftovers() {
+	{ losetup -a; grep ' ' /proc/mounts; } 2>/dev/null | grep 'bsteer-test\.'
+}
+left_behind() {
+	for _ in $(seq 50); do
+		[ -z "$(leftovers)" ] && return 1
+		sleep 0.2
+	done
+	return 0
+}
+clear_leftovers() {	# so that the next test starts clean
+	local dev mnt
+	for dev in $(losetup -a 2>/dev/null | grep 'bsteer-test\.' | cut -d: -f1); do
+		losetup -d "$dev"
+	done
+	for mnt in $(awk '$2 ~ /bsteer-test\./ { print $2 }' /proc/mounts); do
+		umount -l "$mnt"
+	done
+}
+
 for BUILD in $PASSES; do
 export BUILD
 for t in $(list_tests "$BUILD"); do
@@ -66,6 +92,12 @@ for t in $(list_tests "$BUILD"); do
 	if dmesg 2>/dev/null | tail -n +"$((before + 1))" | grep -qE 'WARNING:|BUG:|Oops'; then
 		echo "kernel log after $name:" >>"$log"
 		dmesg | tail -n +"$((before + 1))" | grep -E -A5 'WARNING:|BUG:|Oops' >>"$log"
+		rc=1
+	fi
+	if left_behind; then
+		echo "left behind by $name:" >>"$log"
+		leftovers >>"$log"
+		clear_leftovers
 		rc=1
 	fi
 	if [ $rc -eq 77 ] && [ "${CI:-}" = true ]; then
