@@ -141,5 +141,22 @@ stop_serve() {
 	[ $rc -eq 0 ] || { cat "$T/serve.log" >&2; fail "server exited $rc"; }
 }
 
+# The client that writes while legs change (test_leg*.sh, test_rbd_move.sh).
+WRITER=$PWD/selftests/leg_writer.py
+# writer N SECS: it writes to $U for SECS s in the background, logging
+# what was acknowledged to $T/ackedN; its PID in WPID, once it has one.
+writer() {
+	rm -f "$T/started$1"
+	/usr/bin/python3 "$WRITER" write "$U" "$2" "$1" "$T/acked$1" "$T/started$1" \
+		>"$T/writer$1.log" 2>&1 &
+	WPID=$!
+	PIDS+=("$WPID")
+	wait_for 60 sh -c "[ -e '$T/started$1' ] || ! kill -0 $WPID" || fail "writer $1 did not start"
+	[ -e "$T/started$1" ] || { cat "$T/writer$1.log" >&2; fail "writer $1 exited before its first write"; }
+}
+legstate() {	# legstate LEG: its state in bsteer stat $INST --json (of export 0)
+	"$BSTEER" stat "$INST" --json >"$T/st.json" && json "$T/st.json" "exports.0.legs.$1.state"
+}
+
 # Debian's python3 has the libnbd bindings; a python3 earlier in PATH may not.
 nbdsh() { PATH=/usr/bin:$PATH command nbdsh "$@"; }

@@ -18,25 +18,11 @@
 . "$(dirname "$0")/lib.sh"
 need_root
 need_tools nbdkit nbdcopy nbdsh psktool python3
-WRITER=$PWD/selftests/leg_writer.py
 SIZE=64M
 INST=$(instance leg)
 S=$T/s.sock
 U="nbd+unix:///m?socket=$S"
 
-# writer N SECS: a client writing in the background (its PID in WPID)
-writer() {
-	rm -f "$T/started$1"
-	/usr/bin/python3 "$WRITER" write "$U" "$2" "$1" "$T/acked$1" "$T/started$1" \
-		>"$T/writer$1.log" 2>&1 &
-	WPID=$!
-	PIDS+=("$WPID")
-	wait_for 60 sh -c "[ -e '$T/started$1' ] || ! kill -0 $WPID" || fail "writer $1 did not start"
-	[ -e "$T/started$1" ] || { cat "$T/writer$1.log" >&2; fail "writer $1 exited before its first write"; }
-}
-legstate() {	# legstate LEG: its state in bsteer stat --json
-	"$BSTEER" stat "$INST" --json >"$T/st.json" && json "$T/st.json" "exports.0.legs.$1.state"
-}
 refused() {	# refused WHAT PATTERN ARGS...: exit 1, the reason in one line
 	local what=$1 pat=$2 rc
 	shift 2

@@ -12,24 +12,11 @@
 . "$(dirname "$0")/lib.sh"
 need_root
 need_tools losetup blockdev nbdcopy python3
-WRITER=$PWD/selftests/leg_writer.py
 SIZE=64M
 INST=$(instance legblk)
 S=$T/s.sock
 U="nbd+unix:///m?socket=$S"
 
-writer() {	# writer N SECS: as test_leg.sh's, its PID in WPID
-	rm -f "$T/started$1"
-	/usr/bin/python3 "$WRITER" write "$U" "$2" "$1" "$T/acked$1" "$T/started$1" \
-		>"$T/writer$1.log" 2>&1 &
-	WPID=$!
-	PIDS+=("$WPID")
-	wait_for 60 sh -c "[ -e '$T/started$1' ] || ! kill -0 $WPID" || fail "writer $1 did not start"
-	[ -e "$T/started$1" ] || { cat "$T/writer$1.log" >&2; fail "writer $1 exited before its first write"; }
-}
-legstate() {	# legstate LEG: its state in bsteer stat --json
-	"$BSTEER" stat "$INST" --json >"$T/st.json" && json "$T/st.json" "exports.0.legs.$1.state"
-}
 # loop FILE: a loop device over FILE in LOOP, detached when the test ends.
 # (Not called as $(loop ...): a subshell's AFTER_KILL would be lost.)
 loop() {
